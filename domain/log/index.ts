@@ -1,0 +1,4 @@
+export * from './event';
+export * from './eventLog';
+export * from './registry';
+export * from './validate';

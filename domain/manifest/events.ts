@@ -1,0 +1,28 @@
+import type { Static } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
+import { DigestSchema, RepoNameSchema } from '../oci/schemas';
+
+export const ManifestPushedV1 = Type.Object(
+  {
+    repo: RepoNameSchema,
+    digest: DigestSchema,
+    mediaType: Type.String({ minLength: 1, maxLength: 255 }),
+    size: Type.Integer({ minimum: 0 }),
+    /** Digests of the blobs and child manifests this manifest references. */
+    references: Type.Array(DigestSchema),
+    /** The manifest this one refers to (OCI 1.1 `subject`), for the referrers API. */
+    subject: Type.Optional(DigestSchema),
+    artifactType: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  },
+  { additionalProperties: false },
+);
+export type ManifestPushed = Static<typeof ManifestPushedV1>;
+
+export const ManifestDeletedV1 = Type.Object(
+  { repo: RepoNameSchema, digest: DigestSchema },
+  { additionalProperties: false },
+);
+export type ManifestDeleted = Static<typeof ManifestDeletedV1>;
+
+export const manifestStream = (repo: string, digest: string): string =>
+  `manifest/${repo}@${digest}`;

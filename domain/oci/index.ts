@@ -1,0 +1,5 @@
+export * from './digest';
+export * from './repoName';
+export * from './tag';
+export * from './reference';
+export * from './schemas';

@@ -1,0 +1,4 @@
+export * from './buildIndex';
+export * from './tagHistory';
+export * from './blobIndex';
+export * from './registry';

@@ -1,0 +1,67 @@
+import type { Digest, Position, Projection, RecordedEvent } from '../domain';
+
+/** One change of one tag. Partition = `repo:tag`, id = the position, zero-padded to sort. */
+export type TagChangeDoc = {
+  readonly kind: 'pushed' | 'deleted';
+  readonly digest?: Digest;
+  readonly previous?: Digest;
+  readonly position: Position;
+  readonly at: string;
+  readonly actor: string;
+  readonly cluster: string;
+};
+
+/** Width of ids so that code-point order is position order (positions < 10^16). */
+export const historyIdWidth = 16;
+export const historyId = (position: Position): string =>
+  String(position).padStart(historyIdWidth, '0');
+export const historyPartition = (repo: string, tag: string): string => `${repo}:${tag}`;
+
+/** Every change of every tag, with time, actor and position: the audit trail. */
+export const tagHistoryProjection: Projection<TagChangeDoc> = {
+  name: 'tag-history',
+  version: 1,
+  eventTypes: ['TagPushed', 'TagDeleted'],
+  keysOf: (event: RecordedEvent) =>
+    event.type === 'TagPushed' || event.type === 'TagDeleted'
+      ? [
+          {
+            partition: historyPartition(event.data.repo, event.data.tag),
+            id: historyId(event.position),
+          },
+        ]
+      : [],
+  evolve: (_doc, event) => {
+    if (event.type !== 'TagPushed' && event.type !== 'TagDeleted') return undefined;
+    const { at, actor, cluster } = event.metadata;
+    return {
+      kind: event.type === 'TagPushed' ? 'pushed' : 'deleted',
+      ...(event.type === 'TagPushed' && { digest: event.data.digest as Digest }),
+      ...(event.data.previous !== undefined && { previous: event.data.previous as Digest }),
+      position: event.position,
+      at,
+      actor,
+      cluster,
+    };
+  },
+};
+
+export type AsOf = { readonly position: Position } | { readonly time: number };
+
+/**
+ * The change in effect at a position or a time, given a tag's history in position order.
+ * By time, the last change whose `at` is not after it (clocks of writers may disagree; the
+ * log order decides between changes with out-of-order times: the later position wins).
+ */
+export const changeAsOf = (
+  history: readonly TagChangeDoc[],
+  asOf: AsOf,
+): TagChangeDoc | undefined => {
+  let found: TagChangeDoc | undefined;
+  for (const change of history) {
+    const inEffect =
+      'position' in asOf ? change.position <= asOf.position : Date.parse(change.at) <= asOf.time;
+    if (inEffect) found = change;
+  }
+  return found;
+};

@@ -1,0 +1,386 @@
+#!/usr/bin/env bash
+# Single-node Apache Kafka broker (KRaft, combined broker+controller) for tests.
+# No Docker, no tarball: the jars come from Maven Central via test/services/kafka/pom.xml.
+# Run `test/services/kafka.sh --help` for usage.
+set -euo pipefail
+
+SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
+REPO_ROOT="$(cd -- "$SCRIPT_DIR/../.." && pwd -P)"
+
+POM="$SCRIPT_DIR/kafka/pom.xml"
+KAFKA_TOOLS_DIR="${KAFKA_TOOLS_DIR:-$REPO_ROOT/.tools/kafka}"
+LIB_DIR="$KAFKA_TOOLS_DIR/lib"
+CONF_DIR="$KAFKA_TOOLS_DIR/conf"
+DATA_DIR="${KAFKA_DATA_DIR:-$KAFKA_TOOLS_DIR/data}"
+LOG_FILE="$KAFKA_TOOLS_DIR/broker.log"
+PID_FILE="$KAFKA_TOOLS_DIR/broker.pid"
+PORT_FILE="$KAFKA_TOOLS_DIR/broker.port"
+STAMP_FILE="$LIB_DIR/.pom.sha256"
+
+HOST=127.0.0.1
+KAFKA_PORT="${KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
+KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
+
+usage() {
+  cat <<EOF
+Usage: test/services/kafka.sh <command> [--fresh]
+
+Runs a real single-node Apache Kafka broker (KRaft mode, broker+controller in
+one JVM) on $HOST for tests, from jars fetched with Maven (no Docker).
+
+Commands:
+  install          Copy the broker jars into .tools/kafka/lib with
+                   'mvn dependency:copy-dependencies' (skipped when the jars for
+                   the current pom are already there).
+  start [--fresh]  Install if needed, format the data dir if it is not formatted
+                   (or wipe and re-format it with --fresh), start the broker in the
+                   background and wait until it answers client requests.
+                   Prints KAFKA_BROKERS=$HOST:<port> on stdout (all other output
+                   goes to stderr, so: eval "\$(test/services/kafka.sh start)").
+                   Exits 0 when it is already running.
+  stop             SIGTERM, wait up to \$KAFKA_STOP_TIMEOUT s, then SIGKILL.
+                   Exits 0 when it is not running.
+  restart          stop, then start WITHOUT wiping data (topics and records survive).
+  status           Say whether it is running (exit 0) or not (exit 3).
+  -h, --help       This text.
+
+Environment:
+  KAFKA_PORT             client (PLAINTEXT) port      [19092]
+  KAFKA_CONTROLLER_PORT  KRaft controller port        [19093]
+  KAFKA_DATA_DIR         log/metadata dir              [.tools/kafka/data]
+  KAFKA_HEAP_OPTS        JVM heap flags                [-Xms128m -Xmx512m]
+  KAFKA_START_TIMEOUT    seconds to wait for readiness [90]
+  KAFKA_STOP_TIMEOUT     seconds before SIGKILL        [30]
+  KAFKA_TOOLS_DIR        work dir (lib, conf, log, pid) [.tools/kafka]
+
+Files: pom $POM
+       log $LOG_FILE (root logger at WARN), pid $PID_FILE
+EOF
+}
+
+log() { printf 'kafka.sh: %s\n' "$*" >&2; }
+die() {
+  log "ERROR: $*"
+  exit 1
+}
+
+need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is not on PATH"; }
+
+pom_version() {
+  # <kafka.version>X</kafka.version> from the pom
+  sed -n 's:.*<kafka.version>\([^<]*\)</kafka.version>.*:\1:p' "$POM" | head -n 1
+}
+
+pom_hash() { sha256sum "$POM" | cut -d' ' -f1; }
+
+is_installed() {
+  local v
+  v="$(pom_version)"
+  [[ -n $v && -f "$LIB_DIR/kafka_2.13-$v.jar" && -f $STAMP_FILE ]] &&
+    [[ "$(cat "$STAMP_FILE")" == "$(pom_hash)" ]]
+}
+
+cmd_install() {
+  [[ -f $POM ]] || die "missing $POM"
+  if is_installed; then
+    log "jars already installed in $LIB_DIR (kafka $(pom_version)); skipping"
+    return 0
+  fi
+  need mvn
+  need java
+  log "installing kafka $(pom_version) jars into $LIB_DIR (mvn dependency:copy-dependencies) ..."
+  local t0=$SECONDS tmp="$LIB_DIR.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  if ! mvn -B -q -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$tmp" >&2; then
+    rm -rf "$tmp"
+    die "mvn dependency:copy-dependencies failed (see output above)"
+  fi
+  [[ -f "$tmp/kafka_2.13-$(pom_version).jar" ]] || {
+    rm -rf "$tmp"
+    die "kafka_2.13-$(pom_version).jar was not copied"
+  }
+  pom_hash >"$tmp/.pom.sha256"
+  rm -rf "$LIB_DIR"
+  mv "$tmp" "$LIB_DIR"
+  log "installed $(find "$LIB_DIR" -name '*.jar' | wc -l) jars ($(du -sh "$LIB_DIR" | cut -f1)) in $((SECONDS - t0))s"
+}
+
+# ---- process helpers ---------------------------------------------------------
+
+# Prints the pid of our broker if it is running, else returns 1.
+running_pid() {
+  [[ -f $PID_FILE ]] || return 1
+  local pid
+  pid="$(tr -dc '0-9' <"$PID_FILE")"
+  [[ -n $pid ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  # guard against pid reuse: it must be a JVM running kafka.Kafka with our config
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "kafka.Kafka $CONF_DIR/server.properties" ||
+    return 1
+  printf '%s\n' "$pid"
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+kafka_major() {
+  local jar
+  jar="$(find "$LIB_DIR" -maxdepth 1 -name 'kafka_2.13-*.jar' | head -n 1)"
+  [[ -n $jar ]] || die "no kafka_2.13 jar in $LIB_DIR"
+  jar="${jar##*/kafka_2.13-}"
+  printf '%s\n' "${jar%%.*}"
+}
+
+# Metadata v4 request over raw TCP; succeeds when the broker answers and lists
+# at least one broker (i.e. it is registered and serving client requests).
+probe_metadata() {
+  local resp
+  exec 3<>"/dev/tcp/$HOST/$KAFKA_PORT" || return 1
+  # size=20 | api_key=3 (Metadata) | api_version=4 | correlation_id=0x4b414b41
+  # | client_id="probe" | topics=null(-1) | allow_auto_topic_creation=false
+  printf '\x00\x00\x00\x14\x00\x03\x00\x04\x4b\x41\x4b\x41\x00\x05probe\xff\xff\xff\xff\x00' >&3 || {
+    exec 3>&-
+    return 1
+  }
+  # response: size(4) correlation_id(4) throttle_time_ms(4) brokers_count(4)
+  resp="$(timeout 2 head -c 16 <&3 | od -An -tx1 | tr -d ' \n')" || true
+  exec 3>&-
+  [[ ${#resp} -eq 32 && ${resp:8:8} == 4b414b41 ]] || return 1
+  ((16#${resp:24:8} >= 1))
+}
+
+write_config() {
+  mkdir -p "$CONF_DIR"
+  cat >"$CONF_DIR/server.properties" <<EOF
+# generated by test/services/kafka.sh -- edits are overwritten on start
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$DATA_DIR
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+num.network.threads=2
+num.io.threads=2
+num.recovery.threads.per.data.dir=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+delete.topic.enable=true
+EOF
+  if (($(kafka_major) >= 4)); then
+    # Kafka 4.x logs through log4j2; the shipped YAML config would need
+    # jackson-dataformat-yaml, so use the properties format.
+    cat >"$CONF_DIR/log4j2.properties" <<'EOF'
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.out.ref = OUT
+logger.raft.name = kafka.server.KafkaRaftServer
+logger.raft.level = INFO
+EOF
+    LOG_OPTS=(-Dlog4j2.configurationFile="$CONF_DIR/log4j2.properties")
+  else
+    # Kafka 3.x logs through slf4j-reload4j (log4j 1.x properties format).
+    cat >"$CONF_DIR/log4j.properties" <<'EOF'
+log4j.rootLogger=WARN, out
+log4j.appender.out=org.apache.log4j.ConsoleAppender
+log4j.appender.out.layout=org.apache.log4j.PatternLayout
+log4j.appender.out.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.server.KafkaRaftServer=INFO
+EOF
+    LOG_OPTS=(-Dlog4j.configuration="file:$CONF_DIR/log4j.properties")
+  fi
+}
+
+storage_tool_class() {
+  # zip entry names are stored uncompressed, so grep finds them in the jar
+  if LC_ALL=C grep -qaF 'kafka/tools/StorageTool.class' "$LIB_DIR"/kafka_2.13-*.jar; then
+    echo kafka.tools.StorageTool
+  else
+    echo org.apache.kafka.tools.StorageTool
+  fi
+}
+
+format_storage() {
+  local cluster_id
+  # 16 random bytes, base64url without padding = a Kafka Uuid string (22 chars)
+  cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  rm -rf "$DATA_DIR"
+  mkdir -p "$DATA_DIR"
+  log "formatting $DATA_DIR (cluster id $cluster_id)"
+  java "${LOG_OPTS[@]}" -Xmx256m -cp "$LIB_DIR/*" "$(storage_tool_class)" \
+    format -t "$cluster_id" -c "$CONF_DIR/server.properties" >>"$LOG_FILE" 2>&1 || {
+    tail -n 30 "$LOG_FILE" >&2 || true
+    die "formatting the storage failed"
+  }
+}
+
+print_brokers() { printf 'KAFKA_BROKERS=%s:%s\n' "$HOST" "$1"; }
+
+cmd_start() {
+  local fresh=0 arg
+  for arg in "$@"; do
+    case "$arg" in
+    --fresh) fresh=1 ;;
+    *) die "start: unknown argument '$arg'" ;;
+    esac
+  done
+
+  local pid
+  if pid="$(running_pid)"; then
+    log "already running (pid $pid)"
+    print_brokers "$(cat "$PORT_FILE" 2>/dev/null || echo "$KAFKA_PORT")"
+    return 0
+  fi
+
+  cmd_install
+  need java
+  if port_in_use "$KAFKA_PORT"; then
+    die "port $HOST:$KAFKA_PORT is already in use by another process (set KAFKA_PORT)"
+  fi
+  if port_in_use "$KAFKA_CONTROLLER_PORT"; then
+    die "port $HOST:$KAFKA_CONTROLLER_PORT is already in use by another process (set KAFKA_CONTROLLER_PORT)"
+  fi
+
+  mkdir -p "$KAFKA_TOOLS_DIR"
+  rm -f "$PID_FILE" "$PORT_FILE"
+  : >"$LOG_FILE"
+  LOG_OPTS=()
+  write_config
+
+  if ((fresh)) || [[ ! -f "$DATA_DIR/meta.properties" ]]; then
+    format_storage
+  else
+    log "keeping existing data in $DATA_DIR (use --fresh to wipe it)"
+  fi
+
+  local t0=$SECONDS
+  # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS is a list of flags
+  local -a jvm=(java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true
+    "${LOG_OPTS[@]}" -Dkafka.logs.dir="$KAFKA_TOOLS_DIR"
+    -cp "$LIB_DIR/*" kafka.Kafka "$CONF_DIR/server.properties")
+  # The child writes its own pid (so it is right even if setsid forks), then
+  # becomes the JVM. setsid keeps the broker out of the caller's process group
+  # (a Ctrl-C aimed at a later command does not hit it); all stdio is redirected
+  # so a caller reading our stdout (execSync, $(...)) does not hang on it.
+  local -a detach=()
+  command -v setsid >/dev/null 2>&1 && detach=(setsid)
+  "${detach[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$PID_FILE" "${jvm[@]}" \
+    </dev/null >>"$LOG_FILE" 2>&1 &
+  log "starting broker on $HOST:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT), log $LOG_FILE"
+
+  local deadline=$((SECONDS + KAFKA_START_TIMEOUT)) started=0
+  pid=""
+  while ((SECONDS < deadline)); do
+    [[ -n $pid ]] || pid="$(tr -dc '0-9' <"$PID_FILE" 2>/dev/null || true)"
+    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+      log "broker process $pid exited during startup; last lines of $LOG_FILE:"
+      tail -n 40 "$LOG_FILE" >&2 || true
+      rm -f "$PID_FILE"
+      die "kafka failed to start"
+    fi
+    if ((!started)) && grep -q 'Kafka Server started' "$LOG_FILE" 2>/dev/null; then
+      started=1
+    fi
+    if ((started)) && probe_metadata; then
+      echo "$KAFKA_PORT" >"$PORT_FILE"
+      log "ready in $((SECONDS - t0))s (pid $pid)"
+      print_brokers "$KAFKA_PORT"
+      return 0
+    fi
+    sleep 0.5
+  done
+
+  log "broker not ready after ${KAFKA_START_TIMEOUT}s; last lines of $LOG_FILE:"
+  tail -n 40 "$LOG_FILE" >&2 || true
+  [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$PID_FILE"
+  die "kafka did not become ready within ${KAFKA_START_TIMEOUT}s"
+}
+
+cmd_stop() {
+  local pid
+  if ! pid="$(running_pid)"; then
+    log "not running"
+    rm -f "$PID_FILE" "$PORT_FILE"
+    return 0
+  fi
+  log "stopping broker (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+    sleep 0.2
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "still alive after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  fi
+  rm -f "$PID_FILE" "$PORT_FILE"
+  log "stopped"
+}
+
+cmd_status() {
+  local pid
+  if pid="$(running_pid)"; then
+    local port
+    port="$(cat "$PORT_FILE" 2>/dev/null || echo "$KAFKA_PORT")"
+    log "running (pid $pid) on $HOST:$port, data $DATA_DIR"
+    print_brokers "$port"
+    return 0
+  fi
+  log "not running"
+  return 3
+}
+
+main() {
+  local cmd="${1:-}"
+  [[ $# -gt 0 ]] && shift
+  case "$cmd" in
+  install)
+    [[ $# -eq 0 ]] || die "install takes no arguments"
+    cmd_install
+    ;;
+  start) cmd_start "$@" ;;
+  stop)
+    [[ $# -eq 0 ]] || die "stop takes no arguments"
+    cmd_stop
+    ;;
+  restart)
+    [[ $# -eq 0 ]] || die "restart takes no arguments (it never wipes data)"
+    cmd_stop
+    cmd_start
+    ;;
+  status) cmd_status ;;
+  -h | --help | help) usage ;;
+  "")
+    usage >&2
+    exit 2
+    ;;
+  *)
+    log "unknown command '$cmd'"
+    usage >&2
+    exit 2
+    ;;
+  esac
+}
+
+main "$@"
