@@ -9,14 +9,18 @@ export type ExpectedVersion = number | 'no-stream' | 'any';
 
 export type AppendOptions = {
   /**
-   * Compare-and-swap on one stream. Only valid when every event of the batch has the same
-   * stream; otherwise the append fails with `EVENT_INVALID`.
+   * Compare-and-swap on one stream. A number or `'no-stream'` is only valid when every event
+   * of the batch has the same stream; otherwise the append fails with `EVENT_INVALID`.
+   * `'any'` checks nothing and is valid on any batch.
    */
   readonly expectedVersion?: ExpectedVersion;
 };
 
 export type ReadOptions = {
-  /** At most this many events (default 1000 for `readBatch`). */
+  /**
+   * At most this many events, an integer ≥ 1 (default 1000). A page may hold fewer before
+   * the end of the log; only an empty page means nothing is at or after `from` yet.
+   */
   readonly limit?: number;
 };
 
@@ -40,13 +44,23 @@ export type ReadOptions = {
  *   `LOG_CLOSED` after `close()`, `LOG_CORRUPT` when stored data cannot be decoded.
  */
 export interface EventLog {
-  /** Appends a batch; resolves with the position of the batch's last event. */
+  /**
+   * Appends a batch; resolves with the greatest position among the batch's events, new or
+   * already known (so a read at that position reflects the whole batch). An empty batch
+   * writes nothing and resolves with the head.
+   */
   append(events: readonly ShoalEvent[], options?: AppendOptions): Promise<Position>;
 
-  /** Events with `position >= from`, in order, at most `limit` of them. */
+  /**
+   * Events with `position >= from`, in order, at most `limit` of them. `from` is an integer
+   * ≥ 0 (0 and 1 both mean the start), else `POSITION_INVALID`.
+   */
   readBatch(from: Position, options?: ReadOptions): Promise<RecordedEvent[]>;
 
-  /** All events with `position >= from` that exist now, in order, read page by page. */
+  /**
+   * All events with `position >= from` (default 1) up to the head when iteration starts, in
+   * order, read page by page; it ends there even when appends continue.
+   */
   read(from?: Position): AsyncIterable<RecordedEvent>;
 
   /** Every event of one stream, in stream order. */
@@ -56,7 +70,8 @@ export interface EventLog {
    * Events with `position >= from`: first those already in the log (catch-up), then new
    * ones as they are appended (live), by this process or any other. No event is missed or
    * delivered twice at the hand-over. Events from other processes arrive within a bounded
-   * delay (adapter option `liveDelayMs`). Errors end the Observable with a `ShoalError`.
+   * delay (adapter option `liveDelayMs`). `from` defaults to 1. Errors end the Observable
+   * with a `ShoalError`; `close()` completes it.
    */
   subscribe(from?: Position): Observable<RecordedEvent>;
 

@@ -105,7 +105,7 @@ listeners_on_port() {
 # docker-registry process still listens on :5000, say so (and stop it when we
 # installed the package in this run).
 ensure_port_free_of_package_services() {
-  local fresh="$1" port="$RESERVED_PORT" pid comm
+  local fresh="$1" port="$RESERVED_PORT" pid comm killed=0
   if [ "$fresh" = 1 ]; then
     if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
       log "apt: disabling the docker-registry systemd service (it would listen on :$port)"
@@ -123,11 +123,17 @@ ensure_port_free_of_package_services() {
     if [ "$fresh" = 1 ] && [ "$comm" = "docker-registry" ]; then
       log "apt: stopping package service $comm (pid $pid) listening on :$port"
       as_root kill "$pid" || true
+      killed=1
     else
       log "apt: WARNING: port $port is in use by ${comm:-?} (pid $pid); Shoal's proxy needs it"
     fi
   done
-  [ -n "$(listeners_on_port "$port")" ] || log "apt: port $port is free"
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    [ -n "$(listeners_on_port "$port")" ] || { log "apt: port $port is free"; return; }
+    [ "$killed" = 1 ] || return 0
+    sleep 0.5
+  done
+  log "apt: WARNING: port $port is still in use"
 }
 
 install_apt() {
@@ -206,7 +212,7 @@ install_conformance() {
   json="$(cd "$TOOLS_DIR" && go mod download -json "$CONFORMANCE_MODULE@$CONFORMANCE_VERSION")" \
     || die "go: go mod download failed: $json"
   dir="$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
-  [ -n "$dir" ] && [ -d "$dir" ] || die "go: no module directory in: $json"
+  if [ -z "$dir" ] || [ ! -d "$dir" ]; then die "go: no module directory in: $json"; fi
   # The module cache is read-only: build from a writable copy.
   work="$(mktemp -d "${TMPDIR:-/tmp}/shoal-conformance.XXXXXX")"
   cp -R "$dir/." "$work/"

@@ -1,0 +1,656 @@
+import { existsSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import type { Subscriber } from 'rxjs';
+import { Observable } from 'rxjs';
+import type {
+  AppendOptions,
+  EventLog,
+  Position,
+  ReadOptions,
+  RecordedEvent,
+  ShoalEvent,
+} from '../../../domain';
+import { ShoalError, isShoalError } from '../../../domain';
+import type { StreamExpectation } from '../appendRules';
+import {
+  checkBatch,
+  firstPosition,
+  logClosed,
+  readLimit,
+  wrongExpectedVersion,
+  yieldToEventLoop,
+} from '../appendRules';
+
+/**
+ * The embedded log: one SQLite file in WAL mode, shared by every Shoal process on the host.
+ *
+ * Layout (format 1): `events` holds one row per event; `position` is the rowid
+ * (AUTOINCREMENT, so a position is never reused), `id` is unique (idempotent appends) and
+ * `(stream, stream_version)` is unique (compare-and-swap). `meta` holds `magic` and `format`:
+ * a file without them is not opened, let alone changed.
+ *
+ * Writers serialize on SQLite's write lock: each batch is one `BEGIN IMMEDIATE` transaction
+ * that checks ids, checks `expectedVersion` and inserts, so positions follow commit order
+ * across processes and are dense (a rolled-back batch gives its positions back).
+ */
+export const sqliteLogMagic = 'shoal-event-log';
+export const sqliteLogFormat = 1;
+/** `PRAGMA application_id`, "SHOL": lets `file(1)` and other tools recognize a Shoal log. */
+const applicationId = 0x53484f4c;
+
+export const defaultPollIntervalMs = 25;
+export const defaultPageSize = 2000;
+export const defaultBusyTimeoutMs = 5000;
+
+export type SqliteEventLogOptions = {
+  /**
+   * How often live subscriptions look for events appended by other connections (another
+   * process, or another handle on the same file), in ms; default 25. Appends through this
+   * handle reach its subscribers at once. The delay for other writers (`liveDelayMs`) is at
+   * most one interval plus the time to read the new page: about 30 ms with the default.
+   */
+  readonly pollIntervalMs?: number;
+  /** Rows per page for `read` and subscription catch-up; default 2000. */
+  readonly pageSize?: number;
+  /** Close the database in `close()`. False for a handle the caller built and still owns. */
+  readonly closeDatabase?: boolean;
+};
+
+export type OpenSqliteEventLogOptions = SqliteEventLogOptions & {
+  /**
+   * `'full'` (default): `synchronous=FULL`, every commit syncs the WAL, so an acknowledged
+   * append survives a process kill and a power loss. `'normal'`: `synchronous=NORMAL`, the WAL
+   * is synced only at checkpoints; an acknowledged append still survives kill -9 (the OS has
+   * the write) but the last commits may be lost on power loss or a kernel crash.
+   */
+  readonly durability?: 'full' | 'normal';
+  /**
+   * How long a writer waits for another process's write lock before the append fails with
+   * the retriable `LOG_UNAVAILABLE`, in ms; default 5000. The wait blocks this process's event
+   * loop (better-sqlite3 is synchronous); write transactions are short, so waits are too.
+   */
+  readonly busyTimeoutMs?: number;
+  /** Page cache of this connection, in MiB; default 64 (the id and stream indexes). */
+  readonly cacheSizeMiB?: number;
+  /**
+   * WAL pages after which a commit also checkpoints the WAL into the main file; default 10000
+   * (about 40 MB). SQLite's 1000 checkpoints so often that batched appends, which dirty
+   * index pages all over the file, write those pages again and again: 10000 measured about
+   * 40% more batched throughput. The price: a WAL of that size on disk, and the commit that
+   * checkpoints takes tens of ms.
+   */
+  readonly walAutocheckpointPages?: number;
+};
+
+type Db = Database.Database;
+
+const positive = (name: string, value: number | undefined, fallback: number): number => {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new ShoalError('CONFIG_INVALID', `sqlite log: ${name} must be an integer ≥ 1`, {
+      detail: { field: name, value },
+    });
+  }
+  return value;
+};
+
+const sqliteCode = (error: unknown): string | undefined => {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_') ? code : undefined;
+};
+
+/** Vendor errors stop here: every SQLite failure leaves as a ShoalError with a code. */
+const translate = (error: unknown, doing: string): ShoalError => {
+  if (isShoalError(error)) return error;
+  const code = sqliteCode(error);
+  const message = error instanceof Error ? error.message : String(error);
+  const detail = code === undefined ? undefined : { sqlite: code };
+  if (code === undefined) {
+    if (error instanceof TypeError && /database connection is not open/.test(message)) {
+      return logClosed();
+    }
+    return new ShoalError('INTERNAL', `event log: ${doing}: ${message}`, { cause: error });
+  }
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    return new ShoalError(
+      'LOG_UNAVAILABLE',
+      `event log: ${doing}: the log is locked by another writer (${message})`,
+      { cause: error, detail },
+    );
+  }
+  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') {
+    return new ShoalError('LOG_CORRUPT', `event log: ${doing}: ${message}`, {
+      cause: error,
+      detail,
+    });
+  }
+  if (
+    code.startsWith('SQLITE_IOERR') ||
+    code.startsWith('SQLITE_CANTOPEN') ||
+    code.startsWith('SQLITE_READONLY') ||
+    code === 'SQLITE_FULL' ||
+    code === 'SQLITE_NOMEM' ||
+    code === 'SQLITE_PROTOCOL'
+  ) {
+    return new ShoalError('LOG_UNAVAILABLE', `event log: ${doing}: ${message}`, {
+      cause: error,
+      detail,
+    });
+  }
+  return new ShoalError('INTERNAL', `event log: ${doing}: ${message}`, { cause: error, detail });
+};
+
+const notAShoalLog = (where: string, why: string, cause?: unknown) =>
+  new ShoalError(
+    'DATA_DIR_INVALID',
+    `${where} is not a Shoal event log (${why}); it was left untouched`,
+    { cause, detail: { path: where } },
+  );
+
+/**
+ * What a database holds: nothing yet, or a Shoal log of a format this code reads. Anything
+ * else throws, before a single byte is written: `DATA_DIR_INVALID` for a file that is not a
+ * Shoal log or is one of a newer format, `LOG_CORRUPT` for a Shoal log that cannot be decoded.
+ */
+const inspect = (db: Db, where: string): 'empty' | 'shoal' => {
+  let objects: { type: string; name: string }[];
+  try {
+    objects = db.prepare('SELECT type, name FROM sqlite_schema').all() as typeof objects;
+  } catch (error) {
+    if (sqliteCode(error) === 'SQLITE_NOTADB') {
+      throw notAShoalLog(where, 'not a SQLite database', error);
+    }
+    throw translate(error, `opening ${where}`);
+  }
+  if (objects.length === 0) return 'empty';
+  const tables = objects.filter((o) => o.type === 'table').map((o) => o.name);
+  if (!tables.includes('meta')) {
+    throw notAShoalLog(where, `a SQLite database with tables ${tables.join(', ')} and no meta`);
+  }
+  let meta: Map<string, string>;
+  try {
+    const rows = db.prepare('SELECT key, value FROM meta').raw().all() as [string, string][];
+    meta = new Map(rows);
+  } catch (error) {
+    throw notAShoalLog(where, 'its meta table is not Shoal’s', error);
+  }
+  if (meta.get('magic') !== sqliteLogMagic) {
+    throw notAShoalLog(where, `meta.magic is ${JSON.stringify(meta.get('magic') ?? null)}`);
+  }
+  const format = Number(meta.get('format'));
+  if (!Number.isSafeInteger(format) || format < 1) {
+    throw new ShoalError('LOG_CORRUPT', `${where}: unreadable log format "${meta.get('format')}"`, {
+      detail: { path: where },
+    });
+  }
+  if (format > sqliteLogFormat) {
+    throw new ShoalError(
+      'DATA_DIR_INVALID',
+      `${where} was written by a newer Shoal (log format ${format}; this one reads ` +
+        `${sqliteLogFormat}); it was left untouched`,
+      { detail: { path: where, format } },
+    );
+  }
+  if (!tables.includes('events')) {
+    throw new ShoalError('LOG_CORRUPT', `${where}: the events table is missing`, {
+      detail: { path: where },
+    });
+  }
+  try {
+    // Touches the events b-tree's root and right edge: catches a damaged file early.
+    db.prepare('SELECT max(position) FROM events').pluck().get();
+  } catch (error) {
+    throw translate(error, `opening ${where}`);
+  }
+  return 'shoal';
+};
+
+const schema = `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE events (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    stream TEXT NOT NULL,
+    stream_version INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    metadata TEXT NOT NULL
+  );
+  CREATE UNIQUE INDEX events_stream_version ON events (stream, stream_version);
+  PRAGMA application_id = ${applicationId};
+  PRAGMA user_version = ${sqliteLogFormat};
+`;
+
+/** Creates the schema in an empty database, or checks that it holds a Shoal log. */
+const prepareSchema = (db: Db, where: string) => {
+  const create = db.transaction(() => {
+    if (inspect(db, where) === 'shoal') return;
+    db.exec(schema);
+    db.prepare('INSERT INTO meta (key, value) VALUES (?, ?), (?, ?)').run(
+      'magic',
+      sqliteLogMagic,
+      'format',
+      String(sqliteLogFormat),
+    );
+  });
+  try {
+    // IMMEDIATE: two processes creating the same new file serialize, the second one sees
+    // the first one's schema and checks it instead of creating it again.
+    create.immediate();
+  } catch (error) {
+    throw translate(error, `preparing ${where}`);
+  }
+};
+
+// One JSON text per row, built by SQLite: one string crosses into JS and one JSON.parse
+// builds the event. Measured faster than decoding eight columns and parsing two JSON values.
+const eventJson = `'{"id":' || json_quote(id) || ',"type":' || json_quote(type) ||
+  ',"version":' || version || ',"stream":' || json_quote(stream) ||
+  ',"data":' || data || ',"metadata":' || metadata ||
+  ',"position":' || position || ',"streamVersion":' || stream_version || '}'`;
+
+type Row = [Position, string | null];
+
+/**
+ * The SQLite EventLog over a database the caller opened (tests inject one; services use
+ * `openSqliteEventLog`). Creates the schema in an empty database and refuses any other
+ * database that is not a Shoal log. Set WAL, `synchronous` and `busy_timeout` on `db` first.
+ */
+export const createSqliteEventLog = (db: Db, options: SqliteEventLogOptions = {}): EventLog => {
+  const where = db.name;
+  const pollIntervalMs = positive('pollIntervalMs', options.pollIntervalMs, defaultPollIntervalMs);
+  const pageSize = positive('pageSize', options.pageSize, defaultPageSize);
+  prepareSchema(db, where);
+
+  const positionOfId = db.prepare('SELECT position FROM events WHERE id = ?').pluck();
+  const lastVersionOf = db
+    .prepare(
+      'SELECT stream_version FROM events WHERE stream = ? ORDER BY stream_version DESC LIMIT 1',
+    )
+    .pluck();
+  const insert = db.prepare(
+    'INSERT INTO events (id, stream, stream_version, type, version, data, metadata) ' +
+      'VALUES (?, ?, ?, ?, ?, ?, ?)',
+  );
+  const page = db
+    .prepare(
+      `SELECT position, ${eventJson} FROM events WHERE position >= ? ORDER BY position LIMIT ?`,
+    )
+    .raw();
+  const streamRows = db
+    .prepare(`SELECT position, ${eventJson} FROM events WHERE stream = ? ORDER BY stream_version`)
+    .raw();
+  const maxPosition = db.prepare('SELECT max(position) FROM events').pluck();
+  const dataVersion = db.prepare('PRAGMA data_version').pluck();
+
+  let closed = false;
+
+  const decode = (rows: Row[]): RecordedEvent[] => {
+    const events = new Array<RecordedEvent>(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const [position, json] = rows[i] as Row;
+      try {
+        if (json === null) throw new Error('a column is NULL');
+        events[i] = JSON.parse(json) as RecordedEvent;
+      } catch (error) {
+        throw new ShoalError(
+          'LOG_CORRUPT',
+          `${where}: event at position ${position} is unreadable`,
+          {
+            cause: error,
+            detail: { position },
+          },
+        );
+      }
+    }
+    return events;
+  };
+
+  const readPage = (from: Position, limit: number): RecordedEvent[] => {
+    if (closed) throw logClosed();
+    let rows: Row[];
+    try {
+      rows = page.all(from, limit) as Row[];
+    } catch (error) {
+      throw translate(error, 'reading');
+    }
+    return decode(rows);
+  };
+
+  type Prepared = {
+    readonly event: ShoalEvent;
+    readonly data: string;
+    readonly metadata: string;
+  };
+
+  // The last version of streams this handle has written or looked up, valid while the log's
+  // head is where our own last append left it: another writer moves the head, and the cache
+  // is dropped. Saves an index probe per event on hot streams (a tag pushed again, a blob
+  // placed after its upload).
+  const streamVersions = new Map<string, number>();
+  const maxCachedStreams = 100_000;
+  let cachedHead = -1;
+
+  type Appended = {
+    readonly last: Position;
+    readonly head: Position;
+    versions: Map<string, number>;
+  };
+
+  const appendTx = db.transaction(
+    (batch: readonly Prepared[], expectation: StreamExpectation | undefined): Appended => {
+      const head = (maxPosition.get() as number | null) ?? 0;
+      if (head !== cachedHead) streamVersions.clear();
+      const versions = new Map<string, number>();
+      const versionOf = (stream: string): number => {
+        let version = versions.get(stream) ?? streamVersions.get(stream);
+        if (version === undefined) {
+          version = (lastVersionOf.get(stream) as number | undefined) ?? -1;
+          versions.set(stream, version);
+        }
+        return version;
+      };
+      // Ids first: a retried batch succeeds even when its expectedVersion is now stale.
+      const known = new Set<string>();
+      const fresh: Prepared[] = [];
+      let last = 0;
+      for (const item of batch) {
+        const id = item.event.id;
+        if (known.has(id)) continue;
+        known.add(id);
+        const position = positionOfId.get(id) as Position | undefined;
+        if (position === undefined) fresh.push(item);
+        else last = Math.max(last, position);
+      }
+      if (fresh.length === 0) return { last, head, versions };
+      if (expectation !== undefined) {
+        const actual = versionOf(expectation.stream);
+        if (actual !== expectation.version) throw wrongExpectedVersion(expectation, actual);
+      }
+      for (const { event, data, metadata } of fresh) {
+        const version = versionOf(event.stream) + 1;
+        versions.set(event.stream, version);
+        const result = insert.run(
+          event.id,
+          event.stream,
+          version,
+          event.type,
+          event.version,
+          data,
+          metadata,
+        );
+        last = Number(result.lastInsertRowid);
+      }
+      return { last, head: last, versions };
+    },
+  );
+
+  /** Appends in one `BEGIN IMMEDIATE` transaction; the cache learns only what committed. */
+  const appendBatch = (batch: readonly Prepared[], expectation?: StreamExpectation): Position => {
+    const { last, head, versions } = appendTx.immediate(batch, expectation);
+    if (streamVersions.size + versions.size > maxCachedStreams) streamVersions.clear();
+    for (const [stream, version] of versions) streamVersions.set(stream, version);
+    cachedHead = head;
+    return last;
+  };
+
+  // Live subscriptions. Each feed remembers the last position it delivered and always reads
+  // `position > last`, so however wake-ups interleave with appends (ours or another
+  // process's), no event is skipped or delivered twice.
+  type Feed = {
+    last: Position;
+    done: boolean;
+    running: boolean;
+    again: boolean;
+    scheduled: boolean;
+    readonly subscriber: Subscriber<RecordedEvent>;
+  };
+  const feeds = new Set<Feed>();
+  let poller: NodeJS.Timeout | undefined;
+  let seenDataVersion = 0;
+
+  const stop = (feed: Feed) => {
+    feed.done = true;
+    feeds.delete(feed);
+    if (feeds.size === 0 && poller !== undefined) {
+      clearInterval(poller);
+      poller = undefined;
+    }
+  };
+
+  const pump = async (feed: Feed): Promise<void> => {
+    if (feed.running) {
+      feed.again = true;
+      return;
+    }
+    feed.running = true;
+    try {
+      do {
+        feed.again = false;
+        for (;;) {
+          if (feed.done || closed) return;
+          const events = readPage(feed.last + 1, pageSize);
+          for (const event of events) {
+            if (feed.done) return;
+            feed.last = event.position;
+            feed.subscriber.next(event);
+          }
+          if (events.length < pageSize) break;
+          // A long catch-up reads page by page and lets the rest of the process run between.
+          await yieldToEventLoop();
+        }
+      } while (feed.again);
+    } catch (error) {
+      if (!feed.done) {
+        stop(feed);
+        feed.subscriber.error(translate(error, 'following the log'));
+      }
+    } finally {
+      feed.running = false;
+    }
+  };
+
+  const wake = (feed: Feed) => {
+    if (feed.scheduled) return;
+    feed.scheduled = true;
+    setImmediate(() => {
+      feed.scheduled = false;
+      void pump(feed);
+    });
+  };
+
+  const wakeAll = () => {
+    for (const feed of feeds) wake(feed);
+  };
+
+  // Another connection's commit changes `data_version` as seen by this connection; ours don't
+  // (they wake feeds directly). One cheap pragma per interval, only while someone listens.
+  const poll = () => {
+    if (closed) return;
+    let version: number;
+    try {
+      version = dataVersion.get() as number;
+    } catch (error) {
+      const failure = translate(error, 'following the log');
+      for (const feed of [...feeds]) {
+        stop(feed);
+        feed.subscriber.error(failure);
+      }
+      return;
+    }
+    if (version !== seenDataVersion) {
+      seenDataVersion = version;
+      wakeAll();
+    }
+  };
+
+  const ensureOpen = () => {
+    if (closed) throw logClosed();
+  };
+
+  const head = (): Position => {
+    ensureOpen();
+    try {
+      return (maxPosition.get() as number | null) ?? 0;
+    } catch (error) {
+      throw translate(error, 'reading the head');
+    }
+  };
+
+  return {
+    async append(batch: readonly ShoalEvent[], appendOptions?: AppendOptions) {
+      ensureOpen();
+      const expectation = checkBatch(batch, appendOptions);
+      if (batch.length === 0) return head();
+      const prepared = batch.map((event) => ({
+        event,
+        data: JSON.stringify(event.data),
+        metadata: JSON.stringify(event.metadata),
+      }));
+      let position: Position;
+      try {
+        position = appendBatch(prepared, expectation);
+      } catch (error) {
+        throw translate(error, 'appending');
+      }
+      if (feeds.size > 0) wakeAll();
+      return position;
+    },
+
+    async readBatch(from: Position, readOptions?: ReadOptions) {
+      ensureOpen();
+      return readPage(firstPosition(from), readLimit(readOptions?.limit));
+    },
+
+    async *read(from?: Position) {
+      ensureOpen();
+      let next = firstPosition(from);
+      const end = head();
+      while (next <= end) {
+        const events = readPage(next, Math.min(pageSize, end - next + 1));
+        if (events.length === 0) return;
+        for (const event of events) {
+          if (event.position > end) return;
+          yield event;
+        }
+        next = (events[events.length - 1] as RecordedEvent).position + 1;
+        await yieldToEventLoop();
+      }
+    },
+
+    async readStream(stream: string) {
+      ensureOpen();
+      try {
+        return decode(streamRows.all(stream) as Row[]);
+      } catch (error) {
+        throw translate(error, `reading stream ${stream}`);
+      }
+    },
+
+    subscribe(from?: Position) {
+      return new Observable<RecordedEvent>((subscriber) => {
+        if (closed) {
+          subscriber.error(logClosed());
+          return undefined;
+        }
+        let start: Position;
+        try {
+          start = firstPosition(from);
+        } catch (error) {
+          subscriber.error(error);
+          return undefined;
+        }
+        const feed: Feed = {
+          last: start - 1,
+          done: false,
+          running: false,
+          again: false,
+          scheduled: false,
+          subscriber,
+        };
+        feeds.add(feed);
+        if (poller === undefined) {
+          seenDataVersion = dataVersion.get() as number;
+          poller = setInterval(poll, pollIntervalMs);
+        }
+        wake(feed);
+        return () => stop(feed);
+      });
+    },
+
+    async head() {
+      return head();
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const feed of [...feeds]) {
+        stop(feed);
+        feed.subscriber.complete();
+      }
+      if (options.closeDatabase === true) db.close();
+    },
+  };
+};
+
+/**
+ * Opens (or creates) the log file at `path`: checks that an existing file is a Shoal log
+ * through a read-only connection first, so a wrong path never gets changed, then opens it in
+ * WAL mode with the chosen durability. Throws `DATA_DIR_INVALID` for a file that is not a
+ * Shoal log, `LOG_CORRUPT` for a damaged one, `LOG_UNAVAILABLE` when it cannot be opened.
+ */
+export const openSqliteEventLog = (
+  path: string,
+  options: OpenSqliteEventLogOptions = {},
+): EventLog => {
+  if (existsSync(path)) {
+    let probe: Db | undefined;
+    try {
+      probe = new Database(path, { readonly: true, fileMustExist: true });
+      inspect(probe, path);
+    } catch (error) {
+      if (sqliteCode(error) === 'SQLITE_NOTADB') {
+        throw notAShoalLog(path, 'not a SQLite database', error);
+      }
+      throw translate(error, `opening ${path}`);
+    } finally {
+      probe?.close();
+    }
+  }
+  const busyTimeoutMs = positive('busyTimeoutMs', options.busyTimeoutMs, defaultBusyTimeoutMs);
+  let db: Db;
+  try {
+    db = new Database(path, { timeout: busyTimeoutMs });
+  } catch (error) {
+    // better-sqlite3 reports a missing directory as a TypeError, SQLite a bad path as CANTOPEN.
+    const code = sqliteCode(error);
+    if (code === undefined || code.startsWith('SQLITE_CANTOPEN')) {
+      throw new ShoalError(
+        'DATA_DIR_INVALID',
+        `cannot open the event log ${path}: ${(error as Error).message}`,
+        {
+          cause: error,
+          detail: { path },
+        },
+      );
+    }
+    throw translate(error, `opening ${path}`);
+  }
+  try {
+    const mode = db.pragma('journal_mode = WAL', { simple: true });
+    if (mode !== 'wal') {
+      throw new ShoalError('DATA_DIR_INVALID', `${path}: cannot use WAL mode here (got ${mode})`, {
+        detail: { path },
+      });
+    }
+    db.pragma(`synchronous = ${options.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
+    db.pragma(`cache_size = ${-1024 * (options.cacheSizeMiB ?? 64)}`);
+    db.pragma(`wal_autocheckpoint = ${options.walAutocheckpointPages ?? 10_000}`);
+    return createSqliteEventLog(db, { ...options, closeDatabase: true });
+  } catch (error) {
+    db.close();
+    throw translate(error, `opening ${path}`);
+  }
+};
