@@ -780,6 +780,8 @@ export const describeEventLogContract = (
             expect(all).toHaveLength(total);
             expectIncreasing(positionsOf(all));
             if (options.densePositions) expect(positionsOf(all)).toEqual(range(1, total));
+            // Every event reaches the subscriber here (within the live delay, checked below).
+            const seenLive = await live;
             const position = new Map(all.map((e) => [e.id, e.position]));
             for (const [w, idPrefix] of [
               [writers[0], 'a-'],
@@ -800,7 +802,6 @@ export const describeEventLogContract = (
                 );
               }
             }
-            const seenLive = await live;
             expect(seenLive.map((e) => [e.position, e.id])).toEqual(
               all.map((e) => [e.position, e.id]),
             );
