@@ -1,0 +1,27 @@
+export type { MemoryEventLogOptions } from './memory/memoryEventLog';
+export { createMemoryEventLog } from './memory/memoryEventLog';
+export type { OpenSqliteEventLogOptions, SqliteEventLogOptions } from './sqlite/sqliteEventLog';
+export {
+  createSqliteEventLog,
+  defaultPollIntervalMs,
+  openSqliteEventLog,
+} from './sqlite/sqliteEventLog';
+export type {
+  KafkaEventLogOptions,
+  KafkaLogSink,
+  OpenKafkaEventLogOptions,
+} from './kafka/kafkaEventLog';
+export {
+  createKafkaClient,
+  createKafkaEventLog,
+  defaultKafkaTopic,
+  openKafkaEventLog,
+} from './kafka/kafkaEventLog';
+export type {
+  EventStoreDbEventLogOptions,
+  OpenEventStoreDbEventLogOptions,
+} from './eventstoredb/eventStoreDbEventLog';
+export {
+  createEventStoreDbEventLog,
+  openEventStoreDbEventLog,
+} from './eventstoredb/eventStoreDbEventLog';

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# `npm test`: builds, installs and starts what the tests need, then runs jest over every tier.
+#   - registry clients and the OCI conformance suite (test/services/tools.sh install; skips
+#     what is already installed),
+#   - a real Kafka broker on loopback (test/services/kafka.sh start), unless KAFKA_BROKERS
+#     names one already. The broker is left running for the next run; stop it with
+#     `test/services/kafka.sh stop`.
+# Extra arguments go to jest (e.g. `npm test -- adapters/eventlog`).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+npm run --silent build
+bash test/services/tools.sh install
+if [ -z "${KAFKA_BROKERS:-}" ]; then
+  KAFKA_BROKERS=$(bash test/services/kafka.sh start | sed -n 's/^KAFKA_BROKERS=//p')
+  export KAFKA_BROKERS
+fi
+echo "test dependencies ready: KAFKA_BROKERS=$KAFKA_BROKERS" >&2
+exec npx jest --selectProjects unit int e2e "$@"
