@@ -1,4 +1,6 @@
 export * from './buildIndex';
 export * from './tagHistory';
 export * from './blobIndex';
+export * from './placement';
+export * from './manifestIndex';
 export * from './registry';

@@ -1,6 +1,8 @@
 import type { Projection } from '../domain';
 import { blobIndexProjection } from './blobIndex';
 import { buildIndexProjection } from './buildIndex';
+import { placementProjection } from './placement';
+import { manifestIndexProjection } from './manifestIndex';
 import { tagHistoryProjection } from './tagHistory';
 
 /** Every projection by name, for the runner, `shoal replay` and `--projection NAME`. */
@@ -8,4 +10,6 @@ export const projections: Readonly<Record<string, Projection>> = {
   [buildIndexProjection.name]: buildIndexProjection as Projection,
   [tagHistoryProjection.name]: tagHistoryProjection as Projection,
   [blobIndexProjection.name]: blobIndexProjection as Projection,
+  [placementProjection.name]: placementProjection as Projection,
+  [manifestIndexProjection.name]: manifestIndexProjection as Projection,
 };

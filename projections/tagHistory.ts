@@ -1,4 +1,5 @@
-import type { Digest, Position, Projection, RecordedEvent } from '../domain';
+import type { Digest, Position, Projection, RecordedEvent, Result } from '../domain';
+import { ShoalError, fail, ok, truncate } from '../domain';
 
 /** One change of one tag. Partition = `repo:tag`, id = the position, zero-padded to sort. */
 export type TagChangeDoc = {
@@ -64,4 +65,20 @@ export const changeAsOf = (
     if (inEffect) found = change;
   }
   return found;
+};
+
+/** Parses `--at` / `?at=`: digits are a log position, anything else an ISO 8601 time. */
+export const parseAsOf = (input: string): Result<AsOf> => {
+  if (/^\d{1,15}$/.test(input)) return ok({ position: Number(input) });
+  const time = Date.parse(input);
+  if (Number.isNaN(time) || !/^\d{4}-\d{2}-\d{2}/.test(input)) {
+    return fail(
+      new ShoalError(
+        'TIME_INVALID',
+        `"${truncate(input)}" is neither a log position nor an ISO 8601 time ` +
+          '(e.g. 2026-11-28T14:02:00Z)',
+      ),
+    );
+  }
+  return ok({ time });
 };

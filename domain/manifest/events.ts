@@ -12,14 +12,27 @@ export const ManifestPushedV1 = Type.Object(
     references: Type.Array(DigestSchema),
     /** The manifest this one refers to (OCI 1.1 `subject`), for the referrers API. */
     subject: Type.Optional(DigestSchema),
+    /**
+     * The type the referrers API reports: the manifest's `artifactType`, else (image manifests)
+     * its config's media type. Written for manifests that have a subject or declare a type.
+     */
     artifactType: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+    /** The manifest's annotations, kept for manifests with a subject (referrers list them). */
+    annotations: Type.Optional(Type.Record(Type.String(), Type.String())),
   },
   { additionalProperties: false },
 );
 export type ManifestPushed = Static<typeof ManifestPushedV1>;
 
 export const ManifestDeletedV1 = Type.Object(
-  { repo: RepoNameSchema, digest: DigestSchema },
+  {
+    repo: RepoNameSchema,
+    digest: DigestSchema,
+    /** What the deleted manifest referenced and its subject, copied from its ManifestPushed so
+     * projections can undo the links without a lookup. */
+    references: Type.Optional(Type.Array(DigestSchema)),
+    subject: Type.Optional(DigestSchema),
+  },
   { additionalProperties: false },
 );
 export type ManifestDeleted = Static<typeof ManifestDeletedV1>;

@@ -13,6 +13,20 @@ export const errorCodes = {
   TIME_INVALID: { statusCode: 400, retriable: false },
   EVENT_INVALID: { statusCode: 400, retriable: false },
   CONFIG_INVALID: { statusCode: 400, retriable: false },
+  PARAMETER_INVALID: { statusCode: 400, retriable: false },
+  // Blobs and uploads (OCI distribution spec codes).
+  BLOB_UNKNOWN: { statusCode: 404, retriable: false },
+  BLOB_UPLOAD_UNKNOWN: { statusCode: 404, retriable: false },
+  BLOB_UPLOAD_INVALID: { statusCode: 400, retriable: false },
+  RANGE_INVALID: { statusCode: 416, retriable: false },
+  SIZE_INVALID: { statusCode: 400, retriable: false },
+  /** A blob store backend cannot be reached or refuses a write (disk full, permissions). */
+  STORAGE_UNAVAILABLE: { statusCode: 503, retriable: true },
+  MANIFEST_UNKNOWN: { statusCode: 404, retriable: false },
+  MANIFEST_INVALID: { statusCode: 400, retriable: false },
+  MANIFEST_BLOB_UNKNOWN: { statusCode: 400, retriable: false },
+  UNSUPPORTED: { statusCode: 405, retriable: false },
+  DENIED: { statusCode: 403, retriable: false },
   // Lookups.
   TAG_UNKNOWN: { statusCode: 404, retriable: false },
   NAME_UNKNOWN: { statusCode: 404, retriable: false },
@@ -23,6 +37,7 @@ export const errorCodes = {
   LOG_UNAVAILABLE: { statusCode: 503, retriable: true },
   LOG_CORRUPT: { statusCode: 500, retriable: false },
   DATA_DIR_INVALID: { statusCode: 500, retriable: false },
+  SERVICE_UNAVAILABLE: { statusCode: 503, retriable: true },
   // Read-your-writes.
   POSITION_NOT_REACHED: { statusCode: 503, retriable: true },
   // Anything else.

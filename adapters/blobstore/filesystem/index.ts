@@ -1,0 +1,2 @@
+export type { FilesystemBlobStoreOptions } from './filesystemBlobStore';
+export { createFilesystemBlobStore } from './filesystemBlobStore';

@@ -1,0 +1,486 @@
+import { existsSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import type { DocChange, DocKey, Position, ProjectionStore } from '../../../domain';
+import { ShoalError, docKeyString, isShoalError } from '../../../domain';
+import { checkCommit, createDocDigest, listLimit, storeClosed } from '../storeRules';
+
+/**
+ * Projection state in one SQLite file beside the log (WAL; several processes may share it).
+ *
+ * Layout (format 1): `docs` holds one row per document, keyed by (projection, partition, id)
+ * in a WITHOUT ROWID b-tree, so a partition's ids are one ordered range; `doc` is JSON text.
+ * `checkpoints` holds each projection's position and the `version` of `evolve` that built
+ * its documents. `meta` holds `magic` and `format`: a file without them is not opened, let
+ * alone changed. Text compares with the BINARY collation: UTF-8 bytes, i.e. code points.
+ *
+ * `commit` is one `BEGIN IMMEDIATE` transaction that compares the stored checkpoint with
+ * `from` before writing anything, so two runners sharing the file never both apply a batch.
+ */
+export const sqliteProjectionStoreMagic = 'shoal-projection-store';
+export const sqliteProjectionStoreFormat = 1;
+/** `PRAGMA application_id`, "SHPS": tells this file from the log ("SHOL") at a glance. */
+const applicationId = 0x53485053;
+
+export const defaultBusyTimeoutMs = 5000;
+
+export type SqliteProjectionStoreOptions = {
+  /** Close the database in `close()`. False (the default) for a handle the caller owns. */
+  readonly closeDatabase?: boolean;
+};
+
+export type OpenSqliteProjectionStoreOptions = {
+  /**
+   * `'full'` (default): `synchronous=FULL`, every commit syncs the WAL. `'normal'`: synced at
+   * checkpoints only; a power loss may lose the last commits, which the runner then re-applies
+   * from the log (state and checkpoint are lost together, never one without the other).
+   */
+  readonly durability?: 'full' | 'normal';
+  /** How long a commit waits for another process's write lock, in ms; default 5000. */
+  readonly busyTimeoutMs?: number;
+  /** Page cache of this connection, in MiB; default 64. */
+  readonly cacheSizeMiB?: number;
+};
+
+type Db = Database.Database;
+
+const sqliteCode = (error: unknown): string | undefined => {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_') ? code : undefined;
+};
+
+/** Vendor errors stop here: every SQLite failure leaves as a ShoalError with a code. */
+const translate = (error: unknown, doing: string): ShoalError => {
+  if (isShoalError(error)) return error;
+  const code = sqliteCode(error);
+  const message = error instanceof Error ? error.message : String(error);
+  const detail = code === undefined ? undefined : { sqlite: code };
+  if (code === undefined) {
+    if (error instanceof TypeError && /database connection is not open/.test(message)) {
+      return storeClosed();
+    }
+    return new ShoalError('INTERNAL', `projection store: ${doing}: ${message}`, { cause: error });
+  }
+  if (
+    code.startsWith('SQLITE_BUSY') ||
+    code.startsWith('SQLITE_LOCKED') ||
+    code.startsWith('SQLITE_IOERR') ||
+    code.startsWith('SQLITE_CANTOPEN') ||
+    code.startsWith('SQLITE_READONLY') ||
+    code === 'SQLITE_FULL' ||
+    code === 'SQLITE_NOMEM' ||
+    code === 'SQLITE_PROTOCOL'
+  ) {
+    return new ShoalError('SERVICE_UNAVAILABLE', `projection store: ${doing}: ${message}`, {
+      cause: error,
+      detail,
+    });
+  }
+  return new ShoalError('INTERNAL', `projection store: ${doing}: ${message}`, {
+    cause: error,
+    detail,
+  });
+};
+
+const notAStore = (where: string, why: string, cause?: unknown) =>
+  new ShoalError(
+    'DATA_DIR_INVALID',
+    `${where} is not a Shoal projection store (${why}); it was left untouched`,
+    { cause, detail: { path: where } },
+  );
+
+/**
+ * What a database holds: nothing yet, or a projection store of a format this code reads.
+ * Anything else throws `DATA_DIR_INVALID` before a single byte is written.
+ */
+const inspect = (db: Db, where: string): 'empty' | 'shoal' => {
+  let objects: { type: string; name: string }[];
+  try {
+    objects = db.prepare('SELECT type, name FROM sqlite_schema').all() as typeof objects;
+  } catch (error) {
+    if (sqliteCode(error) === 'SQLITE_NOTADB') {
+      throw notAStore(where, 'not a SQLite database', error);
+    }
+    throw translate(error, `opening ${where}`);
+  }
+  if (objects.length === 0) return 'empty';
+  const tables = objects.filter((o) => o.type === 'table').map((o) => o.name);
+  if (!tables.includes('meta')) {
+    throw notAStore(where, `a SQLite database with tables ${tables.join(', ')} and no meta`);
+  }
+  let meta: Map<string, string>;
+  try {
+    meta = new Map(db.prepare('SELECT key, value FROM meta').raw().all() as [string, string][]);
+  } catch (error) {
+    throw notAStore(where, 'its meta table is not Shoal’s', error);
+  }
+  if (meta.get('magic') !== sqliteProjectionStoreMagic) {
+    throw notAStore(where, `meta.magic is ${JSON.stringify(meta.get('magic') ?? null)}`);
+  }
+  const format = Number(meta.get('format'));
+  if (!Number.isSafeInteger(format) || format < 1) {
+    throw notAStore(where, `unreadable format ${JSON.stringify(meta.get('format') ?? null)}`);
+  }
+  if (format > sqliteProjectionStoreFormat) {
+    throw new ShoalError(
+      'DATA_DIR_INVALID',
+      `${where} was written by a newer Shoal (projection store format ${format}; this one ` +
+        `reads ${sqliteProjectionStoreFormat}); it was left untouched`,
+      { detail: { path: where, format } },
+    );
+  }
+  for (const table of ['docs', 'checkpoints']) {
+    if (!tables.includes(table)) {
+      throw new ShoalError('DATA_DIR_INVALID', `${where}: the ${table} table is missing`, {
+        detail: { path: where },
+      });
+    }
+  }
+  return 'shoal';
+};
+
+const schema = `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE docs (
+    projection TEXT NOT NULL,
+    partition TEXT NOT NULL,
+    id TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (projection, partition, id)
+  ) WITHOUT ROWID;
+  CREATE TABLE checkpoints (
+    projection TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    version INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  PRAGMA application_id = ${applicationId};
+  PRAGMA user_version = ${sqliteProjectionStoreFormat};
+`;
+
+const prepareSchema = (db: Db, where: string) => {
+  const create = db.transaction(() => {
+    if (inspect(db, where) === 'shoal') return;
+    db.exec(schema);
+    db.prepare('INSERT INTO meta (key, value) VALUES (?, ?), (?, ?)').run(
+      'magic',
+      sqliteProjectionStoreMagic,
+      'format',
+      String(sqliteProjectionStoreFormat),
+    );
+  });
+  try {
+    // IMMEDIATE: two processes creating the same new file serialize; the second checks.
+    create.immediate();
+  } catch (error) {
+    throw translate(error, `preparing ${where}`);
+  }
+};
+
+/** Key order for writes and reads: b-tree order (UTF-16 `<` is close enough for locality). */
+const byKey = (a: DocKey, b: DocKey): number =>
+  a.partition < b.partition
+    ? -1
+    : a.partition > b.partition
+      ? 1
+      : a.id < b.id
+        ? -1
+        : a.id > b.id
+          ? 1
+          : 0;
+
+/**
+ * The SQLite ProjectionStore over a database the caller opened (tests inject one; services
+ * use `openSqliteProjectionStore`). Creates the schema in an empty database and refuses any
+ * other database that is not a projection store. Set WAL and `busy_timeout` on `db` first.
+ */
+export const createSqliteProjectionStore = (
+  db: Db,
+  options: SqliteProjectionStoreOptions = {},
+): ProjectionStore => {
+  const where = db.name;
+  prepareSchema(db, where);
+
+  const checkpointRow = db
+    .prepare('SELECT position, version FROM checkpoints WHERE projection = ?')
+    .raw();
+  const checkpointOnly = db
+    .prepare('SELECT position FROM checkpoints WHERE projection = ?')
+    .pluck();
+  const getDoc = db
+    .prepare('SELECT doc FROM docs WHERE projection = ? AND partition = ? AND id = ?')
+    .pluck();
+  const listFirst = db
+    .prepare('SELECT id, doc FROM docs WHERE projection = ? AND partition = ? ORDER BY id LIMIT ?')
+    .raw();
+  const listAfter = db
+    .prepare(
+      'SELECT id, doc FROM docs WHERE projection = ? AND partition = ? AND id > ? ' +
+        'ORDER BY id LIMIT ?',
+    )
+    .raw();
+  const listLast = db
+    .prepare(
+      'SELECT id, doc FROM docs WHERE projection = ? AND partition = ? ' +
+        'ORDER BY id DESC LIMIT ?',
+    )
+    .raw();
+  const listBefore = db
+    .prepare(
+      'SELECT id, doc FROM docs WHERE projection = ? AND partition = ? AND id < ? ' +
+        'ORDER BY id DESC LIMIT ?',
+    )
+    .raw();
+  // One index seek per partition (a skip scan): DISTINCT would read every document.
+  const firstPartition = db
+    .prepare('SELECT partition FROM docs WHERE projection = ? ORDER BY partition LIMIT 1')
+    .pluck();
+  const nextPartition = db
+    .prepare(
+      'SELECT partition FROM docs WHERE projection = ? AND partition > ? ' +
+        'ORDER BY partition LIMIT 1',
+    )
+    .pluck();
+  const putDoc = db.prepare(
+    'INSERT OR REPLACE INTO docs (projection, partition, id, doc) VALUES (?, ?, ?, ?)',
+  );
+  const deleteDoc = db.prepare(
+    'DELETE FROM docs WHERE projection = ? AND partition = ? AND id = ?',
+  );
+  const putCheckpoint = db.prepare(
+    'INSERT OR REPLACE INTO checkpoints (projection, position, version) VALUES (?, ?, ?)',
+  );
+  const deleteDocs = db.prepare('DELETE FROM docs WHERE projection = ?');
+  const deleteCheckpoint = db.prepare('DELETE FROM checkpoints WHERE projection = ?');
+  const allDocs = db
+    .prepare('SELECT partition, id, doc FROM docs WHERE projection = ? ORDER BY partition, id')
+    .raw();
+
+  let closed = false;
+  const ensureOpen = () => {
+    if (closed) throw storeClosed();
+  };
+
+  /** Runs `fn`, translating errors. One statement is its own (implicit) read transaction. */
+  const reading = <T>(doing: string, fn: () => T): T => {
+    ensureOpen();
+    try {
+      return fn();
+    } catch (error) {
+      throw translate(error, doing);
+    }
+  };
+
+  /** Many statements in one read transaction: one snapshot, and one WAL read lock, not N. */
+  const snapshot = <A extends unknown[], T>(fn: (...args: A) => T) => {
+    const tx = db.transaction(fn);
+    return (...args: A): T => tx.deferred(...args);
+  };
+
+  const loadMany = snapshot((projection: string, keys: readonly DocKey[]) => {
+    const found = new Map<string, unknown>();
+    for (const key of keys) {
+      const json = getDoc.get(projection, key.partition, key.id) as string | undefined;
+      if (json !== undefined) found.set(docKeyString(key), JSON.parse(json));
+    }
+    return found;
+  });
+
+  const commitTx = db.transaction(
+    (
+      projection: string,
+      from: Position,
+      to: Position,
+      version: number,
+      keys: readonly DocKey[],
+      texts: readonly (string | undefined)[],
+    ): boolean => {
+      const stored = (checkpointOnly.get(projection) as Position | undefined) ?? 0;
+      if (stored !== from) return false;
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i] as DocKey;
+        const text = texts[i];
+        if (text === undefined) deleteDoc.run(projection, key.partition, key.id);
+        else putDoc.run(projection, key.partition, key.id, text);
+      }
+      putCheckpoint.run(projection, to, version);
+      return true;
+    },
+  );
+
+  const listPartitions = snapshot(
+    (projection: string, after: string | undefined, limit: number) => {
+      const out: string[] = [];
+      let name = (
+        after === undefined ? firstPartition.get(projection) : nextPartition.get(projection, after)
+      ) as string | undefined;
+      while (name !== undefined && out.length < limit) {
+        out.push(name);
+        name = nextPartition.get(projection, name) as string | undefined;
+      }
+      return out;
+    },
+  );
+
+  const resetTx = db.transaction((projection: string) => {
+    deleteDocs.run(projection);
+    deleteCheckpoint.run(projection);
+  });
+
+  return {
+    async checkpoint(projection: string) {
+      return reading('reading a checkpoint', () => {
+        const row = checkpointRow.get(projection) as [Position, number] | undefined;
+        return row?.[0] ?? 0;
+      });
+    },
+
+    async storedVersion(projection: string) {
+      return reading('reading a checkpoint', () => {
+        const row = checkpointRow.get(projection) as [Position, number] | undefined;
+        return row?.[1];
+      });
+    },
+
+    async getMany(projection: string, keys: readonly DocKey[]) {
+      ensureOpen();
+      // Reading in key order walks the b-tree left to right: fewer page misses.
+      const sorted = keys.length > 1 ? [...keys].sort(byKey) : keys;
+      try {
+        return loadMany(projection, sorted);
+      } catch (error) {
+        throw translate(error, 'reading documents');
+      }
+    },
+
+    async get<D>(projection: string, key: DocKey) {
+      return reading('reading a document', () => {
+        const json = getDoc.get(projection, key.partition, key.id) as string | undefined;
+        return json === undefined ? undefined : (JSON.parse(json) as D);
+      });
+    },
+
+    async list<D>(
+      projection: string,
+      partition: string,
+      options: { after?: string; limit?: number; reverse?: boolean } = {},
+    ) {
+      const limit = listLimit(options.limit);
+      if (limit === 0) return [];
+      const sqlLimit = limit === Infinity ? -1 : limit;
+      const { after } = options;
+      return reading('listing documents', () => {
+        const rows = (
+          options.reverse === true
+            ? after === undefined
+              ? listLast.all(projection, partition, sqlLimit)
+              : listBefore.all(projection, partition, after, sqlLimit)
+            : after === undefined
+              ? listFirst.all(projection, partition, sqlLimit)
+              : listAfter.all(projection, partition, after, sqlLimit)
+        ) as [string, string][];
+        return rows.map(([id, json]) => ({ id, doc: JSON.parse(json) as D }));
+      });
+    },
+
+    async partitions(projection: string, options: { after?: string; limit?: number } = {}) {
+      const limit = listLimit(options.limit);
+      if (limit === 0) return [];
+      return reading('listing partitions', () => listPartitions(projection, options.after, limit));
+    },
+
+    async commit(
+      projection: string,
+      batch: { from: Position; to: Position; version: number; changes: readonly DocChange[] },
+    ) {
+      ensureOpen();
+      checkCommit(projection, batch);
+      // Serialize and sort before taking the write lock: the lock is held for writes only,
+      // and writes in key order touch each b-tree page once. The sort is stable, so two
+      // changes of one key keep their order and the later one wins.
+      const changes =
+        batch.changes.length > 1
+          ? [...batch.changes].sort((a, b) => byKey(a.key, b.key))
+          : batch.changes;
+      const keys = changes.map((change) => change.key);
+      const texts = changes.map((change) =>
+        change.doc === undefined ? undefined : JSON.stringify(change.doc),
+      );
+      try {
+        return commitTx.immediate(projection, batch.from, batch.to, batch.version, keys, texts);
+      } catch (error) {
+        throw translate(error, `committing ${projection}`);
+      }
+    },
+
+    async reset(projection: string) {
+      ensureOpen();
+      try {
+        resetTx.immediate(projection);
+      } catch (error) {
+        throw translate(error, `resetting ${projection}`);
+      }
+    },
+
+    async digest(projection: string) {
+      return reading('computing a digest', () => {
+        const digest = createDocDigest();
+        for (const row of allDocs.iterate(projection)) {
+          const [partition, id, json] = row as [string, string, string];
+          digest.addJson(partition, id, json);
+        }
+        return digest.value();
+      });
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (options.closeDatabase === true) db.close();
+    },
+  };
+};
+
+/**
+ * Opens (or creates) the projection store at `path`: checks that an existing file is one
+ * through a read-only connection first, so a wrong path (the log, say) never gets changed,
+ * then opens it in WAL mode. Throws `DATA_DIR_INVALID` for a file that is not a projection
+ * store, `SERVICE_UNAVAILABLE` when it cannot be opened.
+ */
+export const openSqliteProjectionStore = (
+  path: string,
+  options: OpenSqliteProjectionStoreOptions = {},
+): ProjectionStore => {
+  if (existsSync(path)) {
+    let probe: Db | undefined;
+    try {
+      probe = new Database(path, { readonly: true, fileMustExist: true });
+      inspect(probe, path);
+    } catch (error) {
+      if (sqliteCode(error) === 'SQLITE_NOTADB') {
+        throw notAStore(path, 'not a SQLite database', error);
+      }
+      throw translate(error, `opening ${path}`);
+    } finally {
+      probe?.close();
+    }
+  }
+  let db: Db;
+  try {
+    db = new Database(path, { timeout: options.busyTimeoutMs ?? defaultBusyTimeoutMs });
+  } catch (error) {
+    throw translate(error, `opening ${path}`);
+  }
+  try {
+    const mode = db.pragma('journal_mode = WAL', { simple: true });
+    if (mode !== 'wal') {
+      throw new ShoalError('DATA_DIR_INVALID', `${path}: cannot use WAL mode here (got ${mode})`, {
+        detail: { path },
+      });
+    }
+    db.pragma(`synchronous = ${options.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
+    db.pragma(`cache_size = ${-1024 * (options.cacheSizeMiB ?? 64)}`);
+    return createSqliteProjectionStore(db, { closeDatabase: true });
+  } catch (error) {
+    db.close();
+    throw translate(error, `opening ${path}`);
+  }
+};

@@ -1,0 +1,2 @@
+export * from './metainfo';
+export * from './metainfoBuilder';

@@ -1,0 +1,84 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { ShoalError, orThrow, parseDigest } from '../../../domain';
+import { parseAsOf } from '../../../projections';
+import { positionHeader, positionHeaders } from '../../shared/http';
+import type { TagApi } from '../tagApi';
+import { parseTagPath } from './paths';
+
+const Paging = Type.Object({
+  n: Type.Optional(Type.Integer({ minimum: 0 })),
+  last: Type.Optional(Type.String({ maxLength: 1024 })),
+});
+
+/** The build-index HTTP API, `/v1/…`. Errors are Problem Details (see shared/http). */
+export const buildIndexRoutes =
+  (tags: TagApi): FastifyPluginAsync =>
+  async (app) => {
+    const readOptions = (request: Parameters<typeof positionHeader>[0]) => {
+      const minPosition = positionHeader(request, positionHeaders.minimum);
+      return minPosition === undefined ? {} : { minPosition };
+    };
+
+    app.put(
+      '/v1/repositories/*',
+      {
+        schema: {
+          body: Type.Object({ digest: Type.String({ maxLength: 256 }) }),
+        },
+      },
+      async (request, reply) => {
+        const target = parseTagPath((request.params as { '*': string })['*']);
+        if (target.kind !== 'tag') throw notAllowed(request.method, target.kind);
+        const digest = orThrow(parseDigest((request.body as { digest: string }).digest));
+        const { position, changed } = await tags.put(target.ref, digest);
+        reply.header(positionHeaders.written, String(position));
+        return reply.code(changed ? 201 : 200).send({ ...target.ref, digest, position, changed });
+      },
+    );
+
+    app.delete('/v1/repositories/*', async (request, reply) => {
+      const target = parseTagPath((request.params as { '*': string })['*']);
+      if (target.kind !== 'tag') throw notAllowed(request.method, target.kind);
+      const { position } = await tags.delete(target.ref);
+      reply.header(positionHeaders.written, String(position));
+      return { ...target.ref, position };
+    });
+
+    app.get(
+      '/v1/repositories/*',
+      { schema: { querystring: Type.Intersect([Paging, Type.Object({ at: Type.Optional(Type.String({ maxLength: 64 })) })]) } },
+      async (request, reply) => {
+        const target = parseTagPath((request.params as { '*': string })['*']);
+        const query = request.query as { n?: number; last?: string; at?: string };
+        const options = readOptions(request);
+        switch (target.kind) {
+          case 'tag': {
+            const at = query.at === undefined ? undefined : orThrow(parseAsOf(query.at));
+            const view = await tags.get(target.ref, { ...options, ...(at && { at }) });
+            reply.header(positionHeaders.written, String(view.position));
+            return view;
+          }
+          case 'history':
+            return { ...target.ref, history: await tags.history(target.ref, options) };
+          case 'tags':
+            return {
+              name: target.repo,
+              ...(await tags.list(target.repo, { ...options, ...paging(query) })),
+            };
+        }
+      },
+    );
+
+    app.get('/v1/catalog', { schema: { querystring: Paging } }, async (request) =>
+      tags.catalog({ ...readOptions(request), ...paging(request.query as { n?: number; last?: string }) }),
+    );
+  };
+
+const paging = (query: { n?: number; last?: string }) => ({
+  ...(query.n !== undefined && { n: query.n }),
+  ...(query.last !== undefined && { last: query.last }),
+});
+
+const notAllowed = (method: string, kind: string) =>
+  new ShoalError('PARAMETER_INVALID', `${method} is not allowed on a ${kind} path`);

@@ -1,0 +1,43 @@
+import type { Digest, Position, RepoName, TagReference } from '../../domain';
+import type { AsOf, TagChangeDoc } from '../../projections';
+
+/** A tag as build-index answers it. */
+export type TagView = {
+  readonly repo: string;
+  readonly tag: string;
+  readonly digest: Digest;
+  /** Position of the event that set this value. */
+  readonly position: Position;
+  readonly at: string;
+};
+
+export type TagChange = TagChangeDoc;
+
+export type ReadOptions = {
+  /** The read reflects at least this log position (read-your-writes). */
+  readonly minPosition?: Position;
+};
+
+export type Paging = { readonly n?: number; readonly last?: string };
+
+/**
+ * What build-index does with tags. Implemented locally over the log and projections
+ * (`createTagService`) and remotely over HTTP (`createBuildIndexClient`), so the CLI and
+ * other services use either without caring which.
+ */
+export interface TagApi {
+  /** Points a tag at a digest. Unchanged tags append nothing and return the old position. */
+  put(ref: TagReference, digest: Digest): Promise<{ position: Position; changed: boolean }>;
+  /** Fails with `TAG_UNKNOWN` when the tag does not exist (or did not, at `at`). */
+  get(ref: TagReference, options?: ReadOptions & { at?: AsOf }): Promise<TagView>;
+  /** Fails with `TAG_UNKNOWN` when the tag does not exist. */
+  delete(ref: TagReference): Promise<{ position: Position }>;
+  /** Tags of a repository in lexical order; `NAME_UNKNOWN` for a repository without tags. */
+  list(repo: RepoName, options?: ReadOptions & Paging): Promise<{ tags: string[] }>;
+  /** Every change of a tag, oldest first. `TAG_UNKNOWN` when it never existed. */
+  history(ref: TagReference, options?: ReadOptions): Promise<TagChange[]>;
+  /** Repositories that have at least one tag, in lexical order. */
+  catalog(options?: ReadOptions & Paging): Promise<{ repositories: string[] }>;
+}
+
+export const maxPageSize = 10_000;

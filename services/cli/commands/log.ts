@@ -1,0 +1,52 @@
+import type { Command } from 'commander';
+import type { RecordedEvent } from '../../../domain';
+import { ShoalError } from '../../../domain';
+import { print, printJson } from '../output';
+import type { GlobalOptions } from './common';
+import { addDataDirOption, withState } from './common';
+
+const formatEvent = (event: RecordedEvent): string =>
+  [event.position, event.metadata.at, event.type, event.stream, JSON.stringify(event.data)].join(
+    '\t',
+  );
+
+export const registerLogCommands = (program: Command): void => {
+  const log = program.command('log').description('inspect the event log');
+  addDataDirOption(log.command('tail'))
+    .description('print events (the last 20, or from a position), optionally following new ones')
+    .option('--from <position>', 'first position to print')
+    .option('-f, --follow', 'keep printing events as they are appended')
+    .option('--json', 'one JSON event per line')
+    .action(
+      async (options: GlobalOptions & { from?: string; follow?: boolean; json?: boolean }) => {
+        if (options.from !== undefined && !/^\d{1,15}$/.test(options.from)) {
+          throw new ShoalError('POSITION_INVALID', '--from must be a non-negative integer');
+        }
+        const show = (event: RecordedEvent) =>
+          options.json ? printJson(event) : print(formatEvent(event));
+        await withState(options, false, async (state) => {
+          const from =
+            options.from !== undefined
+              ? Math.max(1, Number(options.from))
+              : Math.max(1, (await state.log.head()) - 19);
+          if (!options.follow) {
+            for await (const event of state.log.read(from)) show(event);
+            return;
+          }
+          await new Promise<void>((resolve, reject) => {
+            const subscription = state.log.subscribe(from).subscribe({
+              next: show,
+              error: reject,
+              complete: resolve,
+            });
+            const stop = () => {
+              subscription.unsubscribe();
+              resolve();
+            };
+            process.once('SIGINT', stop);
+            process.once('SIGTERM', stop);
+          });
+        });
+      },
+    );
+};

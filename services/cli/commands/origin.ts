@@ -1,0 +1,146 @@
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import type { BlobStore } from '../../../domain';
+import { ShoalError, ringStream } from '../../../domain';
+import { createFilesystemBlobStore } from '../../../adapters/blobstore/filesystem';
+import { systemClock } from '../../shared/clock';
+import { describeEnv, loadConfig } from '../../shared/config';
+import { createLogger } from '../../shared/logger';
+import type { OriginConfig } from '../../origin/config';
+import { OriginConfigSchema } from '../../origin/config';
+import { leaveRing, startOrigin } from '../../origin/main';
+import { openLocalState } from '../compose';
+import { note, print, printJson } from '../output';
+import type { GlobalOptions } from './common';
+import { addDataDirOption, defaultLogConfig, withState } from './common';
+
+/**
+ * The storage backend an origin config names: the composition root's choice of adapter.
+ * A filesystem backend without a path lives in `<dataDir>/backend`, shared by the origins
+ * of one data directory.
+ */
+export const createOriginBackend = (config: OriginConfig, dataDirRoot: string): BlobStore => {
+  switch (config.backend.type) {
+    case 'filesystem':
+      return createFilesystemBlobStore({
+        root: config.backend.path === '' ? join(dataDirRoot, 'backend') : config.backend.path,
+        name: config.backend.name,
+      });
+    default:
+      throw new ShoalError('CONFIG_INVALID', `unknown backend type ${String(config.backend.type)}`);
+  }
+};
+
+const parsePort = (text: string): number => {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new ShoalError('CONFIG_INVALID', `invalid port "${text}"`);
+  }
+  return port;
+};
+
+const envHelp = () =>
+  `\nConfiguration (YAML keys; environment variables override the file):\n${describeEnv(
+    OriginConfigSchema,
+  )
+    .map((e) => `  ${e.name.padEnd(44)} default: ${JSON.stringify(e.default)}`)
+    .join('\n')}\n`;
+
+/** Runs until SIGINT/SIGTERM, then closes (no OriginLeft: a restart keeps its blobs). */
+const runUntilSignal = (close: () => Promise<void>): Promise<void> =>
+  new Promise((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      note('shutting down…');
+      close().then(resolve, (error: unknown) => {
+        note(`error while shutting down: ${String(error)}`);
+        process.exitCode = 1;
+        resolve();
+      });
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+
+type OriginOptions = GlobalOptions & { config?: string; host?: string; port?: number; id?: string };
+
+export const registerOriginCommands = (program: Command): void => {
+  const origin = addDataDirOption(program.command('origin'))
+    .description(
+      'run an origin: stores blobs on a rendezvous ring, writes them back to the storage ' +
+        'backend, serves the internal blob API',
+    )
+    .option('--config <file>', 'YAML configuration file')
+    .option('--id <id>', 'origin id on the ring (overrides id)')
+    .option('--host <host>', 'listen address (overrides listen.host)')
+    .option('--port <port>', 'listen port (overrides listen.port)', parsePort)
+    .addHelpText('after', envHelp())
+    .action(async (options: OriginOptions) => {
+      const config = loadConfig(OriginConfigSchema, {
+        ...(options.config !== undefined && { file: options.config }),
+        overrides: {
+          ...(options.dataDir !== undefined && { dataDir: options.dataDir }),
+          ...(options.id !== undefined && { id: options.id }),
+          listen: { host: options.host, port: options.port },
+        },
+      });
+      const logger = createLogger({ level: config.logLevel, name: 'origin' });
+      const state = await openLocalState({
+        dataDir: config.dataDir,
+        log: config.log,
+        create: true,
+      });
+      const service = await startOrigin({
+        config,
+        logger,
+        clock: systemClock,
+        log: state.log,
+        store: state.store,
+        backend: createOriginBackend(config, state.dataDir.root),
+      }).catch(async (error: unknown) => {
+        await state.close();
+        throw error;
+      });
+      note(
+        `origin ${service.id} listening on ${service.url} ` +
+          `(advertised as ${service.advertiseUrl}, data directory ${state.dataDir.root})`,
+      );
+      await runUntilSignal(async () => {
+        await service.close();
+        await state.close();
+      });
+    });
+
+  addDataDirOption(origin.command('leave').argument('<id>'))
+    .description(
+      'take an origin off the ring for good (appends OriginLeft); its blobs are fetched by ' +
+        'their new owners from peers or the backend as they are read',
+    )
+    .action(async (id: string, options: GlobalOptions) => {
+      const position = await withState(options, false, ({ log }) =>
+        leaveRing({ log, clock: systemClock, cluster: defaultLogConfig.cluster, id }),
+      );
+      if (position === undefined) note(`origin ${id} is not on the ring`);
+      else print(`origin ${id} left the ring at position ${position}`);
+    });
+
+  addDataDirOption(origin.command('ring'))
+    .description('list the origins on the ring, as the log records them')
+    .option('--json', 'print JSON')
+    .action(async (options: GlobalOptions & { json?: boolean }) => {
+      const members = await withState(options, false, async ({ log }) => {
+        const ring = new Map<string, { address: string; position: number }>();
+        for (const event of await log.readStream(ringStream)) {
+          if (event.type === 'OriginJoined') {
+            ring.set(event.data.id, { address: event.data.address, position: event.position });
+          } else if (event.type === 'OriginLeft') {
+            ring.delete(event.data.id);
+          }
+        }
+        return [...ring].map(([id, m]) => ({ id, ...m }));
+      });
+      if (options.json) printJson({ members });
+      else for (const m of members) print(`${m.id}\t${m.address}\t(joined at ${m.position})`);
+    });
+};

@@ -1,0 +1,65 @@
+import type { Command } from 'commander';
+import type { Projection } from '../../../domain';
+import { ShoalError } from '../../../domain';
+import { createMemoryProjectionStore } from '../../../adapters/projection-store/memory/memoryProjectionStore';
+import { projections } from '../../../projections';
+import { rebuildProjection, verifyProjection } from '../../shared/projectionRunner';
+import { note, print, printJson } from '../output';
+import type { GlobalOptions } from './common';
+import { addDataDirOption, withState } from './common';
+
+const selected = (name: string | undefined): Projection[] => {
+  if (name === undefined) return Object.values(projections);
+  const projection = projections[name];
+  if (projection === undefined) {
+    throw new ShoalError(
+      'PROJECTION_UNKNOWN',
+      `unknown projection "${name}"; known: ${Object.keys(projections).join(', ')}`,
+    );
+  }
+  return [projection];
+};
+
+export const registerReplayCommand = (program: Command): void => {
+  addDataDirOption(program.command('replay'))
+    .description(
+      'rebuild projections by replaying the log from position 1; with --verify, rebuild into ' +
+        'scratch state and compare it with the live state (exit 1 when they differ)',
+    )
+    .option('--projection <name>', `one projection (${Object.keys(projections).join(', ')})`)
+    .option('--verify', 'compare a fresh rebuild with the live state instead of replacing it')
+    .option('--json', 'print JSON')
+    .action(
+      async (options: GlobalOptions & { projection?: string; verify?: boolean; json?: boolean }) => {
+        const chosen = selected(options.projection);
+        await withState(options, false, async ({ log, store }) => {
+          let differ = false;
+          for (const projection of chosen) {
+            if (options.verify) {
+              const scratch = createMemoryProjectionStore();
+              const result = await verifyProjection({ log, store, projection, scratch });
+              await scratch.close();
+              differ ||= !result.equal;
+              if (options.json) printJson({ projection: projection.name, ...result });
+              else
+                print(
+                  `${projection.name}: ${result.equal ? 'OK' : 'DIFFERENT'} at position ` +
+                    `${result.position}\n  live    ${result.live}\n  rebuilt ${result.rebuilt}`,
+                );
+            } else {
+              note(`replaying ${projection.name}…`);
+              const result = await rebuildProjection({ log, store, projection });
+              const rate = result.ms > 0 ? Math.round((result.events * 1000) / result.ms) : 0;
+              if (options.json) printJson({ projection: projection.name, ...result });
+              else
+                print(
+                  `${projection.name}: ${result.events} events to position ${result.position} ` +
+                    `in ${(result.ms / 1000).toFixed(2)} s (${rate} events/s)`,
+                );
+            }
+          }
+          if (differ) process.exitCode = 1;
+        });
+      },
+    );
+};

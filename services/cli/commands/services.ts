@@ -1,0 +1,280 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createFilesystemBlobStore } from '../../../adapters/blobstore/filesystem/filesystemBlobStore';
+import type { Command } from 'commander';
+import { ShoalError } from '../../../domain';
+import type { BuildIndexConfig } from '../../build-index/config';
+import { BuildIndexConfigSchema } from '../../build-index/config';
+import { startBuildIndex } from '../../build-index/main';
+import { createTagService } from '../../build-index/tagService';
+import type { BlobAccess } from '../../origin/client/blobAccess';
+import { createBlobAccess, staticRing } from '../../origin/client/createBlobAccess';
+import type { OriginConfig } from '../../origin/config';
+import { OriginConfigSchema } from '../../origin/config';
+import { startOrigin } from '../../origin/main';
+import type { ProxyConfig } from '../../proxy/config';
+import { ProxyConfigSchema } from '../../proxy/config';
+import { startProxy } from '../../proxy/main';
+import { systemClock } from '../../shared/clock';
+import { describeEnv, loadConfig } from '../../shared/config';
+import type { Logger } from '../../shared/logger';
+import { createLogger } from '../../shared/logger';
+import type { LocalState } from '../compose';
+import { openLocalState } from '../compose';
+import { note } from '../output';
+import type { GlobalOptions } from './common';
+import { addDataDirOption, dataDirOf } from './common';
+
+/** Keeps a service running until SIGINT/SIGTERM, then closes it. */
+const runUntilSignal = async (close: () => Promise<void>): Promise<void> =>
+  new Promise((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      note('shutting down…');
+      close().then(resolve, (error: unknown) => {
+        note(`error while shutting down: ${String(error)}`);
+        process.exitCode = 1;
+        resolve();
+      });
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+
+const envHelp = (schema: Parameters<typeof describeEnv>[0]) =>
+  `\nConfiguration (YAML keys; environment variables override the file):\n${describeEnv(schema)
+    .map((e) => `  ${e.name.padEnd(44)} default: ${JSON.stringify(e.default)}`)
+    .join('\n')}\n`;
+
+const parsePort = (text: string): number => {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new ShoalError('CONFIG_INVALID', `invalid port "${text}"`);
+  }
+  return port;
+};
+
+export const registerServiceCommands = (program: Command): void => {
+  addDataDirOption(program.command('build-index'))
+    .description('run the build-index service (tags API, tag history, projections)')
+    .option('--config <file>', 'YAML configuration file')
+    .option('--host <host>', 'listen address (overrides listen.host)')
+    .option('--port <port>', 'listen port (overrides listen.port)', parsePort)
+    .addHelpText('after', envHelp(BuildIndexConfigSchema))
+    .action(async (options: GlobalOptions & { config?: string; host?: string; port?: number }) => {
+      const config = loadConfig(BuildIndexConfigSchema, {
+        ...(options.config !== undefined && { file: options.config }),
+        overrides: {
+          ...(options.dataDir !== undefined && { dataDir: options.dataDir }),
+          listen: { host: options.host, port: options.port },
+        },
+      });
+      const logger = createLogger({ level: config.logLevel, name: 'build-index' });
+      const state = await openLocalState({
+        dataDir: config.dataDir,
+        log: config.log,
+        create: true,
+      });
+      const service = await startBuildIndex({
+        config,
+        logger,
+        clock: systemClock,
+        log: state.log,
+        store: state.store,
+      }).catch(async (error: unknown) => {
+        await state.close();
+        throw error;
+      });
+      note(`build-index listening on ${service.url} (data directory ${state.dataDir.root})`);
+      await runUntilSignal(async () => {
+        await service.close();
+        await state.close();
+      });
+    });
+
+  addDataDirOption(program.command('proxy'))
+    .description('run the proxy: the OCI Distribution API (push and pull) at /v2/')
+    .option('--config <file>', 'YAML configuration file')
+    .option('--host <host>', 'listen address (overrides listen.host)')
+    .option('--port <port>', 'listen port (overrides listen.port)', parsePort)
+    .addHelpText('after', envHelp(ProxyConfigSchema))
+    .action(async (options: GlobalOptions & { config?: string; host?: string; port?: number }) => {
+      const config = loadConfig(ProxyConfigSchema, {
+        ...(options.config !== undefined && { file: options.config }),
+        overrides: {
+          ...(options.dataDir !== undefined && { dataDir: options.dataDir }),
+          listen: { host: options.host, port: options.port },
+        },
+      });
+      const logger = createLogger({ level: config.logLevel, name: 'proxy' });
+      const state = await openLocalState({
+        dataDir: config.dataDir,
+        log: config.log,
+        create: true,
+      });
+      const service = await startProxy({
+        config,
+        logger,
+        clock: systemClock,
+        log: state.log,
+        store: state.store,
+      }).catch(async (error: unknown) => {
+        await state.close();
+        throw error;
+      });
+      note(`proxy listening on ${service.url} (data directory ${state.dataDir.root})`);
+      await runUntilSignal(async () => {
+        await service.close();
+        await state.close();
+      });
+    });
+
+  addDataDirOption(program.command('dev'))
+    .description(
+      'run a whole cluster in one process on the embedded log and local disk: ' +
+        'proxy, build-index and an origin',
+    )
+    .option(
+      '--port-base <port>',
+      'first port: proxy P, agent P+1, build-index P+2, origin P+3, tracker P+4',
+      parsePort,
+      5000,
+    )
+    .option('--host <host>', 'listen address for every role', '127.0.0.1')
+    .option('--cluster <name>', 'cluster name stamped on events', 'default')
+    .action(
+      async (options: GlobalOptions & { portBase: number; host: string; cluster: string }) => {
+        const dataDir = dataDirOf(options);
+        const port = (offset: number) => (options.portBase === 0 ? 0 : options.portBase + offset);
+        const common = { cluster: options.cluster, dataDir };
+        const buildIndexConfig: BuildIndexConfig = loadConfig(BuildIndexConfigSchema, {
+          env: {},
+          overrides: { ...common, listen: { host: options.host, port: port(2) } },
+        });
+        const proxyConfig: ProxyConfig = loadConfig(ProxyConfigSchema, {
+          env: {},
+          overrides: { ...common, listen: { host: options.host, port: port(0) } },
+        });
+        const logger = createLogger({ level: buildIndexConfig.logLevel, name: 'shoal-dev' });
+        const state = await openLocalState({ dataDir, log: buildIndexConfig.log, create: true });
+        const closers: Array<() => Promise<void>> = [() => state.close()];
+        const closeAll = async () => {
+          for (const close of closers.splice(0).reverse()) await close();
+        };
+        try {
+          const buildIndex = await startBuildIndex({
+            config: buildIndexConfig,
+            logger: logger.child({ role: 'build-index' }),
+            clock: systemClock,
+            log: state.log,
+            store: state.store,
+          });
+          closers.push(buildIndex.close);
+          const writer = { clock: systemClock, cluster: options.cluster, actor: 'proxy' };
+          const origin = await startDevOrigin({
+            host: options.host,
+            port: port(3),
+            cluster: options.cluster,
+            dataDir,
+            state,
+            logger: logger.child({ role: 'origin' }),
+          });
+          closers.push(origin.close);
+          const tags = createTagService({
+            log: state.log,
+            store: state.store,
+            writer,
+            waitFor: (position) =>
+              buildIndex.runner.waitFor(position, buildIndexConfig.readYourWrites.timeoutMs),
+          });
+          const proxy = await startProxy({
+            config: proxyConfig,
+            logger: logger.child({ role: 'proxy' }),
+            clock: systemClock,
+            log: state.log,
+            store: state.store,
+            blobs: origin.blobs,
+            tags,
+          });
+          closers.push(proxy.close);
+          const endpoints = {
+            proxy: proxy.url,
+            buildIndex: buildIndex.url,
+            origins: [origin.url],
+          };
+          writeFileSync(state.dataDir.endpointsPath, `${JSON.stringify(endpoints, null, 2)}\n`);
+          const registry = proxy.url
+            .replace(/^http:\/\//, '')
+            .replace(/^127\.0\.0\.1:/, 'localhost:');
+          note(
+            [
+              `shoal dev: cluster "${options.cluster}", data directory ${state.dataDir.root}`,
+              `  proxy        ${proxy.url}   (OCI registry: docker://${registry}/…)`,
+              `  build-index  ${buildIndex.url}`,
+              `  origin       ${origin.url}`,
+              `  endpoints    ${state.dataDir.endpointsPath}`,
+              '',
+              'push and pull an image (plain HTTP on loopback):',
+              `  skopeo copy --dest-tls-verify=false oci:./img:v1 docker://${registry}/demo/app:v1`,
+              `  skopeo copy --src-tls-verify=false docker://${registry}/demo/app:v1 oci:./pulled:v1`,
+              `  crane ls ${registry}/demo/app`,
+              `  npx shoal tags history demo/app:v1 --url ${buildIndex.url}`,
+            ].join('\n'),
+          );
+        } catch (error) {
+          await closeAll();
+          throw error;
+        }
+        await runUntilSignal(closeAll);
+      },
+    );
+};
+
+/**
+ * The dev cluster's origin: the real service on its port, with the filesystem backend under
+ * the data directory, and the proxy's view of it (a ring of one).
+ */
+const startDevOrigin = async (deps: {
+  host: string;
+  port: number;
+  cluster: string;
+  dataDir: string;
+  state: LocalState;
+  logger: Logger;
+}): Promise<{ url: string; blobs: BlobAccess; close: () => Promise<void> }> => {
+  const config: OriginConfig = loadConfig(OriginConfigSchema, {
+    env: {},
+    overrides: {
+      cluster: deps.cluster,
+      dataDir: deps.dataDir,
+      listen: { host: deps.host, port: deps.port },
+    },
+  });
+  const backend = createFilesystemBlobStore({
+    root:
+      config.backend.path === '' ? join(deps.state.dataDir.root, 'backend') : config.backend.path,
+    name: config.backend.name,
+  });
+  const origin = await startOrigin({
+    config,
+    logger: deps.logger,
+    clock: systemClock,
+    log: deps.state.log,
+    store: deps.state.store,
+    backend,
+  });
+  const blobs = createBlobAccess({
+    ring: staticRing([{ id: origin.id, url: origin.url }]),
+    replicas: config.replicas,
+    preferredOrigin: origin.id,
+  });
+  return {
+    url: origin.url,
+    blobs,
+    close: async () => {
+      await blobs.close();
+      await origin.close();
+    },
+  };
+};

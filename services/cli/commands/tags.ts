@@ -1,0 +1,113 @@
+import type { Command } from 'commander';
+import { orThrow, parseDigest, parseRepoName, parseTagReference } from '../../../domain';
+import { buildIndexProjection, parseAsOf, tagHistoryProjection } from '../../../projections';
+import { createBuildIndexClient } from '../../build-index/client/buildIndexClient';
+import type { TagApi } from '../../build-index/tagApi';
+import { createTagService } from '../../build-index/tagService';
+import { systemClock } from '../../shared/clock';
+import { createProjectionRunner } from '../../shared/projectionRunner';
+import { print, printJson } from '../output';
+import type { GlobalOptions } from './common';
+import { addDataDirOption, defaultLogConfig, withState } from './common';
+
+type TagsOptions = GlobalOptions & { url?: string; json?: boolean; minPosition?: string };
+
+/**
+ * Runs `fn` with a TagApi: over HTTP with `--url`, else directly on the data directory
+ * (projections are brought up to date with the log first, so reads are current).
+ */
+const withTags = async <T>(
+  options: TagsOptions,
+  write: boolean,
+  fn: (tags: TagApi) => Promise<T>,
+): Promise<T> => {
+  if (options.url !== undefined) return fn(createBuildIndexClient(options.url));
+  return withState(options, write, async ({ log, store }) => {
+    const runner = createProjectionRunner({
+      log,
+      store,
+      projections: [buildIndexProjection, tagHistoryProjection],
+    });
+    await runner.catchUp();
+    return fn(
+      createTagService({
+        log,
+        store,
+        writer: { clock: systemClock, cluster: defaultLogConfig.cluster, actor: 'cli' },
+        waitFor: async () => {
+          await runner.catchUp();
+        },
+      }),
+    );
+  });
+};
+
+const common = (command: Command) =>
+  addDataDirOption(command)
+    .option('--url <url>', 'talk to a running build-index instead of the data directory')
+    .option('--json', 'print JSON');
+
+export const registerTagCommands = (program: Command): void => {
+  const tags = program
+    .command('tags')
+    .description('read and write tags (on the data directory, or a build-index with --url)');
+
+  common(tags.command('put').argument('<repo:tag>').argument('<digest>'))
+    .description('point a tag at a digest (appends TagPushed)')
+    .action(async (refText: string, digestText: string, options: TagsOptions) => {
+      const ref = orThrow(parseTagReference(refText));
+      const digest = orThrow(parseDigest(digestText));
+      const result = await withTags(options, true, (api) => api.put(ref, digest));
+      if (options.json) printJson({ ...ref, digest, ...result });
+      else print(`${refText} -> ${digest} at position ${result.position}${result.changed ? '' : ' (unchanged)'}`);
+    });
+
+  common(tags.command('get').argument('<repo:tag>'))
+    .description('print the digest a tag points to, now or at a past time or position')
+    .option('--at <time|position>', 'ISO 8601 time (2026-11-28T14:02:00Z) or log position')
+    .option('--min-position <n>', 'wait until the build-index has applied this position')
+    .action(async (refText: string, options: TagsOptions & { at?: string }) => {
+      const ref = orThrow(parseTagReference(refText));
+      const at = options.at === undefined ? undefined : orThrow(parseAsOf(options.at));
+      const minPosition = options.minPosition === undefined ? undefined : Number(options.minPosition);
+      const view = await withTags(options, false, (api) =>
+        api.get(ref, { ...(at && { at }), ...(minPosition !== undefined && { minPosition }) }),
+      );
+      if (options.json) printJson(view);
+      else print(view.digest);
+    });
+
+  common(tags.command('delete').argument('<repo:tag>'))
+    .description('delete a tag (appends TagDeleted)')
+    .action(async (refText: string, options: TagsOptions) => {
+      const ref = orThrow(parseTagReference(refText));
+      const result = await withTags(options, true, (api) => api.delete(ref));
+      if (options.json) printJson({ ...ref, ...result });
+      else print(`${refText} deleted at position ${result.position}`);
+    });
+
+  common(tags.command('history').argument('<repo:tag>'))
+    .description('every change of a tag: position, time, actor, digest')
+    .action(async (refText: string, options: TagsOptions) => {
+      const ref = orThrow(parseTagReference(refText));
+      const history = await withTags(options, false, (api) => api.history(ref));
+      if (options.json) {
+        printJson({ ...ref, history });
+        return;
+      }
+      print(['POSITION', 'TIME', 'ACTOR', 'CHANGE'].join('\t'));
+      for (const change of history) {
+        const what = change.kind === 'pushed' ? change.digest : `deleted (was ${change.previous})`;
+        print([change.position, change.at, change.actor, what].join('\t'));
+      }
+    });
+
+  common(tags.command('ls').argument('<repo>'))
+    .description("list a repository's tags")
+    .action(async (repoText: string, options: TagsOptions) => {
+      const repo = orThrow(parseRepoName(repoText));
+      const { tags: list } = await withTags(options, false, (api) => api.list(repo));
+      if (options.json) printJson({ name: repo, tags: list });
+      else for (const tag of list) print(tag);
+    });
+};

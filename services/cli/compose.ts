@@ -1,0 +1,89 @@
+import type { EventLog, ProjectionStore } from '../../domain';
+import {
+  openEventStoreDbEventLog,
+  openKafkaEventLog,
+  openSqliteEventLog,
+} from '../../adapters/eventlog';
+import { openSqliteProjectionStore } from '../../adapters/projection-store/sqlite/sqliteProjectionStore';
+import type { DataDir } from '../shared/dataDir';
+import { openDataDir } from '../shared/dataDir';
+import type { LogConfig } from '../shared/logConfig';
+import type { Logger } from '../shared/logger';
+
+/**
+ * The log named by `config.adapter`: the SQLite file in the data directory (the default), or
+ * the cluster's Kafka topic or EventStoreDB streams. Kafka and EventStoreDB are reached (and
+ * the topic checked or created) before this resolves, so a bad address fails at start.
+ */
+export const openEventLog = async (
+  config: LogConfig,
+  dataDir: DataDir,
+  logger?: Logger,
+): Promise<EventLog> => {
+  switch (config.adapter) {
+    case 'kafka':
+      return openKafkaEventLog({
+        brokers: config.kafka.brokers,
+        topic: config.kafka.topic,
+        clientId: config.kafka.clientId,
+        replicationFactor: config.kafka.replicationFactor,
+        createTopic: config.kafka.createTopic,
+        connectionTimeoutMs: config.kafka.connectionTimeoutMs,
+        requestTimeoutMs: config.kafka.requestTimeoutMs,
+        retries: config.kafka.retries,
+        stallTimeoutMs: config.kafka.stallTimeoutMs,
+        ssl: config.kafka.ssl,
+        ...(config.kafka.sasl === undefined ? {} : { sasl: { ...config.kafka.sasl } }),
+        ...(logger === undefined ? {} : { logger: logger.child({ module: 'kafka' }) }),
+      });
+    case 'eventstoredb':
+      return openEventStoreDbEventLog({
+        connectionString: config.eventstoredb.connectionString,
+        streamPrefix: config.eventstoredb.streamPrefix,
+      });
+    case 'sqlite':
+      return openSqliteEventLog(dataDir.logPath, {
+        durability: config.sqlite.durability,
+        pollIntervalMs: config.sqlite.pollIntervalMs,
+      });
+  }
+};
+
+/**
+ * The composition root's choice of adapters: the log named by config and the projection
+ * store, both in the data directory. Services receive the ports, never the adapters.
+ */
+export type LocalState = {
+  readonly dataDir: DataDir;
+  readonly log: EventLog;
+  readonly store: ProjectionStore;
+  readonly close: () => Promise<void>;
+};
+
+export const openLocalState = async (options: {
+  dataDir: string;
+  log: LogConfig;
+  /** Create the data directory when it does not exist (services and write commands). */
+  create: boolean;
+  /** Where the log adapter's client logs (Kafka's); default: errors to stderr. */
+  logger?: Logger;
+}): Promise<LocalState> => {
+  const dataDir = openDataDir(options.dataDir, { create: options.create });
+  const log = await openEventLog(options.log, dataDir, options.logger);
+  let store: ProjectionStore;
+  try {
+    store = openSqliteProjectionStore(dataDir.projectionsPath);
+  } catch (error) {
+    await log.close();
+    throw error;
+  }
+  return {
+    dataDir,
+    log,
+    store,
+    close: async () => {
+      await store.close();
+      await log.close();
+    },
+  };
+};

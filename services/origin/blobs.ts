@@ -1,0 +1,279 @@
+import { randomUUID } from 'node:crypto';
+import type { ByteRange, ByteSource, Digest, Position, RepoName } from '../../domain';
+import { ShoalError, isShoalError } from '../../domain';
+import type { Metainfo } from '../../p2p/metainfo';
+import {
+  MetainfoBuilder,
+  decodeMetainfo,
+  encodeMetainfo,
+  pieceLengthFor,
+} from '../../p2p/metainfo';
+import type { OriginContext } from './context';
+import { originEvent } from './context';
+import type { BlobRead } from './store/contentStore';
+import { blobUnknown, sizeMismatch } from './store/contentStore';
+import type { NewJob } from './store/originDb';
+
+export type Published = {
+  readonly digest: Digest;
+  readonly size: number;
+  readonly position: Position;
+};
+
+/**
+ * Blobs on this origin: reads (local, else — for an owner — fetched from a peer that holds
+ * it or from the backend, kept, then served), whole-blob puts (pushes of manifests, copies
+ * between owners), metainfo, and the bookkeeping every new blob needs: events on the log
+ * and durable write-back and replication jobs.
+ */
+export const createBlobService = (ctx: OriginContext) => {
+  const { content, db, ring, log, writer, selfId, logger } = ctx;
+  const fills = new Map<string, Promise<void>>();
+  const metainfos = new Map<string, Promise<Metainfo>>();
+
+  /** Jobs for a blob this origin just took in: write it back, copy it to the other owners. */
+  const placementJobs = async (digest: Digest): Promise<NewJob[]> => {
+    const owners = await ring.owners(digest);
+    return [
+      { kind: 'write-back', digest, target: ctx.backend.name, eventId: randomUUID() },
+      ...owners
+        .filter((o) => o.id !== selfId)
+        .map((o): NewJob => ({ kind: 'replicate', digest, target: o.id, eventId: randomUUID() })),
+    ];
+  };
+
+  const enqueuePlacement = async (digest: Digest): Promise<void> => {
+    db.enqueue(await placementJobs(digest), ctx.clock.now());
+    ctx.wakeJobs();
+  };
+
+  /**
+   * Records a blob pushed to a repository and held here: jobs first (so an acknowledged blob
+   * is never left without its write-back), then `BlobUploaded` + `BlobPlaced` as one batch.
+   */
+  const publish = async (
+    blob: { digest: Digest; size: number; repo: string; mediaType?: string },
+    eventIds: readonly [string, string] = [randomUUID(), randomUUID()],
+  ): Promise<Published> => {
+    await enqueuePlacement(blob.digest);
+    const position = await log.append([
+      originEvent(
+        writer,
+        'BlobUploaded',
+        {
+          digest: blob.digest,
+          size: blob.size,
+          repo: blob.repo,
+          ...(blob.mediaType !== undefined && { mediaType: blob.mediaType }),
+        },
+        eventIds[0],
+      ),
+      originEvent(writer, 'BlobPlaced', { digest: blob.digest, origin: selfId }, eventIds[1]),
+    ]);
+    return { digest: blob.digest, size: blob.size, position };
+  };
+
+  const placedHere = async (digest: Digest): Promise<Position> =>
+    log.append([originEvent(writer, 'BlobPlaced', { digest, origin: selfId })]);
+
+  const storeMetainfo = (metainfo: Metainfo | undefined) => {
+    if (metainfo !== undefined) db.putMetainfo(metainfo.digest, encodeMetainfo(metainfo));
+  };
+
+  /** Peers that reported a copy and are still ring members, with their addresses. */
+  const holdingPeers = async (digest: Digest) => {
+    const [holders, members] = await Promise.all([ring.holders(digest), ring.members()]);
+    const address = new Map(members.map((m) => [m.id, m.address]));
+    return holders
+      .filter((id) => id !== selfId && address.has(id))
+      .map((id) => ({ id, address: address.get(id) as string }));
+  };
+
+  /**
+   * Where a blob this origin lacks can be had, as tried in order: peers that hold it, then
+   * the backend. A miss is checked twice, the second time after the placement projection
+   * caught up with the log (a copy placed a moment ago may not be projected yet).
+   */
+  const sources = async function* (digest: Digest) {
+    for (const fresh of [false, true]) {
+      if (fresh) await ctx.catchUpRing();
+      for (const peer of await holdingPeers(digest)) yield { kind: 'peer' as const, ...peer };
+      yield { kind: 'backend' as const };
+    }
+  };
+
+  const statAt = async (
+    digest: Digest,
+    source: { kind: 'peer'; address: string } | { kind: 'backend' },
+  ): Promise<{ size: number } | undefined> => {
+    try {
+      return source.kind === 'peer'
+        ? await ctx.peer(source.address).statBlob(digest, { local: true })
+        : await ctx.backend.stat(ctx.objectName(digest));
+    } catch (error) {
+      logger.warn({ err: error, digest, source }, 'cannot ask a source for a blob');
+      return undefined;
+    }
+  };
+
+  /** Copies a blob this origin owns but lacks from the first source that has it. */
+  const fill = (digest: Digest): Promise<void> => {
+    let pending = fills.get(digest);
+    if (pending === undefined) {
+      pending = (async () => {
+        for await (const source of sources(digest)) {
+          try {
+            const read =
+              source.kind === 'peer'
+                ? await ctx.peer(source.address).getBlob(digest, { local: true })
+                : await ctx.backend.get(ctx.objectName(digest));
+            const built = await content.ingest(digest, read.stream, {
+              size: read.size,
+              onBytes: (n) => ctx.metrics.bytesIn.inc({ source: 'fill' }, n),
+            });
+            storeMetainfo(built.metainfo);
+            ctx.metrics.fills.inc({ source: source.kind });
+            logger.info({ digest, source }, 'filled a blob this origin owns');
+            await placedHere(digest);
+            return;
+          } catch (error) {
+            if (!isShoalError(error, 'BLOB_UNKNOWN')) {
+              logger.warn({ err: error, digest, source }, 'cannot fill a blob from a source');
+            }
+          }
+        }
+        ctx.metrics.fills.inc({ source: 'none' });
+        throw blobUnknown(digest);
+      })().finally(() => fills.delete(digest));
+      fills.set(digest, pending);
+    }
+    return pending;
+  };
+
+  /** Makes sure a blob is on local disk: an owner that lacks it fetches it. */
+  const ensureLocal = async (digest: Digest, options: { local?: boolean }): Promise<void> => {
+    if ((await content.stat(digest)) !== undefined) return;
+    if (options.local || !(await ring.isOwner(digest))) throw blobUnknown(digest);
+    await fill(digest);
+  };
+
+  const read = async (
+    digest: Digest,
+    range?: ByteRange,
+    options: { local?: boolean } = {},
+  ): Promise<BlobRead> => {
+    try {
+      return await content.read(digest, range);
+    } catch (error) {
+      if (!isShoalError(error, 'BLOB_UNKNOWN')) throw error;
+    }
+    await ensureLocal(digest, options);
+    return content.read(digest, range);
+  };
+
+  const computeMetainfo = async (digest: Digest): Promise<Metainfo> => {
+    const { stream, size } = await content.read(digest);
+    const builder = new MetainfoBuilder(pieceLengthFor(size));
+    for await (const chunk of stream) builder.update(chunk as Buffer);
+    const metainfo = builder.digest();
+    if (metainfo.digest !== digest) {
+      logger.error({ digest, computed: metainfo.digest }, 'stored blob does not match its digest');
+      throw new ShoalError('INTERNAL', `stored blob ${digest} is corrupt`);
+    }
+    storeMetainfo(metainfo);
+    return metainfo;
+  };
+
+  return {
+    publish,
+    enqueuePlacement,
+    storeMetainfo,
+    read,
+
+    /** Size of a blob here, or (for an owner) anywhere it can be fetched from. */
+    stat: async (
+      digest: Digest,
+      options: { local?: boolean } = {},
+    ): Promise<{ size: number } | undefined> => {
+      const here = await content.stat(digest);
+      if (here !== undefined || options.local) return here;
+      if (!(await ring.isOwner(digest))) return undefined;
+      for await (const source of sources(digest)) {
+        const found = await statAt(digest, source);
+        if (found !== undefined) return found;
+      }
+      return undefined;
+    },
+
+    /**
+     * Stores a whole blob, verified against its digest. A copy from another owner
+     * (`replicaOf`) is only placed; anything else is published like a committed upload.
+     * When the blob is already here the body is left unread.
+     */
+    put: async (
+      digest: Digest,
+      body: ByteSource,
+      options: { repo?: RepoName; mediaType?: string; size?: number; replicaOf?: string },
+    ): Promise<{ digest: Digest; size: number; position?: Position }> => {
+      const existing = await content.stat(digest);
+      if (existing !== undefined && options.size !== undefined && existing.size !== options.size) {
+        throw sizeMismatch(digest, options.size);
+      }
+      let size = existing?.size;
+      if (size === undefined) {
+        const built = await content.ingest(digest, body, {
+          ...(options.size !== undefined && { size: options.size }),
+          maxSize: ctx.config.uploads.maxBlobSize,
+          onBytes: (n) =>
+            ctx.metrics.bytesIn.inc({ source: options.replicaOf ? 'replica' : 'put' }, n),
+        });
+        storeMetainfo(built.metainfo);
+        size = built.length;
+      }
+      if (options.replicaOf !== undefined) {
+        if (existing !== undefined) return { digest, size };
+        return { digest, size, position: await placedHere(digest) };
+      }
+      if (options.repo === undefined) {
+        throw new ShoalError('PARAMETER_INVALID', 'a blob put needs the repository it is for');
+      }
+      return publish({
+        digest,
+        size,
+        repo: options.repo,
+        ...(options.mediaType !== undefined && { mediaType: options.mediaType }),
+      });
+    },
+
+    /** Drops this origin's copy; refused while jobs still need it. */
+    remove: async (digest: Digest): Promise<{ deleted: boolean }> => {
+      if (db.jobsOf(digest).length > 0) {
+        throw new ShoalError(
+          'SERVICE_UNAVAILABLE',
+          `blob ${digest} still has write-back or replication pending; try again later`,
+        );
+      }
+      const deleted = await content.remove(digest);
+      db.deleteMetainfo(digest);
+      return { deleted };
+    },
+
+    /** The blob's metainfo, computed from the stored blob when not known yet. */
+    metainfo: async (digest: Digest, options: { local?: boolean } = {}): Promise<Metainfo> => {
+      const stored = db.getMetainfo(digest);
+      if (stored !== undefined && (await content.stat(digest)) !== undefined) {
+        const decoded = decodeMetainfo(stored);
+        if (decoded.ok) return decoded.value;
+      }
+      await ensureLocal(digest, options);
+      let pending = metainfos.get(digest);
+      if (pending === undefined) {
+        pending = computeMetainfo(digest).finally(() => metainfos.delete(digest));
+        metainfos.set(digest, pending);
+      }
+      return pending;
+    },
+  };
+};
+
+export type BlobService = ReturnType<typeof createBlobService>;

@@ -1,0 +1,67 @@
+import type { Readable } from 'node:stream';
+import type { Digest, Position, RepoName } from '../../../domain';
+
+/**
+ * How the proxy (and later the tracker and agents) reach blob bytes in a cluster: upload
+ * sessions that land on an origin, and reads that try the digest's owners on the rendezvous
+ * ring in order, then the storage backend. Implemented over the origins' internal HTTP API;
+ * `shoal dev` may wire it in-process. Errors are `ShoalError`s: `BLOB_UNKNOWN`,
+ * `BLOB_UPLOAD_UNKNOWN`, `BLOB_UPLOAD_INVALID`, `RANGE_INVALID`, `DIGEST_INVALID`,
+ * `SIZE_INVALID`, `SERVICE_UNAVAILABLE` (retriable).
+ */
+export interface BlobAccess {
+  /** Opens an upload session. The id is opaque, URL-safe, and names the origin holding it. */
+  startUpload(options: { repo: RepoName }): Promise<{ id: string }>;
+
+  /**
+   * Appends bytes to a session. `offset`, when given, must equal the bytes received so far
+   * (else `RANGE_INVALID`, nothing written). Streams: never holds the chunk in memory.
+   * Resolves with the session's new size.
+   */
+  appendUpload(
+    id: string,
+    body: Readable,
+    options?: {
+      offset?: number;
+      /** The chunk's length when known (Content-Length); lets the origin check it. */
+      length?: number;
+    },
+  ): Promise<{ size: number }>;
+
+  /** Bytes received so far; `BLOB_UPLOAD_UNKNOWN` for an unknown or finished session. */
+  uploadStatus(id: string): Promise<{ size: number }>;
+
+  /**
+   * Finishes a session, optionally with a last chunk: verifies the digest while streaming,
+   * commits the blob atomically on the owners, appends `BlobUploaded`/`BlobPlaced`.
+   * On a digest mismatch fails with `DIGEST_INVALID` and nothing becomes visible.
+   */
+  commitUpload(
+    id: string,
+    options: { digest: Digest; repo: RepoName; mediaType?: string; body?: Readable },
+  ): Promise<{ digest: Digest; size: number; position: Position }>;
+
+  /** Abandons a session and frees its space. */
+  cancelUpload(id: string): Promise<void>;
+
+  /** Stores a whole blob in one call (manifests, replication). Same checks as a commit. */
+  put(
+    digest: Digest,
+    body: Readable | Buffer,
+    options: { repo: RepoName; mediaType?: string; size?: number },
+  ): Promise<{ size: number; position: Position }>;
+
+  /** Size of a blob, or undefined when no owner and no backend has it. */
+  stat(digest: Digest): Promise<{ size: number } | undefined>;
+
+  /**
+   * Streams a blob, whole or a byte range (`end` inclusive, as in HTTP; an `end` past the
+   * blob is clamped). `BLOB_UNKNOWN` when absent, `RANGE_INVALID` when the range is not
+   * satisfiable. `size` is the whole blob's size; `start`/`end` the bytes in the stream
+   * (`end` = `start - 1` for an empty blob), ready for `Content-Range`.
+   */
+  get(
+    digest: Digest,
+    range?: { start: number; end?: number },
+  ): Promise<{ stream: Readable; size: number; start: number; end: number }>;
+}

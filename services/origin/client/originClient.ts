@@ -1,0 +1,251 @@
+import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { ByteRange, Position } from '../../../domain';
+import { ShoalError, isShoalError } from '../../../domain';
+import type { Metainfo } from '../../../p2p/metainfo';
+import { positionHeaders } from '../../shared/http';
+import type { RequestBody } from './http';
+import { createHttpTransport, readJson } from './http';
+
+/** What an origin says of the ring (`GET /internal/ring`). */
+export type RingInfo = {
+  readonly self: string;
+  readonly replicas: number;
+  readonly members: ReadonlyArray<{ readonly id: string; readonly address: string }>;
+  /** With `?digest=`: the digest's owners, best first. */
+  readonly owners?: readonly string[];
+};
+
+export type BlobStream = {
+  readonly stream: Readable;
+  /** Size of the whole blob. */
+  readonly size: number;
+  /** First and last (inclusive) byte in the stream. */
+  readonly start: number;
+  readonly end: number;
+};
+
+export type Committed = {
+  readonly digest: string;
+  readonly size: number;
+  readonly position: Position;
+};
+
+/**
+ * The typed client of one origin's internal API (`/internal/…`), streaming both ways.
+ * Errors are `ShoalError`s carrying the origin's code; `SERVICE_UNAVAILABLE` when it cannot
+ * be reached. `createBlobAccess` builds the cluster-wide view on top of it.
+ */
+export interface OriginClient {
+  readonly url: string;
+  startUpload(options: { repo: string }): Promise<{ id: string }>;
+  /** `offset` must be the session's size (else `RANGE_INVALID`); `length` the body's size. */
+  appendUpload(
+    id: string,
+    body: RequestBody,
+    options?: { offset?: number; length?: number; signal?: AbortSignal },
+  ): Promise<{ size: number }>;
+  uploadStatus(id: string): Promise<{ size: number; repo: string }>;
+  commitUpload(
+    id: string,
+    options: {
+      digest: string;
+      repo?: string;
+      mediaType?: string;
+      body?: RequestBody;
+      length?: number;
+      signal?: AbortSignal;
+    },
+  ): Promise<Committed>;
+  cancelUpload(id: string): Promise<void>;
+  /**
+   * Stores a whole blob. With `replicaOf`, it is a copy between owners: the receiver records
+   * only `BlobPlaced` (no `BlobUploaded`, no write-back, no further replication).
+   */
+  putBlob(
+    digest: string,
+    body: RequestBody,
+    options?: {
+      repo?: string;
+      mediaType?: string;
+      size?: number;
+      replicaOf?: string;
+      signal?: AbortSignal;
+    },
+  ): Promise<{ digest: string; size: number; position?: Position }>;
+  /** `local`: only this origin's disk, no fetching from peers or the backend. */
+  statBlob(digest: string, options?: { local?: boolean }): Promise<{ size: number } | undefined>;
+  getBlob(
+    digest: string,
+    options?: { range?: ByteRange; local?: boolean; signal?: AbortSignal },
+  ): Promise<BlobStream>;
+  /** Drops this origin's copy (the backend and other owners keep theirs). */
+  deleteBlob(digest: string): Promise<{ deleted: boolean }>;
+  metainfo(digest: string): Promise<Metainfo>;
+  ring(digest?: string): Promise<RingInfo>;
+  close(): Promise<void>;
+}
+
+const query = (params: Record<string, string | number | boolean | undefined>) => {
+  const search = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== false) search.set(k, v === true ? '1' : String(v));
+  }
+  const text = search.toString();
+  return text.length > 0 ? `?${text}` : '';
+};
+
+const uploadPath = (id: string) => `/internal/uploads/${encodeURIComponent(id)}`;
+const blobPath = (digest: string) => `/internal/blobs/${encodeURIComponent(digest)}`;
+
+const positionOf = (response: IncomingMessage): Position | undefined => {
+  const raw = response.headers[positionHeaders.written.toLowerCase()];
+  return typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : undefined;
+};
+
+/** Parses `Content-Range: bytes start-end/size`. */
+const contentRange = (response: IncomingMessage) => {
+  const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(response.headers['content-range'] ?? '');
+  return match && { start: Number(match[1]), end: Number(match[2]), size: Number(match[3]) };
+};
+
+const lengthOf = (response: IncomingMessage): number => {
+  const length = Number(response.headers['content-length']);
+  if (!Number.isSafeInteger(length)) throw new ShoalError('INTERNAL', 'answer without a length');
+  return length;
+};
+
+export const createOriginClient = (
+  baseUrl: string,
+  options: { timeoutMs?: number } = {},
+): OriginClient => {
+  const http = createHttpTransport(baseUrl, options);
+  const json = async <T>(response: IncomingMessage) => readJson<T>(response);
+
+  return {
+    url: http.url,
+
+    startUpload: async ({ repo }) =>
+      json<{ id: string }>(
+        await http.call({
+          method: 'POST',
+          path: '/internal/uploads',
+          headers: { 'content-type': 'application/json' },
+          body: Buffer.from(JSON.stringify({ repo })),
+        }),
+      ),
+
+    appendUpload: async (id, body, opts = {}) => {
+      const response = await http.call({
+        method: 'PATCH',
+        path: `${uploadPath(id)}${query({ offset: opts.offset })}`,
+        headers: {
+          'content-type': 'application/octet-stream',
+          ...(opts.length !== undefined && { 'content-length': opts.length }),
+        },
+        body: body ?? Buffer.alloc(0),
+        ...(opts.signal !== undefined && { signal: opts.signal }),
+      });
+      const { size } = await json<{ size: number }>(response);
+      return { size };
+    },
+
+    uploadStatus: async (id) => {
+      const { size, repo } = await json<{ size: number; repo: string }>(
+        await http.call({ method: 'GET', path: uploadPath(id) }),
+      );
+      return { size, repo };
+    },
+
+    commitUpload: async (id, opts) => {
+      const response = await http.call({
+        method: 'PUT',
+        path: `${uploadPath(id)}${query({
+          digest: opts.digest,
+          repo: opts.repo,
+          mediaType: opts.mediaType,
+        })}`,
+        headers: {
+          'content-type': 'application/octet-stream',
+          ...(opts.length !== undefined && { 'content-length': opts.length }),
+        },
+        body: opts.body ?? Buffer.alloc(0),
+        ...(opts.signal !== undefined && { signal: opts.signal }),
+      });
+      return json<Committed>(response);
+    },
+
+    cancelUpload: async (id) => {
+      (await http.call({ method: 'DELETE', path: uploadPath(id) })).resume();
+    },
+
+    putBlob: async (digest, body, opts = {}) => {
+      const response = await http.call({
+        method: 'PUT',
+        path: `${blobPath(digest)}${query({
+          repo: opts.repo,
+          mediaType: opts.mediaType,
+          replicaOf: opts.replicaOf,
+        })}`,
+        headers: {
+          'content-type': 'application/octet-stream',
+          ...(opts.size !== undefined && { 'content-length': opts.size }),
+        },
+        body: body ?? Buffer.alloc(0),
+        ...(opts.signal !== undefined && { signal: opts.signal }),
+      });
+      const result = await json<{ digest: string; size: number; position?: Position }>(response);
+      const position = result.position ?? positionOf(response);
+      return { digest: result.digest, size: result.size, ...(position && { position }) };
+    },
+
+    statBlob: async (digest, opts = {}) => {
+      try {
+        const response = await http.call({
+          method: 'HEAD',
+          path: `${blobPath(digest)}${query({ local: opts.local })}`,
+        });
+        response.resume();
+        return { size: lengthOf(response) };
+      } catch (error) {
+        if (isShoalError(error, 'BLOB_UNKNOWN')) return undefined;
+        throw error;
+      }
+    },
+
+    getBlob: async (digest, opts = {}) => {
+      const range = opts.range;
+      const response = await http.call({
+        method: 'GET',
+        path: `${blobPath(digest)}${query({ local: opts.local })}`,
+        headers: {
+          ...(range !== undefined && { range: `bytes=${range.start}-${range.end ?? ''}` }),
+        },
+        ...(opts.signal !== undefined && { signal: opts.signal }),
+      });
+      if (response.statusCode === 206) {
+        const parsed = contentRange(response);
+        if (parsed === null) {
+          response.destroy();
+          throw new ShoalError('INTERNAL', 'partial answer without a valid Content-Range');
+        }
+        return { stream: response, ...parsed };
+      }
+      const size = lengthOf(response);
+      return { stream: response, size, start: 0, end: size - 1 };
+    },
+
+    deleteBlob: async (digest) =>
+      json<{ deleted: boolean }>(await http.call({ method: 'DELETE', path: blobPath(digest) })),
+
+    metainfo: async (digest) =>
+      json<Metainfo>(await http.call({ method: 'GET', path: `${blobPath(digest)}/metainfo` })),
+
+    ring: async (digest) =>
+      json<RingInfo>(
+        await http.call({ method: 'GET', path: `/internal/ring${query({ digest })}` }),
+      ),
+
+    close: () => http.close(),
+  };
+};

@@ -1,0 +1,130 @@
+import type { Static } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
+import { LogConfigSchema, LogLevelSchema } from '../shared/logConfig';
+
+const GiB = 1024 * 1024 * 1024;
+
+/**
+ * origin configuration. Every field has a default; `shoal origin --help` lists them with
+ * their environment variables (`backend.path` ← `SHOAL_BACKEND_PATH`, …).
+ */
+export const OriginConfigSchema = Type.Object({
+  id: Type.String({
+    default: '1',
+    minLength: 1,
+    maxLength: 64,
+    pattern: '^[A-Za-z0-9._-]+$',
+    description:
+      'origin id: its name on the ring (placement hashes it: keep it across restarts); ' +
+      'its files live in <dataDir>/origin-<id>/',
+  }),
+  cluster: Type.String({ default: 'default', minLength: 1, description: 'cluster name on events' }),
+  dataDir: Type.String({ default: './.shoal', description: 'data directory (log, origin files)' }),
+  listen: Type.Object(
+    {
+      host: Type.String({ default: '127.0.0.1' }),
+      port: Type.Integer({ default: 5003, minimum: 0, maximum: 65535 }),
+    },
+    { default: {} },
+  ),
+  advertiseUrl: Type.String({
+    default: '',
+    description:
+      'URL other services reach this origin at (recorded in OriginJoined); empty: the ' +
+      'listen address, which must then not be a wildcard',
+  }),
+  replicas: Type.Integer({
+    default: 2,
+    minimum: 1,
+    maximum: 16,
+    description: 'R: how many ring members own each blob',
+  }),
+  backend: Type.Object(
+    {
+      type: Type.Union([Type.Literal('filesystem')], {
+        default: 'filesystem',
+        description: 'storage backend blobs are written back to',
+      }),
+      name: Type.String({
+        default: 'filesystem',
+        minLength: 1,
+        maxLength: 255,
+        description: 'the backend as recorded in BlobPersisted',
+      }),
+      path: Type.String({
+        default: '',
+        description: 'filesystem backend root; empty: <dataDir>/backend (shared by origins)',
+      }),
+      prefix: Type.String({
+        default: '',
+        description: 'object name prefix, e.g. cluster-a/ to share a bucket',
+      }),
+    },
+    { default: {} },
+  ),
+  writeBack: Type.Object(
+    {
+      minBackoffMs: Type.Integer({
+        default: 500,
+        minimum: 1,
+        description: 'first retry delay of a failed write-back or replication',
+      }),
+      maxBackoffMs: Type.Integer({
+        default: 60_000,
+        minimum: 1,
+        description: 'retry delays double up to this',
+      }),
+      concurrency: Type.Integer({
+        default: 2,
+        minimum: 1,
+        maximum: 64,
+        description: 'write-back and replication jobs run at once',
+      }),
+      startDelayMs: Type.Integer({
+        default: 0,
+        minimum: 0,
+        description: 'wait this long after start before running queued jobs (tests, drills)',
+      }),
+    },
+    { default: {} },
+  ),
+  uploads: Type.Object(
+    {
+      expireAfterMs: Type.Integer({
+        default: 24 * 60 * 60 * 1000,
+        minimum: 1000,
+        description: 'an upload session untouched this long is deleted',
+      }),
+      maxBlobSize: Type.Integer({
+        default: 100 * GiB,
+        minimum: 1,
+        description: 'largest blob accepted, in bytes',
+      }),
+    },
+    { default: {} },
+  ),
+  peers: Type.Object(
+    {
+      timeoutMs: Type.Integer({
+        default: 60_000,
+        minimum: 100,
+        description: 'idle timeout of requests to other origins',
+      }),
+    },
+    { default: {} },
+  ),
+  readYourWrites: Type.Object(
+    {
+      timeoutMs: Type.Integer({
+        default: 5000,
+        minimum: 0,
+        description: 'how long to wait for the placement projection to reach a position',
+      }),
+    },
+    { default: {} },
+  ),
+  log: LogConfigSchema,
+  logLevel: LogLevelSchema,
+});
+
+export type OriginConfig = Static<typeof OriginConfigSchema>;

@@ -1,0 +1,62 @@
+import { randomUUID } from 'node:crypto';
+import type {
+  BlobStore,
+  Clock,
+  Digest,
+  EventData,
+  EventLog,
+  EventType,
+  ShoalEvent,
+} from '../../domain';
+import { makeEvent } from '../../domain';
+import type { WriterContext } from '../shared/events';
+import type { Logger } from '../shared/logger';
+import type { OriginClient } from './client/originClient';
+import type { OriginConfig } from './config';
+import type { OriginMetrics } from './metrics';
+import type { RingView } from './ring';
+import type { ContentStore } from './store/contentStore';
+import type { OriginDb } from './store/originDb';
+
+/** What the origin's parts share: its identity, config, ports, local stores and peers. */
+export type OriginContext = {
+  readonly selfId: string;
+  readonly config: OriginConfig;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly log: EventLog;
+  readonly writer: WriterContext;
+  readonly backend: BlobStore;
+  /** The backend object name of a blob (with the configured prefix). */
+  readonly objectName: (digest: Digest) => string;
+  readonly db: OriginDb;
+  readonly content: ContentStore;
+  readonly uploadsDir: string;
+  readonly ring: RingView;
+  /** A client of another origin, by its advertised address (cached). */
+  readonly peer: (address: string) => OriginClient;
+  readonly metrics: OriginMetrics;
+  /** Jobs were enqueued: let the worker look now. */
+  readonly wakeJobs: () => void;
+  /** Waits (bounded) until the placement projection has applied the log's current head. */
+  readonly catchUpRing: () => Promise<void>;
+};
+
+/**
+ * An event with this origin's metadata. `id` is fixed by callers that may retry an append
+ * (a crash between enqueue and append): the log then ignores the repeat.
+ */
+export const originEvent = <T extends EventType>(
+  writer: WriterContext,
+  type: T,
+  data: EventData<T>,
+  id: string = randomUUID(),
+): ShoalEvent<T> =>
+  makeEvent(type, data, {
+    id,
+    metadata: {
+      at: new Date(writer.clock.now()).toISOString(),
+      actor: writer.actor,
+      cluster: writer.cluster,
+    },
+  });

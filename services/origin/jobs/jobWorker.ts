@@ -1,0 +1,135 @@
+import type { Clock } from '../../../domain';
+import { isShoalError } from '../../../domain';
+import type { Logger } from '../../shared/logger';
+import type { JobKind, JobRow, OriginDb } from '../store/originDb';
+
+/** What a handler decided: the work is done, or it no longer makes sense (both end the job). */
+export type JobOutcome = 'done' | 'dropped';
+
+/** Runs one job; throws to retry it later. Must stop promptly when `signal` aborts. */
+export type JobHandler = (job: JobRow, signal: AbortSignal) => Promise<JobOutcome>;
+
+export type JobWorkerOptions = {
+  readonly db: OriginDb;
+  readonly handlers: Readonly<Record<JobKind, JobHandler>>;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly concurrency: number;
+  readonly minBackoffMs: number;
+  readonly maxBackoffMs: number;
+  /** Wait this long after `start` before the first job runs. */
+  readonly startDelayMs?: number;
+  readonly random?: () => number;
+  readonly onOutcome?: (kind: JobKind, outcome: JobOutcome | 'failed') => void;
+};
+
+const keyOf = (job: Pick<JobRow, 'kind' | 'digest' | 'target'>) =>
+  `${job.kind}\u0000${job.digest}\u0000${job.target}`;
+
+/** Longest delay setTimeout accepts. */
+const maxTimer = 2 ** 31 - 1;
+
+/**
+ * Runs the durable job queue: due jobs up to `concurrency` at once, failures retried with
+ * exponential backoff and jitter (forever: a backend outage must not lose a write-back).
+ * The queue lives in the origin's SQLite file, so a restart — even after kill -9 — resumes
+ * where it stopped; handlers are idempotent, so a job cut short is simply run again.
+ */
+export const createJobWorker = (options: JobWorkerOptions) => {
+  const { db, handlers, clock, logger } = options;
+  const random = options.random ?? Math.random;
+  const inflight = new Map<string, { promise: Promise<void>; abort: AbortController }>();
+  let running = false;
+  let started = false;
+  let timer: NodeJS.Timeout | undefined;
+
+  const backoff = (attempts: number) => {
+    const base = Math.min(
+      options.maxBackoffMs,
+      options.minBackoffMs * 2 ** Math.min(attempts - 1, 30),
+    );
+    return Math.max(1, Math.round(base * (0.5 + random() * 0.5)));
+  };
+
+  const run = (job: JobRow) => {
+    const abort = new AbortController();
+    const key = keyOf(job);
+    const handler = handlers[job.kind];
+    const promise = (async () => {
+      try {
+        const outcome = await handler(job, abort.signal);
+        db.deleteJob(job);
+        options.onOutcome?.(job.kind, outcome);
+        logger.debug({ job: { kind: job.kind, digest: job.digest, target: job.target } }, outcome);
+      } catch (error) {
+        if (abort.signal.aborted) return; // stopping: the job stays queued as it was
+        const attempts = job.attempts + 1;
+        const delay = backoff(attempts);
+        const message = isShoalError(error) ? `${error.code}: ${error.message}` : String(error);
+        db.failJob(job, clock.now() + delay, message);
+        options.onOutcome?.(job.kind, 'failed');
+        logger.warn(
+          { job: { kind: job.kind, digest: job.digest, target: job.target }, attempts, delay },
+          `job failed, retrying: ${message}`,
+        );
+      }
+    })().finally(() => {
+      inflight.delete(key);
+      schedule();
+    });
+    inflight.set(key, { promise, abort });
+  };
+
+  function schedule(): void {
+    if (!running || !started) return;
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
+    const now = clock.now();
+    const free = options.concurrency - inflight.size;
+    if (free > 0) {
+      // Ask for more than the free slots: some due jobs may be the ones already running.
+      const due = db.dueJobs(now, free + inflight.size);
+      for (const job of due) {
+        if (inflight.size >= options.concurrency) break;
+        if (!inflight.has(keyOf(job))) run(job);
+      }
+    }
+    const next = db.nextDueAfter(now);
+    if (next !== undefined) {
+      timer = setTimeout(schedule, Math.min(maxTimer, Math.max(1, next - now)));
+    }
+  }
+
+  return {
+    start: (): void => {
+      if (running) return;
+      running = true;
+      const begin = () => {
+        started = true;
+        schedule();
+      };
+      if ((options.startDelayMs ?? 0) > 0) {
+        timer = setTimeout(begin, Math.min(maxTimer, options.startDelayMs ?? 0));
+      } else {
+        begin();
+      }
+    },
+    /** New jobs were enqueued: look now rather than at the next timer. */
+    wake: (): void => schedule(),
+    /** Jobs running right now. */
+    get busy(): number {
+      return inflight.size;
+    },
+    /** Stops picking jobs and aborts those running; they stay queued for the next start. */
+    stop: async (): Promise<void> => {
+      running = false;
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
+      const current = [...inflight.values()];
+      for (const { abort } of current) abort.abort();
+      await Promise.allSettled(current.map((c) => c.promise));
+    },
+  };
+};
+
+export type JobWorker = ReturnType<typeof createJobWorker>;

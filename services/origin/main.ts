@@ -1,0 +1,241 @@
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import type { BlobStore, Clock, EventLog, Position, ProjectionStore } from '../../domain';
+import { ShoalError, blobObjectName, orThrow, parseObjectPrefix, ringStream } from '../../domain';
+import { placementProjection } from '../../projections';
+import { openDataDir } from '../shared/dataDir';
+import { createHttpApp } from '../shared/http';
+import type { Logger } from '../shared/logger';
+import { createProjectionRunner } from '../shared/projectionRunner';
+import { createBlobService } from './blobs';
+import type { OriginClient } from './client/originClient';
+import { createOriginClient } from './client/originClient';
+import type { OriginConfig } from './config';
+import type { OriginContext } from './context';
+import { originEvent } from './context';
+import { replicateHandler, writeBackHandler } from './jobs/handlers';
+import type { JobWorker } from './jobs/jobWorker';
+import { createJobWorker } from './jobs/jobWorker';
+import { createOriginMetrics } from './metrics';
+import { createRingView } from './ring';
+import { originRoutes } from './server/routes';
+import { createContentStore } from './store/contentStore';
+import { openOriginDb } from './store/originDb';
+import { createUploadSessions } from './uploads';
+
+export type RunningOrigin = {
+  readonly id: string;
+  /** `http://host:port` the origin listens on. */
+  readonly url: string;
+  /** The address recorded in `OriginJoined`: where other services reach it. */
+  readonly advertiseUrl: string;
+  /** `<dataDir>/origin-<id>`: its blobs, upload sessions and queue. */
+  readonly directory: string;
+  readonly runner: ReturnType<typeof createProjectionRunner>;
+  /** Stops serving and working; queued jobs and open sessions stay on disk for the next start. */
+  readonly close: () => Promise<void>;
+};
+
+export type OriginDeps = {
+  readonly config: OriginConfig;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly log: EventLog;
+  readonly store: ProjectionStore;
+  /** The storage backend blobs are written back to (the composition root picks it). */
+  readonly backend: BlobStore;
+  readonly actor?: string;
+};
+
+const wildcardHosts = new Set(['0.0.0.0', '::', '[::]', '']);
+
+/**
+ * Runs an origin: joins the ring (once; a restart with the same id and address appends
+ * nothing, so placement never reshuffles), finishes what a crash interrupted (committed
+ * uploads, queued write-backs and replications), and serves the internal blob API.
+ * The only place that listens; the composition root picks the log, store and backend.
+ */
+export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
+  const { config, clock, log, store, backend } = deps;
+  const logger = deps.logger.child({ origin: config.id });
+  const selfId = config.id;
+  const listensEverywhere = wildcardHosts.has(config.listen.host);
+  if (listensEverywhere && config.advertiseUrl === '') {
+    throw new ShoalError(
+      'CONFIG_INVALID',
+      `origin listens on ${config.listen.host}: set advertiseUrl to the URL others reach it at`,
+    );
+  }
+  const directory = openDataDir(config.dataDir, { create: true }).sub(`origin-${selfId}`);
+  const db = openOriginDb(join(directory, 'origin.db'));
+  const cleanups: Array<() => Promise<void> | void> = [() => void db.close()];
+  let closing: Promise<void> | undefined;
+  const cleanup = () =>
+    (closing ??= (async () => {
+      for (const step of [...cleanups].reverse()) await step();
+    })());
+
+  try {
+    const runner = createProjectionRunner({
+      log,
+      store,
+      projections: [placementProjection],
+      logger: logger.child({ module: 'projections' }),
+    });
+    runner.start();
+    cleanups.push(() => runner.stop());
+
+    const peers = new Map<string, OriginClient>();
+    cleanups.push(async () => {
+      await Promise.all([...peers.values()].map((p) => p.close()));
+    });
+    // The worker needs the context and the context wakes the worker: tie them late.
+    const workerRef: { current?: JobWorker } = {};
+    let joined = false;
+    let closed = false;
+
+    const { app, metrics: registry } = createHttpApp({
+      service: 'origin',
+      logger,
+      notReady: () => (joined ? undefined : 'joining the ring'),
+    });
+    const metrics = createOriginMetrics(registry, () => (closed ? undefined : db));
+    const prefix = orThrow(parseObjectPrefix(config.backend.prefix));
+    const writer = { clock, cluster: config.cluster, actor: deps.actor ?? `origin/${selfId}` };
+
+    const ctx: OriginContext = {
+      selfId,
+      config,
+      clock,
+      logger,
+      log,
+      writer,
+      backend,
+      objectName: (digest) => blobObjectName(digest, prefix),
+      db,
+      content: createContentStore(directory),
+      uploadsDir: join(directory, 'uploads'),
+      ring: createRingView({ store, selfId, replicas: config.replicas }),
+      peer: (address) => {
+        let client = peers.get(address);
+        if (client === undefined) {
+          client = createOriginClient(address, { timeoutMs: config.peers.timeoutMs });
+          peers.set(address, client);
+        }
+        return client;
+      },
+      metrics,
+      wakeJobs: () => workerRef.current?.wake(),
+      catchUpRing: async () => {
+        const head = await log.head();
+        await runner.waitFor(head, config.readYourWrites.timeoutMs).catch((error: unknown) => {
+          logger.warn({ err: error }, 'placement projection is behind the log');
+        });
+      },
+    };
+    const blobs = createBlobService(ctx);
+    const uploads = createUploadSessions(ctx, blobs);
+
+    // Finish what a crash interrupted before taking new work.
+    await ctx.content.sweepTemp();
+    await ctx.catchUpRing();
+    const recovered = await uploads.recover();
+    if (recovered.finished + recovered.dropped > 0) logger.info(recovered, 'recovered uploads');
+
+    const jobs = createJobWorker({
+      db,
+      handlers: { 'write-back': writeBackHandler(ctx), replicate: replicateHandler(ctx) },
+      clock,
+      logger: logger.child({ module: 'jobs' }),
+      concurrency: config.writeBack.concurrency,
+      minBackoffMs: config.writeBack.minBackoffMs,
+      maxBackoffMs: config.writeBack.maxBackoffMs,
+      startDelayMs: config.writeBack.startDelayMs,
+      onOutcome: (kind, outcome) => metrics.jobs.inc({ kind, outcome }),
+    });
+    workerRef.current = jobs;
+    cleanups.push(() => jobs.stop());
+
+    await app.register(
+      originRoutes({
+        uploads,
+        blobs,
+        ring: ctx.ring,
+        onBytesOut: (n) => metrics.bytesOut.inc({ target: 'read' }, n),
+      }),
+    );
+    await app.listen({ host: config.listen.host, port: config.listen.port });
+    cleanups.push(() => app.close());
+    const address = app.server.address() as AddressInfo;
+    const url = `http://${formatHost(address.address)}:${address.port}`;
+    const advertiseUrl = config.advertiseUrl === '' ? url : config.advertiseUrl.replace(/\/+$/, '');
+
+    const position = await joinRing(ctx, advertiseUrl);
+    await runner.waitFor(position, Math.max(config.readYourWrites.timeoutMs, 30_000));
+    joined = true;
+    jobs.start();
+
+    const sweepEvery = Math.min(60_000, Math.max(1000, config.uploads.expireAfterMs / 4));
+    const sweeper = setInterval(() => {
+      uploads.sweep().catch((error: unknown) => logger.warn({ err: error }, 'sweep failed'));
+    }, sweepEvery);
+    sweeper.unref();
+    cleanups.push(() => clearInterval(sweeper));
+    cleanups.push(() => {
+      closed = true;
+    });
+
+    logger.info({ url, advertiseUrl, directory, backend: backend.name }, 'origin listening');
+    return { id: selfId, url, advertiseUrl, directory, runner, close: cleanup };
+  } catch (error) {
+    await cleanup().catch(() => undefined);
+    throw error;
+  }
+};
+
+/**
+ * Appends `OriginJoined` unless the ring stream already has this origin as a member at this
+ * address. Membership is by id, so rejoining at a new address moves no blob.
+ */
+const joinRing = async (ctx: OriginContext, address: string): Promise<Position> => {
+  let current: { address: string; position: Position } | undefined;
+  for (const event of await ctx.log.readStream(ringStream)) {
+    if (event.type === 'OriginJoined' && event.data.id === ctx.selfId) {
+      current = { address: event.data.address, position: event.position };
+    } else if (event.type === 'OriginLeft' && event.data.id === ctx.selfId) {
+      current = undefined;
+    }
+  }
+  if (current?.address === address) return current.position;
+  const position = await ctx.log.append([
+    originEvent(ctx.writer, 'OriginJoined', { id: ctx.selfId, address }),
+  ]);
+  ctx.logger.info({ address, position }, 'joined the ring');
+  return position;
+};
+
+/** Appends `OriginLeft`: the origin's blobs move to the next owners as they are read. */
+export const leaveRing = async (deps: {
+  log: EventLog;
+  clock: Clock;
+  cluster: string;
+  id: string;
+  actor?: string;
+}): Promise<Position | undefined> => {
+  const events = await deps.log.readStream(ringStream);
+  let member = false;
+  for (const event of events) {
+    if (event.type === 'OriginJoined' && event.data.id === deps.id) member = true;
+    if (event.type === 'OriginLeft' && event.data.id === deps.id) member = false;
+  }
+  if (!member) return undefined;
+  return deps.log.append([
+    originEvent(
+      { clock: deps.clock, cluster: deps.cluster, actor: deps.actor ?? 'cli' },
+      'OriginLeft',
+      { id: deps.id },
+    ),
+  ]);
+};
+
+export const formatHost = (host: string): string => (host.includes(':') ? `[${host}]` : host);

@@ -1,0 +1,48 @@
+import { absoluteRange, parseContentRange, parseRangeHeader } from './ranges';
+
+describe('Range header', () => {
+  it('parses single byte ranges', () => {
+    expect(parseRangeHeader('bytes=0-99')).toEqual({ start: 0, end: 99 });
+    expect(parseRangeHeader('bytes=100-')).toEqual({ start: 100 });
+    expect(parseRangeHeader('bytes=-5')).toEqual({ suffix: 5 });
+  });
+
+  it('ignores what it does not serve', () => {
+    for (const value of [undefined, 'items=0-1', 'bytes=0-1,5-6', 'bytes=-', 'bytes=a-b']) {
+      expect(parseRangeHeader(value)).toBeUndefined();
+    }
+  });
+
+  it('refuses impossible ranges', () => {
+    expect(() => parseRangeHeader('bytes=5-2')).toThrow(
+      expect.objectContaining({ code: 'RANGE_INVALID' }),
+    );
+    expect(() => parseRangeHeader('bytes=-0')).toThrow(
+      expect.objectContaining({ code: 'RANGE_INVALID' }),
+    );
+  });
+
+  it('makes suffix ranges absolute', () => {
+    expect(absoluteRange({ suffix: 5 }, 100)).toEqual({ start: 95, end: 99 });
+    expect(absoluteRange({ suffix: 500 }, 100)).toEqual({ start: 0, end: 99 });
+    expect(absoluteRange({ start: 3 }, 100)).toEqual({ start: 3 });
+    expect(absoluteRange(undefined, 100)).toBeUndefined();
+  });
+});
+
+describe('Content-Range header', () => {
+  it('parses the OCI form and the HTTP form', () => {
+    expect(parseContentRange('0-99')).toEqual({ start: 0, end: 99 });
+    expect(parseContentRange('bytes 100-199/*')).toEqual({ start: 100, end: 199 });
+    expect(parseContentRange('bytes 100-199/1000')).toEqual({ start: 100, end: 199 });
+    expect(parseContentRange(undefined)).toBeUndefined();
+  });
+
+  it('refuses malformed ranges with RANGE_INVALID', () => {
+    for (const value of ['abc', '5-2', 'bytes=1']) {
+      expect(() => parseContentRange(value)).toThrow(
+        expect.objectContaining({ code: 'RANGE_INVALID' }),
+      );
+    }
+  });
+});

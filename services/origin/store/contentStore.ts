@@ -1,0 +1,186 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+import type { ByteRange, ByteSource, Digest } from '../../../domain';
+import { ShoalError, digestAlgorithm, digestHex, orThrow, resolveRange } from '../../../domain';
+import type { BuiltBlob } from '../../../p2p/metainfo';
+import { MetainfoBuilder, pieceLengthFor } from '../../../p2p/metainfo';
+import { ensureDir, isMissing, syncDir, writeAll } from './files';
+import { sessionBuilder, trackPieces } from './hashing';
+
+export type BlobRead = {
+  readonly stream: Readable;
+  /** Size of the whole blob. */
+  readonly size: number;
+  readonly start: number;
+  readonly end: number;
+};
+
+/**
+ * The origin's content-addressed blob store on local disk:
+ * `<root>/blobs/sha256/ab/<hex>`, with partial writes in `<root>/tmp/`. A blob appears under
+ * its digest only after its bytes were hashed and matched, fsynced, and renamed into place
+ * (and the directory fsynced): never half-written, never with the wrong content.
+ */
+export const createContentStore = (root: string) => {
+  const blobsDir = join(root, 'blobs');
+  const tempDir = join(root, 'tmp');
+
+  const pathOf = (digest: Digest): string => {
+    const hex = digestHex(digest);
+    return join(blobsDir, digestAlgorithm(digest), hex.slice(0, 2), hex);
+  };
+
+  const stat_ = async (digest: Digest): Promise<{ size: number } | undefined> => {
+    try {
+      const info = await stat(pathOf(digest));
+      return info.isFile() ? { size: info.size } : undefined;
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  };
+
+  /** Moves a verified file under its digest; drops it when the blob is already there. */
+  const adopt = async (file: string, digest: Digest): Promise<void> => {
+    const path = pathOf(digest);
+    if (await stat_(digest)) {
+      await unlink(file).catch(() => undefined);
+      return;
+    }
+    await ensureDir(dirname(path));
+    await rename(file, path);
+    await syncDir(dirname(path));
+  };
+
+  return {
+    root,
+    pathOf,
+    stat: stat_,
+    adopt,
+
+    /** Opens a blob for reading, whole or a range; `BLOB_UNKNOWN` when absent. */
+    read: async (digest: Digest, range?: ByteRange): Promise<BlobRead> => {
+      let handle;
+      try {
+        handle = await open(pathOf(digest), 'r');
+      } catch (error) {
+        if (isMissing(error)) throw blobUnknown(digest);
+        throw error;
+      }
+      try {
+        const { size } = await handle.stat();
+        const { start, end } = orThrow(resolveRange(size, range));
+        if (end < start) {
+          await handle.close();
+          return { stream: Readable.from([]), size, start, end };
+        }
+        const stream = createReadStream(pathOf(digest), {
+          fd: handle,
+          start,
+          end,
+          autoClose: true,
+        });
+        return { stream, size, start, end };
+      } catch (error) {
+        await handle.close();
+        throw error;
+      }
+    },
+
+    /**
+     * Streams a blob in, verifying its digest (and size when given) on the way, computing its
+     * metainfo in the same pass when the size is known up front. On any mismatch or stream
+     * error nothing becomes visible and the temporary file is removed.
+     */
+    ingest: async (
+      digest: Digest,
+      body: ByteSource,
+      options: { size?: number; maxSize?: number; onBytes?: (n: number) => void } = {},
+    ): Promise<BuiltBlob> => {
+      const { size, maxSize } = options;
+      if (size !== undefined && maxSize !== undefined && size > maxSize) throw tooLarge(maxSize);
+      await ensureDir(tempDir);
+      const temp = join(tempDir, `ingest-${randomBytes(12).toString('hex')}`);
+      const builder =
+        size === undefined ? sessionBuilder() : new MetainfoBuilder(pieceLengthFor(size));
+      const handle = await open(temp, 'wx');
+      let closed = false;
+      try {
+        for await (const chunk of body as AsyncIterable<Uint8Array>) {
+          const next = builder.length + chunk.length;
+          if (size !== undefined && next > size) throw sizeMismatch(digest, size);
+          if (maxSize !== undefined && next > maxSize) throw tooLarge(maxSize);
+          builder.update(chunk);
+          if (size === undefined) trackPieces(builder);
+          await writeAll(handle, chunk);
+          options.onBytes?.(chunk.length);
+        }
+        if (size !== undefined && builder.length !== size) throw sizeMismatch(digest, size);
+        const built = builder.finish();
+        if (built.digest !== digest) throw digestMismatch(digest, built.digest);
+        await handle.sync();
+        await handle.close();
+        closed = true;
+        await adopt(temp, digest);
+        return usableMetainfo(built);
+      } catch (error) {
+        if (!closed) await handle.close().catch(() => undefined);
+        await unlink(temp).catch(() => undefined);
+        throw error;
+      }
+    },
+
+    /** Removes a blob; resolves `true` when it was there. */
+    remove: async (digest: Digest): Promise<boolean> => {
+      try {
+        await unlink(pathOf(digest));
+        return true;
+      } catch (error) {
+        if (isMissing(error)) return false;
+        throw error;
+      }
+    },
+
+    /** Deletes temporary files a crash left behind (call before serving). */
+    sweepTemp: async (): Promise<number> => {
+      let names: string[];
+      try {
+        names = await readdir(tempDir);
+      } catch (error) {
+        if (isMissing(error)) return 0;
+        throw error;
+      }
+      await Promise.all(names.map((n) => unlink(join(tempDir, n)).catch(() => undefined)));
+      return names.length;
+    },
+  };
+};
+
+export type ContentStore = ReturnType<typeof createContentStore>;
+
+/** Keeps a built metainfo only when its piece length is the one the final size calls for. */
+export const usableMetainfo = (built: BuiltBlob): BuiltBlob =>
+  built.metainfo !== undefined && built.metainfo.pieceLength !== pieceLengthFor(built.length)
+    ? { ...built, metainfo: undefined }
+    : built;
+
+export const blobUnknown = (digest: string) =>
+  new ShoalError('BLOB_UNKNOWN', `blob ${digest} is not known`, { detail: { digest } });
+
+export const digestMismatch = (want: string, got: string) =>
+  new ShoalError('DIGEST_INVALID', `content does not match digest ${want}`, {
+    detail: { digest: want, computed: got },
+  });
+
+export const sizeMismatch = (digest: string, size: number) =>
+  new ShoalError('SIZE_INVALID', `blob ${digest}: body is not the announced ${size} bytes`, {
+    detail: { digest, size },
+  });
+
+export const tooLarge = (limit: number) =>
+  new ShoalError('SIZE_INVALID', `blob exceeds the size limit of ${limit} bytes`, {
+    detail: { limit },
+  });

@@ -1,0 +1,221 @@
+import Database from 'better-sqlite3';
+import type { Database as SqliteDatabase } from 'better-sqlite3';
+
+/** An upload session as stored. `committed` rows wait for their events to reach the log. */
+export type UploadRow = {
+  readonly id: string;
+  /** File name in the uploads directory. */
+  readonly file: string;
+  readonly repo: string;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly commit?: {
+    readonly digest: string;
+    readonly size: number;
+    readonly repo: string;
+    readonly mediaType?: string;
+    /** Ids of the BlobUploaded and BlobPlaced events, fixed so retried appends are no-ops. */
+    readonly eventIds: readonly [string, string];
+  };
+};
+
+export type JobKind = 'write-back' | 'replicate';
+
+/** A durable job: write a blob back to the backend, or copy it to another owner. */
+export type JobRow = {
+  readonly kind: JobKind;
+  readonly digest: string;
+  /** Backend name (write-back) or origin id (replicate). */
+  readonly target: string;
+  /** Id of the event the job appends when done, fixed so a retried append is a no-op. */
+  readonly eventId: string;
+  readonly attempts: number;
+  readonly notBefore: number;
+  readonly lastError?: string;
+};
+
+const schemaVersion = 1;
+
+/**
+ * The origin's own state, in one SQLite file beside its blobs: upload sessions, the durable
+ * job queue (write-back, replication) and computed metainfo. Nothing here is shared with
+ * other processes; the log remains the cluster's source of truth. Writes are synchronous
+ * and fsynced (`synchronous=FULL`): an enqueued job survives kill -9 and power loss.
+ */
+export const openOriginDb = (path: string) => {
+  const db: SqliteDatabase = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('busy_timeout = 5000');
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > schemaVersion) {
+    db.close();
+    throw new Error(`${path} has schema ${version}; this Shoal knows up to ${schemaVersion}`);
+  }
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS uploads (
+      id TEXT PRIMARY KEY,
+      file TEXT NOT NULL,
+      repo TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      commit_json TEXT
+    ) STRICT;
+    CREATE TABLE IF NOT EXISTS jobs (
+      kind TEXT NOT NULL,
+      digest TEXT NOT NULL,
+      target TEXT NOT NULL,
+      event_id TEXT NOT NULL,
+      attempts INTEGER NOT NULL DEFAULT 0,
+      not_before INTEGER NOT NULL,
+      last_error TEXT,
+      created_at INTEGER NOT NULL,
+      PRIMARY KEY (kind, digest, target)
+    ) STRICT;
+    CREATE INDEX IF NOT EXISTS jobs_due ON jobs (not_before);
+    CREATE TABLE IF NOT EXISTS metainfo (
+      digest TEXT PRIMARY KEY,
+      json TEXT NOT NULL
+    ) STRICT;
+  `);
+  db.pragma(`user_version = ${schemaVersion}`);
+
+  type UploadRecord = {
+    id: string;
+    file: string;
+    repo: string;
+    created_at: number;
+    updated_at: number;
+    commit_json: string | null;
+  };
+  const toUpload = (r: UploadRecord): UploadRow => ({
+    id: r.id,
+    file: r.file,
+    repo: r.repo,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    ...(r.commit_json !== null && { commit: JSON.parse(r.commit_json) as UploadRow['commit'] }),
+  });
+  type JobRecord = {
+    kind: JobKind;
+    digest: string;
+    target: string;
+    event_id: string;
+    attempts: number;
+    not_before: number;
+    last_error: string | null;
+  };
+  const toJob = (r: JobRecord): JobRow => ({
+    kind: r.kind,
+    digest: r.digest,
+    target: r.target,
+    eventId: r.event_id,
+    attempts: r.attempts,
+    notBefore: r.not_before,
+    ...(r.last_error !== null && { lastError: r.last_error }),
+  });
+
+  const statements = {
+    insertUpload: db.prepare(
+      'INSERT INTO uploads (id, file, repo, created_at, updated_at) VALUES (?, ?, ?, ?, ?)',
+    ),
+    getUpload: db.prepare('SELECT * FROM uploads WHERE id = ?'),
+    touchUpload: db.prepare('UPDATE uploads SET updated_at = ? WHERE id = ?'),
+    commitUpload: db.prepare('UPDATE uploads SET commit_json = ?, updated_at = ? WHERE id = ?'),
+    deleteUpload: db.prepare('DELETE FROM uploads WHERE id = ?'),
+    allUploads: db.prepare('SELECT * FROM uploads ORDER BY created_at'),
+    expiredUploads: db.prepare(
+      'SELECT * FROM uploads WHERE commit_json IS NULL AND updated_at < ? ORDER BY updated_at',
+    ),
+    countUploads: db.prepare('SELECT count(*) AS n FROM uploads WHERE commit_json IS NULL'),
+    insertJob: db.prepare(
+      `INSERT INTO jobs (kind, digest, target, event_id, not_before, created_at)
+       VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+    ),
+    dueJobs: db.prepare('SELECT * FROM jobs WHERE not_before <= ? ORDER BY not_before LIMIT ?'),
+    nextDueAfter: db.prepare('SELECT min(not_before) AS at FROM jobs WHERE not_before > ?'),
+    deleteJob: db.prepare('DELETE FROM jobs WHERE kind = ? AND digest = ? AND target = ?'),
+    deleteJobsOf: db.prepare('DELETE FROM jobs WHERE digest = ?'),
+    failJob: db.prepare(
+      `UPDATE jobs SET attempts = attempts + 1, not_before = ?, last_error = ?
+       WHERE kind = ? AND digest = ? AND target = ?`,
+    ),
+    jobsOf: db.prepare('SELECT * FROM jobs WHERE digest = ? ORDER BY kind, target'),
+    countJobs: db.prepare('SELECT kind, count(*) AS n FROM jobs GROUP BY kind'),
+    getMetainfo: db.prepare('SELECT json FROM metainfo WHERE digest = ?'),
+    putMetainfo: db.prepare('INSERT OR REPLACE INTO metainfo (digest, json) VALUES (?, ?)'),
+    deleteMetainfo: db.prepare('DELETE FROM metainfo WHERE digest = ?'),
+  };
+
+  const insertJobs = (jobs: readonly NewJob[], now: number) => {
+    for (const j of jobs) {
+      statements.insertJob.run(j.kind, j.digest, j.target, j.eventId, now + (j.delayMs ?? 0), now);
+    }
+  };
+
+  return {
+    insertUpload: (row: Omit<UploadRow, 'commit'>) =>
+      void statements.insertUpload.run(row.id, row.file, row.repo, row.createdAt, row.updatedAt),
+    getUpload: (id: string): UploadRow | undefined => {
+      const r = statements.getUpload.get(id) as UploadRecord | undefined;
+      return r && toUpload(r);
+    },
+    touchUpload: (id: string, now: number) => void statements.touchUpload.run(now, id),
+    deleteUpload: (id: string) => void statements.deleteUpload.run(id),
+    allUploads: (): UploadRow[] => (statements.allUploads.all() as UploadRecord[]).map(toUpload),
+    expiredUploads: (before: number): UploadRow[] =>
+      (statements.expiredUploads.all(before) as UploadRecord[]).map(toUpload),
+    openUploadCount: (): number => (statements.countUploads.get() as { n: number }).n,
+
+    /** Marks a session committed and enqueues its jobs, in one transaction. */
+    commitUpload: db.transaction(
+      (id: string, commit: NonNullable<UploadRow['commit']>, jobs: NewJob[], now: number) => {
+        statements.commitUpload.run(JSON.stringify(commit), now, id);
+        insertJobs(jobs, now);
+      },
+    ),
+    /** Enqueues jobs (idempotent per kind, digest and target) in one transaction. */
+    enqueue: db.transaction((jobs: NewJob[], now: number) => insertJobs(jobs, now)),
+    dueJobs: (now: number, limit: number): JobRow[] =>
+      (statements.dueJobs.all(now, limit) as JobRecord[]).map(toJob),
+    /** When the next job that is not due yet becomes due. */
+    nextDueAfter: (now: number): number | undefined =>
+      (statements.nextDueAfter.get(now) as { at: number | null }).at ?? undefined,
+    deleteJob: (job: Pick<JobRow, 'kind' | 'digest' | 'target'>) =>
+      void statements.deleteJob.run(job.kind, job.digest, job.target),
+    deleteJobsOf: (digest: string) => void statements.deleteJobsOf.run(digest),
+    failJob: (job: Pick<JobRow, 'kind' | 'digest' | 'target'>, notBefore: number, error: string) =>
+      void statements.failJob.run(
+        notBefore,
+        error.slice(0, 1000),
+        job.kind,
+        job.digest,
+        job.target,
+      ),
+    jobsOf: (digest: string): JobRow[] => (statements.jobsOf.all(digest) as JobRecord[]).map(toJob),
+    jobCounts: (): Record<string, number> =>
+      Object.fromEntries(
+        (statements.countJobs.all() as Array<{ kind: string; n: number }>).map((r) => [
+          r.kind,
+          r.n,
+        ]),
+      ),
+
+    getMetainfo: (digest: string): string | undefined =>
+      (statements.getMetainfo.get(digest) as { json: string } | undefined)?.json,
+    putMetainfo: (digest: string, json: string) => void statements.putMetainfo.run(digest, json),
+    deleteMetainfo: (digest: string) => void statements.deleteMetainfo.run(digest),
+
+    close: () => db.close(),
+  };
+};
+
+export type NewJob = {
+  readonly kind: JobKind;
+  readonly digest: string;
+  readonly target: string;
+  readonly eventId: string;
+  readonly delayMs?: number;
+};
+
+export type OriginDb = ReturnType<typeof openOriginDb>;

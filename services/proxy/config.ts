@@ -1,0 +1,78 @@
+import type { Static } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
+import { manifestMaxBytes } from '../../domain';
+import { LogConfigSchema, LogLevelSchema } from '../shared/logConfig';
+
+/** proxy configuration. Every field has a default; `shoal proxy --help` lists them. */
+export const ProxyConfigSchema = Type.Object({
+  cluster: Type.String({
+    default: 'default',
+    minLength: 1,
+    description: 'cluster name stamped on events',
+  }),
+  dataDir: Type.String({ default: './.shoal', description: 'data directory (log, projections)' }),
+  listen: Type.Object(
+    {
+      host: Type.String({ default: '127.0.0.1' }),
+      port: Type.Integer({ default: 5000, minimum: 0, maximum: 65535 }),
+    },
+    { default: {} },
+  ),
+  log: LogConfigSchema,
+  origins: Type.Object(
+    {
+      urls: Type.Array(Type.String({ minLength: 1 }), {
+        default: [],
+        description:
+          'origin base URLs; the ring is asked of the first. Empty: the ring from the log ' +
+          '(OriginJoined/OriginLeft, the placement projection)',
+      }),
+      replicas: Type.Integer({
+        default: 2,
+        minimum: 1,
+        description: 'origins each blob is written to (top R owners on the rendezvous ring)',
+      }),
+    },
+    { default: {} },
+  ),
+  buildIndex: Type.Object(
+    {
+      url: Type.String({
+        default: '',
+        description:
+          'build-index base URL for tags; empty: tags are read and written in-process ' +
+          'on the log, with the build-index projection kept by the proxy',
+      }),
+    },
+    { default: {} },
+  ),
+  limits: Type.Object(
+    {
+      manifestMaxBytes: Type.Integer({
+        default: manifestMaxBytes,
+        minimum: 1024,
+        maximum: 64 * 1024 * 1024,
+        description: 'largest manifest accepted (larger: 413 SIZE_INVALID)',
+      }),
+      manifestCacheBytes: Type.Integer({
+        default: 64 * 1024 * 1024,
+        minimum: 0,
+        description: 'memory for manifest bytes served recently (content addressed, LRU)',
+      }),
+    },
+    { default: {} },
+  ),
+  readYourWrites: Type.Object(
+    {
+      timeoutMs: Type.Integer({
+        default: 5000,
+        minimum: 0,
+        description: 'how long a request waits for the projections to reach a position',
+      }),
+    },
+    { default: {} },
+  ),
+  logLevel: LogLevelSchema,
+});
+
+export type ProxyConfig = Static<typeof ProxyConfigSchema>;

@@ -1,0 +1,114 @@
+import type { AddressInfo } from 'node:net';
+import type { Clock, EventLog, Projection, ProjectionStore } from '../../domain';
+import {
+  buildIndexProjection,
+  manifestIndexProjection,
+  placementProjection,
+  tagHistoryProjection,
+} from '../../projections';
+import { formatHost } from '../build-index/main';
+import { createBuildIndexClient } from '../build-index/client/buildIndexClient';
+import type { TagApi } from '../build-index/tagApi';
+import { createTagService } from '../build-index/tagService';
+import type { BlobAccess } from '../origin/client/blobAccess';
+import {
+  createBlobAccess,
+  ringFromOrigin,
+  ringFromPlacement,
+} from '../origin/client/createBlobAccess';
+import { createHttpApp } from '../shared/http';
+import type { Logger } from '../shared/logger';
+import { createProjectionRunner } from '../shared/projectionRunner';
+import type { ProxyConfig } from './config';
+import { createRegistry } from './registry';
+import { registryRoutes } from './server/routes';
+
+export type RunningProxy = {
+  /** `http://host:port` the proxy listens on. */
+  readonly url: string;
+  readonly close: () => Promise<void>;
+};
+
+/**
+ * Runs the proxy: the OCI Distribution API at `/v2/`, over the manifest-index projection it
+ * keeps from the log, blob bytes through `BlobAccess` (the origins), and tags through
+ * build-index — in-process when `tags` is given (the dev cluster) or `buildIndex.url` is
+ * empty, else over HTTP. Without `blobs`, it reaches the origins itself: the ring as the
+ * first of `origins.urls` reports it, or (no URLs) from the placement projection it keeps.
+ * The only place that listens; the composition root picks adapters.
+ */
+export const startProxy = async (deps: {
+  config: ProxyConfig;
+  logger: Logger;
+  clock: Clock;
+  log: EventLog;
+  store: ProjectionStore;
+  blobs?: BlobAccess;
+  tags?: TagApi;
+  actor?: string;
+}): Promise<RunningProxy> => {
+  const { config, logger, clock, log, store } = deps;
+  const writer = { clock, cluster: config.cluster, actor: deps.actor ?? 'proxy' };
+  const ownTags = deps.tags === undefined && config.buildIndex.url === '';
+  const projections: Projection[] = [manifestIndexProjection as Projection];
+  if (ownTags)
+    projections.push(buildIndexProjection as Projection, tagHistoryProjection as Projection);
+  const ringFromLog = deps.blobs === undefined && config.origins.urls.length === 0;
+  if (ringFromLog) projections.push(placementProjection as Projection);
+  const runner = createProjectionRunner({
+    log,
+    store,
+    projections,
+    logger: logger.child({ module: 'projections' }),
+  });
+  runner.start();
+  const waitFor = (position: number) => runner.waitFor(position, config.readYourWrites.timeoutMs);
+  const tags: TagApi =
+    deps.tags ??
+    (ownTags
+      ? createTagService({ log, store, writer, waitFor })
+      : createBuildIndexClient(config.buildIndex.url));
+  const originAccess =
+    deps.blobs === undefined
+      ? createBlobAccess({
+          ring: ringFromLog
+            ? ringFromPlacement(store)
+            : ringFromOrigin(config.origins.urls[0] as string),
+          replicas: config.origins.replicas,
+        })
+      : undefined;
+  const blobs = deps.blobs ?? (originAccess as BlobAccess);
+  const registry = createRegistry({
+    log,
+    store,
+    blobs,
+    tags,
+    writer,
+    waitFor,
+    limits: config.limits,
+  });
+  const { app } = createHttpApp({ service: 'proxy', logger });
+  // Layer uploads and downloads may take longer than Node's default request timeout.
+  app.server.requestTimeout = 0;
+  await app.register(
+    registryRoutes(registry, { manifestMaxBytes: config.limits.manifestMaxBytes, waitFor }),
+  );
+  try {
+    await app.listen({ host: config.listen.host, port: config.listen.port });
+  } catch (error) {
+    await runner.stop();
+    await originAccess?.close();
+    throw error;
+  }
+  const address = app.server.address() as AddressInfo;
+  const url = `http://${formatHost(address.address)}:${address.port}`;
+  logger.info({ url }, 'proxy listening');
+  return {
+    url,
+    close: async () => {
+      await app.close();
+      await runner.stop();
+      await originAccess?.close();
+    },
+  };
+};

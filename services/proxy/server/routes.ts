@@ -1,0 +1,380 @@
+import { Readable } from 'node:stream';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { Digest, Position, RepoName } from '../../../domain';
+import { ShoalError, isShoalError, mediaTypes, parseDigest, parseRepoName } from '../../../domain';
+import { positionHeader, positionHeaders } from '../../shared/http';
+import type { Registry } from '../registry';
+import { digestParam } from '../registry';
+import { methodNotAllowed, ociErrorHandler, withStatus } from './errors';
+import type { V2Path } from './paths';
+import { parseV2Path, v2Paths } from './paths';
+
+export type RegistryRouteOptions = {
+  readonly manifestMaxBytes: number;
+  /** Waits until the proxy's projections reflect a position (for `Shoal-Min-Position`). */
+  readonly waitFor: (position: Position) => Promise<void>;
+};
+
+type Query = Record<string, string | undefined>;
+
+const h = {
+  apiVersion: 'Docker-Distribution-API-Version',
+  digest: 'Docker-Content-Digest',
+  uploadUuid: 'Docker-Upload-UUID',
+  subject: 'OCI-Subject',
+  filters: 'OCI-Filters-Applied',
+} as const;
+
+/** Whether the request carries a body (fastify hands it over as the raw stream). */
+const bodyOf = (request: FastifyRequest): Readable | undefined => {
+  const length = request.headers['content-length'];
+  const chunked = request.headers['transfer-encoding'] !== undefined;
+  if (!chunked && (length === undefined || length === '0')) return undefined;
+  return request.body instanceof Readable ? request.body : undefined;
+};
+
+/** `Range: 0-<last byte>` as upload responses report progress ("0-0" when empty). */
+const uploadRange = (size: number) => `0-${Math.max(size - 1, 0)}`;
+
+/** Parses a chunk's `Content-Range: <start>-<end>` (a `bytes ` prefix and total allowed). */
+const parseContentRange = (value: string): { start: number; end: number } => {
+  const m = /^(?:bytes[ =])?(\d{1,15})-(\d{1,15})(?:\/(?:\d{1,15}|\*))?$/.exec(value.trim());
+  const start = Number(m?.[1]);
+  const end = Number(m?.[2]);
+  if (m === null || end < start) {
+    throw new ShoalError('RANGE_INVALID', `invalid Content-Range "${value.slice(0, 80)}"`);
+  }
+  return { start, end };
+};
+
+/**
+ * A blob `Range: bytes=…` request, single range only (RFC 9110). A header it cannot read is
+ * ignored (the whole blob is served); a range that starts past the end is refused with 416.
+ */
+const parseByteRange = (
+  value: string | undefined,
+  size: number,
+): { start: number; end: number } | undefined => {
+  if (value === undefined) return undefined;
+  const m = /^bytes=(\d{0,15})-(\d{0,15})$/.exec(value.trim());
+  if (m === null || (m[1] === '' && m[2] === '')) return undefined;
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const suffix = Number(m[2]);
+    start = Math.max(size - suffix, 0);
+    end = size - 1;
+    if (suffix === 0) start = size;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+    if (m[2] !== '' && Number(m[2]) < start) return undefined;
+  }
+  if (start >= size) {
+    throw withStatus(
+      new ShoalError('RANGE_INVALID', `range ${value.slice(0, 60)} is outside the blob`, {
+        detail: { size },
+      }),
+      { status: 416, headers: { 'Content-Range': `bytes */${size}` } },
+    );
+  }
+  return { start, end };
+};
+
+const parsePageSize = (value: string | undefined): number | undefined => {
+  if (value === undefined || value === '') return undefined;
+  if (!/^\d{1,9}$/.test(value)) {
+    throw new ShoalError('PARAMETER_INVALID', 'n must be a non-negative integer');
+  }
+  return Number(value);
+};
+
+const tooLarge = (size: number | string, limit: number) =>
+  withStatus(
+    new ShoalError('SIZE_INVALID', `manifest is ${size} bytes; the limit is ${limit} bytes`, {
+      detail: { limit },
+    }),
+    { status: 413 },
+  );
+
+/** Reads a manifest body, at most `limit` bytes; the rest of a larger body is discarded. */
+const readManifestBody = async (request: FastifyRequest, limit: number): Promise<Buffer> => {
+  const declared = Number(request.headers['content-length'] ?? '0');
+  const body = bodyOf(request);
+  if (declared > limit) {
+    body?.resume();
+    throw tooLarge(declared, limit);
+  }
+  if (body === undefined) return Buffer.alloc(0);
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    total += (chunk as Buffer).length;
+    if (total > limit) {
+      body.resume();
+      throw tooLarge(`more than ${limit}`, limit);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+};
+
+const nextLink = (path: string, n: number, last: string) =>
+  `<${path}?n=${n}&last=${encodeURIComponent(last)}>; rel="next"`;
+
+/**
+ * The OCI Distribution API under `/v2/`, as one encapsulated plugin: its own error handler
+ * (OCI JSON errors), and request bodies passed through as raw streams so blob uploads are
+ * never buffered (manifests are read here, capped).
+ */
+export const registryRoutes =
+  (registry: Registry, options: RegistryRouteOptions): FastifyPluginAsync =>
+  async (app) => {
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+    app.setErrorHandler(ociErrorHandler);
+    app.addHook('onRequest', async (request, reply) => {
+      reply.header(h.apiVersion, 'registry/2.0');
+      const minPosition = positionHeader(request, positionHeaders.minimum);
+      if (minPosition !== undefined && minPosition > 0) await options.waitFor(minPosition);
+    });
+
+    const written = (reply: FastifyReply, position: Position) =>
+      reply.header(positionHeaders.written, String(position));
+
+    const blobCreated = (reply: FastifyReply, repo: RepoName, digest: Digest, position: Position) =>
+      written(reply, position)
+        .code(201)
+        .header('Location', v2Paths.blob(repo, digest))
+        .header(h.digest, digest)
+        .header('Content-Length', '0')
+        .send();
+
+    const uploadAccepted = (reply: FastifyReply, repo: RepoName, id: string, size: number) =>
+      reply
+        .header('Location', v2Paths.upload(repo, id))
+        .header('Range', uploadRange(size))
+        .header(h.uploadUuid, id)
+        .header('Content-Length', '0');
+
+    const routes: {
+      [K in V2Path['kind']]: Partial<
+        Record<
+          string,
+          (
+            p: Extract<V2Path, { kind: K }>,
+            q: Query,
+            r: FastifyRequest,
+            reply: FastifyReply,
+          ) => Promise<unknown>
+        >
+      >;
+    } = {
+      ping: {
+        GET: async (_p, _q, _r, reply) => reply.type('application/json').send('{}'),
+      },
+
+      catalog: {
+        GET: async (_p, q, _r, reply) => {
+          const n = parsePageSize(q['n']);
+          const page = await registry.catalog(n, q['last']);
+          const last = page.items[page.items.length - 1];
+          if (page.more && n !== undefined && last !== undefined) {
+            reply.header('Link', nextLink(v2Paths.catalog(), n, last));
+          }
+          return reply.type('application/json').send({ repositories: page.items });
+        },
+      },
+
+      tags: {
+        GET: async ({ repo }, q, _r, reply) => {
+          const n = parsePageSize(q['n']);
+          const page = await registry.listTags(repo, n, q['last']);
+          const last = page.items[page.items.length - 1];
+          if (page.more && n !== undefined && last !== undefined) {
+            reply.header('Link', nextLink(v2Paths.tags(repo), n, last));
+          }
+          return reply.type('application/json').send({ name: repo, tags: page.items });
+        },
+      },
+
+      referrers: {
+        GET: async ({ repo, digest }, q, _r, reply) => {
+          const subject = digestParam(digest);
+          const artifactType = q['artifactType'] || undefined;
+          const manifests = await registry.referrers(repo, subject, artifactType);
+          if (artifactType !== undefined) reply.header(h.filters, 'artifactType');
+          return reply.type(mediaTypes.ociIndex).send(
+            // A Buffer, so that fastify adds no charset: clients compare the media type.
+            Buffer.from(
+              JSON.stringify({ schemaVersion: 2, mediaType: mediaTypes.ociIndex, manifests }),
+            ),
+          );
+        },
+      },
+
+      manifest: {
+        GET: async ({ repo, reference }, _q, request, reply) => {
+          const manifest = await registry.getManifest(repo, reference);
+          reply
+            .header('Content-Type', manifest.mediaType)
+            .header(h.digest, manifest.digest)
+            .header('Content-Length', String(manifest.bytes.length))
+            .header('ETag', `"${manifest.digest}"`);
+          return request.method === 'HEAD' ? reply.send() : reply.send(manifest.bytes);
+        },
+        PUT: async ({ repo, reference }, _q, request, reply) => {
+          const bytes = await readManifestBody(request, options.manifestMaxBytes);
+          const result = await registry.putManifest(
+            repo,
+            reference,
+            bytes,
+            request.headers['content-type'],
+          );
+          if (result.subject !== undefined) reply.header(h.subject, result.subject);
+          return written(reply, result.position)
+            .code(201)
+            .header('Location', v2Paths.manifest(repo, result.digest))
+            .header(h.digest, result.digest)
+            .header('Content-Length', '0')
+            .send();
+        },
+        DELETE: async ({ repo, reference }, _q, _r, reply) => {
+          const position = await registry.deleteManifest(repo, reference);
+          return written(reply, position).code(202).header('Content-Length', '0').send();
+        },
+      },
+
+      blob: {
+        GET: async ({ repo, digest: text }, _q, request, reply) => {
+          const digest = digestParam(text);
+          const { size } = await registry.statBlob(repo, digest);
+          reply
+            .header(h.digest, digest)
+            .header('Accept-Ranges', 'bytes')
+            .header('ETag', `"${digest}"`)
+            .type('application/octet-stream');
+          if (request.method === 'HEAD') {
+            return reply.header('Content-Length', String(size)).send();
+          }
+          const range = parseByteRange(request.headers.range, size);
+          const blob = await registry.getBlob(repo, digest, range);
+          if (range !== undefined) {
+            reply
+              .code(206)
+              .header('Content-Range', `bytes ${blob.start}-${blob.end}/${blob.size}`)
+              .header('Content-Length', String(blob.end - blob.start + 1));
+          } else {
+            reply.header('Content-Length', String(blob.size));
+          }
+          return reply.send(blob.stream);
+        },
+        DELETE: async ({ repo, digest }, _q, _r, reply) => {
+          const position = await registry.deleteBlob(repo, digestParam(digest));
+          return written(reply, position).code(202).header('Content-Length', '0').send();
+        },
+      },
+
+      uploads: {
+        POST: async ({ repo }, q, request, reply) => {
+          const mount = q['mount'];
+          const from = q['from'];
+          if (mount !== undefined && from !== undefined) {
+            const digest = parseDigest(mount);
+            const source = parseRepoName(from);
+            const position =
+              digest.ok && source.ok
+                ? await registry.mount(repo, source.value, digest.value)
+                : undefined;
+            if (digest.ok && position !== undefined) {
+              return written(reply, position)
+                .code(201)
+                .header('Location', v2Paths.blob(repo, digest.value))
+                .header(h.digest, digest.value)
+                .header('Content-Length', '0')
+                .send();
+            }
+          }
+          const monolithic = q['digest'] === undefined ? undefined : digestParam(q['digest']);
+          const { id } = await registry.startUpload(repo);
+          if (monolithic === undefined) {
+            bodyOf(request)?.resume();
+            return uploadAccepted(reply, repo, id, 0).code(202).send();
+          }
+          try {
+            const result = await registry.commitUpload(repo, id, monolithic, bodyOf(request));
+            return blobCreated(reply, repo, result.digest, result.position);
+          } catch (error) {
+            await registry.cancelUpload(id).catch(() => undefined);
+            throw error;
+          }
+        },
+      },
+
+      upload: {
+        PATCH: async ({ repo, id }, _q, request, reply) => {
+          const header = request.headers['content-range'];
+          const range = header === undefined ? undefined : parseContentRange(header);
+          const body = bodyOf(request) ?? Readable.from([]);
+          try {
+            const { size } = await registry.appendUpload(id, body, range?.start);
+            return uploadAccepted(reply, repo, id, size).code(202).send();
+          } catch (error) {
+            body.resume();
+            if (isShoalError(error, 'RANGE_INVALID')) {
+              // Tell the client where the session stands so it can resume from there.
+              const status = await registry.uploadStatus(id).catch(() => undefined);
+              if (status !== undefined) {
+                throw withStatus(error, {
+                  status: 416,
+                  headers: {
+                    Location: v2Paths.upload(repo, id),
+                    Range: uploadRange(status.size),
+                    [h.uploadUuid]: id,
+                  },
+                });
+              }
+            }
+            throw error;
+          }
+        },
+        PUT: async ({ repo, id }, q, request, reply) => {
+          const text = q['digest'];
+          if (text === undefined) {
+            bodyOf(request)?.resume();
+            throw new ShoalError('DIGEST_INVALID', 'PUT to an upload needs ?digest=<digest>');
+          }
+          const result = await registry.commitUpload(repo, id, digestParam(text), bodyOf(request));
+          return blobCreated(reply, repo, result.digest, result.position);
+        },
+        GET: async ({ repo, id }, _q, _r, reply) => {
+          const { size } = await registry.uploadStatus(id);
+          return uploadAccepted(reply, repo, id, size).code(204).send();
+        },
+        DELETE: async ({ id }, _q, _r, reply) => {
+          await registry.cancelUpload(id);
+          return reply.code(204).send();
+        },
+      },
+    };
+
+    const handle = async (request: FastifyRequest, reply: FastifyReply) => {
+      const rest = (request.params as { '*'?: string })['*'] ?? '';
+      const target = parseV2Path(rest, request.method);
+      const method = request.method === 'HEAD' ? 'GET' : request.method;
+      const table = routes[target.kind] as Record<
+        string,
+        (p: V2Path, q: Query, r: FastifyRequest, reply: FastifyReply) => Promise<unknown>
+      >;
+      const handler = table[method];
+      if (handler === undefined) {
+        bodyOf(request)?.resume();
+        throw methodNotAllowed(request.method, `a ${target.kind} path`);
+      }
+      return handler(target, request.query as Query, request, reply);
+    };
+
+    const methods = ['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'] as const;
+    app.route({ method: [...methods], url: '/v2/*', exposeHeadRoute: false, handler: handle });
+    app.route({ method: [...methods], url: '/v2', exposeHeadRoute: false, handler: handle });
+  };

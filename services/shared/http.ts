@@ -1,0 +1,141 @@
+import Fastify from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { ShoalError, isShoalError } from '../../domain';
+import type { Logger } from './logger';
+
+export type HttpApp = {
+  readonly app: FastifyInstance;
+  readonly metrics: Registry;
+};
+
+/**
+ * A fastify app with what every Shoal service has: JSON logs through the given pino logger,
+ * `/health`, Prometheus `/metrics`, request metrics, and one error handler that turns
+ * `ShoalError`s into Problem Details (RFC 9457) and never leaks a 5xx message.
+ * OCI routes (`/v2/`) install their own handler for the OCI error format.
+ */
+export const createHttpApp = (options: {
+  service: string;
+  logger: Logger;
+  /** Readiness: `/health` answers 503 with the reason while this returns a string. */
+  notReady?: () => string | undefined;
+  bodyLimit?: number;
+}): HttpApp => {
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: options.bodyLimit ?? 1024 * 1024,
+    // Repository names contain slashes; routes take them as wildcards.
+    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 1024 },
+  });
+  const metrics = new Registry();
+  metrics.setDefaultLabels({ service: options.service });
+  collectDefaultMetrics({ register: metrics });
+  const requests = new Counter({
+    name: 'shoal_http_requests_total',
+    help: 'HTTP requests by route and status code',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [metrics],
+  });
+  const latency = new Histogram({
+    name: 'shoal_http_request_duration_seconds',
+    help: 'HTTP request latency by route',
+    labelNames: ['method', 'route'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+    registers: [metrics],
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unknown';
+    requests.inc({ method: request.method, route, status: String(reply.statusCode) });
+    latency.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+  });
+
+  app.setErrorHandler(problemDetailsHandler);
+  app.setNotFoundHandler((request, reply) =>
+    reply
+      .code(404)
+      .type('application/problem+json')
+      .send({
+        type: 'about:blank',
+        title: 'Not Found',
+        status: 404,
+        detail: `no route ${request.method} ${request.url}`,
+      }),
+  );
+  app.get('/health', async (_request, reply) => {
+    const reason = options.notReady?.();
+    if (reason !== undefined) return reply.code(503).send({ status: 'unavailable', reason });
+    return { status: 'ok', service: options.service };
+  });
+  app.get('/metrics', async (_request, reply) =>
+    reply.type(metrics.contentType).send(await metrics.metrics()),
+  );
+  return { app, metrics };
+};
+
+/** Converts any error to `{ statusCode, code, message, detail }`, hiding internals of 5xx. */
+export const describeError = (
+  error: unknown,
+): { statusCode: number; code: string; message: string; detail?: unknown; retriable: boolean } => {
+  if (isShoalError(error)) {
+    const hide = error.statusCode >= 500 && error.code === 'INTERNAL';
+    return {
+      statusCode: error.statusCode,
+      code: error.code,
+      message: hide ? 'internal error' : error.message,
+      ...(error.detail !== undefined && !hide && { detail: error.detail }),
+      retriable: error.retriable,
+    };
+  }
+  const fastifyError = error as {
+    statusCode?: number;
+    code?: string;
+    message?: string;
+    validation?: unknown;
+  };
+  if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode < 500) {
+    return {
+      statusCode: fastifyError.statusCode,
+      code: fastifyError.code ?? 'BAD_REQUEST',
+      message: fastifyError.message ?? 'bad request',
+      retriable: false,
+    };
+  }
+  return { statusCode: 500, code: 'INTERNAL', message: 'internal error', retriable: false };
+};
+
+const problemDetailsHandler = (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+  const described = describeError(error);
+  if (described.statusCode >= 500) request.log.error({ err: error }, 'request failed');
+  if (isShoalError(error) && error.code === 'POSITION_NOT_REACHED')
+    reply.header('Retry-After', '1');
+  return reply
+    .code(described.statusCode)
+    .type('application/problem+json')
+    .send({
+      type: `urn:shoal:error:${described.code}`,
+      title: described.code,
+      status: described.statusCode,
+      detail: described.message,
+      code: described.code,
+      retriable: described.retriable,
+      ...(described.detail !== undefined && { extra: described.detail }),
+    });
+};
+
+/** Parses a non-negative integer header (`Shoal-Min-Position`); absent gives undefined. */
+export const positionHeader = (request: FastifyRequest, name: string): number | undefined => {
+  const raw = request.headers[name.toLowerCase()];
+  if (raw === undefined) return undefined;
+  const value = Array.isArray(raw) ? raw[0] : raw;
+  if (value === undefined || !/^\d{1,15}$/.test(value)) {
+    throw new ShoalError('POSITION_INVALID', `header ${name} must be a non-negative integer`);
+  }
+  return Number(value);
+};
+
+export const positionHeaders = {
+  written: 'Shoal-Position',
+  minimum: 'Shoal-Min-Position',
+} as const;
