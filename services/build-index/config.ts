@@ -4,7 +4,11 @@ import { LogConfigSchema, LogLevelSchema } from '../shared/logConfig';
 
 /** build-index configuration. Every field has a default; `shoal build-index --help` lists them. */
 export const BuildIndexConfigSchema = Type.Object({
-  cluster: Type.String({ default: 'default', minLength: 1, description: 'cluster name stamped on events' }),
+  cluster: Type.String({
+    default: 'default',
+    minLength: 1,
+    description: 'cluster name stamped on events',
+  }),
   dataDir: Type.String({ default: './.shoal', description: 'data directory (log, projections)' }),
   listen: Type.Object(
     {

@@ -1,4 +1,11 @@
-import type { Digest, EventLog, Position, ProjectionStore, RepoName, TagReference } from '../../domain';
+import type {
+  Digest,
+  EventLog,
+  Position,
+  ProjectionStore,
+  RepoName,
+  TagReference,
+} from '../../domain';
 import { ShoalError, formatTagReference, isShoalError, tagStream } from '../../domain';
 import type { AsOf, TagChangeDoc, TagDoc } from '../../projections';
 import {
@@ -47,9 +54,9 @@ export const createTagService = (deps: {
   /** Appends one tag event with compare-and-swap on its stream, retrying lost races. */
   const writeTag = async (
     ref: TagReference,
-    decide: (last: Awaited<ReturnType<typeof lastOf>>) =>
-      | { append: Parameters<typeof log.append>[0][number] }
-      | { result: Position },
+    decide: (
+      last: Awaited<ReturnType<typeof lastOf>>,
+    ) => { append: Parameters<typeof log.append>[0][number] } | { result: Position },
   ): Promise<{ position: Position; changed: boolean }> => {
     for (let attempt = 1; ; attempt++) {
       const last = await lastOf(ref);

@@ -55,9 +55,19 @@ describe('build-index service and the shoal CLI on one data directory', () => {
     const put2 = shoal(['tags', 'put', `${repo}:latest`, second, '--url', service.url, '--json']);
     expect(JSON.parse(put2.stdout)).toMatchObject({ changed: true });
 
-    expect(shoal(['tags', 'get', `${repo}:latest`, '--url', service.url]).stdout.trim()).toBe(second);
+    expect(shoal(['tags', 'get', `${repo}:latest`, '--url', service.url]).stdout.trim()).toBe(
+      second,
+    );
     expect(
-      shoal(['tags', 'get', `${repo}:latest`, '--at', String(p1), '--url', service.url]).stdout.trim(),
+      shoal([
+        'tags',
+        'get',
+        `${repo}:latest`,
+        '--at',
+        String(p1),
+        '--url',
+        service.url,
+      ]).stdout.trim(),
     ).toBe(first);
     expect(
       shoal(['tags', 'get', `${repo}:latest`, '--at', between, '--url', service.url]).stdout.trim(),
@@ -73,7 +83,15 @@ describe('build-index service and the shoal CLI on one data directory', () => {
   it('sees a write made by the CLI process on the data directory (read-your-writes)', async () => {
     const repo = freshRepo();
     const digest = randomDigest();
-    const put = await shoalAsync(['tags', 'put', `${repo}:v2`, digest, '--data-dir', dir.path, '--json']);
+    const put = await shoalAsync([
+      'tags',
+      'put',
+      `${repo}:v2`,
+      digest,
+      '--data-dir',
+      dir.path,
+      '--json',
+    ]);
     expect(put.stderr).toBe('');
     const position = JSON.parse(put.stdout).position as number;
     const get = await fetch(`${service.url}/v1/repositories/${repo}/tags/v2`, {
@@ -96,7 +114,9 @@ describe('build-index service and the shoal CLI on one data directory', () => {
   it('lists tags and the catalog, deletes a tag, and keeps the deletion in history', async () => {
     const repo = freshRepo();
     for (const tag of ['b', 'a', 'c']) {
-      expect(shoal(['tags', 'put', `${repo}:${tag}`, randomDigest(), '--url', service.url]).status).toBe(0);
+      expect(
+        shoal(['tags', 'put', `${repo}:${tag}`, randomDigest(), '--url', service.url]).status,
+      ).toBe(0);
     }
     expect(shoal(['tags', 'ls', repo, '--url', service.url]).stdout.trim().split('\n')).toEqual([
       'a',
@@ -112,7 +132,9 @@ describe('build-index service and the shoal CLI on one data directory', () => {
     const gone = shoal(['tags', 'get', `${repo}:b`, '--url', service.url]);
     expect(gone.status).toBe(1);
     expect(gone.stderr).toMatch(/TAG_UNKNOWN/);
-    const history = JSON.parse(shoal(['tags', 'history', `${repo}:b`, '--json', '--data-dir', dir.path]).stdout);
+    const history = JSON.parse(
+      shoal(['tags', 'history', `${repo}:b`, '--json', '--data-dir', dir.path]).stdout,
+    );
     expect(history.history.map((h: { kind: string }) => h.kind)).toEqual(['pushed', 'deleted']);
   });
 
@@ -131,15 +153,22 @@ describe('build-index service and the shoal CLI on one data directory', () => {
     const unknown = shoal(['replay', '--projection', 'nope', '--data-dir', dir.path]);
     expect(unknown.status).toBe(1);
     expect(unknown.stderr).toMatch(/unknown projection "nope"/);
-    expect(shoal(['log', 'tail', '--json', '--from', '1', '--data-dir', dir.path]).stdout).toBe(before);
+    expect(shoal(['log', 'tail', '--json', '--from', '1', '--data-dir', dir.path]).stdout).toBe(
+      before,
+    );
   });
 
   it('prints the log, and replay --verify agrees with the live projections', () => {
     const tail = shoal(['log', 'tail', '--json', '--from', '1', '--data-dir', dir.path]);
     expect(tail.status).toBe(0);
-    const events = tail.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const events = tail.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(events.length).toBeGreaterThan(5);
-    expect(events.map((e) => e.position)).toEqual([...events.map((e) => e.position)].sort((a, b) => a - b));
+    expect(events.map((e) => e.position)).toEqual(
+      [...events.map((e) => e.position)].sort((a, b) => a - b),
+    );
     expect(events[0]).toMatchObject({ position: 1, type: 'TagPushed' });
 
     const verify = shoal(['replay', '--verify', '--data-dir', dir.path]);
@@ -167,7 +196,9 @@ describe('the CLI refuses data it does not own', () => {
   it('refuses a corrupt log file and leaves its bytes as they were', () => {
     const dir = tempDir();
     try {
-      expect(shoal(['tags', 'put', 'a/b:c', randomDigest(), '--data-dir', dir.path]).status).toBe(0);
+      expect(shoal(['tags', 'put', 'a/b:c', randomDigest(), '--data-dir', dir.path]).status).toBe(
+        0,
+      );
       const logPath = join(dir.path, 'log.db');
       const garbage = randomBytes(64 * 1024);
       writeFileSync(logPath, garbage);

@@ -22,8 +22,11 @@ export const createBuildIndexClient = (
 
   return {
     put: async (ref, digest) =>
-      (await call<{ position: Position; changed: boolean }>('PUT', tagPath(ref), { body: { digest } }))
-        .body,
+      (
+        await call<{ position: Position; changed: boolean }>('PUT', tagPath(ref), {
+          body: { digest },
+        })
+      ).body,
     get: async (ref, read) => {
       const at =
         read?.at === undefined
@@ -31,8 +34,9 @@ export const createBuildIndexClient = (
           : 'position' in read.at
             ? String(read.at.position)
             : new Date(read.at.time).toISOString();
-      return (await call<TagView>('GET', `${tagPath(ref)}${query({ at })}`, { headers: headers(read) }))
-        .body;
+      return (
+        await call<TagView>('GET', `${tagPath(ref)}${query({ at })}`, { headers: headers(read) })
+      ).body;
     },
     delete: async (ref) => (await call<{ position: Position }>('DELETE', tagPath(ref))).body,
     list: async (repo, read) =>

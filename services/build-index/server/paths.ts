@@ -23,7 +23,10 @@ export const parseTagPath = (path: string): TagPath => {
   }
   const split = rest.lastIndexOf('/tags/');
   if (split === -1) {
-    throw new ShoalError('PARAMETER_INVALID', 'want /v1/repositories/<repo>/tags[/<tag>[/history]]');
+    throw new ShoalError(
+      'PARAMETER_INVALID',
+      'want /v1/repositories/<repo>/tags[/<tag>[/history]]',
+    );
   }
   const ref = {
     repo: orThrow(parseRepoName(rest.slice(0, split))),

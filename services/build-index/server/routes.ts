@@ -47,7 +47,14 @@ export const buildIndexRoutes =
 
     app.get(
       '/v1/repositories/*',
-      { schema: { querystring: Type.Intersect([Paging, Type.Object({ at: Type.Optional(Type.String({ maxLength: 64 })) })]) } },
+      {
+        schema: {
+          querystring: Type.Intersect([
+            Paging,
+            Type.Object({ at: Type.Optional(Type.String({ maxLength: 64 })) }),
+          ]),
+        },
+      },
       async (request, reply) => {
         const target = parseTagPath((request.params as { '*': string })['*']);
         const query = request.query as { n?: number; last?: string; at?: string };
@@ -71,7 +78,10 @@ export const buildIndexRoutes =
     );
 
     app.get('/v1/catalog', { schema: { querystring: Paging } }, async (request) =>
-      tags.catalog({ ...readOptions(request), ...paging(request.query as { n?: number; last?: string }) }),
+      tags.catalog({
+        ...readOptions(request),
+        ...paging(request.query as { n?: number; last?: string }),
+      }),
     );
   };
 

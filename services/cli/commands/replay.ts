@@ -30,7 +30,9 @@ export const registerReplayCommand = (program: Command): void => {
     .option('--verify', 'compare a fresh rebuild with the live state instead of replacing it')
     .option('--json', 'print JSON')
     .action(
-      async (options: GlobalOptions & { projection?: string; verify?: boolean; json?: boolean }) => {
+      async (
+        options: GlobalOptions & { projection?: string; verify?: boolean; json?: boolean },
+      ) => {
         const chosen = selected(options.projection);
         await withState(options, false, async ({ log, store }) => {
           let differ = false;

@@ -59,7 +59,10 @@ export const registerTagCommands = (program: Command): void => {
       const digest = orThrow(parseDigest(digestText));
       const result = await withTags(options, true, (api) => api.put(ref, digest));
       if (options.json) printJson({ ...ref, digest, ...result });
-      else print(`${refText} -> ${digest} at position ${result.position}${result.changed ? '' : ' (unchanged)'}`);
+      else
+        print(
+          `${refText} -> ${digest} at position ${result.position}${result.changed ? '' : ' (unchanged)'}`,
+        );
     });
 
   common(tags.command('get').argument('<repo:tag>'))
@@ -69,7 +72,8 @@ export const registerTagCommands = (program: Command): void => {
     .action(async (refText: string, options: TagsOptions & { at?: string }) => {
       const ref = orThrow(parseTagReference(refText));
       const at = options.at === undefined ? undefined : orThrow(parseAsOf(options.at));
-      const minPosition = options.minPosition === undefined ? undefined : Number(options.minPosition);
+      const minPosition =
+        options.minPosition === undefined ? undefined : Number(options.minPosition);
       const view = await withTags(options, false, (api) =>
         api.get(ref, { ...(at && { at }), ...(minPosition !== undefined && { minPosition }) }),
       );
