@@ -50,7 +50,7 @@ describe('blob-index projection', () => {
     });
   });
 
-  it('given an upload, when it is pushed to other repos, placed and persisted, collects each once', () => {
+  it('given an upload, when pushed elsewhere, placed and persisted, lists each once', () => {
     const docs = project(
       recorded(
         ['BlobUploaded', { digest: digest(1), size: 10, repo: 'lib/a' }],

@@ -3,4 +3,5 @@ export * from './tagHistory';
 export * from './blobIndex';
 export * from './placement';
 export * from './manifestIndex';
+export * from './replication';
 export * from './registry';

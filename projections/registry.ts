@@ -3,6 +3,7 @@ import { blobIndexProjection } from './blobIndex';
 import { buildIndexProjection } from './buildIndex';
 import { placementProjection } from './placement';
 import { manifestIndexProjection } from './manifestIndex';
+import { replicationProjection } from './replication';
 import { tagHistoryProjection } from './tagHistory';
 
 /** Every projection by name, for the runner, `shoal replay` and `--projection NAME`. */
@@ -12,4 +13,5 @@ export const projections: Readonly<Record<string, Projection>> = {
   [blobIndexProjection.name]: blobIndexProjection as Projection,
   [placementProjection.name]: placementProjection as Projection,
   [manifestIndexProjection.name]: manifestIndexProjection as Projection,
+  [replicationProjection.name]: replicationProjection as Projection,
 };

@@ -5,6 +5,8 @@ import { Command, CommanderError } from 'commander';
 import { registerLogCommands } from './commands/log';
 import { registerOriginCommands } from './commands/origin';
 import { registerReplayCommand } from './commands/replay';
+import { registerReplicationCommands } from './commands/replication';
+import { registerRulesCommands } from './commands/rules';
 import { registerServiceCommands } from './commands/services';
 import { registerTagCommands } from './commands/tags';
 import { reportError } from './output';
@@ -35,6 +37,8 @@ export const buildProgram = (): Command => {
   registerTagCommands(program);
   registerLogCommands(program);
   registerReplayCommand(program);
+  registerRulesCommands(program);
+  registerReplicationCommands(program);
   return program;
 };
 

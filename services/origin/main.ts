@@ -32,6 +32,8 @@ export type RunningOrigin = {
   /** `<dataDir>/origin-<id>`: its blobs, upload sessions and queue. */
   readonly directory: string;
   readonly runner: ReturnType<typeof createProjectionRunner>;
+  /** Deletes expired upload sessions now (a timer does it every minute or so). */
+  readonly sweepUploads: () => Promise<number>;
   /** Stops serving and working; queued jobs and open sessions stay on disk for the next start. */
   readonly close: () => Promise<void>;
 };
@@ -48,6 +50,9 @@ export type OriginDeps = {
 };
 
 const wildcardHosts = new Set(['0.0.0.0', '::', '[::]', '']);
+
+/** How long a closing origin lets requests in flight finish before cutting them. */
+const shutdownGraceMs = 10_000;
 
 /**
  * Runs an origin: joins the ring (once; a restart with the same id and address appends
@@ -156,6 +161,13 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
     workerRef.current = jobs;
     cleanups.push(() => jobs.stop());
 
+    // While closing, answers end their connection: a keep-alive connection that becomes idle
+    // after close began is not reaped by Node and would hold the close for its timeout.
+    let closingHttp = false;
+    app.addHook('onSend', async (_request, reply, payload) => {
+      if (closingHttp) reply.header('connection', 'close');
+      return payload;
+    });
     await app.register(
       originRoutes({
         uploads,
@@ -165,7 +177,19 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       }),
     );
     await app.listen({ host: config.listen.host, port: config.listen.port });
-    cleanups.push(() => app.close());
+    cleanups.push(async () => {
+      closingHttp = true;
+      // Requests in flight may finish (uploads resume anyway if they are cut); connections
+      // that turn idle are closed as they do, and whatever is left after the grace period.
+      const reap = setInterval(() => app.server.closeIdleConnections(), 100);
+      const force = setTimeout(() => app.server.closeAllConnections(), shutdownGraceMs);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(reap);
+        clearTimeout(force);
+      }
+    });
     const address = app.server.address() as AddressInfo;
     const url = `http://${formatHost(address.address)}:${address.port}`;
     const advertiseUrl = config.advertiseUrl === '' ? url : config.advertiseUrl.replace(/\/+$/, '');
@@ -186,7 +210,15 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
     });
 
     logger.info({ url, advertiseUrl, directory, backend: backend.name }, 'origin listening');
-    return { id: selfId, url, advertiseUrl, directory, runner, close: cleanup };
+    return {
+      id: selfId,
+      url,
+      advertiseUrl,
+      directory,
+      runner,
+      sweepUploads: () => uploads.sweep(),
+      close: cleanup,
+    };
   } catch (error) {
     await cleanup().catch(() => undefined);
     throw error;

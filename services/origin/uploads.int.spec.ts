@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -6,6 +6,7 @@ import { blobObjectName, isShoalError } from '../../domain';
 import { MetainfoBuilder, infoHash, pieceLengthFor } from '../../p2p/metainfo';
 import type { OriginClient } from './client/originClient';
 import { createOriginClient } from './client/originClient';
+import { openOriginDb } from './store/originDb';
 import type { RunningOrigin } from './main';
 import type { OriginHarness } from './testing/harness';
 import { blobFixture, createOriginHarness, freshRepo } from './testing/harness';
@@ -177,6 +178,31 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
     );
   });
 
+  it('finishes at the next start a commit that a crash cut before its events', async () => {
+    const blob = blobFixture(40_000);
+    const repo = freshRepo();
+    const { id } = await client.startUpload({ repo });
+    await client.appendUpload(id, blob.content, { offset: 0 });
+    await origin.close();
+    await client.close();
+    // The state a crash leaves right after the commit was recorded in the origin's db.
+    const db = openOriginDb(join(origin.directory, 'origin.db'));
+    const eventIds: [string, string] = [randomUUID(), randomUUID()];
+    db.commitUpload(id, { digest: blob.digest, size: blob.size, repo, eventIds }, [], Date.now());
+    db.close();
+
+    origin = await harness.start({ id: 'o1', writeBack: { startDelayMs: 60_000 } });
+    client = createOriginClient(origin.url);
+    const uploaded = await harness.waitForEvent((e) => e.id === eventIds[0]);
+    expect(uploaded).toMatchObject({ type: 'BlobUploaded', data: { digest: blob.digest, repo } });
+    await harness.waitForEvent((e) => e.id === eventIds[1]);
+    expect((await drain((await client.getBlob(blob.digest)).stream)).equals(blob.content)).toBe(
+      true,
+    );
+    expect(await codeOf(client.uploadStatus(id))).toBe('BLOB_UPLOAD_UNKNOWN');
+    expect(readdirSync(join(origin.directory, 'uploads'))).toEqual([]);
+  });
+
   it('keeps the bytes of a chunk cut short by the client, and goes on from there', async () => {
     const blob = blobFixture(400_000);
     const { id } = await client.startUpload({ repo: freshRepo() });
@@ -257,6 +283,24 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
     await client.putBlob(blob.digest, blob.content, { repo: freshRepo() });
     expect(await codeOf(client.deleteBlob(blob.digest))).toBe('SERVICE_UNAVAILABLE');
     await expect(client.statBlob(blob.digest, { local: true })).resolves.toEqual({ size: 100 });
+  });
+
+  it('deletes sessions left idle past the expiry, and keeps active ones', async () => {
+    await origin.close();
+    await client.close();
+    let now = Date.now();
+    const clock = { now: () => now };
+    origin = await harness.start({ id: 'o1', uploads: { expireAfterMs: 60_000 } }, { clock });
+    client = createOriginClient(origin.url);
+    const idle = await client.startUpload({ repo: freshRepo() });
+    await client.appendUpload(idle.id, Buffer.from('abc'));
+    now += 50_000;
+    const active = await client.startUpload({ repo: freshRepo() });
+    now += 20_000;
+    await expect(origin.sweepUploads()).resolves.toBe(1);
+    expect(await codeOf(client.uploadStatus(idle.id))).toBe('BLOB_UPLOAD_UNKNOWN');
+    await expect(client.uploadStatus(active.id)).resolves.toMatchObject({ size: 0 });
+    expect(readdirSync(join(origin.directory, 'uploads'))).toHaveLength(1);
   });
 
   it('refuses blobs over the size limit', async () => {

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import type { BlobStore } from '../../domain';
+import type { BlobStore, RecordedEvent } from '../../domain';
 import { ShoalError, blobObjectName } from '../../domain';
 import type { OriginClient } from './client/originClient';
 import { createOriginClient } from './client/originClient';
@@ -86,6 +86,33 @@ describe('origin write-back (durable queue, filesystem backend)', () => {
     await clientOf(origin.url).putBlob(blob.digest, blob.content, { repo: freshRepo() });
     await harness.waitForEvent((e) => e.type === 'BlobPersisted' && e.data.digest === blob.digest);
     expect(flaky.attempts()).toBe(0);
+  });
+
+  it('records a blob persisted once, however often it is pushed', async () => {
+    // Write-back jobs start with a backend stat: count them to know the second one ran.
+    let stats = 0;
+    let secondStat: () => void = () => undefined;
+    const secondJob = new Promise<void>((resolve) => (secondStat = resolve));
+    const counting: BlobStore = {
+      ...harness.backend,
+      name: harness.backend.name,
+      stat: async (name) => {
+        if (++stats === 2) secondStat();
+        return harness.backend.stat(name);
+      },
+    };
+    const origin = await harness.start({ id: 'o1' }, { backend: counting });
+    const client = clientOf(origin.url);
+    const blob = blobFixture(3000);
+    const persisted = (e: RecordedEvent) =>
+      e.type === 'BlobPersisted' && e.data.digest === blob.digest;
+    await client.putBlob(blob.digest, blob.content, { repo: freshRepo() });
+    await harness.waitForEvent(persisted);
+    await client.putBlob(blob.digest, blob.content, { repo: freshRepo() });
+    await secondJob;
+    await origin.close(); // waits for the job in flight
+    expect((await harness.events()).filter(persisted)).toHaveLength(1);
+    expect((await harness.events()).filter((e) => e.type === 'BlobUploaded')).toHaveLength(2);
   });
 
   it('keeps a failed write-back queued across a restart, and completes it after', async () => {

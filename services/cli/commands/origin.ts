@@ -117,7 +117,9 @@ export const registerOriginCommands = (program: Command): void => {
       'take an origin off the ring for good (appends OriginLeft); its blobs are fetched by ' +
         'their new owners from peers or the backend as they are read',
     )
-    .action(async (id: string, options: GlobalOptions) => {
+    .action(async (id: string, _options: GlobalOptions, command: Command) => {
+      // `--data-dir` may be given before the subcommand, where `origin` takes it.
+      const options = command.optsWithGlobals<GlobalOptions>();
       const position = await withState(options, false, ({ log }) =>
         leaveRing({ log, clock: systemClock, cluster: defaultLogConfig.cluster, id }),
       );
@@ -128,7 +130,8 @@ export const registerOriginCommands = (program: Command): void => {
   addDataDirOption(origin.command('ring'))
     .description('list the origins on the ring, as the log records them')
     .option('--json', 'print JSON')
-    .action(async (options: GlobalOptions & { json?: boolean }) => {
+    .action(async (_options: unknown, command: Command) => {
+      const options = command.optsWithGlobals<GlobalOptions & { json?: boolean }>();
       const members = await withState(options, false, async ({ log }) => {
         const ring = new Map<string, { address: string; position: number }>();
         for (const event of await log.readStream(ringStream)) {

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import type { Digest } from '../../../domain';
+import { blobStream } from '../../../domain';
 import type { OriginContext } from '../context';
 import { originEvent } from '../context';
 import type { JobHandler } from './jobWorker';
@@ -27,11 +28,16 @@ export const writeBackHandler =
     const name = ctx.objectName(digest);
     const here = await ctx.content.stat(digest);
     const there = await ctx.backend.stat(name);
-    if (there === undefined || (here !== undefined && there.size !== here.size)) {
-      if (here === undefined) {
-        ctx.logger.error({ digest }, 'write-back: the blob is gone from this origin; dropping');
-        return 'dropped';
-      }
+    if (there !== undefined && (here === undefined || there.size === here.size)) {
+      // Already persisted (an earlier push, another origin): record it once, not per push.
+      const recorded = (await ctx.log.readStream(blobStream(digest))).some(
+        (e) => e.type === 'BlobPersisted' && e.data.backend === ctx.backend.name,
+      );
+      if (recorded) return 'done';
+    } else if (here === undefined) {
+      ctx.logger.error({ digest }, 'write-back: the blob is gone from this origin; dropping');
+      return 'dropped';
+    } else {
       const read = await ctx.content.read(digest);
       const stop = () => read.stream.destroy(new Error('write-back aborted'));
       signal.addEventListener('abort', stop, { once: true });

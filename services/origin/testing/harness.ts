@@ -3,7 +3,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { filter, firstValueFrom, timeout } from 'rxjs';
-import type { BlobStore, Digest, EventLog, ProjectionStore, RecordedEvent } from '../../../domain';
+import type {
+  BlobStore,
+  Clock,
+  Digest,
+  EventLog,
+  ProjectionStore,
+  RecordedEvent,
+} from '../../../domain';
 import { createFilesystemBlobStore } from '../../../adapters/blobstore/filesystem';
 import { createMemoryEventLog } from '../../../adapters/eventlog/memory/memoryEventLog';
 import { createMemoryProjectionStore } from '../../../adapters/projection-store/memory/memoryProjectionStore';
@@ -56,14 +63,14 @@ export const createOriginHarness = () => {
 
     start: async (
       overrides: DeepPartial<OriginConfig> = {},
-      options: { backend?: BlobStore } = {},
+      options: { backend?: BlobStore; clock?: Clock } = {},
     ): Promise<RunningOrigin> => {
       const store = createMemoryProjectionStore();
       stores.push(store);
       const origin = await startOrigin({
         config: configFor(overrides),
         logger: silentLogger(),
-        clock: systemClock,
+        clock: options.clock ?? systemClock,
         log,
         store,
         backend: options.backend ?? backend,
