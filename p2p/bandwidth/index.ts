@@ -1,0 +1,3 @@
+export * from './bandwidth';
+export * from './throttle';
+export * from './tokenBucket';

@@ -1,0 +1,790 @@
+import { createHash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import type { Result } from '../../domain';
+import { ShoalError, fail, ok } from '../../domain';
+import type { Metainfo } from '../metainfo';
+import { infoHash, pieceBounds, pieceCountOf, validateMetainfo } from '../metainfo';
+import { Bitfield } from '../wire/bitfield';
+
+/*
+ * Files of one blob in `dir`, named from its digest (`sha256:<hex>` → `sha256-<hex>`, no ':'
+ * so the names are safe everywhere):
+ *
+ *   sha256-<hex>.part      the blob, pre-sized, pieces written in place at their offsets
+ *   sha256-<hex>.bitfield  which pieces of the .part are verified and durable (sidecar below)
+ *   sha256-<hex>           the complete blob, whole digest verified: its existence means complete
+ *
+ * Sidecar layout: "shoal-bf" (8 bytes) | version 1 (1) | info hash (32, raw) |
+ * piece count (uint32 BE) | bitfield in wire layout. It names the metainfo it belongs to, so a
+ * sidecar left by another piece length is discarded rather than trusted.
+ *
+ * Durability: pieces are written without fsync. Every `checkpointIntervalMs` (and on close)
+ * a checkpoint fdatasyncs the .part and then writes the bitfield as it was before the sync, in
+ * place. So the sidecar on disk only ever names pieces whose bytes reached the disk first, at
+ * the cost of one fdatasync per interval instead of one per piece (perf.md: no per-piece
+ * fsync); a crash loses at most the last interval's pieces, which are fetched again. Bits only
+ * go from 0 to 1 between checkpoints, so a torn sidecar write mixes old and new bits, each of
+ * which is true. A process crash (kill -9) loses nothing the kernel has: only power loss or a
+ * kernel crash reaches the fsync ordering.
+ *
+ * Reopening trusts the sidecar (cheap: no reads) unless `verify: 'full'` rehashes every
+ * present piece. Trusting is safe because `finalize` checks the whole blob's digest before
+ * the file becomes the content-addressed blob; should that ever fail, it rehashes every piece,
+ * clears the bad ones and reports them for fetching again.
+ */
+
+const sidecarMagic = Buffer.from('shoal-bf', 'ascii');
+const sidecarVersion = 1;
+const sidecarHeaderLength = sidecarMagic.length + 1 + 32 + 4;
+const readChunk = 1024 * 1024;
+/** Most buffers in one `writev` (below IOV_MAX). */
+const maxBatch = 512;
+
+/** The file name of a blob (complete) in a piece store's directory. */
+export const blobFileName = (digest: string): string => digest.replace(':', '-');
+
+export type PieceStoreOptions = {
+  readonly dir: string;
+  readonly metainfo: Metainfo;
+  /** fdatasync before each checkpoint and fsync the directory on rename. Default true. */
+  readonly fsync?: boolean;
+  /** How often a changed bitfield is made durable. Default 1000 ms. */
+  readonly checkpointIntervalMs?: number;
+  /** On open, `trust` the sidecar (default) or rehash every present piece (`full`). */
+  readonly verify?: 'trust' | 'full';
+  /** Bytes a piece writer queues before `write` asks the caller to wait. Default 1 MiB. */
+  readonly writeHighWaterMark?: number;
+};
+
+export type PieceOutcome =
+  | { readonly kind: 'stored' }
+  | { readonly kind: 'bad-hash' }
+  | { readonly kind: 'bad-length'; readonly received: number }
+  | { readonly kind: 'aborted' }
+  | { readonly kind: 'io-error'; readonly error: Error };
+
+/** Why a piece cannot be written now. */
+export type PieceRefusal = 'present' | 'busy' | 'out-of-range' | 'closed';
+
+export type FinalizeOutcome =
+  | { readonly kind: 'complete'; readonly path: string }
+  | { readonly kind: 'incomplete'; readonly missing: number }
+  /** The whole digest did not match; these pieces failed their hash and are missing again. */
+  | { readonly kind: 'corrupt'; readonly badPieces: readonly number[] };
+
+export type PieceStoreStats = {
+  /** Pieces verified and stored. */
+  stored: number;
+  /** Pieces refused for a wrong hash or length, and their bytes. */
+  rejected: number;
+  rejectedBytes: number;
+  /** Writes refused because the piece was present or already being written. */
+  duplicates: number;
+  ioErrors: number;
+  /** Present pieces found bad on reopen (`verify: 'full'`) or by `finalize`. */
+  corrupt: number;
+};
+
+type State = 'partial' | 'verifying' | 'complete' | 'closed';
+
+/**
+ * The pieces of one blob on disk: written in place as they arrive, each verified against its
+ * SHA-256 before it counts as present (and may be announced or served), persisted for
+ * resuming, and on completion checked as a whole and renamed to its content-addressed name.
+ * Create with {@link openPieceStore}.
+ */
+export class PieceStore {
+  readonly metainfo: Metainfo;
+  readonly pieceCount: number;
+  readonly stats: PieceStoreStats = {
+    stored: 0,
+    rejected: 0,
+    rejectedBytes: 0,
+    duplicates: 0,
+    ioErrors: 0,
+    corrupt: 0,
+  };
+  private readonly paths: BlobPaths;
+  private readonly options: Required<
+    Pick<PieceStoreOptions, 'fsync' | 'checkpointIntervalMs' | 'writeHighWaterMark'>
+  >;
+  private readonly file: FileHandle;
+  private sidecar: FileHandle | undefined;
+  private readonly present: Bitfield;
+  private readonly writers = new Map<number, PieceWriter>();
+  private state: State;
+  private dirty = false;
+  private checkpointTimer: NodeJS.Timeout | undefined;
+  private checkpointChain: Promise<void> = Promise.resolve();
+  private finalizing: Promise<FinalizeOutcome> | undefined;
+
+  /** @internal Use {@link openPieceStore}. */
+  constructor(init: {
+    metainfo: Metainfo;
+    paths: BlobPaths;
+    options: PieceStore['options'];
+    file: FileHandle;
+    sidecar: FileHandle | undefined;
+    present: Bitfield;
+    complete: boolean;
+  }) {
+    this.metainfo = init.metainfo;
+    this.pieceCount = init.present.length;
+    this.paths = init.paths;
+    this.options = init.options;
+    this.file = init.file;
+    this.sidecar = init.sidecar;
+    this.present = init.present;
+    this.state = init.complete ? 'complete' : 'partial';
+  }
+
+  /** Whether the blob is complete: verified as a whole and under its final name. */
+  get complete(): boolean {
+    return this.state === 'complete';
+  }
+
+  /** Whether every piece is present (then call {@link finalize}). */
+  get allPresent(): boolean {
+    return this.present.complete;
+  }
+
+  /** Pieces present. */
+  get count(): number {
+    return this.present.count;
+  }
+
+  /** Where the blob is (the .part until complete). */
+  get path(): string {
+    return this.state === 'complete' ? this.paths.final : this.paths.part;
+  }
+
+  has(index: number): boolean {
+    return this.present.has(index);
+  }
+
+  /** A copy of the present pieces, e.g. for a handshake. */
+  bitfield(): Bitfield {
+    return this.present.clone();
+  }
+
+  /** Whether a piece is being written. */
+  writing(index: number): boolean {
+    return this.writers.has(index);
+  }
+
+  pieceSize(index: number): number {
+    const { start, end } = pieceBounds(this.metainfo, index);
+    return end - start;
+  }
+
+  /**
+   * Starts writing a piece; its bytes must then be given in order from the piece's start.
+   * One writer per piece at a time; present pieces are refused.
+   */
+  beginPiece(index: number): Result<PieceWriter, PieceRefusal> {
+    if (this.state !== 'partial') return fail(this.state === 'closed' ? 'closed' : 'present');
+    if (!Number.isInteger(index) || index < 0 || index >= this.pieceCount) {
+      return fail('out-of-range');
+    }
+    if (this.present.has(index)) {
+      this.stats.duplicates += 1;
+      return fail('present');
+    }
+    if (this.writers.has(index)) {
+      this.stats.duplicates += 1;
+      return fail('busy');
+    }
+    const { start } = pieceBounds(this.metainfo, index);
+    const writer = new PieceWriter(this, this.file, index, start, this.pieceSize(index), {
+      highWaterMark: this.options.writeHighWaterMark,
+      expected: this.metainfo.pieceHashes[index] as string,
+    });
+    this.writers.set(index, writer);
+    return ok(writer);
+  }
+
+  /** Writes a whole piece from a buffer or a stream of chunks (with back-pressure). */
+  async writePiece(
+    index: number,
+    data: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+  ): Promise<PieceOutcome | { readonly kind: 'refused'; readonly reason: PieceRefusal }> {
+    const begun = this.beginPiece(index);
+    if (!begun.ok) return { kind: 'refused', reason: begun.error };
+    const writer = begun.value;
+    try {
+      const chunks = data instanceof Uint8Array ? [data] : data;
+      for await (const chunk of chunks) {
+        if (!writer.write(chunk)) await writer.drained();
+      }
+    } catch (error) {
+      writer.abort();
+      await writer.end();
+      throw error;
+    }
+    return writer.end();
+  }
+
+  /** A stream of a present piece's bytes `[begin, begin + length)`, or undefined. */
+  createReadStream(index: number, begin = 0, length?: number): Readable | undefined {
+    const range = this.readable(index, begin, length);
+    if (range === undefined) return undefined;
+    return readRange(this.file, range.start, range.length);
+  }
+
+  /** A present piece's bytes `[begin, begin + length)`, or undefined. */
+  async read(index: number, begin = 0, length?: number): Promise<Buffer | undefined> {
+    const range = this.readable(index, begin, length);
+    if (range === undefined) return undefined;
+    const buffer = Buffer.allocUnsafe(range.length);
+    let filled = 0;
+    while (filled < range.length) {
+      const { bytesRead } = await this.file.read(
+        buffer,
+        filled,
+        range.length - filled,
+        range.start + filled,
+      );
+      if (bytesRead === 0) return undefined;
+      filled += bytesRead;
+    }
+    return buffer;
+  }
+
+  /**
+   * Once every piece is present: makes the pieces durable, checks the whole blob's digest
+   * and renames the file to its final name (the blob is then complete). On a digest mismatch
+   * every piece is rehashed, the bad ones are cleared and reported.
+   */
+  finalize(): Promise<FinalizeOutcome> {
+    if (this.state === 'complete') {
+      return Promise.resolve({ kind: 'complete', path: this.paths.final });
+    }
+    if (this.state === 'closed') return Promise.reject(closedError());
+    if (!this.present.complete) {
+      return Promise.resolve({
+        kind: 'incomplete',
+        missing: this.pieceCount - this.present.count,
+      });
+    }
+    this.finalizing ??= this.runFinalize().finally(() => (this.finalizing = undefined));
+    return this.finalizing;
+  }
+
+  /** Makes the present pieces durable now (see the durability note above). */
+  checkpoint(): Promise<void> {
+    const run = this.checkpointChain.then(() => this.writeCheckpoint());
+    this.checkpointChain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Aborts unfinished writers, checkpoints, closes the files. */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    await this.finalizing?.catch(() => undefined);
+    const writers = [...this.writers.values()];
+    for (const writer of writers) writer.abort();
+    await Promise.all(writers.map((writer) => writer.end()));
+    clearTimeout(this.checkpointTimer);
+    if (this.state === 'partial') await this.checkpoint().catch(() => undefined);
+    this.state = 'closed';
+    await this.sidecar?.close();
+    await this.file.close();
+  }
+
+  /** @internal Called by a writer whose piece verified. */
+  markPresent(index: number): void {
+    this.present.set(index);
+    this.stats.stored += 1;
+    this.dirty = true;
+    if (this.checkpointTimer === undefined && this.state === 'partial') {
+      this.checkpointTimer = setTimeout(() => {
+        this.checkpointTimer = undefined;
+        this.checkpoint().catch(() => {
+          this.stats.ioErrors += 1;
+        });
+      }, this.options.checkpointIntervalMs);
+      this.checkpointTimer.unref();
+    }
+  }
+
+  /** @internal Called by a writer once its last disk write has settled. */
+  release(writer: PieceWriter): void {
+    if (this.writers.get(writer.index) === writer) this.writers.delete(writer.index);
+  }
+
+  private readable(
+    index: number,
+    begin: number,
+    length: number | undefined,
+  ): { start: number; length: number } | undefined {
+    if (this.state === 'closed' || !this.present.has(index)) return undefined;
+    const size = this.pieceSize(index);
+    const n = length ?? size - begin;
+    if (!Number.isInteger(begin) || begin < 0 || n < 1 || begin + n > size) return undefined;
+    return { start: pieceBounds(this.metainfo, index).start + begin, length: n };
+  }
+
+  private async writeCheckpoint(): Promise<void> {
+    if (!this.dirty || this.sidecar === undefined) return;
+    this.dirty = false;
+    const snapshot = this.present.toBuffer();
+    try {
+      if (this.options.fsync) await this.file.datasync();
+      await this.sidecar.write(snapshot, 0, snapshot.length, sidecarHeaderLength);
+    } catch (error) {
+      this.dirty = true;
+      throw error;
+    }
+  }
+
+  private async runFinalize(): Promise<FinalizeOutcome> {
+    this.state = 'verifying';
+    clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = undefined;
+    try {
+      if (this.options.fsync) await this.file.datasync();
+      if (!(await digestMatches(this.file, this.metainfo))) {
+        const good = await scanPieces(this.file, this.metainfo, this.present.indices());
+        const badPieces: number[] = [];
+        for (let index = 0; index < this.pieceCount; index += 1) {
+          if (!good.has(index) && this.present.clear(index)) badPieces.push(index);
+        }
+        this.stats.corrupt += badPieces.length;
+        this.dirty = true;
+        this.state = 'partial';
+        await this.checkpoint();
+        return { kind: 'corrupt', badPieces };
+      }
+      await rename(this.paths.part, this.paths.final);
+      if (this.options.fsync) await syncDir(this.paths.dir);
+      this.state = 'complete';
+      await this.sidecar?.close();
+      this.sidecar = undefined;
+      await removeQuietly(this.paths.sidecar);
+      return { kind: 'complete', path: this.paths.final };
+    } catch (error) {
+      if (this.state === 'verifying') this.state = 'partial';
+      this.stats.ioErrors += 1;
+      throw storageError(`cannot finalize ${this.metainfo.digest}`, error);
+    }
+  }
+}
+
+/**
+ * Writes one piece: hashes each chunk as it is given (in order), queues it for an in-place
+ * write, and on `end` checks length and hash before the piece becomes present. A refused
+ * piece's bytes stay in the .part file but are never marked, read or announced; the next
+ * attempt overwrites them.
+ */
+export class PieceWriter {
+  readonly index: number;
+  /** The piece's length. */
+  readonly size: number;
+  private readonly store: PieceStore;
+  private readonly file: FileHandle;
+  private readonly highWaterMark: number;
+  private readonly expected: string;
+  private readonly hash = createHash('sha256');
+  private position: number;
+  private received_ = 0;
+  private queue: Uint8Array[] = [];
+  private queued = 0;
+  private flushing: Promise<void> | undefined;
+  private failure: Error | undefined;
+  private aborted = false;
+  private drainWaiters: (() => void)[] = [];
+  private outcome: Promise<PieceOutcome> | undefined;
+
+  /** @internal Use `PieceStore.beginPiece`. */
+  constructor(
+    store: PieceStore,
+    file: FileHandle,
+    index: number,
+    start: number,
+    size: number,
+    options: { highWaterMark: number; expected: string },
+  ) {
+    this.store = store;
+    this.file = file;
+    this.index = index;
+    this.position = start;
+    this.size = size;
+    this.highWaterMark = options.highWaterMark;
+    this.expected = options.expected;
+  }
+
+  /** Bytes given so far. */
+  get received(): number {
+    return this.received_;
+  }
+
+  /**
+   * Gives the next bytes of the piece. Returns false when the caller should wait for
+   * {@link drained} before giving more (e.g. pause the connection's reading).
+   */
+  write(chunk: Uint8Array): boolean {
+    if (this.outcome !== undefined || this.aborted) return false;
+    this.received_ += chunk.length;
+    if (this.received_ > this.size) return true; // refused at `end`; never written past the piece
+    this.hash.update(chunk);
+    this.queue.push(chunk);
+    this.queued += chunk.length;
+    this.flush();
+    return this.queued < this.highWaterMark;
+  }
+
+  /** Resolves when the queue is below the high-water mark. */
+  drained(): Promise<void> {
+    if (this.queued < this.highWaterMark || this.failure !== undefined || this.aborted) {
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** Discards the piece (e.g. its connection closed); `end` then resolves `aborted`. */
+  abort(): void {
+    this.aborted = true;
+    this.queue = [];
+    this.queued = 0;
+    this.wakeDrainWaiters();
+  }
+
+  /** Finishes the piece: waits for its writes, verifies it, marks it present if good. */
+  end(): Promise<PieceOutcome> {
+    this.outcome ??= this.finish();
+    return this.outcome;
+  }
+
+  private async finish(): Promise<PieceOutcome> {
+    // The slot is released only after the last write settled, so that a later writer of
+    // the same piece cannot be overtaken by a stale write.
+    while (this.flushing !== undefined) await this.flushing;
+    this.store.release(this);
+    const stats = this.store.stats;
+    if (this.aborted) return { kind: 'aborted' };
+    if (this.failure !== undefined) {
+      stats.ioErrors += 1;
+      return { kind: 'io-error', error: this.failure };
+    }
+    if (this.received_ !== this.size) {
+      stats.rejected += 1;
+      stats.rejectedBytes += this.received_;
+      return { kind: 'bad-length', received: this.received_ };
+    }
+    if (this.hash.digest('hex') !== this.expected) {
+      stats.rejected += 1;
+      stats.rejectedBytes += this.received_;
+      return { kind: 'bad-hash' };
+    }
+    this.store.markPresent(this.index);
+    return { kind: 'stored' };
+  }
+
+  private flush(): void {
+    if (this.flushing !== undefined) return;
+    this.flushing = this.drain().finally(() => (this.flushing = undefined));
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0 && !this.aborted && this.failure === undefined) {
+      const batch = this.queue.splice(0, maxBatch);
+      const bytes = batch.reduce((sum, chunk) => sum + chunk.length, 0);
+      try {
+        await writeFully(this.file, batch, bytes, this.position);
+      } catch (error) {
+        this.failure = error as Error;
+      }
+      this.position += bytes;
+      this.queued -= bytes;
+      if (this.queued < this.highWaterMark) this.wakeDrainWaiters();
+    }
+    if (this.failure !== undefined) this.wakeDrainWaiters();
+  }
+
+  private wakeDrainWaiters(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
+
+type BlobPaths = {
+  readonly dir: string;
+  readonly part: string;
+  readonly sidecar: string;
+  readonly final: string;
+};
+
+/**
+ * Opens (creating or resuming) the piece store of one blob in `dir`. A complete blob opens
+ * complete; a `.part` resumes with the pieces its sidecar names. Throws `PARAMETER_INVALID`
+ * for a bad metainfo and `STORAGE_UNAVAILABLE` when the files cannot be used.
+ */
+export const openPieceStore = async (options: PieceStoreOptions): Promise<PieceStore> => {
+  const checked = validateMetainfo(options.metainfo);
+  if (!checked.ok) throw checked.error;
+  const metainfo = checked.value;
+  const settings = {
+    fsync: options.fsync ?? true,
+    checkpointIntervalMs: options.checkpointIntervalMs ?? 1000,
+    writeHighWaterMark: options.writeHighWaterMark ?? 1024 * 1024,
+  };
+  const base = join(options.dir, blobFileName(metainfo.digest));
+  const paths: BlobPaths = {
+    dir: options.dir,
+    part: `${base}.part`,
+    sidecar: `${base}.bitfield`,
+    final: base,
+  };
+  const pieceCount = pieceCountOf(metainfo.length, metainfo.pieceLength);
+  try {
+    await mkdir(options.dir, { recursive: true });
+    let rescanAll = false;
+    const finalStat = await stat(paths.final).catch(() => undefined);
+    if (finalStat !== undefined) {
+      const file = await open(paths.final, 'r');
+      const usable =
+        finalStat.isFile() &&
+        finalStat.size === metainfo.length &&
+        (options.verify !== 'full' || (await digestMatches(file, metainfo)));
+      if (usable) {
+        await removeQuietly(paths.part);
+        await removeQuietly(paths.sidecar);
+        return new PieceStore({
+          metainfo,
+          paths,
+          options: settings,
+          file,
+          sidecar: undefined,
+          present: Bitfield.full(pieceCount),
+          complete: true,
+        });
+      }
+      // Not the blob after all: take it back as a partial download and keep what verifies.
+      await file.close();
+      await rename(paths.final, paths.part);
+      rescanAll = true;
+    }
+    const file = await openForUpdate(paths.part);
+    if ((await file.stat()).size !== metainfo.length) await file.truncate(metainfo.length);
+    const swarm = Buffer.from(infoHash(metainfo), 'hex');
+    const saved = rescanAll ? undefined : await readSidecar(paths.sidecar, swarm, pieceCount);
+    let present = saved ?? new Bitfield(pieceCount);
+    let corrupt = 0;
+    if (rescanAll) {
+      present = await scanPieces(file, metainfo, range(pieceCount));
+    } else if (options.verify === 'full' && present.count > 0) {
+      const good = await scanPieces(file, metainfo, present.indices());
+      corrupt = present.count - good.count;
+      present = good;
+    }
+    if (saved === undefined || corrupt > 0 || rescanAll) {
+      await writeSidecar(paths, swarm, present, settings.fsync);
+    }
+    const sidecar = await open(paths.sidecar, 'r+');
+    const store = new PieceStore({
+      metainfo,
+      paths,
+      options: settings,
+      file,
+      sidecar,
+      present,
+      complete: false,
+    });
+    store.stats.corrupt = corrupt;
+    return store;
+  } catch (error) {
+    throw storageError(`cannot open the piece store of ${metainfo.digest}`, error);
+  }
+};
+
+const openForUpdate = async (path: string): Promise<FileHandle> => {
+  try {
+    return await open(path, 'r+');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    return open(path, 'w+');
+  }
+};
+
+const readSidecar = async (
+  path: string,
+  swarm: Buffer,
+  pieceCount: number,
+): Promise<Bitfield | undefined> => {
+  let file: FileHandle;
+  try {
+    file = await open(path, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const expected = sidecarHeaderLength + Bitfield.byteLengthOf(pieceCount);
+    const bytes = Buffer.alloc(expected);
+    const { bytesRead } = await file.read(bytes, 0, expected, 0);
+    if (bytesRead !== expected || (await file.stat()).size !== expected) return undefined;
+    let at = 0;
+    if (!bytes.subarray(0, sidecarMagic.length).equals(sidecarMagic)) return undefined;
+    at += sidecarMagic.length;
+    if (bytes.readUInt8(at) !== sidecarVersion) return undefined;
+    at += 1;
+    if (!bytes.subarray(at, at + 32).equals(swarm)) return undefined;
+    at += 32;
+    if (bytes.readUInt32BE(at) !== pieceCount) return undefined;
+    at += 4;
+    const field = bytes.subarray(at);
+    if (!Bitfield.spareBitsClear(pieceCount, field)) return undefined;
+    return new Bitfield(pieceCount, field);
+  } finally {
+    await file.close();
+  }
+};
+
+/** Writes a fresh sidecar atomically (temp file, fsync, rename). */
+const writeSidecar = async (
+  paths: BlobPaths,
+  swarm: Buffer,
+  present: Bitfield,
+  fsync: boolean,
+): Promise<void> => {
+  const header = Buffer.alloc(sidecarHeaderLength);
+  let at = sidecarMagic.copy(header, 0);
+  at = header.writeUInt8(sidecarVersion, at);
+  at += swarm.copy(header, at);
+  header.writeUInt32BE(present.length, at);
+  const temp = `${paths.sidecar}.tmp`;
+  const file = await open(temp, 'w');
+  try {
+    await file.writev([header, present.toBuffer()], 0);
+    if (fsync) await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(temp, paths.sidecar);
+  if (fsync) await syncDir(paths.dir);
+};
+
+const writeFully = async (
+  file: FileHandle,
+  chunks: Uint8Array[],
+  bytes: number,
+  position: number,
+): Promise<void> => {
+  const { bytesWritten } = await file.writev(chunks, position);
+  if (bytesWritten === bytes) return;
+  // Short writes are rare on regular files; finish byte by byte range.
+  const rest = Buffer.concat(chunks).subarray(bytesWritten);
+  let done = 0;
+  while (done < rest.length) {
+    const { bytesWritten: n } = await file.write(
+      rest,
+      done,
+      rest.length - done,
+      position + bytesWritten + done,
+    );
+    done += n;
+  }
+};
+
+/** Hashes the given pieces from the file; returns the ones that match. */
+const scanPieces = async (
+  file: FileHandle,
+  metainfo: Metainfo,
+  indices: Iterable<number>,
+): Promise<Bitfield> => {
+  const good = new Bitfield(metainfo.pieceHashes.length);
+  const buffer = Buffer.allocUnsafe(Math.min(readChunk, Math.max(1, metainfo.pieceLength)));
+  for (const index of [...indices]) {
+    const { start, end } = pieceBounds(metainfo, index);
+    const hash = createHash('sha256');
+    if (!(await hashRange(file, buffer, start, end, hash))) continue;
+    if (hash.digest('hex') === metainfo.pieceHashes[index]) good.set(index);
+  }
+  return good;
+};
+
+const digestMatches = async (file: FileHandle, metainfo: Metainfo): Promise<boolean> => {
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(readChunk);
+  if (!(await hashRange(file, buffer, 0, metainfo.length, hash))) return false;
+  return `sha256:${hash.digest('hex')}` === metainfo.digest;
+};
+
+/** Feeds `[start, end)` of the file to the hash; false if the file is shorter. */
+const hashRange = async (
+  file: FileHandle,
+  buffer: Buffer,
+  start: number,
+  end: number,
+  hash: ReturnType<typeof createHash>,
+): Promise<boolean> => {
+  for (let at = start; at < end;) {
+    const { bytesRead } = await file.read(buffer, 0, Math.min(buffer.length, end - at), at);
+    if (bytesRead === 0) return false;
+    hash.update(buffer.subarray(0, bytesRead));
+    at += bytesRead;
+  }
+  return true;
+};
+
+/**
+ * A stream of `[start, start + length)` read through the FileHandle in 64 KiB chunks.
+ * (`FileHandle.createReadStream` adds a 'close' listener to the handle per stream and never
+ * removes it: a leak for a handle that serves thousands of pieces. A numeric fd is no better:
+ * after the store closes it, the number may name another file.)
+ */
+const readRange = (file: FileHandle, start: number, length: number): Readable => {
+  let position = start;
+  const end = start + length;
+  return new Readable({
+    highWaterMark: 64 * 1024,
+    read(size) {
+      const n = Math.min(Math.max(size, 16 * 1024), end - position);
+      if (n <= 0) {
+        this.push(null);
+        return;
+      }
+      const buffer = Buffer.allocUnsafe(n);
+      file.read(buffer, 0, n, position).then(
+        ({ bytesRead }) => {
+          if (bytesRead === 0) {
+            this.destroy(new Error('the piece store file is shorter than the blob'));
+            return;
+          }
+          position += bytesRead;
+          this.push(bytesRead === n ? buffer : buffer.subarray(0, bytesRead));
+        },
+        (error: Error) => this.destroy(error),
+      );
+    },
+  });
+};
+
+const syncDir = async (dir: string): Promise<void> => {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+};
+
+const removeQuietly = async (path: string): Promise<void> => {
+  await unlink(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+  });
+};
+
+function* range(n: number): Generator<number> {
+  for (let i = 0; i < n; i += 1) yield i;
+}
+
+const closedError = () => new ShoalError('STORAGE_UNAVAILABLE', 'the piece store is closed');
+
+const storageError = (message: string, cause: unknown): ShoalError =>
+  cause instanceof ShoalError
+    ? cause
+    : new ShoalError('STORAGE_UNAVAILABLE', `${message}: ${(cause as Error).message}`, { cause });
