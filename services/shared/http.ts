@@ -1,4 +1,4 @@
-import Fastify from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ShoalError, isShoalError } from '../../domain';
@@ -24,7 +24,8 @@ export const createHttpApp = (options: {
 }): HttpApp => {
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Request logging is off: metrics count requests, errors are logged by the handler.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
     // Repository names contain slashes; routes take them as wildcards.
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 1024 },
