@@ -7,8 +7,9 @@ import { ShoalError } from '../../domain';
 /**
  * `digest` means the same in every adapter: a live SQLite store and a scratch memory store
  * holding the same documents agree. Format 1: sha256 over a header line, then one line per
- * document in (partition, id) order, `partition NUL id NUL canonical-json LF`. Partitions and ids never contain NUL
- * (`docKeyString`), and JSON text never contains a raw LF, so the framing is unambiguous.
+ * document in (partition, id) order, `partition NUL id NUL canonical-json LF`. Partitions and
+ * ids never contain NUL (`docKeyString`), and JSON text never contains a raw LF, so the
+ * framing is unambiguous.
  */
 export const docDigestHeader = 'shoal-projection-digest/1\n';
 

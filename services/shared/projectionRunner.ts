@@ -25,9 +25,9 @@ export const defaultRebuildFlushDocs = 250_000;
 /** Documents a rebuild keeps in memory so that it need not read back what it wrote. */
 export const defaultRebuildCacheDocs = 500_000;
 
-const applierFailed = Symbol('conflict');
+const conflicted = Symbol('conflicted');
 /** Another writer moved a checkpoint under us (a second runner on the same store). */
-type Conflict = typeof applierFailed;
+type Conflict = typeof conflicted;
 
 /**
  * One projection's state between the log and the store. It evolves documents in memory
@@ -90,6 +90,18 @@ const createApplier = (
     return entry;
   };
 
+  const noLoads: Entry[] = [];
+
+  const evolve = (entry: Entry, event: RecordedEvent) => {
+    const after = projection.evolve(entry.doc, event, entry.key);
+    if (after === entry.doc) return;
+    entry.doc = after;
+    if (!entry.dirty) {
+      entry.dirty = true;
+      dirty.push(entry);
+    }
+  };
+
   return {
     projection,
     checkpoint: () => checkpoint,
@@ -100,8 +112,17 @@ const createApplier = (
     async apply(events) {
       const last = events[events.length - 1]?.position;
       if (last === undefined || last <= position) return;
-      // One step per (event, document), in log order: a document touched twice in the
-      // batch evolves twice, in order.
+      // Every document touched twice in the batch evolves twice, in log order.
+      if (complete) {
+        // Nothing to read from the store: evolve in one pass.
+        for (const event of events) {
+          if (event.position <= position || !types.has(event.type)) continue;
+          for (const key of projection.keysOf(event)) evolve(entryOf(key, noLoads), event);
+        }
+        position = last;
+        return;
+      }
+      // First the documents the batch needs, read in one getMany; then evolve step by step.
       const stepEvents: RecordedEvent[] = [];
       const stepEntries: Entry[] = [];
       const toLoad: Entry[] = [];
@@ -120,14 +141,7 @@ const createApplier = (
         for (const entry of toLoad) entry.doc = found.get(docKeyString(entry.key));
       }
       for (let i = 0; i < stepEntries.length; i++) {
-        const entry = stepEntries[i] as Entry;
-        const after = projection.evolve(entry.doc, stepEvents[i] as RecordedEvent, entry.key);
-        if (after === entry.doc) continue;
-        entry.doc = after;
-        if (!entry.dirty) {
-          entry.dirty = true;
-          dirty.push(entry);
-        }
+        evolve(stepEntries[i] as Entry, stepEvents[i] as RecordedEvent);
       }
       position = last;
     },
@@ -458,7 +472,7 @@ export const createProjectionRunner = (options: ProjectionRunnerOptions): Projec
   ): Promise<Conflict | undefined> => {
     for (const applier of appliers) {
       await applier.apply(events);
-      if (!(await applier.flush())) return applierFailed;
+      if (!(await applier.flush())) return conflicted;
       publish(applier);
     }
     return undefined;
@@ -476,7 +490,7 @@ export const createProjectionRunner = (options: ProjectionRunnerOptions): Projec
       if (until === undefined ? !running : nextPosition(appliers) > until) return undefined;
       const page = await log.readBatch(nextPosition(appliers), { limit: batchSize });
       if (page.length === 0) return undefined;
-      if ((await applyBatch(appliers, page)) === applierFailed) return applierFailed;
+      if ((await applyBatch(appliers, page)) === conflicted) return conflicted;
       if (until === undefined && page.length < batchSize) return undefined;
     }
   };
@@ -507,7 +521,7 @@ export const createProjectionRunner = (options: ProjectionRunnerOptions): Projec
         try {
           while (!finished && queue.length > 0) {
             const batch = queue.splice(0, batchSize);
-            if ((await applyBatch(appliers, batch)) === applierFailed) finish(applierFailed);
+            if ((await applyBatch(appliers, batch)) === conflicted) finish(conflicted);
           }
         } catch (error) {
           finish(error instanceof Error ? error : new Error(String(error)));
@@ -548,11 +562,11 @@ export const createProjectionRunner = (options: ProjectionRunnerOptions): Projec
     const appliers = await openSession(abort.signal);
     for (;;) {
       if (!running) return;
-      if ((await pull(appliers)) === applierFailed) throw applierFailed;
+      if ((await pull(appliers)) === conflicted) throw conflicted;
       if (!running) return;
       const outcome = await follow(appliers);
       if (outcome === 'stopped') return;
-      if (outcome === applierFailed) throw applierFailed;
+      if (outcome === conflicted) throw conflicted;
     }
   };
 
@@ -574,7 +588,7 @@ export const createProjectionRunner = (options: ProjectionRunnerOptions): Projec
         await exclusive(runSession);
       } catch (error) {
         if (!running) break;
-        if (error === applierFailed) {
+        if (error === conflicted) {
           logger.debug('another runner moved a checkpoint: reloading checkpoints');
           failures = 0;
           continue;
@@ -622,7 +636,7 @@ export const createProjectionRunner = (options: ProjectionRunnerOptions): Projec
     for (;;) {
       const head = await log.head();
       const appliers = await openSession();
-      if ((await pull(appliers, head)) !== applierFailed) return positionOf();
+      if ((await pull(appliers, head)) !== conflicted) return positionOf();
       logger.debug('another runner moved a checkpoint: reloading checkpoints');
     }
   };

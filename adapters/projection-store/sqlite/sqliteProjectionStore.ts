@@ -175,17 +175,30 @@ const prepareSchema = (db: Db, where: string) => {
   }
 };
 
-/** Key order for writes and reads: b-tree order (UTF-16 `<` is close enough for locality). */
-const byKey = (a: DocKey, b: DocKey): number =>
-  a.partition < b.partition
-    ? -1
-    : a.partition > b.partition
-      ? 1
-      : a.id < b.id
-        ? -1
-        : a.id > b.id
-          ? 1
-          : 0;
+const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * `items` in b-tree key order (UTF-16 `<` is close enough for locality), stable: two items of
+ * one key keep their order. Grouping by partition first sorts far fewer strings than a
+ * comparison sort of (partition, id) pairs, which matters at 100,000 changes per commit.
+ */
+const inKeyOrder = <T>(items: readonly T[], keyOf: (item: T) => DocKey): readonly T[] => {
+  if (items.length < 2) return items;
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const partition = keyOf(item).partition;
+    const group = groups.get(partition);
+    if (group === undefined) groups.set(partition, [item]);
+    else group.push(item);
+  }
+  const out: T[] = [];
+  for (const partition of [...groups.keys()].sort(byString)) {
+    const group = groups.get(partition) as T[];
+    if (group.length > 1) group.sort((a, b) => byString(keyOf(a).id, keyOf(b).id));
+    for (const item of group) out.push(item);
+  }
+  return out;
+};
 
 /**
  * The SQLite ProjectionStore over a database the caller opened (tests inject one; services
@@ -343,7 +356,7 @@ export const createSqliteProjectionStore = (
     async getMany(projection: string, keys: readonly DocKey[]) {
       ensureOpen();
       // Reading in key order walks the b-tree left to right: fewer page misses.
-      const sorted = keys.length > 1 ? [...keys].sort(byKey) : keys;
+      const sorted = inKeyOrder(keys, (key) => key);
       try {
         return loadMany(projection, sorted);
       } catch (error) {
@@ -396,10 +409,7 @@ export const createSqliteProjectionStore = (
       // Serialize and sort before taking the write lock: the lock is held for writes only,
       // and writes in key order touch each b-tree page once. The sort is stable, so two
       // changes of one key keep their order and the later one wins.
-      const changes =
-        batch.changes.length > 1
-          ? [...batch.changes].sort((a, b) => byKey(a.key, b.key))
-          : batch.changes;
+      const changes = inKeyOrder(batch.changes, (change) => change.key);
       const keys = changes.map((change) => change.key);
       const texts = changes.map((change) =>
         change.doc === undefined ? undefined : JSON.stringify(change.doc),
