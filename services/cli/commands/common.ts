@@ -1,10 +1,12 @@
 import type { Command } from 'commander';
-import { validateConfig } from '../../shared/config';
+import { Type } from '@sinclair/typebox';
+import { loadConfig, validateConfig } from '../../shared/config';
+import type { LogConfig } from '../../shared/logConfig';
 import { LogConfigSchema } from '../../shared/logConfig';
 import type { LocalState } from '../compose';
 import { openLocalState } from '../compose';
 
-export type GlobalOptions = { dataDir?: string };
+export type GlobalOptions = { dataDir?: string; config?: string };
 
 export const defaultDataDir = './.shoal';
 
@@ -14,6 +16,17 @@ export const defaultLogConfig = {
   log: validateConfig(LogConfigSchema, {}),
 };
 
+/**
+ * What a command that opens the log directly needs from a role's YAML file: the log (which
+ * adapter, which topic), the data directory and the cluster name. Any role's file (proxy,
+ * origin, build-index) has these keys; the others are ignored.
+ */
+export const StateConfigSchema = Type.Object({
+  cluster: Type.String({ default: 'default', minLength: 1 }),
+  dataDir: Type.String({ default: defaultDataDir }),
+  log: LogConfigSchema,
+});
+
 /** Every command takes `--data-dir` (also `SHOAL_DATA_DIR`). */
 export const addDataDirOption = (command: Command): Command =>
   command.option(
@@ -21,8 +34,32 @@ export const addDataDirOption = (command: Command): Command =>
     `data directory (default: $SHOAL_DATA_DIR or ${defaultDataDir})`,
   );
 
+/**
+ * `--config FILE`: take the log (and data directory) from a role's YAML config, so that
+ * commands reach the log a service uses — a Kafka topic, EventStoreDB — not only the data
+ * directory's SQLite file. `--data-dir` still wins over the file's `dataDir`.
+ */
+export const addConfigOption = (command: Command): Command =>
+  command.option(
+    '--config <file>',
+    "a role's YAML config: use its log (log.adapter, log.kafka…) and dataDir",
+  );
+
 export const dataDirOf = (options: GlobalOptions): string =>
   options.dataDir ?? process.env.SHOAL_DATA_DIR ?? defaultDataDir;
+
+/** The data directory, log and cluster a command uses: from `--config`, or the defaults. */
+export const stateConfigOf = (
+  options: GlobalOptions,
+): { dataDir: string; log: LogConfig; cluster: string } => {
+  if (options.config === undefined) {
+    return { dataDir: dataDirOf(options), ...defaultLogConfig };
+  }
+  return loadConfig(StateConfigSchema, {
+    file: options.config,
+    overrides: { ...(options.dataDir !== undefined && { dataDir: options.dataDir }) },
+  });
+};
 
 /** Opens the data directory's log and projections for one command, and closes them after. */
 export const withState = async <T>(
@@ -30,11 +67,8 @@ export const withState = async <T>(
   create: boolean,
   fn: (state: LocalState) => Promise<T>,
 ): Promise<T> => {
-  const state = await openLocalState({
-    dataDir: dataDirOf(options),
-    log: defaultLogConfig.log,
-    create,
-  });
+  const config = stateConfigOf(options);
+  const state = await openLocalState({ dataDir: config.dataDir, log: config.log, create });
   try {
     return await fn(state);
   } finally {

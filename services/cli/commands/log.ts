@@ -3,7 +3,7 @@ import type { RecordedEvent } from '../../../domain';
 import { ShoalError } from '../../../domain';
 import { print, printJson } from '../output';
 import type { GlobalOptions } from './common';
-import { addDataDirOption, withState } from './common';
+import { addConfigOption, addDataDirOption, withState } from './common';
 
 const formatEvent = (event: RecordedEvent): string =>
   [event.position, event.metadata.at, event.type, event.stream, JSON.stringify(event.data)].join(
@@ -12,7 +12,7 @@ const formatEvent = (event: RecordedEvent): string =>
 
 export const registerLogCommands = (program: Command): void => {
   const log = program.command('log').description('inspect the event log');
-  addDataDirOption(log.command('tail'))
+  addConfigOption(addDataDirOption(log.command('tail')))
     .description('print events (the last 20, or from a position), optionally following new ones')
     .option('--from <position>', 'first position to print')
     .option('-f, --follow', 'keep printing events as they are appended')

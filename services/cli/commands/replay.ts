@@ -6,7 +6,7 @@ import { projections } from '../../../projections';
 import { rebuildProjection, verifyProjection } from '../../shared/projectionRunner';
 import { note, print, printJson } from '../output';
 import type { GlobalOptions } from './common';
-import { addDataDirOption, withState } from './common';
+import { addConfigOption, addDataDirOption, withState } from './common';
 
 const selected = (name: string | undefined): Projection[] => {
   if (name === undefined) return Object.values(projections);
@@ -21,7 +21,7 @@ const selected = (name: string | undefined): Projection[] => {
 };
 
 export const registerReplayCommand = (program: Command): void => {
-  addDataDirOption(program.command('replay'))
+  addConfigOption(addDataDirOption(program.command('replay')))
     .description(
       'rebuild projections by replaying the log from position 1; with --verify, rebuild into ' +
         'scratch state and compare it with the live state (exit 1 when they differ)',
