@@ -10,6 +10,8 @@ const Position = Type.Integer({ minimum: 0 });
 export const ReplicationRuleAddedV1 = Type.Object(
   {
     id: RuleId,
+    /** A name people use for the rule (unique among active rules); the id is what events use. */
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
     repoPattern: Pattern,
     tagPattern: Pattern,
     destination: Destination,
@@ -43,6 +45,8 @@ export const ReplicationFailedV1 = Type.Object(
     ...outcome,
     attempt: Type.Integer({ minimum: 1 }),
     error: Type.String({ maxLength: 4096 }),
+    /** When the next attempt starts. Absent: the replicator gave up on this change and moved on
+     * (max attempts reached, or the destination cannot do it, e.g. delete a tag). */
     retryAt: Type.Optional(Type.String({ maxLength: 64, description: 'ISO 8601 time' })),
   },
   { additionalProperties: false },

@@ -1,1 +1,5 @@
 export * from './events';
+export * from './patterns';
+export * from './backoff';
+export * from './rules';
+export * from './lag';

@@ -1,6 +1,7 @@
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import { LogConfigSchema, LogLevelSchema } from '../shared/logConfig';
+import { ReplicationConfigSchema } from './replication/config';
 
 /** build-index configuration. Every field has a default; `shoal build-index --help` lists them. */
 export const BuildIndexConfigSchema = Type.Object({
@@ -28,6 +29,7 @@ export const BuildIndexConfigSchema = Type.Object({
     },
     { default: {} },
   ),
+  replication: ReplicationConfigSchema,
   logLevel: LogLevelSchema,
 });
 

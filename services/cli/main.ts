@@ -2,6 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Command, CommanderError } from 'commander';
+import { registerAgentCommands } from './commands/agent';
 import { registerLogCommands } from './commands/log';
 import { registerOriginCommands } from './commands/origin';
 import { registerReplayCommand } from './commands/replay';
@@ -9,6 +10,7 @@ import { registerReplicationCommands } from './commands/replication';
 import { registerRulesCommands } from './commands/rules';
 import { registerServiceCommands } from './commands/services';
 import { registerTagCommands } from './commands/tags';
+import { registerTrackerCommands } from './commands/tracker';
 import { reportError } from './output';
 
 /** Shoal's version from package.json, found from the source tree and from dist/ alike. */
@@ -39,6 +41,8 @@ export const buildProgram = (): Command => {
   registerReplayCommand(program);
   registerRulesCommands(program);
   registerReplicationCommands(program);
+  registerTrackerCommands(program);
+  registerAgentCommands(program);
   return program;
 };
 

@@ -1,0 +1,155 @@
+import type { Static } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
+import { ShoalError } from '../../../domain';
+
+const Credential = Type.Union([
+  Type.Object(
+    { username: Type.String({ minLength: 1 }), password: Type.String() },
+    { additionalProperties: false },
+  ),
+  Type.Object({ token: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+]);
+
+/** Credentials for one destination host: basic (also used at a token endpoint) or a token. */
+export type RegistryCredential = Static<typeof Credential>;
+
+/** The replicator's configuration: a section of build-index's (`replication.*`). */
+export const ReplicationConfigSchema = Type.Object(
+  {
+    enabled: Type.Boolean({
+      default: true,
+      description: 'run the replicator in this build-index (one per data directory is active)',
+    }),
+    concurrency: Type.Integer({
+      default: 8,
+      minimum: 1,
+      maximum: 64,
+      description: 'tag changes replicated at once per rule (one tag is never done twice at once)',
+    }),
+    blobConcurrency: Type.Integer({
+      default: 3,
+      minimum: 1,
+      maximum: 32,
+      description: 'blobs of one image copied at once',
+    }),
+    chunkSizeBytes: Type.Integer({
+      default: 4 * 1024 * 1024,
+      minimum: 64 * 1024,
+      description: 'blobs up to this size are uploaded in one request, larger ones in chunks',
+    }),
+    maxAttempts: Type.Integer({
+      default: 0,
+      minimum: 0,
+      description: 'attempts per change before it is given up (recorded and skipped); 0: forever',
+    }),
+    backoff: Type.Object(
+      {
+        initialMs: Type.Integer({ default: 500, minimum: 1, description: 'first retry delay' }),
+        maxMs: Type.Integer({ default: 60_000, minimum: 1, description: 'largest retry delay' }),
+        multiplier: Type.Number({ default: 2, minimum: 1 }),
+        jitter: Type.Number({
+          default: 0.5,
+          minimum: 0,
+          maximum: 1,
+          description: 'random fraction of each delay (0: none, 1: full jitter)',
+        }),
+      },
+      { default: {} },
+    ),
+    timeoutMs: Type.Integer({
+      default: 60_000,
+      minimum: 100,
+      description: 'idle timeout of one request to a destination or to the origins',
+    }),
+    credentials: Type.Union([Type.String(), Type.Record(Type.String(), Credential)], {
+      default: {},
+      description:
+        'per destination host[:port]: {username, password} or {token}; in the environment ' +
+        '(SHOAL_REPLICATION_CREDENTIALS) as JSON. Never written to the log',
+    }),
+    source: Type.Object(
+      {
+        originUrl: Type.String({
+          default: '',
+          description:
+            'an origin of this cluster to ask for the ring; empty: the ring from the placement ' +
+            'projection in the data directory (kept by an origin sharing it, as in shoal dev)',
+        }),
+        replicas: Type.Integer({
+          default: 2,
+          minimum: 1,
+          description: 'origins that own each blob (read in rendezvous order)',
+        }),
+      },
+      { default: {} },
+    ),
+    lock: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: true,
+          description: 'take <dataDir>/replicator.lock so one replicator per data directory runs',
+        }),
+        leaseMs: Type.Integer({
+          default: 15_000,
+          minimum: 1000,
+          description: 'a lock not renewed for this long is taken over',
+        }),
+      },
+      { default: {} },
+    ),
+    statusScanLimit: Type.Integer({
+      default: 100_000,
+      minimum: 100,
+      description: 'events status reads past a rule position to find its oldest pending change',
+    }),
+  },
+  { default: {} },
+);
+
+export type ReplicationConfig = Static<typeof ReplicationConfigSchema>;
+
+/**
+ * The credentials map, from the config (a mapping) or the environment (a JSON string).
+ * Fails with `CONFIG_INVALID` at start, naming the problem but never a secret.
+ */
+export const credentialsOf = (
+  config: Pick<ReplicationConfig, 'credentials'>,
+): ReadonlyMap<string, RegistryCredential> => {
+  let value: unknown = config.credentials;
+  if (typeof value === 'string') {
+    if (value.trim() === '') return new Map();
+    try {
+      value = JSON.parse(value);
+    } catch {
+      throw new ShoalError(
+        'CONFIG_INVALID',
+        'replication.credentials (SHOAL_REPLICATION_CREDENTIALS) is not valid JSON: want ' +
+          '{"host:port": {"username": "…", "password": "…"} | {"token": "…"}}',
+      );
+    }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ShoalError('CONFIG_INVALID', 'replication.credentials must map hosts to credentials');
+  }
+  const out = new Map<string, RegistryCredential>();
+  for (const [host, credential] of Object.entries(value as Record<string, unknown>)) {
+    const c = credential as Record<string, unknown> | null;
+    const basic =
+      c !== null &&
+      typeof c === 'object' &&
+      typeof c['username'] === 'string' &&
+      c['username'] !== '';
+    const token = c !== null && typeof c === 'object' && typeof c['token'] === 'string';
+    if (basic && typeof c?.['password'] === 'string') {
+      out.set(host.toLowerCase(), { username: c['username'] as string, password: c['password'] });
+    } else if (token && c?.['token'] !== '') {
+      out.set(host.toLowerCase(), { token: c?.['token'] as string });
+    } else {
+      throw new ShoalError(
+        'CONFIG_INVALID',
+        `replication.credentials["${host}"]: want {username, password} or {token}`,
+      );
+    }
+  }
+  return out;
+};

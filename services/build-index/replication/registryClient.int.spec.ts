@@ -1,0 +1,145 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { Digest } from '../../../domain';
+import { parseChallenge } from './registryClient';
+import { createRegistryClient } from './registryClient';
+import type { FakeRegistry } from './testing/fakeRegistry';
+import { startFakeRegistry } from './testing/fakeRegistry';
+
+const sha256 = (bytes: Buffer) =>
+  `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
+const opener = (bytes: Buffer) => async (start: number, end: number) =>
+  Readable.from([bytes.subarray(start, end + 1)]);
+
+describe('the destination registry client', () => {
+  let fakes: FakeRegistry[] = [];
+  afterEach(async () => {
+    await Promise.all(fakes.map((f) => f.close()));
+    fakes = [];
+  });
+  const start = async (options: Parameters<typeof startFakeRegistry>[0] = {}) => {
+    const fake = await startFakeRegistry(options);
+    fakes.push(fake);
+    return fake;
+  };
+
+  it('parses WWW-Authenticate challenges', () => {
+    expect(
+      parseChallenge('Bearer realm="https://auth.example/token",service="reg",scope="a:b:c,d"'),
+    ).toEqual({
+      scheme: 'bearer',
+      params: { realm: 'https://auth.example/token', service: 'reg', scope: 'a:b:c,d' },
+    });
+    expect(parseChallenge('Basic realm="x"')).toEqual({ scheme: 'basic', params: { realm: 'x' } });
+    expect(parseChallenge('Negotiate')).toBeUndefined();
+  });
+
+  it('uploads a blob in one request and in chunks, checking what it sent', async () => {
+    const fake = await start();
+    const client = createRegistryClient({ baseUrl: fake.url });
+    const small = randomBytes(1000);
+    const large = randomBytes(300 * 1024);
+    for (const bytes of [small, large]) {
+      await client.uploadBlob('r/a', { digest: sha256(bytes), size: bytes.length }, opener(bytes), {
+        chunkSize: 64 * 1024,
+      });
+      expect(await client.blobSize('r/a', sha256(bytes))).toBe(bytes.length);
+    }
+    expect(fake.requests.filter((r) => r.startsWith('PATCH')).length).toBe(5);
+    client.close();
+  });
+
+  it('never commits a chunked upload whose bytes do not match the digest', async () => {
+    const fake = await start();
+    const client = createRegistryClient({ baseUrl: fake.url });
+    const bytes = randomBytes(200 * 1024);
+    const claimed = sha256(randomBytes(8));
+    await expect(
+      client.uploadBlob('r/a', { digest: claimed, size: bytes.length }, opener(bytes), {
+        chunkSize: 64 * 1024,
+      }),
+    ).rejects.toMatchObject({ code: 'DIGEST_INVALID' });
+    expect(fake.blobs.size).toBe(0);
+    expect(fake.requests.some((r) => r.startsWith('PUT /upload'))).toBe(false);
+    expect(fake.requests.some((r) => r.startsWith('DELETE /upload'))).toBe(true);
+    client.close();
+  });
+
+  it('answers a bearer challenge with a token for the repository scope; renews it', async () => {
+    const fake = await start({ auth: 'bearer' });
+    const client = createRegistryClient({
+      baseUrl: fake.url,
+      credential: { username: 'user', password: 'secret' },
+    });
+    const bytes = randomBytes(100 * 1024);
+    await client.uploadBlob(
+      'team/app',
+      { digest: sha256(bytes), size: bytes.length },
+      opener(bytes),
+      {
+        chunkSize: 32 * 1024,
+      },
+    );
+    expect(fake.tokenScopes).toContain('repository:team/app:pull,push');
+    fake.expireTokens();
+    // A streamed body is sent again after the challenge.
+    const again = randomBytes(500);
+    await client.uploadBlob(
+      'team/app',
+      { digest: sha256(again), size: again.length },
+      opener(again),
+      {
+        chunkSize: 32 * 1024,
+      },
+    );
+    expect(fake.blobs.get(sha256(again))).toEqual(again);
+    client.close();
+  });
+
+  it('fails with DENIED when the token endpoint refuses the credentials', async () => {
+    const fake = await start({ auth: 'bearer' });
+    const client = createRegistryClient({
+      baseUrl: fake.url,
+      credential: { username: 'user', password: 'wrong' },
+    });
+    await expect(client.blobSize('team/app', sha256(Buffer.from('x')))).rejects.toMatchObject({
+      code: 'DENIED',
+    });
+    client.close();
+  });
+
+  it('uses basic authentication when the registry asks for it', async () => {
+    const fake = await start({ auth: 'basic' });
+    const anonymous = createRegistryClient({ baseUrl: fake.url });
+    await expect(anonymous.ping()).rejects.toMatchObject({ code: 'DENIED' });
+    const client = createRegistryClient({
+      baseUrl: fake.url,
+      credential: { username: 'user', password: 'secret' },
+    });
+    await client.ping();
+    const manifest = Buffer.from('{"schemaVersion":2}');
+    expect(await client.putManifest('r/a', 'v1', manifest, 'application/json')).toBe(
+      sha256(manifest),
+    );
+    expect(await client.manifestInfo('r/a', 'v1')).toMatchObject({ digest: sha256(manifest) });
+    anonymous.close();
+    client.close();
+  });
+
+  it('mounts from another repository; 5xx is a retriable SERVICE_UNAVAILABLE', async () => {
+    const fake = await start();
+    const client = createRegistryClient({ baseUrl: fake.url });
+    const bytes = randomBytes(64);
+    await client.uploadBlob('r/a', { digest: sha256(bytes), size: 64 }, opener(bytes), {
+      chunkSize: 1024,
+    });
+    expect(await client.mountBlob('r/b', sha256(bytes), 'r/a')).toBe(true);
+    expect(await client.mountBlob('r/c', sha256(randomBytes(4)), 'r/a')).toBe(false);
+    fake.down = true;
+    await expect(client.ping()).rejects.toMatchObject({
+      code: 'SERVICE_UNAVAILABLE',
+      retriable: true,
+    });
+    client.close();
+  });
+});

@@ -1,0 +1,54 @@
+import type { Position, RuleInput } from '../../../domain';
+import type { ReplicationRuleDoc } from '../../../projections';
+import type { ReadOptions } from '../tagApi';
+import type { InFlightChange } from './replicator';
+
+/** A rule as the rules API answers it: the projection's document. */
+export type RuleView = ReplicationRuleDoc;
+
+/** Where one rule's destination stands. */
+export type RuleStatus = {
+  readonly id: string;
+  readonly name?: string;
+  readonly repoPattern: string;
+  readonly tagPattern: string;
+  readonly destination: string;
+  readonly backfill: boolean;
+  readonly state: 'caught-up' | 'replicating' | 'retrying' | 'standby' | 'not-running' | 'removed';
+  /** Recorded position: every matching change up to here is replicated or given up. */
+  readonly lastPosition: Position;
+  /** The same, including what the running replicator did but has not recorded yet. */
+  readonly settled: Position;
+  /** The oldest matching change not settled, if any. */
+  readonly pending?: { readonly position: Position; readonly at: string };
+  readonly lag: { readonly positions: number; readonly seconds: number };
+  readonly replicated: number;
+  readonly skipped: number;
+  readonly failures: ReplicationRuleDoc['failures'];
+  readonly lastReplicated?: ReplicationRuleDoc['lastReplicated'];
+  /** Changes the running replicator is working on. */
+  readonly inFlight?: readonly InFlightChange[];
+};
+
+export type ReplicationStatus = {
+  /** The source log's head when the status was taken. */
+  readonly head: Position;
+  readonly at: string;
+  /** This process's replicator: `active`, `standby` (another holds the lease), or none. */
+  readonly replicator: 'active' | 'standby' | 'stopped' | 'not-running';
+  readonly rules: readonly RuleStatus[];
+};
+
+/**
+ * Replication rules and status. Implemented over the log and the `replication` projection
+ * (`createReplicationService`) and over build-index's HTTP API (`createReplicationClient`).
+ */
+export interface ReplicationApi {
+  /** Appends `ReplicationRuleAdded`; `PARAMETER_INVALID` for a bad pattern, URL or name. */
+  addRule(input: RuleInput): Promise<{ rule: RuleView; position: Position }>;
+  /** Appends `ReplicationRuleRemoved`; by id, or by the name of an active rule. */
+  removeRule(idOrName: string): Promise<{ id: string; position: Position }>;
+  /** Active rules (all, removed included, with `all`), by id. */
+  listRules(options?: ReadOptions & { all?: boolean }): Promise<RuleView[]>;
+  status(options?: ReadOptions): Promise<ReplicationStatus>;
+}

@@ -1,0 +1,285 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Digest, EventLog, RecordedEvent, RepoName, Tag } from '../../../domain';
+import { createMemoryEventLog } from '../../../adapters/eventlog';
+import { createMemoryProjectionStore } from '../../../adapters/projection-store/memory/memoryProjectionStore';
+import { buildIndexProjection, replicationProjection } from '../../../projections';
+import { createFsBlobAccess } from '../../proxy/testing/fsBlobAccess';
+import { systemClock } from '../../shared/clock';
+import { validateConfig } from '../../shared/config';
+import { silentLogger } from '../../shared/logger';
+import { createProjectionRunner } from '../../shared/projectionRunner';
+import { createTagService } from '../tagService';
+import { ReplicationConfigSchema } from './config';
+import { sourceFromBlobAccess } from './copier';
+import type { RegistryClient } from './registryClient';
+import { createRegistryClient } from './registryClient';
+import type { ReplicationApi, RuleStatus } from './replicationApi';
+import { createReplicationService } from './replicationService';
+import type { Replicator } from './replicator';
+import { createReplicator } from './replicator';
+import type { FakeRegistry } from './testing/fakeRegistry';
+import { startFakeRegistry } from './testing/fakeRegistry';
+
+const sha256 = (bytes: Buffer) =>
+  `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
+
+/** Waits on a signal (a status, the log), polling, bounded. */
+const eventually = async <T>(what: string, check: () => Promise<T | undefined>) => {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+/** A source cluster in memory: log, projections, blobs on disk, tags; replicators on it. */
+const sourceCluster = async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shoal-replicator-int-'));
+  const log: EventLog = createMemoryEventLog();
+  const store = createMemoryProjectionStore();
+  const runner = createProjectionRunner({
+    log,
+    store,
+    projections: [buildIndexProjection, replicationProjection],
+  });
+  runner.start();
+  const writer = { clock: systemClock, cluster: 'src', actor: 'test' };
+  const blobs = await createFsBlobAccess({ dir, log, writer });
+  const tags = createTagService({
+    log,
+    store,
+    writer,
+    waitFor: (p) => runner.waitFor(p, 5000),
+  });
+  const clients = new Map<string, RegistryClient>();
+  const replicators: Replicator[] = [];
+
+  const replicator = (config: Record<string, unknown> = {}) => {
+    const r = createReplicator({
+      log,
+      store,
+      projections: runner,
+      config: validateConfig(ReplicationConfigSchema, {
+        backoff: { initialMs: 20, maxMs: 200 },
+        ...config,
+      }),
+      cluster: 'src',
+      logger: silentLogger(),
+      clock: systemClock,
+      source: sourceFromBlobAccess(blobs),
+      destination: (url) => {
+        let client = clients.get(url);
+        if (client === undefined)
+          clients.set(url, (client = createRegistryClient({ baseUrl: url })));
+        return client;
+      },
+    });
+    replicators.push(r);
+    r.start();
+    return r;
+  };
+
+  const api = (r?: Replicator): ReplicationApi =>
+    createReplicationService({
+      log,
+      store,
+      writer,
+      clock: systemClock,
+      waitFor: (p) => runner.waitFor(p, 5000, replicationProjection.name),
+      ...(r !== undefined && { replicator: r }),
+    });
+
+  /** Stores a one-layer image in the source's blobs; returns the manifest digest. */
+  const image = async (repo: string): Promise<Digest> => {
+    const put = async (bytes: Buffer, mediaType: string) => {
+      await blobs.put(sha256(bytes), bytes, { repo: repo as RepoName, mediaType });
+      return { mediaType, digest: sha256(bytes), size: bytes.length };
+    };
+    const config = await put(
+      Buffer.from(JSON.stringify({ seed: randomBytes(8).toString('hex') })),
+      'application/vnd.oci.image.config.v1+json',
+    );
+    const layer = await put(randomBytes(3000), 'application/vnd.oci.image.layer.v1.tar+gzip');
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config,
+        layers: [layer],
+      }),
+    );
+    return (await put(manifest, 'application/vnd.oci.image.manifest.v1+json')).digest;
+  };
+
+  const tag = (repo: string, name: string, digest: Digest) =>
+    tags.put({ repo: repo as RepoName, tag: name as Tag }, digest);
+
+  /** Events of one type, their data loosely typed for assertions. */
+  const events = async (
+    type: string,
+  ): Promise<Array<RecordedEvent & { data: Record<string, unknown> }>> => {
+    const out: Array<RecordedEvent & { data: Record<string, unknown> }> = [];
+    for await (const event of log.read(1)) {
+      if (event.type === type) out.push(event as RecordedEvent & { data: Record<string, unknown> });
+    }
+    return out;
+  };
+
+  return {
+    log,
+    tags,
+    replicator,
+    api,
+    image,
+    tag,
+    events,
+    close: async () => {
+      await Promise.all(replicators.map((r) => r.stop()));
+      for (const client of clients.values()) client.close();
+      await runner.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+};
+
+type Source = Awaited<ReturnType<typeof sourceCluster>>;
+
+const statusOf = async (api: ReplicationApi, ruleId: string): Promise<RuleStatus> => {
+  const rule = (await api.status()).rules.find((r) => r.id === ruleId);
+  if (rule === undefined) throw new Error(`no rule ${ruleId}`);
+  return rule;
+};
+
+const caughtUp = (api: ReplicationApi, ruleId: string) =>
+  eventually(`rule ${ruleId} caught up`, async () => {
+    const rule = await statusOf(api, ruleId);
+    return rule.lag.positions === 0 && rule.state === 'caught-up' ? rule : undefined;
+  });
+
+describe('the replicator (in-memory source, fake destination registries)', () => {
+  let source: Source;
+  const fakes: FakeRegistry[] = [];
+  beforeEach(async () => {
+    source = await sourceCluster();
+  });
+  afterEach(async () => {
+    await source.close();
+    await Promise.all(fakes.splice(0).map((f) => f.close()));
+  });
+  const destination = async (options: Parameters<typeof startFakeRegistry>[0] = {}) => {
+    const fake = await startFakeRegistry(options);
+    fakes.push(fake);
+    return fake;
+  };
+
+  it('a tag moved five times while the destination was down: only the latest is written', async () => {
+    const fake = await destination();
+    fake.down = true;
+    const api = source.api(source.replicator());
+    const { rule } = await api.addRule({ repoPattern: 'team/**', destination: fake.url });
+    const digests: Digest[] = [];
+    for (let i = 0; i < 5; i++) digests.push(await source.image('team/app'));
+    for (const digest of digests) await source.tag('team/app', 'latest', digest);
+    await source.tag('team/app', 'gone', digests[0] as Digest);
+    await source.tags.delete({ repo: 'team/app' as RepoName, tag: 'gone' as Tag });
+
+    const failing = await eventually('failures while down', async () => {
+      const s = await statusOf(api, rule.id);
+      return s.failures.consecutive > 0 ? s : undefined;
+    });
+    expect(failing.state).toBe('retrying');
+    expect(failing.failures.last?.retryAt).toBeDefined();
+    fake.down = false;
+    await caughtUp(api, rule.id);
+
+    expect(fake.tags.get('team/app:latest')).toBe(digests[4]);
+    expect(fake.tags.has('team/app:gone')).toBe(false);
+    const puts = fake.requests.filter((r) => r === 'PUT /v2/team/app/manifests/latest');
+    expect(puts).toHaveLength(1);
+    // Every change is recorded, once, in source order, with what the destination got.
+    const changes = (await source.events('TagPushed')).filter((e) => e.data.tag === 'latest');
+    const succeeded = (await source.events('ReplicationSucceeded')).filter(
+      (e) => e.data.tag === 'latest',
+    );
+    expect(succeeded.map((e) => e.data.sourcePosition)).toEqual(changes.map((e) => e.position));
+    expect(new Set(succeeded.map((e) => e.data.digest))).toEqual(new Set([digests[4]]));
+  });
+
+  it('two replicators on one log copy harmlessly: each outcome is recorded once', async () => {
+    const fake = await destination();
+    source.replicator();
+    const api = source.api(source.replicator());
+    const { rule } = await api.addRule({ repoPattern: '**', destination: fake.url });
+    for (let i = 0; i < 6; i++) {
+      await source.tag(`r/${i % 2}`, `t${i}`, await source.image(`r/${i % 2}`));
+    }
+    await source.tag('r/0', 't0', await source.image('r/0'));
+    await caughtUp(api, rule.id);
+    const succeeded = await source.events('ReplicationSucceeded');
+    const positions = succeeded.map((e) => e.data.sourcePosition);
+    expect(positions).toHaveLength(7);
+    expect(new Set(positions).size).toBe(7);
+    for (const [key, digest] of fake.tags) {
+      const [repo, name] = key.split(':') as [string, string];
+      expect((await source.tags.get({ repo: repo as RepoName, tag: name as Tag })).digest).toBe(
+        digest,
+      );
+    }
+    expect(fake.tags.size).toBe(6);
+  });
+
+  it('with maxAttempts, gives a change up (recorded without retryAt) and moves on', async () => {
+    const fake = await destination();
+    fake.rejectTags.add('bad');
+    const api = source.api(source.replicator({ maxAttempts: 2 }));
+    const { rule } = await api.addRule({ repoPattern: '**', destination: fake.url });
+    await source.tag('x/app', 'bad', await source.image('x/app'));
+    await source.tag('x/app', 'good', await source.image('x/app'));
+    const done = await caughtUp(api, rule.id);
+    expect(done.skipped).toBe(1);
+    expect(done.replicated).toBe(1);
+    const failed = await source.events('ReplicationFailed');
+    expect(failed.map((e) => [e.data.attempt, e.data.retryAt === undefined])).toEqual([
+      [1, false],
+      [2, true],
+    ]);
+    expect(failed[1]?.data.error).toMatch(/MANIFEST_INVALID/);
+    expect(fake.tags.has('x/app:good')).toBe(true);
+  });
+
+  it('one destination down never holds back a rule to another', async () => {
+    const [down, up] = [await destination(), await destination()];
+    down.down = true;
+    const api = source.api(source.replicator());
+    const toDown = (await api.addRule({ repoPattern: '**', destination: down.url })).rule;
+    const toUp = (await api.addRule({ repoPattern: '**', destination: up.url })).rule;
+    for (let i = 0; i < 3; i++) await source.tag('s/app', `v${i}`, await source.image('s/app'));
+    await caughtUp(api, toUp.id);
+    expect(up.tags.size).toBe(3);
+    const stuck = await statusOf(api, toDown.id);
+    expect(stuck.lag.positions).toBeGreaterThan(0);
+    expect(down.tags.size).toBe(0);
+  });
+
+  it('no tag deletes at the destination: the manifest is deleted by digest when unshared', async () => {
+    const fake = await destination({ noTagDelete: true });
+    const api = source.api(source.replicator());
+    const { rule } = await api.addRule({ repoPattern: '**', destination: fake.url });
+    const [d1, d2] = [await source.image('c/app'), await source.image('c/app')];
+    await source.tag('c/app', 'alone', d1);
+    await source.tag('c/app', 'shared-1', d2);
+    await source.tag('c/app', 'shared-2', d2);
+    await caughtUp(api, rule.id);
+    await source.tags.delete({ repo: 'c/app' as RepoName, tag: 'alone' as Tag });
+    await source.tags.delete({ repo: 'c/app' as RepoName, tag: 'shared-1' as Tag });
+    const done = await caughtUp(api, rule.id);
+    expect([...fake.tags.keys()].sort()).toEqual(['c/app:shared-1', 'c/app:shared-2']);
+    expect(done.skipped).toBe(1);
+    expect(done.failures.last?.error).toMatch(/shared-2 still uses/);
+  });
+});

@@ -1,0 +1,94 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Clock, EventLog, ProjectionStore } from '../../../domain';
+import { destinationHost } from '../../../domain';
+import type { BlobAccess } from '../../origin/client/blobAccess';
+import {
+  createBlobAccess,
+  ringFromOrigin,
+  ringFromPlacement,
+} from '../../origin/client/createBlobAccess';
+import type { Logger } from '../../shared/logger';
+import type { ReplicationConfig } from './config';
+import { credentialsOf } from './config';
+import { sourceFromBlobAccess } from './copier';
+import { createFileLease } from './lock';
+import type { RegistryClient } from './registryClient';
+import { createRegistryClient } from './registryClient';
+import type { ProjectionsView, Replicator, ReplicatorMetrics } from './replicator';
+import { createReplicator } from './replicator';
+
+/**
+ * Builds the replicator of one build-index from its configuration: the source is this
+ * cluster's origins (the ring from `source.originUrl`, else from the placement projection in
+ * the shared data directory), destinations are OCI registries reached with the credentials
+ * configured for their host, and the lease is `<dataDir>/replicator.lock`.
+ */
+export const createConfiguredReplicator = (deps: {
+  config: ReplicationConfig;
+  cluster: string;
+  dataDir: string;
+  log: EventLog;
+  store: ProjectionStore;
+  projections: ProjectionsView;
+  logger: Logger;
+  clock: Clock;
+  metrics?: ReplicatorMetrics;
+}): Replicator & { readonly close: () => Promise<void> } => {
+  const { config } = deps;
+  const credentials = credentialsOf(config);
+  const blobs: BlobAccess & { close: () => Promise<void> } = createBlobAccess({
+    ring:
+      config.source.originUrl === ''
+        ? ringFromPlacement(deps.store)
+        : ringFromOrigin(config.source.originUrl),
+    replicas: config.source.replicas,
+    timeoutMs: config.timeoutMs,
+  });
+  const clients = new Map<string, RegistryClient>();
+  const destination = (url: string): RegistryClient => {
+    let client = clients.get(url);
+    if (client === undefined) {
+      // Configured as `host` or `host:port`; a default port may be written or not.
+      const parsed = new URL(url);
+      const port = parsed.port || (parsed.protocol === 'https:' ? '443' : '80');
+      const credential =
+        credentials.get(destinationHost(url).toLowerCase()) ??
+        credentials.get(`${parsed.hostname}:${port}`.toLowerCase());
+      client = createRegistryClient({
+        baseUrl: url,
+        ...(credential !== undefined && { credential }),
+        timeoutMs: config.timeoutMs,
+        writeHeaders: { 'Shoal-Replicated-From': deps.cluster },
+        userAgent: `shoal-replicator (cluster ${deps.cluster})`,
+      });
+      clients.set(url, client);
+    }
+    return client;
+  };
+  const lease =
+    config.lock.enabled && existsSync(deps.dataDir)
+      ? createFileLease(join(deps.dataDir, 'replicator.lock'), { leaseMs: config.lock.leaseMs })
+      : undefined;
+  const replicator = createReplicator({
+    log: deps.log,
+    store: deps.store,
+    projections: deps.projections,
+    config,
+    cluster: deps.cluster,
+    logger: deps.logger,
+    clock: deps.clock,
+    source: sourceFromBlobAccess(blobs),
+    destination,
+    ...(lease !== undefined && { lease }),
+    ...(deps.metrics !== undefined && { metrics: deps.metrics }),
+  });
+  return {
+    ...replicator,
+    close: async () => {
+      await replicator.stop();
+      for (const client of clients.values()) client.close();
+      await blobs.close();
+    },
+  };
+};

@@ -1,0 +1,210 @@
+import type { ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Service } from '../fixtures/cli';
+import { shoal, startService, stopChild, tempDir } from '../fixtures/cli';
+import type { GeneratedImage } from '../fixtures/images';
+import { generateImage } from '../fixtures/images';
+
+// Replication from a Shoal cluster to a registry Shoal does not run: the CNCF distribution
+// registry (Debian's docker-registry) on loopback, with deletes enabled. It cannot delete a
+// tag (DELETE …/manifests/<tag> answers 400), so the replicator deletes the manifest by digest
+// when no other tag uses it, and records the delete as given up when one does.
+const root = resolve(__dirname, '../..');
+const tools = {
+  crane: join(root, '.tools/bin/crane'),
+  skopeo: '/usr/bin/skopeo',
+  registry: '/usr/bin/docker-registry',
+};
+
+const run = (command: string, args: string[]) => {
+  const result = spawnSync(command, args, { encoding: 'utf8', cwd: root, timeout: 120_000 });
+  if (result.status !== 0) {
+    throw new Error(
+      `${command} ${args.join(' ')} exited ${result.status}:\n${result.stdout}${result.stderr}`,
+    );
+  }
+  return result.stdout.trim();
+};
+
+const sha256 = (bytes: Buffer | string) =>
+  `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+type RuleStatus = {
+  id: string;
+  state: string;
+  lag: { positions: number };
+  skipped: number;
+  failures: { last?: { error: string; retryAt?: string } };
+};
+
+const eventually = async <T>(what: string, check: () => Promise<T | undefined>) => {
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    const value = await check().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+};
+
+describe('replication to the CNCF registry', () => {
+  let dir: ReturnType<typeof tempDir>;
+  let a: Service;
+  let registry: ChildProcess;
+  let aHost: string;
+  let buildIndex: string;
+  let cncf: string;
+  let ruleId: string;
+  const images: GeneratedImage[] = [];
+
+  const crane = (...args: string[]) => run(tools.crane, [...args, '--insecure']);
+  const caughtUp = () =>
+    eventually('the rule to catch up', async () => {
+      const response = await fetch(`${buildIndex}/v1/replication/status`);
+      const rule = ((await response.json()) as { rules: RuleStatus[] }).rules.find(
+        (r) => r.id === ruleId,
+      );
+      return rule?.state === 'caught-up' && rule.lag.positions === 0 ? rule : undefined;
+    });
+  const tagsAt = (host: string) =>
+    crane('ls', `${host}/e2e/cn/app`).split('\n').filter(Boolean).sort();
+  const digestAt = (host: string, tag: string) => crane('digest', `${host}/e2e/cn/app:${tag}`);
+
+  beforeAll(async () => {
+    for (const path of Object.values(tools)) {
+      if (!existsSync(path)) throw new Error(`missing ${path}: run test/services/tools.sh install`);
+    }
+    dir = tempDir('shoal-replication-cncf-');
+    const base = 20000 + Math.floor(Math.random() * 2000) * 10 + 5;
+    const registryPort = base + 8;
+    cncf = `127.0.0.1:${registryPort}`;
+    const config = join(dir.path, 'registry.yml');
+    writeFileSync(
+      config,
+      [
+        'version: 0.1',
+        'log:',
+        '  level: warn',
+        'storage:',
+        '  filesystem:',
+        `    rootdirectory: ${join(dir.path, 'registry')}`,
+        '  delete:',
+        '    enabled: true',
+        'http:',
+        `  addr: ${cncf}`,
+        '',
+      ].join('\n'),
+    );
+    registry = spawn(tools.registry, ['serve', config], { stdio: 'ignore' });
+    await eventually('the CNCF registry', async () =>
+      (await fetch(`http://${cncf}/v2/`)).status === 200 ? true : undefined,
+    );
+    a = await startService(
+      ['dev', '--data-dir', join(dir.path, 'a'), '--port-base', String(base), '--cluster', 'a'],
+      /\bproxy\s+(http:\/\/\S+)/,
+      {},
+      60_000,
+    );
+    aHost = `127.0.0.1:${base}`;
+    buildIndex = `http://127.0.0.1:${base + 2}`;
+    for (let i = 0; i < 4; i++) {
+      images.push(
+        await generateImage({
+          dir: join(dir.path, `img-${i}`),
+          layers: 1,
+          layerSize: 2048,
+          platforms: i % 2 === 0 ? ['linux/amd64'] : ['linux/amd64', 'linux/arm64'],
+        }),
+      );
+    }
+    const added = shoal([
+      'rules',
+      'add',
+      '--name',
+      'to-cncf',
+      '--repo',
+      'e2e/cn/**',
+      '--to',
+      `http://${cncf}`,
+      '--url',
+      buildIndex,
+      '--json',
+    ]);
+    expect(added.status).toBe(0);
+    ruleId = JSON.parse(added.stdout).rule.id;
+  }, 120_000);
+
+  afterAll(async () => {
+    await a?.stop();
+    if (registry !== undefined) await stopChild(registry);
+    dir?.cleanup();
+  });
+
+  it('replicates pushes and moves; deletes where it can, keeps what it cannot', async () => {
+    const [i0, i1, i2, i3] = images as [
+      GeneratedImage,
+      GeneratedImage,
+      GeneratedImage,
+      GeneratedImage,
+    ];
+    const push = (image: GeneratedImage, tag: string) =>
+      run(tools.skopeo, [
+        '--insecure-policy',
+        'copy',
+        '--all',
+        '--preserve-digests',
+        '--dest-tls-verify=false',
+        image.layoutRef,
+        `docker://${aHost}/e2e/cn/app:${tag}`,
+      ]);
+    push(i0, 'v1');
+    push(i1, 'v2');
+    push(i3, 'v4');
+    push(i2, 'other');
+    crane('tag', `${aHost}/e2e/cn/app:v1`, 'v3');
+    // v3 moves twice.
+    crane('tag', `${aHost}/e2e/cn/app:v2`, 'v3');
+    crane('tag', `${aHost}/e2e/cn/app:v4`, 'v3');
+    await caughtUp();
+    expect(tagsAt(cncf)).toEqual(tagsAt(aHost));
+    for (const tag of tagsAt(aHost)) expect(digestAt(cncf, tag)).toBe(digestAt(aHost, tag));
+    expect(digestAt(cncf, 'v3')).toBe(i3.top.digest);
+
+    // A pull from the CNCF registry gets every platform, byte for byte.
+    const pulled = join(dir.path, 'pulled');
+    run(tools.skopeo, [
+      '--insecure-policy',
+      'copy',
+      '--all',
+      '--preserve-digests',
+      '--src-tls-verify=false',
+      `docker://${cncf}/e2e/cn/app:v3`,
+      `oci:${pulled}:v3`,
+    ]);
+    const index = JSON.parse(readFileSync(join(pulled, 'index.json'), 'utf8'));
+    expect(index.manifests[0].digest).toBe(i3.top.digest);
+    for (const m of i3.manifests) {
+      for (const blob of [m.manifest, m.config, ...m.layers]) {
+        const bytes = readFileSync(join(pulled, 'blobs', 'sha256', blob.digest.slice(7)));
+        expect(sha256(bytes)).toBe(blob.digest);
+      }
+    }
+
+    // v1's manifest is used by no other tag: deleted (by digest). v4's is also v3's: kept.
+    for (const tag of ['v1', 'v4']) {
+      const response = await fetch(`http://${aHost}/v2/e2e/cn/app/manifests/${tag}`, {
+        method: 'DELETE',
+      });
+      expect(response.status).toBe(202);
+    }
+    const rule = await caughtUp();
+    expect(tagsAt(aHost)).toEqual(['other', 'v2', 'v3']);
+    expect(tagsAt(cncf)).toEqual(['other', 'v2', 'v3', 'v4']);
+    expect(rule.skipped).toBe(1);
+    expect(rule.failures.last?.error).toMatch(/v3 still uses/);
+    expect(rule.failures.last?.retryAt).toBeUndefined();
+  }, 240_000);
+});

@@ -1,0 +1,569 @@
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Service } from '../fixtures/cli';
+import { shoal, startService, tempDir } from '../fixtures/cli';
+import type { GeneratedImage } from '../fixtures/images';
+import { generateImage } from '../fixtures/images';
+
+// Lossless replication between two real Shoal clusters: two `shoal dev` processes, each with
+// its own data directory, log and ports, and rules between them. Images are pushed with
+// skopeo and crane; every comparison reads both clusters' build-index APIs; every wait is
+// on a signal (the replication status says lag 0), bounded.
+const root = resolve(__dirname, '../..');
+const tools = { crane: join(root, '.tools/bin/crane'), skopeo: '/usr/bin/skopeo' };
+
+const run = (command: string, args: string[]) => {
+  const result = spawnSync(command, args, {
+    encoding: 'utf8',
+    cwd: root,
+    timeout: 120_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (result.status !== 0) {
+    throw new Error(
+      `${command} ${args.join(' ')} exited ${result.status}:\n${result.stdout}${result.stderr}`,
+    );
+  }
+  return result.stdout;
+};
+
+const sha256 = (bytes: Buffer | string) =>
+  `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+type RuleStatus = {
+  id: string;
+  state: string;
+  settled: number;
+  lag: { positions: number; seconds: number };
+  replicated: number;
+  skipped: number;
+  failures: { total: number; consecutive: number; last?: { error: string } };
+  inFlight?: Array<{ copying?: { digest: string; sent: number; size: number } }>;
+};
+
+type LoggedEvent = {
+  position: number;
+  type: string;
+  data: Record<string, unknown>;
+  metadata: { actor: string; cluster: string };
+};
+
+/** One `shoal dev` cluster on fixed ports, restartable on the same data directory. */
+type Cluster = {
+  readonly name: string;
+  readonly dataDir: string;
+  readonly proxy: string;
+  readonly host: string;
+  readonly buildIndex: string;
+  service?: Service;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  kill9(): Promise<void>;
+};
+
+const cluster = (name: string, dataDir: string, portBase: number): Cluster => {
+  const c: Cluster = {
+    name,
+    dataDir,
+    proxy: `http://127.0.0.1:${portBase}`,
+    host: `127.0.0.1:${portBase}`,
+    buildIndex: `http://127.0.0.1:${portBase + 2}`,
+    async start() {
+      c.service = await startService(
+        ['dev', '--data-dir', dataDir, '--port-base', String(portBase), '--cluster', name],
+        /\bproxy\s+(http:\/\/\S+)/,
+        {},
+        60_000,
+      );
+    },
+    async stop() {
+      await c.service?.stop();
+      c.service = undefined;
+    },
+    async kill9() {
+      const child = c.service?.child;
+      c.service = undefined;
+      if (child === undefined || child.exitCode !== null) return;
+      await new Promise<void>((done) => {
+        child.once('exit', () => done());
+        child.kill('SIGKILL');
+      });
+    },
+  };
+  return c;
+};
+
+const getJson = async <T>(url: string, headers: Record<string, string> = {}): Promise<T> => {
+  const response = await fetch(url, { headers });
+  if (!response.ok) throw new Error(`GET ${url}: ${response.status} ${await response.text()}`);
+  return (await response.json()) as T;
+};
+
+/** Polls `check` until it returns a value, at most `timeoutMs`; fails with `what`. */
+const eventually = async <T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs = 60_000,
+  everyMs = 100,
+): Promise<T> => {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${String(last ?? '')}`);
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+};
+
+const ruleStatus = async (c: Cluster, ruleId: string): Promise<RuleStatus> => {
+  const status = await getJson<{ rules: RuleStatus[] }>(`${c.buildIndex}/v1/replication/status`);
+  const rule = status.rules.find((r) => r.id === ruleId);
+  if (rule === undefined) throw new Error(`no rule ${ruleId} on ${c.name}`);
+  return rule;
+};
+
+/** The signal: the rule's destination has every matching change (lag 0). */
+const caughtUp = (c: Cluster, ruleId: string, timeoutMs = 90_000) =>
+  eventually(
+    `${c.name}: rule ${ruleId} caught up`,
+    async () => {
+      const rule = await ruleStatus(c, ruleId);
+      return rule.state === 'caught-up' && rule.lag.positions === 0 ? rule : undefined;
+    },
+    timeoutMs,
+  );
+
+/** Every tag of the repositories whose name starts with `prefix`: `repo:tag` → digest. */
+const tagsOf = async (c: Cluster, prefix: string): Promise<Record<string, string>> => {
+  const out: Record<string, string> = {};
+  const { repositories } = await getJson<{ repositories: string[] }>(`${c.buildIndex}/v1/catalog`);
+  for (const repo of repositories.filter((r) => r.startsWith(prefix))) {
+    const { tags } = await getJson<{ tags: string[] }>(
+      `${c.buildIndex}/v1/repositories/${repo}/tags`,
+    );
+    for (const tag of tags) {
+      const view = await getJson<{ digest: string }>(
+        `${c.buildIndex}/v1/repositories/${repo}/tags/${tag}`,
+      );
+      out[`${repo}:${tag}`] = view.digest;
+    }
+  }
+  return out;
+};
+
+const addRule = (
+  c: Cluster,
+  name: string,
+  repo: string,
+  to: Cluster | string,
+  extra: string[] = [],
+) => {
+  const result = shoal([
+    'rules',
+    'add',
+    '--name',
+    name,
+    '--repo',
+    repo,
+    '--to',
+    typeof to === 'string' ? to : to.proxy,
+    '--url',
+    c.buildIndex,
+    '--json',
+    ...extra,
+  ]);
+  if (result.status !== 0) throw new Error(`rules add failed: ${result.stderr}`);
+  return (JSON.parse(result.stdout) as { rule: { id: string } }).rule.id;
+};
+
+/** Every event of a cluster's log, read with `shoal log tail` on its data directory. */
+const logOf = (c: Cluster): LoggedEvent[] => {
+  const result = shoal(['log', 'tail', '--from', '1', '--json', '--data-dir', c.dataDir]);
+  if (result.status !== 0) throw new Error(`log tail failed: ${result.stderr}`);
+  return result.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as LoggedEvent);
+};
+
+const skopeoPush = (image: GeneratedImage, c: Cluster, ref: string) =>
+  run(tools.skopeo, [
+    '--insecure-policy',
+    'copy',
+    '--all',
+    '--preserve-digests',
+    '--dest-tls-verify=false',
+    image.layoutRef,
+    `docker://${c.host}/${ref}`,
+  ]);
+
+const crane = (...args: string[]) => run(tools.crane, [...args, '--insecure']).trim();
+
+/** Points `repo:tag` at a digest the repository holds (a push of the manifest by tag). */
+const tagAs = (c: Cluster, repo: string, digest: string, tag: string) =>
+  crane('tag', `${c.host}/${repo}@${digest}`, tag);
+
+const deleteTag = async (c: Cluster, repo: string, tag: string) => {
+  const response = await fetch(`${c.proxy}/v2/${repo}/manifests/${tag}`, { method: 'DELETE' });
+  expect(response.status).toBe(202);
+};
+
+describe('replication between two Shoal clusters', () => {
+  let dir: ReturnType<typeof tempDir>;
+  let a: Cluster;
+  let b: Cluster;
+  const images: GeneratedImage[] = [];
+  let ab: string;
+
+  beforeAll(async () => {
+    for (const path of Object.values(tools)) {
+      if (!existsSync(path)) throw new Error(`missing ${path}: run test/services/tools.sh install`);
+    }
+    dir = tempDir('shoal-replication-e2e-');
+    const base = 20000 + Math.floor(Math.random() * 2000) * 10;
+    a = cluster('a', join(dir.path, 'a'), base);
+    b = cluster('b', join(dir.path, 'b'), base + 10);
+    await Promise.all([a.start(), b.start()]);
+    const platforms = [['linux/amd64'], ['linux/amd64', 'linux/arm64']];
+    for (let i = 0; i < 4; i++) {
+      images.push(
+        await generateImage({
+          dir: join(dir.path, `img-${i}`),
+          layers: 1 + (i % 2),
+          layerSize: 2048,
+          platforms: platforms[i % 2] as string[],
+        }),
+      );
+    }
+    ab = addRule(a, 'a-to-b', 'e2e/ab/**', b);
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+    dir?.cleanup();
+  });
+
+  it('B converges to exactly A for matching repositories: 20 tags, moves, deletes', async () => {
+    const [i0, i1, i2, i3] = images as [
+      GeneratedImage,
+      GeneratedImage,
+      GeneratedImage,
+      GeneratedImage,
+    ];
+    // Three matching repositories (one nested), and one that is not replicated.
+    const plan: Array<[string, GeneratedImage[]]> = [
+      ['e2e/ab/one', [i0, i1]],
+      ['e2e/ab/two', [i2, i3]],
+      ['e2e/ab/deep/three', [i0, i3]],
+      ['e2e/other/x', [i1]],
+    ];
+    for (const [repo, list] of plan) {
+      for (const [n, image] of list.entries()) skopeoPush(image, a, `${repo}:base-${n}`);
+    }
+    // 20 tags on the matching repositories: the 6 pushed above and 14 more by crane.
+    for (const [repo, list] of plan.slice(0, 3)) {
+      for (let t = 0; t < 5; t++) {
+        if (t === 4 && repo === 'e2e/ab/deep/three') continue;
+        tagAs(a, repo, (list[t % 2] as GeneratedImage).top.digest, `t${t}`);
+      }
+    }
+    // Moves (some twice) and deletes.
+    tagAs(a, 'e2e/ab/one', i1.top.digest, 't0');
+    tagAs(a, 'e2e/ab/one', i0.top.digest, 't0');
+    tagAs(a, 'e2e/ab/one', i1.top.digest, 't0');
+    tagAs(a, 'e2e/ab/two', i2.top.digest, 't1');
+    tagAs(a, 'e2e/ab/two', i3.top.digest, 't1');
+    tagAs(a, 'e2e/ab/deep/three', i3.top.digest, 't2');
+    await deleteTag(a, 'e2e/ab/one', 't3');
+    await deleteTag(a, 'e2e/ab/two', 'base-0');
+    await deleteTag(a, 'e2e/ab/deep/three', 't1');
+
+    await caughtUp(a, ab);
+    const source = await tagsOf(a, 'e2e/ab/');
+    expect(Object.keys(source)).toHaveLength(20 - 3);
+    expect(source['e2e/ab/one:t0']).toBe(i1.top.digest);
+    expect(await tagsOf(b, 'e2e/')).toEqual(source);
+    expect(await tagsOf(b, 'e2e/other/')).toEqual({});
+
+    // The replicated multi-platform image is complete: skopeo pulls every platform from B.
+    const pulled = join(dir.path, 'pulled-two');
+    run(tools.skopeo, [
+      '--insecure-policy',
+      'copy',
+      '--all',
+      '--preserve-digests',
+      '--src-tls-verify=false',
+      `docker://${b.host}/e2e/ab/two:t1`,
+      `oci:${pulled}:t1`,
+    ]);
+    const index = JSON.parse(readFileSync(join(pulled, 'index.json'), 'utf8'));
+    expect(index.manifests[0].digest).toBe(i3.top.digest);
+    for (const m of i3.manifests) {
+      for (const blob of [m.manifest, m.config, ...m.layers]) {
+        const bytes = readFileSync(join(pulled, 'blobs', 'sha256', blob.digest.slice(7)));
+        expect(sha256(bytes)).toBe(blob.digest);
+      }
+    }
+  }, 240_000);
+
+  it('a rule added later with --backfill replicates the current matching tags', async () => {
+    const [i0, i1] = images as [GeneratedImage, GeneratedImage];
+    skopeoPush(i0, a, 'e2e/bf/app:v1');
+    skopeoPush(i1, a, 'e2e/bf/app:v2');
+    tagAs(a, 'e2e/bf/app', i1.top.digest, 'v1');
+    await deleteTag(a, 'e2e/bf/app', 'v2');
+    const plain = addRule(a, 'bf-plain', 'e2e/bf/**', b);
+    await caughtUp(a, plain);
+    expect(await tagsOf(b, 'e2e/bf/')).toEqual({});
+    const backfill = addRule(a, 'bf-backfill', 'e2e/bf/**', b, ['--backfill']);
+    await caughtUp(a, backfill);
+    expect(await tagsOf(b, 'e2e/bf/')).toEqual({ 'e2e/bf/app:v1': i1.top.digest });
+  }, 120_000);
+
+  it('B stopped while A pushes and moves tags: restarted, B catches up', async () => {
+    const [i0, i1, i2] = images as [GeneratedImage, GeneratedImage, GeneratedImage];
+    await b.stop();
+    skopeoPush(i2, a, 'e2e/ab/one:while-down');
+    for (const digest of [
+      i0.top.digest,
+      i2.top.digest,
+      i1.top.digest,
+      i2.top.digest,
+      i0.top.digest,
+    ]) {
+      tagAs(a, 'e2e/ab/one', digest, 'moved-5-times');
+    }
+    await deleteTag(a, 'e2e/ab/one', 't1');
+    // The replicator notices and records it (signal: failures in a row), and keeps trying.
+    const failing = await eventually('failures recorded while B is down', async () => {
+      const rule = await ruleStatus(a, ab);
+      return rule.failures.consecutive > 0 ? rule : undefined;
+    });
+    expect(failing.lag.positions).toBeGreaterThan(0);
+    expect(failing.failures.last?.error).toMatch(/ECONNREFUSED|cannot reach/);
+
+    await b.start();
+    await caughtUp(a, ab);
+    const source = await tagsOf(a, 'e2e/ab/');
+    expect(source['e2e/ab/one:moved-5-times']).toBe(i0.top.digest);
+    expect(source['e2e/ab/one:t1']).toBeUndefined();
+    expect(await tagsOf(b, 'e2e/')).toEqual({ ...source, ...(await tagsOf(a, 'e2e/bf/')) });
+  }, 240_000);
+
+  it('kill -9 of A mid-replication: restarted, it resumes and skips nothing', async () => {
+    const [, , i2, i3] = images as [GeneratedImage, GeneratedImage, GeneratedImage, GeneratedImage];
+    // Twelve tag changes in quick succession (manifest PUTs straight to the proxy), then kill.
+    const manifest = async (digest: string) => {
+      const response = await fetch(`${a.proxy}/v2/e2e/ab/two/manifests/${digest}`, {
+        headers: {
+          accept:
+            'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json',
+        },
+      });
+      return {
+        bytes: Buffer.from(await response.arrayBuffer()),
+        type: response.headers.get('content-type') ?? '',
+      };
+    };
+    const bodies = await Promise.all([i2.top.digest, i3.top.digest].map(manifest));
+    const puts = await Promise.all(
+      Array.from({ length: 12 }, (_, n) => {
+        const body = bodies[n % 2] as { bytes: Buffer; type: string };
+        return fetch(`${a.proxy}/v2/e2e/ab/two/manifests/k${n}`, {
+          method: 'PUT',
+          headers: { 'content-type': body.type },
+          body: body.bytes,
+        });
+      }),
+    );
+    expect(puts.map((p) => p.status)).toEqual(Array(12).fill(201));
+    await a.kill9();
+    // Killed mid-replication: of the twelve changes, some were not recorded as replicated.
+    const atKill = logOf(a);
+    const newTags = (e: LoggedEvent) => /^k\d+$/.test(String(e.data['tag']));
+    const pushedAtKill = atKill.filter((e) => e.type === 'TagPushed' && newTags(e)).length;
+    const doneAtKill = atKill.filter((e) => e.type === 'ReplicationSucceeded' && newTags(e)).length;
+    expect(pushedAtKill).toBe(12);
+    expect(doneAtKill).toBeLessThan(12);
+
+    await a.start();
+    await caughtUp(a, ab);
+    expect(await tagsOf(b, 'e2e/ab/')).toEqual(await tagsOf(a, 'e2e/ab/'));
+
+    // Nothing skipped: every matching tag change after the rule has its ReplicationSucceeded,
+    // recorded once, in source order.
+    const events = logOf(a);
+    const ruleAdded = events.find(
+      (e) => e.type === 'ReplicationRuleAdded' && e.data['id'] === ab,
+    ) as LoggedEvent;
+    const changes = events.filter(
+      (e) =>
+        (e.type === 'TagPushed' || e.type === 'TagDeleted') &&
+        e.position > ruleAdded.position &&
+        String(e.data['repo']).startsWith('e2e/ab/'),
+    );
+    const succeeded = events.filter(
+      (e) => e.type === 'ReplicationSucceeded' && e.data['ruleId'] === ab,
+    );
+    const recorded = succeeded.map((e) => e.data['sourcePosition'] as number);
+    expect(new Set(recorded).size).toBe(recorded.length);
+    expect(recorded).toEqual([...recorded].sort((x, y) => x - y));
+    expect(recorded).toEqual(changes.map((e) => e.position));
+  }, 240_000);
+
+  it('a blob copy interrupted half-way is never visible on B; a restart completes it', async () => {
+    let caught: { digest: string; sent: number; size: number } | undefined;
+    let big: GeneratedImage | undefined;
+    for (let attempt = 0; attempt < 3 && caught === undefined; attempt++) {
+      big = await generateImage({
+        dir: join(dir.path, `big-${attempt}`),
+        layers: 1,
+        layerSize: 24 * 1024 * 1024,
+        gzipLevel: 0,
+      });
+      skopeoPush(big, a, `e2e/ab/big:v${attempt}`);
+      caught = await eventually(
+        'a layer copy in progress',
+        async () => {
+          const rule = await ruleStatus(a, ab);
+          const copying = rule.inFlight?.find(
+            (c) => c.copying !== undefined && c.copying.sent > 0 && c.copying.sent < c.copying.size,
+          )?.copying;
+          if (copying !== undefined) return copying;
+          if (rule.lag.positions === 0) return null;
+          return undefined;
+        },
+        60_000,
+        5,
+      ).then((found) => found ?? undefined);
+      if (caught !== undefined) await a.kill9();
+    }
+    expect(caught).toBeDefined();
+    const layer = caught as { digest: string; size: number };
+
+    // B has no blob, or the whole blob: an upload not committed is not visible.
+    const headBlob = await fetch(`${b.proxy}/v2/e2e/ab/big/blobs/${layer.digest}`, {
+      method: 'HEAD',
+    });
+    if (headBlob.status === 200) {
+      const bytes = Buffer.from(
+        await (await fetch(`${b.proxy}/v2/e2e/ab/big/blobs/${layer.digest}`)).arrayBuffer(),
+      );
+      expect(sha256(bytes)).toBe(layer.digest);
+    } else {
+      expect(headBlob.status).toBe(404);
+    }
+
+    await a.start();
+    await caughtUp(a, ab);
+    const get = await fetch(`${b.proxy}/v2/e2e/ab/big/blobs/${layer.digest}`);
+    expect(get.status).toBe(200);
+    const bytes = Buffer.from(await get.arrayBuffer());
+    expect(bytes.length).toBe(layer.size);
+    expect(sha256(bytes)).toBe(layer.digest);
+    expect(await tagsOf(b, 'e2e/ab/big')).toEqual(await tagsOf(a, 'e2e/ab/big'));
+  }, 300_000);
+
+  it('A→B and B→A at once (different repositories, and a shared one) do not loop', async () => {
+    const [i0, i1] = images as [GeneratedImage, GeneratedImage];
+    const ba = addRule(b, 'b-to-a', 'e2e/ba/**', a);
+    const sharedAB = addRule(a, 'shared-a-to-b', 'e2e/shared/**', b);
+    const sharedBA = addRule(b, 'shared-b-to-a', 'e2e/shared/**', a);
+    skopeoPush(i0, b, 'e2e/ba/x:v1');
+    skopeoPush(i1, a, 'e2e/ab/y:v1');
+    skopeoPush(i1, a, 'e2e/shared/s:v1');
+    await Promise.all([
+      caughtUp(a, ab),
+      caughtUp(a, sharedAB),
+      caughtUp(b, ba),
+      caughtUp(b, sharedBA),
+    ]);
+    expect(await tagsOf(a, 'e2e/ba/')).toEqual({ 'e2e/ba/x:v1': i0.top.digest });
+    expect(await tagsOf(b, 'e2e/ab/y')).toEqual({ 'e2e/ab/y:v1': i1.top.digest });
+    expect(await tagsOf(b, 'e2e/shared/')).toEqual({ 'e2e/shared/s:v1': i1.top.digest });
+
+    // B's copy of the shared tag went back to A as a no-op: A has the digest already.
+    const pushesOf = (events: LoggedEvent[], repo: string) =>
+      events.filter((e) => e.type === 'TagPushed' && e.data['repo'] === repo).length;
+    const headA = logOf(a).length;
+    const headB = logOf(b).length;
+    // Both sides caught up again after that round: nothing more is written by either.
+    await Promise.all([caughtUp(a, sharedAB), caughtUp(b, sharedBA), caughtUp(b, ba)]);
+    const eventsA = logOf(a);
+    const eventsB = logOf(b);
+    expect(pushesOf(eventsA, 'e2e/shared/s')).toBe(1);
+    expect(pushesOf(eventsB, 'e2e/shared/s')).toBe(1);
+    expect(pushesOf(eventsA, 'e2e/ba/x')).toBe(1);
+    expect(pushesOf(eventsB, 'e2e/ab/y')).toBe(1);
+    expect(eventsA.length).toBe(headA);
+    expect(eventsB.length).toBe(headB);
+  }, 180_000);
+
+  it('status and metrics report per rule; rules can be listed and removed', async () => {
+    const text = await (await fetch(`${a.buildIndex}/metrics`)).text();
+    expect(text).toMatch(
+      new RegExp(`shoal_replication_lag_positions\\{[^}]*rule="${ab}"[^}]*\\} 0`),
+    );
+    expect(text).toMatch(/shoal_replication_lag_seconds\{/);
+    // A second build-index on A's data directory stands by: one replicator per directory.
+    const second = await startService(
+      ['build-index', '--data-dir', a.dataDir, '--port', '0'],
+      /build-index listening on (http:\/\/\S+)/,
+    );
+    try {
+      const standby = await eventually('the second replicator to stand by', async () => {
+        const body = await getJson<{ replicator: string; rules: RuleStatus[] }>(
+          `${second.url}/v1/replication/status`,
+        );
+        return body.replicator === 'standby' ? body : undefined;
+      });
+      expect(standby.rules.find((r) => r.id === ab)?.state).toBe('standby');
+    } finally {
+      await second.stop();
+    }
+    const status = shoal(['replication', 'status', '--url', a.buildIndex]);
+    expect(status.stdout).toContain(ab);
+    expect(status.stdout).toContain('caught-up');
+    const ls = JSON.parse(shoal(['rules', 'ls', '--json', '--data-dir', b.dataDir]).stdout);
+    expect(ls.rules.map((r: { name: string }) => r.name).sort()).toEqual([
+      'b-to-a',
+      'shared-b-to-a',
+    ]);
+    const rm = shoal(['rules', 'rm', 'b-to-a', '--url', b.buildIndex, '--json']);
+    expect(rm.status).toBe(0);
+    const after = JSON.parse(shoal(['rules', 'ls', '--json', '--url', b.buildIndex]).stdout);
+    expect(after.rules.map((r: { name: string }) => r.name)).toEqual(['shared-b-to-a']);
+    const bad = shoal([
+      'rules',
+      'add',
+      '--repo',
+      'Team/[x]',
+      '--to',
+      'http://x',
+      '--url',
+      b.buildIndex,
+    ]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/PARAMETER_INVALID/);
+    const secret = shoal([
+      'rules',
+      'add',
+      '--repo',
+      'x/*',
+      '--to',
+      'http://u:p@x',
+      '--url',
+      b.buildIndex,
+    ]);
+    expect(secret.stderr).toMatch(/credentials do not belong in the URL/);
+  }, 60_000);
+});
