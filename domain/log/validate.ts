@@ -31,15 +31,20 @@ const Envelope = Type.Object(
 );
 
 const envelopeCheck = TypeCompiler.Compile(Envelope);
-const dataChecks = new Map<string, TypeCheck<TSchema>>();
+// type → version → compiled check: two lookups, no key string built per event.
+const dataChecks = new Map<string, Map<number, TypeCheck<TSchema>>>();
 const dataCheck = (type: EventType, version: number): TypeCheck<TSchema> | undefined => {
-  const key = `${type}@${version}`;
-  let check = dataChecks.get(key);
+  let byVersion = dataChecks.get(type);
+  if (byVersion === undefined) {
+    byVersion = new Map();
+    dataChecks.set(type, byVersion);
+  }
+  let check = byVersion.get(version);
   if (check === undefined) {
     const schema = (eventDefinitions[type].schemas as Record<number, TSchema>)[version];
     if (schema === undefined) return undefined;
     check = TypeCompiler.Compile(schema);
-    dataChecks.set(key, check);
+    byVersion.set(version, check);
   }
   return check;
 };

@@ -15,7 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { EventLog, ProjectionStore, ShoalEvent } from '../../domain';
@@ -93,6 +93,15 @@ type Figures = {
   batchedAppendsPerSec: number;
   replayEvents: number;
   replayPerSec: number;
+  /** CPU time (user + system, all threads of this process) per phase, in ms. */
+  singleCpuMs: number;
+  batchedCpuMs: number;
+  replayCpuMs: number;
+};
+
+const cpuMs = (since: NodeJS.CpuUsage) => {
+  const used = process.cpuUsage(since);
+  return Math.round((used.user + used.system) / 1000);
 };
 
 /** `replayLog`: the handle to replay from, when it must not be the one that appended. */
@@ -103,6 +112,7 @@ const run = async (
 ): Promise<Figures> => {
   // Durable single appends, one event each, one after another.
   const latencies: number[] = [];
+  const singlesCpu = process.cpuUsage();
   const singlesStart = process.hrtime.bigint();
   for (let i = 0; i < singles; i++) {
     const t0 = process.hrtime.bigint();
@@ -110,10 +120,12 @@ const run = async (
     latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
   const singlesMs = Number(process.hrtime.bigint() - singlesStart) / 1e6;
+  const singleCpuMs = cpuMs(singlesCpu);
   latencies.sort((a, b) => a - b);
 
   // Batched appends until the log holds `totalEvents` events.
   const toAppend = Math.max(0, totalEvents - singles);
+  const batchCpu = process.cpuUsage();
   const batchStart = process.hrtime.bigint();
   for (let done = 0; done < toAppend; done += batchSize) {
     const n = Math.min(batchSize, toAppend - done);
@@ -121,14 +133,17 @@ const run = async (
     if (done % (batchSize * 50) === 0) progress('append', done, toAppend);
   }
   const batchMs = Number(process.hrtime.bigint() - batchStart) / 1e6;
+  const batchedCpuMs = cpuMs(batchCpu);
 
   // Replay the whole log into a fresh build-index projection.
   const source = replayLog === undefined ? log : replayLog();
+  const replayCpu = process.cpuUsage();
   const replay = await rebuildProjection({
     log: source,
     store,
     projection: buildIndexProjection,
   });
+  const replayCpuMs = cpuMs(replayCpu);
   if (source !== log) await source.close();
   if (!args.json && process.stderr.isTTY) process.stderr.write('\r');
   return {
@@ -138,6 +153,9 @@ const run = async (
     batchedAppendsPerSec: Math.round((toAppend * 1000) / batchMs),
     replayEvents: replay.events,
     replayPerSec: Math.round((replay.events * 1000) / replay.ms),
+    singleCpuMs,
+    batchedCpuMs,
+    replayCpuMs,
   };
 };
 
@@ -209,6 +227,14 @@ const main = async () => {
       'replayPerSec',
       'events/s',
       `target ≥ ${targets.replayPerSec}: ${verdict.replay ? 'met' : 'MISSED'}`,
+    );
+    row('CPU, single appends', 'singleCpuMs', 'ms');
+    row('CPU, batched appends', 'batchedCpuMs', 'ms');
+    row('CPU, replay', 'replayCpuMs', 'ms');
+    console.log(
+      `  load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -83,7 +83,7 @@ describe('sqlite EventLog files', () => {
     await log.close();
     const db = new Database(path, { readonly: true });
     expect(db.prepare('SELECT key, value FROM meta ORDER BY key').raw().all()).toEqual([
-      ['format', '1'],
+      ['format', '2'],
       ['magic', 'shoal-event-log'],
     ]);
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
@@ -138,6 +138,19 @@ describe('sqlite EventLog files', () => {
     expect(sha256(path)).toBe(before);
   });
 
+  it('refuses a Shoal log of the older format 1, naming it, and leaves it as it was', () => {
+    const path = freshPath();
+    open(path);
+    const db = new Database(path);
+    db.prepare("UPDATE meta SET value = '1' WHERE key = 'format'").run();
+    db.close();
+    const before = sha256(path);
+    const error = openError(path);
+    expect(isShoalError(error, 'DATA_DIR_INVALID')).toBe(true);
+    expect((error as Error).message).toContain('older format (log format 1');
+    expect(sha256(path)).toBe(before);
+  });
+
   it('reports a damaged log as LOG_CORRUPT and does not change it', async () => {
     const path = freshPath();
     const log = open(path);
@@ -166,7 +179,7 @@ describe('sqlite EventLog files', () => {
     const log = open(path);
     await log.append(tagHistory(3));
     const db = new Database(path);
-    db.prepare("UPDATE events SET data = '{broken' WHERE position = 2").run();
+    db.prepare("UPDATE events SET event = '{broken' WHERE position = 2").run();
     db.close();
     const error = await log.readBatch(1).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'LOG_CORRUPT', detail: { position: 2 } });

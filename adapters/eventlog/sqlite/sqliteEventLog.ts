@@ -24,17 +24,21 @@ import {
 /**
  * The embedded log: one SQLite file in WAL mode, shared by every Shoal process on the host.
  *
- * Layout (format 1): `events` holds one row per event; `position` is the rowid
+ * Layout (format 2): `events` holds one row per event; `position` is the rowid
  * (AUTOINCREMENT, so a position is never reused), `id` is unique (idempotent appends) and
- * `(stream, stream_version)` is unique (compare-and-swap). `meta` holds `magic` and `format`:
- * a file without them is not opened, let alone changed.
+ * `(stream, stream_version)` is unique (compare-and-swap). `event` is the envelope (id, type,
+ * version, stream, data, metadata) as one JSON text, written once by `append`: a read parses
+ * it and sets `position` and `streamVersion` from their columns. `meta` holds `magic` and
+ * `format`: a file without them is not opened, let alone changed. Format 1 (data and
+ * metadata in separate columns) is refused with a message saying so.
  *
  * Writers serialize on SQLite's write lock: each batch is one `BEGIN IMMEDIATE` transaction
- * that checks ids, checks `expectedVersion` and inserts, so positions follow commit order
+ * that checks ids, checks `expectedVersion` and inserts (without an `expectedVersion`, the
+ * insert itself skips known ids: ON CONFLICT DO NOTHING), so positions follow commit order
  * across processes and are dense (a rolled-back batch gives its positions back).
  */
 export const sqliteLogMagic = 'shoal-event-log';
-export const sqliteLogFormat = 1;
+export const sqliteLogFormat = 2;
 /** `PRAGMA application_id`, "SHOL": lets `file(1)` and other tools recognize a Shoal log. */
 const applicationId = 0x53484f4c;
 
@@ -183,6 +187,14 @@ const inspect = (db: Db, where: string): 'empty' | 'shoal' => {
       detail: { path: where },
     });
   }
+  if (format < sqliteLogFormat) {
+    throw new ShoalError(
+      'DATA_DIR_INVALID',
+      `${where} holds an event log of an older format (log format ${format}; this Shoal ` +
+        `reads ${sqliteLogFormat} only and does not migrate it); it was left untouched`,
+      { detail: { path: where, format } },
+    );
+  }
   if (format > sqliteLogFormat) {
     throw new ShoalError(
       'DATA_DIR_INVALID',
@@ -213,9 +225,7 @@ const schema = `
     stream TEXT NOT NULL,
     stream_version INTEGER NOT NULL,
     type TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    data TEXT NOT NULL,
-    metadata TEXT NOT NULL
+    event TEXT NOT NULL
   );
   CREATE UNIQUE INDEX events_stream_version ON events (stream, stream_version);
   PRAGMA application_id = ${applicationId};
@@ -243,14 +253,10 @@ const prepareSchema = (db: Db, where: string) => {
   }
 };
 
-// One JSON text per row, built by SQLite: one string crosses into JS and one JSON.parse
-// builds the event. Measured faster than decoding eight columns and parsing two JSON values.
-const eventJson = `'{"id":' || json_quote(id) || ',"type":' || json_quote(type) ||
-  ',"version":' || version || ',"stream":' || json_quote(stream) ||
-  ',"data":' || data || ',"metadata":' || metadata ||
-  ',"position":' || position || ',"streamVersion":' || stream_version || '}'`;
-
-type Row = [Position, string | null];
+// One JSON text per row, stored as written: one string crosses into JS, one JSON.parse builds
+// the event, and `position` and `streamVersion` come from their integer columns. Measured
+// faster than having SQLite splice the columns into one JSON text on every read.
+type Row = [Position, number, string | null];
 
 /**
  * The SQLite EventLog over a database the caller opened (tests inject one; services use
@@ -269,17 +275,23 @@ export const createSqliteEventLog = (db: Db, options: SqliteEventLogOptions = {}
       'SELECT stream_version FROM events WHERE stream = ? ORDER BY stream_version DESC LIMIT 1',
     )
     .pluck();
+  // ON CONFLICT(id) DO NOTHING: a known id is skipped by the insert itself (`changes` 0), so
+  // fresh events, the common case, cost no separate id lookup.
   const insert = db.prepare(
-    'INSERT INTO events (id, stream, stream_version, type, version, data, metadata) ' +
-      'VALUES (?, ?, ?, ?, ?, ?, ?)',
+    'INSERT INTO events (id, stream, stream_version, type, event) VALUES (?, ?, ?, ?, ?) ' +
+      'ON CONFLICT (id) DO NOTHING',
   );
   const page = db
     .prepare(
-      `SELECT position, ${eventJson} FROM events WHERE position >= ? ORDER BY position LIMIT ?`,
+      'SELECT position, stream_version, event FROM events WHERE position >= ? ' +
+        'ORDER BY position LIMIT ?',
     )
     .raw();
   const streamRows = db
-    .prepare(`SELECT position, ${eventJson} FROM events WHERE stream = ? ORDER BY stream_version`)
+    .prepare(
+      'SELECT position, stream_version, event FROM events WHERE stream = ? ' +
+        'ORDER BY stream_version',
+    )
     .raw();
   const maxPosition = db.prepare('SELECT max(position) FROM events').pluck();
   const dataVersion = db.prepare('PRAGMA data_version').pluck();
@@ -289,10 +301,14 @@ export const createSqliteEventLog = (db: Db, options: SqliteEventLogOptions = {}
   const decode = (rows: Row[]): RecordedEvent[] => {
     const events = new Array<RecordedEvent>(rows.length);
     for (let i = 0; i < rows.length; i++) {
-      const [position, json] = rows[i] as Row;
+      const [position, streamVersion, json] = rows[i] as Row;
       try {
         if (json === null) throw new Error('a column is NULL');
-        events[i] = JSON.parse(json) as RecordedEvent;
+        const event = JSON.parse(json) as { position: Position; streamVersion: number };
+        // Throws on anything but an object (null, a number…): LOG_CORRUPT below.
+        event.position = position;
+        event.streamVersion = streamVersion;
+        events[i] = event as RecordedEvent;
       } catch (error) {
         throw new ShoalError(
           'LOG_CORRUPT',
@@ -320,8 +336,8 @@ export const createSqliteEventLog = (db: Db, options: SqliteEventLogOptions = {}
 
   type Prepared = {
     readonly event: ShoalEvent;
-    readonly data: string;
-    readonly metadata: string;
+    /** The envelope as stored: `JSON.stringify(event)` (validated: envelope fields only). */
+    readonly json: string;
   };
 
   // The last version of streams this handle has written or looked up, valid while the log's
@@ -351,46 +367,63 @@ export const createSqliteEventLog = (db: Db, options: SqliteEventLogOptions = {}
         }
         return version;
       };
-      // Ids first: a retried batch succeeds even when its expectedVersion is now stale.
-      const known = new Set<string>();
-      const fresh: Prepared[] = [];
+      const seen = new Set<string>();
       let last = 0;
-      for (const item of batch) {
-        const id = item.event.id;
-        if (known.has(id)) continue;
-        known.add(id);
-        const position = positionOfId.get(id) as Position | undefined;
-        if (position === undefined) fresh.push(item);
-        else last = Math.max(last, position);
-      }
-      if (fresh.length === 0) return { last, head, versions };
+      let inserted = false;
+      let fresh: readonly Prepared[] = batch;
       if (expectation !== undefined) {
+        // Ids first: a retried batch succeeds even when its expectedVersion is now stale.
+        const unknown: Prepared[] = [];
+        for (const item of batch) {
+          const id = item.event.id;
+          if (seen.has(id)) continue;
+          seen.add(id);
+          const position = positionOfId.get(id) as Position | undefined;
+          if (position === undefined) unknown.push(item);
+          else last = Math.max(last, position);
+        }
+        if (unknown.length === 0) return { last, head, versions };
         const actual = versionOf(expectation.stream);
         if (actual !== expectation.version) throw wrongExpectedVersion(expectation, actual);
+        fresh = unknown;
+        seen.clear();
       }
-      for (const { event, data, metadata } of fresh) {
+      // Without an expectation, the insert itself tells a known id (no change) from a new one;
+      // a known id keeps its original position and does not bump its stream's version.
+      for (const { event, json } of fresh) {
+        const id = event.id;
+        if (seen.has(id)) continue;
+        seen.add(id);
         const version = versionOf(event.stream) + 1;
-        versions.set(event.stream, version);
-        const result = insert.run(
-          event.id,
-          event.stream,
-          version,
-          event.type,
-          event.version,
-          data,
-          metadata,
-        );
-        last = Number(result.lastInsertRowid);
+        const result = insert.run(id, event.stream, version, event.type, json);
+        if (result.changes === 0) {
+          last = Math.max(last, positionOfId.get(id) as Position);
+        } else {
+          versions.set(event.stream, version);
+          last = Number(result.lastInsertRowid);
+          inserted = true;
+        }
       }
-      return { last, head: last, versions };
+      return { last, head: inserted ? last : head, versions };
     },
   );
 
   /** Appends in one `BEGIN IMMEDIATE` transaction; the cache learns only what committed. */
   const appendBatch = (batch: readonly Prepared[], expectation?: StreamExpectation): Position => {
     const { last, head, versions } = appendTx.immediate(batch, expectation);
-    if (streamVersions.size + versions.size > maxCachedStreams) streamVersions.clear();
-    for (const [stream, version] of versions) streamVersions.set(stream, version);
+    // Least recently appended streams go first (a Map iterates in insertion order). Clearing
+    // the whole cache when full made it useless once a log had more streams than it holds.
+    for (const [stream, version] of versions) {
+      streamVersions.delete(stream);
+      streamVersions.set(stream, version);
+    }
+    if (streamVersions.size > maxCachedStreams) {
+      let excess = streamVersions.size - maxCachedStreams;
+      for (const stream of streamVersions.keys()) {
+        if (excess-- <= 0) break;
+        streamVersions.delete(stream);
+      }
+    }
     cachedHead = head;
     return last;
   };
@@ -503,11 +536,7 @@ export const createSqliteEventLog = (db: Db, options: SqliteEventLogOptions = {}
       ensureOpen();
       const expectation = checkBatch(batch, appendOptions);
       if (batch.length === 0) return head();
-      const prepared = batch.map((event) => ({
-        event,
-        data: JSON.stringify(event.data),
-        metadata: JSON.stringify(event.metadata),
-      }));
+      const prepared = batch.map((event) => ({ event, json: JSON.stringify(event) }));
       let position: Position;
       try {
         position = appendBatch(prepared, expectation);
