@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import type { ByteRange, ByteSource, Digest, Position, RepoName } from '../../domain';
 import { ShoalError, isShoalError } from '../../domain';
 import type { Metainfo } from '../../p2p/metainfo';
@@ -11,8 +12,12 @@ import {
 import type { OriginContext } from './context';
 import { originEvent } from './context';
 import type { BlobRead } from './store/contentStore';
-import { blobUnknown, sizeMismatch } from './store/contentStore';
+import { blobUnknown, sizeMismatch, usableMetainfo } from './store/contentStore';
+import type { GrowingBlob } from './store/growingBlob';
 import type { NewJob } from './store/originDb';
+
+/** A fill in progress: readers attach once `growing` resolves. */
+type Fill = { readonly growing: Promise<GrowingBlob>; readonly done: Promise<void> };
 
 export type Published = {
   readonly digest: Digest;
@@ -28,7 +33,7 @@ export type Published = {
  */
 export const createBlobService = (ctx: OriginContext) => {
   const { content, db, ring, log, writer, selfId, logger } = ctx;
-  const fills = new Map<string, Promise<void>>();
+  const fills = new Map<string, Fill>();
   const metainfos = new Map<string, Promise<Metainfo>>();
 
   /** Jobs for a blob this origin just took in: write it back, copy it to the other owners. */
@@ -50,12 +55,21 @@ export const createBlobService = (ctx: OriginContext) => {
   /**
    * Records a blob pushed to a repository and held here: jobs first (so an acknowledged blob
    * is never left without its write-back), then `BlobUploaded` + `BlobPlaced` as one batch.
+   *
+   * With `enqueue`, the caller stores the jobs itself after the events are appended, in a
+   * transaction of its own (an upload session ends in the same one): it must have a durable
+   * record that finishes the publication after a crash (the committed session).
    */
   const publish = async (
     blob: { digest: Digest; size: number; repo: string; mediaType?: string },
     eventIds: readonly [string, string] = [randomUUID(), randomUUID()],
+    enqueue?: (jobs: NewJob[]) => void,
   ): Promise<Published> => {
-    await enqueuePlacement(blob.digest);
+    const jobs = await placementJobs(blob.digest);
+    if (enqueue === undefined) {
+      db.enqueue(jobs, ctx.clock.now());
+      ctx.wakeJobs();
+    }
     const position = await log.append([
       originEvent(
         writer,
@@ -70,6 +84,10 @@ export const createBlobService = (ctx: OriginContext) => {
       ),
       originEvent(writer, 'BlobPlaced', { digest: blob.digest, origin: selfId }, eventIds[1]),
     ]);
+    if (enqueue !== undefined) {
+      enqueue(jobs);
+      ctx.wakeJobs();
+    }
     return { digest: blob.digest, size: blob.size, position };
   };
 
@@ -116,47 +134,124 @@ export const createBlobService = (ctx: OriginContext) => {
     }
   };
 
-  /** Copies a blob this origin owns but lacks from the first source that has it. */
-  const fill = (digest: Digest): Promise<void> => {
-    let pending = fills.get(digest);
-    if (pending === undefined) {
-      pending = (async () => {
+  /** Opens a source's bytes from `start` on (`BLOB_UNKNOWN` when it lacks the blob). */
+  const openSource = async (
+    digest: Digest,
+    source: { kind: 'peer'; address: string } | { kind: 'backend' },
+    start: number,
+  ): Promise<{ stream: ByteSource; size: number }> => {
+    const range = start > 0 ? { start } : undefined;
+    return source.kind === 'peer'
+      ? ctx.peer(source.address).getBlob(digest, { local: true, ...(range && { range }) })
+      : ctx.backend.get(ctx.objectName(digest), range);
+  };
+
+  /**
+   * Fetches a blob this origin owns but lacks from the first source that has it, storing it
+   * while readers follow (see `GrowingBlob`). A source that fails part-way is resumed by
+   * the next one from where it stopped. `growing` resolves once a source answered (readers
+   * can attach), `done` once the blob is verified and stored here.
+   */
+  const fill = (digest: Digest): Fill => {
+    const running = fills.get(digest);
+    if (running !== undefined) return running;
+    let started!: (growing: GrowingBlob) => void;
+    let failedToStart!: (error: unknown) => void;
+    const growingPromise = new Promise<GrowingBlob>((resolve, reject) => {
+      started = resolve;
+      failedToStart = reject;
+    });
+    const done = (async () => {
+      let growing: GrowingBlob | undefined;
+      let complete: string | undefined;
+      try {
         for await (const source of sources(digest)) {
+          const from = growing?.received ?? 0;
+          let read: { stream: ByteSource; size: number };
           try {
-            const read =
-              source.kind === 'peer'
-                ? await ctx.peer(source.address).getBlob(digest, { local: true })
-                : await ctx.backend.get(ctx.objectName(digest));
-            const built = await content.ingest(digest, read.stream, {
-              size: read.size,
-              onBytes: (n) => ctx.metrics.bytesIn.inc({ source: 'fill' }, n),
-            });
-            storeMetainfo(built.metainfo);
-            ctx.metrics.fills.inc({ source: source.kind });
-            logger.info({ digest, source }, 'filled a blob this origin owns');
-            await placedHere(digest);
-            return;
+            read = await openSource(digest, source, from);
           } catch (error) {
             if (!isShoalError(error, 'BLOB_UNKNOWN')) {
               logger.warn({ err: error, digest, source }, 'cannot fill a blob from a source');
             }
+            continue;
+          }
+          if (growing === undefined) {
+            growing = await content.beginFill(digest, read.size).catch((error: unknown) => {
+              (read.stream as Readable).destroy?.();
+              throw error;
+            });
+            started(growing);
+          } else if (read.size !== growing.size) {
+            (read.stream as Readable).destroy?.();
+            logger.warn({ digest, source, size: read.size }, 'a source has another size');
+            continue;
+          }
+          try {
+            await growing.append(read.stream, (n) =>
+              ctx.metrics.bytesIn.inc({ source: 'fill' }, n),
+            );
+          } catch (error) {
+            (read.stream as Readable).destroy?.();
+            logger.warn({ err: error, digest, source }, 'a source failed part-way through a fill');
+            continue;
+          }
+          if (growing.received === growing.size) {
+            complete = source.kind;
+            break;
           }
         }
-        ctx.metrics.fills.inc({ source: 'none' });
-        throw blobUnknown(digest);
-      })().finally(() => fills.delete(digest));
-      fills.set(digest, pending);
-    }
-    return pending;
+        if (growing === undefined) {
+          ctx.metrics.fills.inc({ source: 'none' });
+          throw blobUnknown(digest);
+        }
+        if (complete === undefined) {
+          const error = new ShoalError(
+            'SERVICE_UNAVAILABLE',
+            `no source could provide all of ${digest}`,
+          );
+          await growing.abort(error);
+          throw error;
+        }
+        let built;
+        try {
+          built = await growing.commit();
+        } catch (error) {
+          ctx.metrics.fills.inc({ source: 'corrupt' });
+          logger.error({ err: error, digest }, 'a fill did not match its digest');
+          throw error;
+        }
+        storeMetainfo(usableMetainfo(built).metainfo);
+        ctx.metrics.fills.inc({ source: complete });
+        logger.info({ digest, source: complete }, 'filled a blob this origin owns');
+        await placedHere(digest).catch((error: unknown) =>
+          logger.error({ err: error, digest }, 'cannot record a filled blob as placed here'),
+        );
+      } catch (error) {
+        failedToStart(error);
+        await growing?.abort(error);
+        throw error;
+      }
+    })().finally(() => fills.delete(digest));
+    // Callers await what they need; neither promise may go unhandled when nobody does.
+    growingPromise.catch(() => undefined);
+    done.catch(() => undefined);
+    const entry: Fill = { growing: growingPromise, done };
+    fills.set(digest, entry);
+    return entry;
   };
 
   /** Makes sure a blob is on local disk: an owner that lacks it fetches it. */
   const ensureLocal = async (digest: Digest, options: { local?: boolean }): Promise<void> => {
     if ((await content.stat(digest)) !== undefined) return;
     if (options.local || !(await ring.isOwner(digest))) throw blobUnknown(digest);
-    await fill(digest);
+    await fill(digest).done;
   };
 
+  /**
+   * A blob, whole or a range. An owner that lacks it starts a fill (or joins the one
+   * running) and streams the bytes as they arrive; the last byte waits for verification.
+   */
   const read = async (
     digest: Digest,
     range?: ByteRange,
@@ -167,8 +262,12 @@ export const createBlobService = (ctx: OriginContext) => {
     } catch (error) {
       if (!isShoalError(error, 'BLOB_UNKNOWN')) throw error;
     }
-    await ensureLocal(digest, options);
-    return content.read(digest, range);
+    if (options.local || !(await ring.isOwner(digest))) throw blobUnknown(digest);
+    const running = fill(digest);
+    const growing = await running.growing;
+    // An empty answer completes at once: nothing to stream before the check.
+    if (growing.size === 0) await running.done;
+    return growing.read(range) ?? content.read(digest, range);
   };
 
   const computeMetainfo = async (digest: Digest): Promise<Metainfo> => {

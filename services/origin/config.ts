@@ -1,6 +1,7 @@
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import { LogConfigSchema, LogLevelSchema } from '../shared/logConfig';
+import { SeederConfigSchema } from './seeder/config';
 
 const GiB = 1024 * 1024 * 1024;
 
@@ -85,6 +86,18 @@ export const OriginConfigSchema = Type.Object({
         minimum: 0,
         description: 'wait this long after start before running queued jobs (tests, drills)',
       }),
+      quietMs: Type.Integer({
+        default: 1000,
+        minimum: 0,
+        description:
+          'write-back waits until no upload or read has run on this origin for this long, ' +
+          'so it does not compete with pushes and pulls for disk and CPU (0: at once)',
+      }),
+      maxDeferMs: Type.Integer({
+        default: 60_000,
+        minimum: 0,
+        description: 'a write-back waits for a quiet moment at most this long, then runs anyway',
+      }),
     },
     { default: {} },
   ),
@@ -123,6 +136,7 @@ export const OriginConfigSchema = Type.Object({
     },
     { default: {} },
   ),
+  p2p: SeederConfigSchema,
   log: LogConfigSchema,
   logLevel: LogLevelSchema,
 });

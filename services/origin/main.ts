@@ -7,6 +7,7 @@ import { openDataDir } from '../shared/dataDir';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
 import { createProjectionRunner } from '../shared/projectionRunner';
+import { createActivity } from './activity';
 import { createBlobService } from './blobs';
 import type { OriginClient } from './client/originClient';
 import { createOriginClient } from './client/originClient';
@@ -16,8 +17,10 @@ import { originEvent } from './context';
 import { replicateHandler, writeBackHandler } from './jobs/handlers';
 import type { JobWorker } from './jobs/jobWorker';
 import { createJobWorker } from './jobs/jobWorker';
+import { createLocalOriginClient } from './localClient';
 import { createOriginMetrics } from './metrics';
 import { createRingView } from './ring';
+import { startOriginSeeder } from './seeder/seeder';
 import { originRoutes } from './server/routes';
 import { createContentStore } from './store/contentStore';
 import { openOriginDb } from './store/originDb';
@@ -31,6 +34,11 @@ export type RunningOrigin = {
   readonly advertiseUrl: string;
   /** `<dataDir>/origin-<id>`: its blobs, upload sessions and queue. */
   readonly directory: string;
+  /**
+   * This origin for a caller in the same process: the internal API without the HTTP hop
+   * (pass it to `createBlobAccess`'s `connect`, as `shoal dev` may for its proxy).
+   */
+  readonly client: OriginClient;
   readonly runner: ReturnType<typeof createProjectionRunner>;
   /** Deletes expired upload sessions now (a timer does it every minute or so). */
   readonly sweepUploads: () => Promise<number>;
@@ -138,6 +146,7 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
         });
       },
     };
+    const activity = createActivity(clock, config.writeBack.quietMs);
     const blobs = createBlobService(ctx);
     const uploads = createUploadSessions(ctx, blobs);
 
@@ -156,6 +165,11 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       minBackoffMs: config.writeBack.minBackoffMs,
       maxBackoffMs: config.writeBack.maxBackoffMs,
       startDelayMs: config.writeBack.startDelayMs,
+      holdBack: {
+        kinds: ['write-back'],
+        delay: () => activity.untilQuiet(),
+        maxHoldMs: config.writeBack.maxDeferMs,
+      },
       onOutcome: (kind, outcome) => metrics.jobs.inc({ kind, outcome }),
     });
     workerRef.current = jobs;
@@ -173,9 +187,24 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
         uploads,
         blobs,
         ring: ctx.ring,
+        activity,
         onBytesOut: (n) => metrics.bytesOut.inc({ target: 'read' }, n),
       }),
     );
+    // The P2P seeder (`p2p.port`; none when 0): origins join swarms of blobs they hold.
+    const seeder = await startOriginSeeder({
+      config: config.p2p,
+      listenHost: config.listen.host,
+      advertiseUrl: config.advertiseUrl,
+      metainfo: (digest) => blobs.metainfo(digest, { local: true }),
+      pathOf: (digest) => ctx.content.pathOf(digest),
+      metrics: registry,
+      logger,
+    });
+    if (seeder !== undefined) {
+      cleanups.push(() => seeder.close());
+      await app.register(seeder.routes);
+    }
     await app.listen({ host: config.listen.host, port: config.listen.port });
     cleanups.push(async () => {
       closingHttp = true;
@@ -193,6 +222,15 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
     const address = app.server.address() as AddressInfo;
     const url = `http://${formatHost(address.address)}:${address.port}`;
     const advertiseUrl = config.advertiseUrl === '' ? url : config.advertiseUrl.replace(/\/+$/, '');
+
+    const client = createLocalOriginClient({
+      url,
+      uploads,
+      blobs,
+      ring: ctx.ring,
+      activity,
+      onBytesOut: (n) => metrics.bytesOut.inc({ target: 'read' }, n),
+    });
 
     const position = await joinRing(ctx, advertiseUrl);
     await runner.waitFor(position, Math.max(config.readYourWrites.timeoutMs, 30_000));
@@ -215,6 +253,7 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       url,
       advertiseUrl,
       directory,
+      client,
       runner,
       sweepUploads: () => uploads.sweep(),
       close: cleanup,

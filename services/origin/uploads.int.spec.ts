@@ -263,7 +263,7 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
     expect(head.headers.get('docker-content-digest')).toBe(blob.digest);
   });
 
-  it('serves the metainfo computed while the blob streamed in', async () => {
+  it('serves the metainfo of an uploaded blob', async () => {
     const blob = blobFixture(600_000);
     const { id } = await client.startUpload({ repo: freshRepo() });
     await client.appendUpload(id, blob.content.subarray(0, 250_000));

@@ -8,10 +8,13 @@ import type { MetainfoBuilder } from '../../p2p/metainfo';
 import type { BlobService, Published } from './blobs';
 import type { OriginContext } from './context';
 import { newSessionId, parseSessionId } from './sessionId';
-import { digestMismatch, tooLarge, usableMetainfo } from './store/contentStore';
-import { ensureDir, isMissing, syncDir, writeAll } from './store/files';
-import { sessionBuilder, trackPieces } from './store/hashing';
+import { digestMismatch, tooLarge } from './store/contentStore';
+import { appendStream, ensureDir, isMissing, readChunkBytes, syncDir } from './store/files';
+import { sessionBuilder } from './store/hashing';
 import type { UploadRow } from './store/originDb';
+
+/** How stale a session's `updatedAt` may get before an append refreshes it. */
+const touchEveryMs = 60_000;
 
 export type UploadStatus = { readonly id: string; readonly size: number; readonly repo: string };
 
@@ -88,9 +91,12 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
     if (kept !== undefined && kept.length === size) return kept;
     const builder = sessionBuilder();
     if (size > 0) {
-      for await (const chunk of createReadStream(pathOf(row), { start: 0, end: size - 1 })) {
+      for await (const chunk of createReadStream(pathOf(row), {
+        start: 0,
+        end: size - 1,
+        highWaterMark: readChunkBytes,
+      })) {
         builder.update(chunk as Buffer);
-        trackPieces(builder);
       }
     }
     if (builder.length !== size) throw new ShoalError('INTERNAL', `upload ${row.id} changed`);
@@ -121,25 +127,32 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
         );
       }
       const builder = await hashOf(row, size);
-      let position = size;
+      let received = size;
       try {
-        for await (const chunk of body as AsyncIterable<Uint8Array>) {
-          if (position + chunk.length > maxSize) throw tooLarge(maxSize);
-          builder.update(chunk);
-          trackPieces(builder);
-          await writeAll(handle, chunk, position);
-          position += chunk.length;
-          ctx.metrics.bytesIn.inc({ source: 'upload' }, chunk.length);
-        }
+        const written = await appendStream(
+          handle,
+          size,
+          body as AsyncIterable<Uint8Array>,
+          (chunk) => {
+            if (received + chunk.length > maxSize) throw tooLarge(maxSize);
+            received += chunk.length;
+            builder.update(chunk);
+          },
+        );
         // Acknowledged bytes survive a power loss, not only a crash of the process.
-        if (position > size) await handle.sync();
+        if (written > 0) await handle.sync();
       } catch (error) {
         // The hash may have seen bytes that never reached the file: rebuild it next time.
         forget(row.id);
         throw error;
+      } finally {
+        ctx.metrics.bytesIn.inc({ source: 'upload' }, received - size);
       }
-      db.touchUpload(row.id, clock.now());
-      return position;
+      // `updatedAt` only decides expiry (a day by default): refresh it now and then, not
+      // with an fsync per chunk.
+      const now = clock.now();
+      if (now - row.updatedAt > touchEveryMs) db.touchUpload(row.id, now);
+      return received;
     } finally {
       await handle.close();
     }
@@ -165,7 +178,9 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
       db.deleteUpload(row.id);
       throw unknownSession(row.id);
     }
-    const published = await blobs.publish(
+    // The session row stays until its jobs are stored: a crash before that finishes here
+    // again at the next start. Jobs and the end of the session are one transaction.
+    return blobs.publish(
       {
         digest,
         size: commit.size,
@@ -173,9 +188,8 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
         ...(commit.mediaType !== undefined && { mediaType: commit.mediaType }),
       },
       commit.eventIds,
+      (jobs) => db.finishUpload(row.id, jobs, clock.now()),
     );
-    db.deleteUpload(row.id);
-    return published;
   };
 
   /** Finishes a session committed earlier whose events may not be on the log yet. */
@@ -236,8 +250,6 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
           const computed = builder.currentDigest();
           if (computed !== options.digest) throw digestMismatch(options.digest, computed);
           forget(id);
-          const built = usableMetainfo(builder.finish());
-          blobs.storeMetainfo(built.metainfo);
           const commit = {
             digest: options.digest,
             size,

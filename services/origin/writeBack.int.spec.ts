@@ -137,6 +137,41 @@ describe('origin write-back (durable queue, filesystem backend)', () => {
     expect(persistedCount).toBe(1);
   });
 
+  it('waits for the origin to be quiet: no write-back while an upload streams', async () => {
+    const quietMs = 200;
+    const origin = await harness.start({ id: 'o1', writeBack: { quietMs } });
+    const client = clientOf(origin.url);
+    const blob = blobFixture(5000);
+    // An upload whose body stalls after its first chunk keeps the origin busy.
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let started: () => void = () => undefined;
+    const streaming = new Promise<void>((resolve) => (started = resolve));
+    const { id } = await client.startUpload({ repo: freshRepo() });
+    const upload = client.appendUpload(
+      id,
+      Readable.from(
+        (async function* () {
+          yield Buffer.alloc(1000);
+          started();
+          await released;
+          yield Buffer.alloc(1000);
+        })(),
+      ),
+    );
+    await streaming;
+    await client.putBlob(blob.digest, blob.content, { repo: freshRepo() });
+    // A negative can only be watched for a while: many quiet periods pass, no write-back.
+    await new Promise((resolve) => setTimeout(resolve, quietMs * 5));
+    const events = await harness.events();
+    expect(events.some((e) => e.type === 'BlobPersisted')).toBe(false);
+    expect(await harness.backend.stat(blobObjectName(blob.digest))).toBeUndefined();
+
+    release();
+    await upload;
+    await harness.waitForEvent((e) => e.type === 'BlobPersisted' && e.data.digest === blob.digest);
+  });
+
   it('retries with backoff until the backend recovers', async () => {
     const blob = blobFixture(1000);
     const flaky = flakyBackend(harness.backend);

@@ -221,13 +221,28 @@ export const createRegistry = (deps: RegistryDeps) => {
     },
 
     startUpload: (repo: RepoName) => blobs.startUpload({ repo }),
-    appendUpload: (id: string, body: Readable, offset?: number) =>
-      blobs.appendUpload(id, body, offset === undefined ? {} : { offset }),
+    /** `length`: the body's Content-Length when the client sent one (not chunked). */
+    appendUpload: (id: string, body: Readable, offset?: number, length?: number) =>
+      blobs.appendUpload(id, body, {
+        ...(offset !== undefined && { offset }),
+        ...(length !== undefined && { length }),
+      }),
     uploadStatus: (id: string) => blobs.uploadStatus(id),
     cancelUpload: (id: string) => blobs.cancelUpload(id),
 
-    commitUpload: async (repo: RepoName, id: string, digest: Digest, body?: Readable) => {
-      const result = await blobs.commitUpload(id, { digest, repo, ...(body && { body }) });
+    commitUpload: async (
+      repo: RepoName,
+      id: string,
+      digest: Digest,
+      body?: Readable,
+      length?: number,
+    ) => {
+      const result = await blobs.commitUpload(id, {
+        digest,
+        repo,
+        ...(body && { body }),
+        ...(body && length !== undefined && { length }),
+      });
       await waitFor(result.position);
       return result;
     },

@@ -7,12 +7,18 @@
  * cache has seen it), pushes it to both registries and pulls it back from both, alternating
  * which goes first. Prints the time of each step, the medians and the ratios Shoal/CNCF for
  * push and pull (aim: ≤ 1.0). Needs `npm run build` and `test/services/tools.sh install`.
+ *
+ * Shoal acknowledges a push once the blobs are durable on its origin and writes them back to
+ * the storage backend afterwards. Before each timed step the bench waits until that queue is
+ * empty, so background work never lands in the next step's time (CNCF's or Shoal's own);
+ * how long the write-back took after each push is printed beside it. The load average at
+ * each round is printed too: the machine may be shared, so compare ratios, not seconds.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { generateImage } from '../fixtures/images';
@@ -88,6 +94,37 @@ const timed = (argv: string[]): number => {
   return seconds;
 };
 
+/** Write-back and replication jobs queued on an origin, from its metrics. */
+const pendingJobs = async (origin: string): Promise<number> => {
+  const text = await (await fetch(`${origin}/metrics`)).text();
+  let pending = 0;
+  for (const m of text.matchAll(/^shoal_origin_jobs_pending\{[^}]*\} (\d+)$/gm)) {
+    pending += Number(m[1]);
+  }
+  return pending;
+};
+
+/** Waits until no origin has queued jobs; resolves with the seconds it took. */
+const drained = async (origins: readonly string[], timeoutMs = 300_000): Promise<number> => {
+  const started = process.hrtime.bigint();
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const counts = await Promise.all(origins.map(pendingJobs));
+    if (counts.every((n) => n === 0)) return Number(process.hrtime.bigint() - started) / 1e9;
+    if (Date.now() > deadline) throw new Error(`origins still have ${counts} jobs queued`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+};
+
+/** Same-round ratios, which a shared machine's swings affect less than the medians. */
+const ratios = (shoal: number[], cncf: number[]) =>
+  shoal.map((s, i) => (s / (cncf[i] ?? Number.NaN)).toFixed(2)).join(', ');
+
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
@@ -114,9 +151,15 @@ const main = async () => {
     const shoal = await startProcess(
       process.execPath,
       [cli, 'dev', '--data-dir', join(work, 'shoal'), '--port-base', String(base)],
-      answers(`http://127.0.0.1:${base}/v2/`),
+      // Ready once it wrote endpoints.json (the last step of starting) and the proxy answers.
+      async () =>
+        existsSync(join(work, 'shoal', 'endpoints.json')) &&
+        (await answers(`http://127.0.0.1:${base}/v2/`)()),
     );
     children.push(shoal);
+    const endpoints = JSON.parse(readFileSync(join(work, 'shoal', 'endpoints.json'), 'utf8')) as {
+      origins: string[];
+    };
     const cncfPort = await freePort();
     const config = join(work, 'cncf.yml');
     writeFileSync(
@@ -143,6 +186,14 @@ const main = async () => {
       shoal: { push: [], pull: [] },
       cncf: { push: [], pull: [] },
     };
+    const writeBack: number[] = [];
+    const loads: string[] = [];
+    /** Before a timed step: Shoal's background work from the previous one is over. */
+    const quiet = async (after?: 'push') => {
+      const seconds = await drained(endpoints.origins);
+      if (after === 'push') writeBack.push(seconds);
+      return seconds;
+    };
     const log = (line: string) => {
       if (!args.json) process.stderr.write(`${line}\n`);
     };
@@ -160,7 +211,10 @@ const main = async () => {
       });
       const order: Name[] = round % 2 === 1 ? ['shoal', 'cncf'] : ['cncf', 'shoal'];
       const repo = `bench/app-${round}`;
+      loads.push(load());
+      log(`round ${round}: load average ${load()}`);
       for (const name of order) {
+        await quiet();
         const seconds = timed([
           '--insecure-policy',
           'copy',
@@ -169,9 +223,12 @@ const main = async () => {
           `docker://${targets[name]}/${repo}:v1`,
         ]);
         times[name].push.push(seconds);
-        log(`round ${round}: push ${name.padEnd(5)} ${seconds.toFixed(2)} s`);
+        const drain =
+          name === 'shoal' ? `; write-back done ${(await quiet('push')).toFixed(2)} s later` : '';
+        log(`round ${round}: push ${name.padEnd(5)} ${seconds.toFixed(2)} s${drain}`);
       }
       for (const name of order) {
+        await quiet();
         const out = join(work, `pull-${name}-${round}`);
         const seconds = timed([
           '--insecure-policy',
@@ -199,6 +256,8 @@ const main = async () => {
         pull: median(times.shoal.pull) / median(times.cncf.pull),
       },
       times,
+      writeBackSeconds: writeBack,
+      loadAverages: loads,
     };
     if (args.json) {
       process.stdout.write(`${JSON.stringify(summary)}\n`);
@@ -213,6 +272,10 @@ const main = async () => {
             `cncf ${m.cncf.pull.toFixed(2)} s (${mbps(m.cncf.pull)} MiB/s)`,
           `ratio shoal/cncf: push ${summary.ratio.push.toFixed(2)}, ` +
             `pull ${summary.ratio.pull.toFixed(2)} (aim: <= 1.0)`,
+          `per-round ratios: push ${ratios(times.shoal.push, times.cncf.push)}; ` +
+            `pull ${ratios(times.shoal.pull, times.cncf.pull)}`,
+          `shoal write-back after each push (not in the push time): ` +
+            `${writeBack.map((s) => s.toFixed(2)).join(', ')} s`,
           '',
         ].join('\n'),
       );

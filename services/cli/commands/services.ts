@@ -22,6 +22,7 @@ import { createLogger } from '../../shared/logger';
 import type { LocalState } from '../compose';
 import { openLocalState } from '../compose';
 import { note } from '../output';
+import { freePort, startDevSwarm } from './agent';
 import type { GlobalOptions } from './common';
 import { addDataDirOption, dataDirOf } from './common';
 
@@ -133,11 +134,12 @@ export const registerServiceCommands = (program: Command): void => {
   addDataDirOption(program.command('dev'))
     .description(
       'run a whole cluster in one process on the embedded log and local disk: ' +
-        'proxy, build-index and an origin',
+        'proxy, build-index, an origin, a tracker and an agent',
     )
     .option(
       '--port-base <port>',
-      'first port: proxy P, agent P+1, build-index P+2, origin P+3, tracker P+4',
+      'first port: proxy P, agent P+1, build-index P+2, origin P+3, tracker P+4, ' +
+        'origin peer port P+5, agent peer port P+6',
       parsePort,
       5000,
     )
@@ -175,6 +177,7 @@ export const registerServiceCommands = (program: Command): void => {
           const origin = await startDevOrigin({
             host: options.host,
             port: port(3),
+            p2pPort: port(5) || (await freePort(options.host)),
             cluster: options.cluster,
             dataDir,
             state,
@@ -198,10 +201,25 @@ export const registerServiceCommands = (program: Command): void => {
             tags,
           });
           closers.push(proxy.close);
+          // The swarm: a tracker (P+4) and one agent (registry P+1, peer port P+6).
+          const swarm = await startDevSwarm({
+            host: options.host,
+            trackerPort: port(4),
+            agentPort: port(1),
+            agentPeerPort: port(6),
+            dataDir,
+            originUrl: origin.url,
+            proxyUrl: proxy.url,
+            tags,
+            logger,
+          });
+          closers.push(swarm.close);
           const endpoints = {
             proxy: proxy.url,
             buildIndex: buildIndex.url,
             origins: [origin.url],
+            trackers: [swarm.tracker.url],
+            agents: [swarm.agent.url],
           };
           writeFileSync(state.dataDir.endpointsPath, `${JSON.stringify(endpoints, null, 2)}\n`);
           const registry = proxy.url
@@ -213,6 +231,8 @@ export const registerServiceCommands = (program: Command): void => {
               `  proxy        ${proxy.url}   (OCI registry: docker://${registry}/…)`,
               `  build-index  ${buildIndex.url}`,
               `  origin       ${origin.url}`,
+              `  tracker      ${swarm.tracker.url}`,
+              `  agent        ${swarm.agent.url}   (pull through the swarm: docker://…)`,
               `  endpoints    ${state.dataDir.endpointsPath}`,
               '',
               'push and pull an image (plain HTTP on loopback):',
@@ -238,6 +258,7 @@ export const registerServiceCommands = (program: Command): void => {
 const startDevOrigin = async (deps: {
   host: string;
   port: number;
+  p2pPort: number;
   cluster: string;
   dataDir: string;
   state: LocalState;
@@ -249,6 +270,7 @@ const startDevOrigin = async (deps: {
       cluster: deps.cluster,
       dataDir: deps.dataDir,
       listen: { host: deps.host, port: deps.port },
+      p2p: { port: deps.p2pPort },
     },
   });
   const backend = createFilesystemBlobStore({

@@ -38,7 +38,14 @@ export interface BlobAccess {
    */
   commitUpload(
     id: string,
-    options: { digest: Digest; repo: RepoName; mediaType?: string; body?: Readable },
+    options: {
+      digest: Digest;
+      repo: RepoName;
+      mediaType?: string;
+      body?: Readable;
+      /** The last chunk's length when known (Content-Length). */
+      length?: number;
+    },
   ): Promise<{ digest: Digest; size: number; position: Position }>;
 
   /** Abandons a session and frees its space. */

@@ -24,6 +24,11 @@ export type BlobAccessOptions = {
   readonly timeoutMs?: number;
   /** For tests: picks where sessions start when there is no preferred origin. */
   readonly random?: () => number;
+  /**
+   * A client for a member served in this process (its `RunningOrigin.client`), which skips
+   * the HTTP hop; undefined: reach it over HTTP, as every other member.
+   */
+  readonly connect?: (endpoint: OriginEndpoint) => OriginClient | undefined;
 };
 
 /**
@@ -39,6 +44,8 @@ export const createBlobAccess = (
   const clients = new Map<string, OriginClient>();
   const random = options.random ?? Math.random;
   const clientFor = (endpoint: OriginEndpoint): OriginClient => {
+    const local = options.connect?.(endpoint);
+    if (local !== undefined) return local;
     let client = clients.get(endpoint.url);
     if (client === undefined) {
       client = createOriginClient(endpoint.url, {
@@ -134,6 +141,7 @@ export const createBlobAccess = (
         repo: opts.repo,
         ...(opts.mediaType !== undefined && { mediaType: opts.mediaType }),
         ...(opts.body !== undefined && { body: opts.body }),
+        ...(opts.body !== undefined && opts.length !== undefined && { length: opts.length }),
       });
       return { digest: done.digest as Digest, size: done.size, position: done.position };
     },

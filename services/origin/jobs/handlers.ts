@@ -1,20 +1,40 @@
-import { Readable } from 'node:stream';
 import type { Digest } from '../../../domain';
-import { blobStream } from '../../../domain';
+import { ShoalError, blobStream } from '../../../domain';
+import type { BuiltBlob } from '../../../p2p/metainfo';
+import { MetainfoBuilder, encodeMetainfo, pieceLengthFor } from '../../../p2p/metainfo';
 import type { OriginContext } from '../context';
 import { originEvent } from '../context';
 import type { JobHandler } from './jobWorker';
 
-/** Passes chunks through, counting them. */
-export async function* counted(
-  source: AsyncIterable<Uint8Array>,
-  onBytes: (n: number) => void,
-): AsyncGenerator<Uint8Array> {
-  for await (const chunk of source) {
-    onBytes(chunk.length);
-    yield chunk;
+/**
+ * Copies a local blob to the backend, hashing it on the way: its metainfo comes out of the
+ * same pass, and a local copy that no longer matches its digest (a disk gone bad) fails the
+ * put before it completes, so the backend never gets a corrupt object.
+ */
+const putChecked = async (
+  ctx: OriginContext,
+  digest: Digest,
+  stream: AsyncIterable<Uint8Array>,
+  size: number,
+): Promise<BuiltBlob> => {
+  const builder = new MetainfoBuilder(pieceLengthFor(size));
+  let built: BuiltBlob | undefined;
+  async function* checked(): AsyncGenerator<Uint8Array> {
+    for await (const chunk of stream) {
+      builder.update(chunk);
+      yield chunk;
+    }
+    built = builder.finish();
+    ctx.metrics.bytesOut.inc({ target: 'write-back' }, built.length);
+    if (built.digest !== digest) {
+      ctx.logger.error({ digest, computed: built.digest }, 'local blob does not match its digest');
+      throw new ShoalError('INTERNAL', `local copy of ${digest} is corrupt; not written back`);
+    }
   }
-}
+  await ctx.backend.put(ctx.objectName(digest), checked(), { size });
+  if (built === undefined) throw new ShoalError('INTERNAL', `write-back of ${digest} cut short`);
+  return built;
+};
 
 /**
  * Write-back: makes the backend hold the blob, then appends `BlobPersisted`. Idempotent: a
@@ -39,14 +59,16 @@ export const writeBackHandler =
       return 'dropped';
     } else {
       const read = await ctx.content.read(digest);
-      const stop = () => read.stream.destroy(new Error('write-back aborted'));
+      // Destroyed without an error: nothing may be listening yet (the backend is still
+      // opening its file), and the copy fails all the same with a premature close.
+      const stop = () => read.stream.destroy();
       signal.addEventListener('abort', stop, { once: true });
       try {
-        await ctx.backend.put(
-          name,
-          counted(read.stream, (n) => ctx.metrics.bytesOut.inc({ target: 'write-back' }, n)),
-          { size: read.size },
-        );
+        const built = await putChecked(ctx, digest, read.stream, read.size);
+        // Uploads leave the piece hashes to this pass, which reads the blob anyway.
+        if (built.metainfo !== undefined && ctx.db.getMetainfo(digest) === undefined) {
+          ctx.db.putMetainfo(digest, encodeMetainfo(built.metainfo));
+        }
       } finally {
         signal.removeEventListener('abort', stop);
         read.stream.destroy();
@@ -78,15 +100,11 @@ export const replicateHandler =
       return 'dropped';
     }
     const read = await ctx.content.read(digest);
-    const body = Readable.from(
-      counted(read.stream, (n) => ctx.metrics.bytesOut.inc({ target: 'replica' }, n)),
-      { objectMode: false },
-    );
     try {
-      await peer.putBlob(digest, body, { size: read.size, replicaOf: ctx.selfId, signal });
+      await peer.putBlob(digest, read.stream, { size: read.size, replicaOf: ctx.selfId, signal });
     } finally {
-      body.destroy();
       read.stream.destroy();
     }
+    ctx.metrics.bytesOut.inc({ target: 'replica' }, read.size);
     return 'done';
   };

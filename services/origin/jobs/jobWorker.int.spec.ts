@@ -125,6 +125,54 @@ describe('job worker (durable queue in SQLite)', () => {
     expect(h.seen.map((j) => j.digest).sort()).toEqual(['d4', 'd5']);
   });
 
+  it('holds write-back while the origin is busy; replication goes on', async () => {
+    const h = scripted(['done']);
+    let busyFor = 60_000;
+    const w = createJobWorker({
+      db,
+      handlers: { 'write-back': h.handler, replicate: h.handler },
+      clock: systemClock,
+      logger: silentLogger(),
+      concurrency: 2,
+      minBackoffMs: 5,
+      maxBackoffMs: 20,
+      holdBack: { kinds: ['write-back'], delay: () => busyFor, maxHoldMs: 60_000 },
+    });
+    db.enqueue(
+      [job('d7'), { kind: 'replicate', digest: 'd7', target: 'o2', eventId: 'r-d7' }],
+      systemClock.now(),
+    );
+    w.start();
+    // A worker picks jobs synchronously when it looks: only the replication ran.
+    expect(h.seen.map((j) => j.kind)).toEqual(['replicate']);
+    busyFor = 0;
+    w.wake();
+    await h.calls(2);
+    await w.stop();
+    expect(h.seen.map((j) => j.kind)).toEqual(['replicate', 'write-back']);
+  });
+
+  it('runs a held write-back anyway once it waited its longest', async () => {
+    const h = scripted(['done']);
+    const w = createJobWorker({
+      db,
+      handlers: { 'write-back': h.handler, replicate: h.handler },
+      clock: systemClock,
+      logger: silentLogger(),
+      concurrency: 2,
+      minBackoffMs: 5,
+      maxBackoffMs: 20,
+      holdBack: { kinds: ['write-back'], delay: () => 60_000, maxHoldMs: 1000 },
+    });
+    db.enqueue([job('d8')], systemClock.now() - 2000);
+    db.enqueue([job('d9')], systemClock.now());
+    w.start();
+    expect(h.seen.map((j) => j.digest)).toEqual(['d8']);
+    await h.calls(1);
+    await w.stop();
+    expect(db.jobsOf('d9')).toHaveLength(1);
+  });
+
   it('ends a job the handler drops', async () => {
     const h = scripted(['dropped']);
     const outcomes: string[] = [];

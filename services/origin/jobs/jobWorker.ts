@@ -19,6 +19,16 @@ export type JobWorkerOptions = {
   readonly maxBackoffMs: number;
   /** Wait this long after `start` before the first job runs. */
   readonly startDelayMs?: number;
+  /**
+   * Holds jobs of some kinds back while `delay()` answers more than 0 (ms until it is worth
+   * asking again): write-back waits for the origin to be quiet, so it does not compete with
+   * pushes and pulls for the disk and the CPU. A job due for `maxHoldMs` runs anyway.
+   */
+  readonly holdBack?: {
+    readonly kinds: readonly JobKind[];
+    readonly delay: () => number;
+    readonly maxHoldMs: number;
+  };
   readonly random?: () => number;
   readonly onOutcome?: (kind: JobKind, outcome: JobOutcome | 'failed') => void;
 };
@@ -85,20 +95,35 @@ export const createJobWorker = (options: JobWorkerOptions) => {
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;
     const now = clock.now();
+    const hold = options.holdBack;
+    const holding = hold === undefined ? 0 : hold.delay();
+    const held = (kind: JobKind) => holding > 0 && (hold?.kinds.includes(kind) ?? false);
     const free = options.concurrency - inflight.size;
     if (free > 0) {
       // Ask for more than the free slots: some due jobs may be the ones already running.
-      const due = db.dueJobs(now, free + inflight.size);
+      const limit = free + inflight.size;
+      const due = holding > 0 ? dueHolding(now, limit, held) : db.dueJobs(now, limit);
       for (const job of due) {
         if (inflight.size >= options.concurrency) break;
         if (!inflight.has(keyOf(job))) run(job);
       }
     }
-    const next = db.nextDueAfter(now);
+    let next = db.nextDueAfter(now);
+    // Held jobs are due already: look again when the hold may be over (only if there are).
+    const waiting = () => hold?.kinds.some((kind) => db.dueJobsOf(kind, now, 1).length > 0);
+    if (holding > 0 && waiting()) next = Math.min(next ?? Infinity, now + holding);
     if (next !== undefined) {
       timer = setTimeout(schedule, Math.min(maxTimer, Math.max(1, next - now)));
     }
   }
+
+  /** Due jobs by kind, held kinds only once they waited their longest. */
+  const dueHolding = (now: number, limit: number, held: (kind: JobKind) => boolean) =>
+    (Object.keys(handlers) as JobKind[])
+      .flatMap((kind) =>
+        db.dueJobsOf(kind, held(kind) ? now - (options.holdBack?.maxHoldMs ?? 0) : now, limit),
+      )
+      .sort((a, b) => a.notBefore - b.notBefore);
 
   return {
     start: (): void => {

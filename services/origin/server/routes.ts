@@ -1,10 +1,11 @@
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { ByteRange, Digest, RepoName } from '../../../domain';
 import { ShoalError, orThrow, parseDigest, parseRepoName } from '../../../domain';
 import { encodeMetainfo, infoHash } from '../../../p2p/metainfo';
 import { positionHeaders } from '../../shared/http';
+import type { Activity } from '../activity';
 import type { BlobService } from '../blobs';
 import type { RingView } from '../ring';
 import type { BlobRead } from '../store/contentStore';
@@ -15,7 +16,9 @@ export type OriginRoutesDeps = {
   readonly uploads: UploadSessions;
   readonly blobs: BlobService;
   readonly ring: RingView;
-  /** Counts bytes served. */
+  /** Blob transfers (bodies in, blobs out) are reported here while they run. */
+  readonly activity: Pick<Activity, 'begin'>;
+  /** Counts blob bytes served (whole answers). */
   readonly onBytesOut: (n: number) => void;
 };
 
@@ -50,14 +53,6 @@ async function* limited(source: AsyncIterable<Uint8Array>, limit: number) {
     if (seen > limit) {
       throw new ShoalError('RANGE_INVALID', `chunk is longer than its Content-Range (${limit})`);
     }
-    yield chunk;
-  }
-}
-
-/** Passes chunks through, counting them. */
-async function* counting(source: AsyncIterable<Uint8Array>, count: (n: number) => void) {
-  for await (const chunk of source) {
-    count(chunk.length);
     yield chunk;
   }
 }
@@ -136,9 +131,17 @@ export const originRoutes =
       },
     );
 
+    /** Marks a request as a blob transfer until its answer is over, sent or cut. */
+    const transfer = async (_request: FastifyRequest, reply: FastifyReply) => {
+      reply.raw.once('close', deps.activity.begin());
+    };
     app.get(
       '/internal/blobs/:digest',
-      { schema: { params: DigestParams, querystring: Local }, exposeHeadRoute: false },
+      {
+        schema: { params: DigestParams, querystring: Local },
+        exposeHeadRoute: false,
+        onRequest: transfer,
+      },
       async (request, reply) => {
         const digest = digestOf(request);
         const local = isLocal(request);
@@ -164,9 +167,9 @@ export const originRoutes =
           throw error;
         }
         sendBlob(reply, digest, read, range !== undefined);
-        return reply.send(
-          Readable.from(counting(read.stream, deps.onBytesOut), { objectMode: false }),
-        );
+        // Counted once the answer's last byte is read: no per-chunk stage in the way.
+        read.stream.once('end', () => deps.onBytesOut(read.end - read.start + 1));
+        return reply.send(read.stream);
       },
     );
 
@@ -213,6 +216,7 @@ export const originRoutes =
       // Every body reaches the handler as the request stream itself: nothing is buffered.
       raw.removeAllContentTypeParsers();
       raw.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+      raw.addHook('onRequest', transfer);
       // Answering before the body was read (an error): close the connection rather than
       // have Node read and discard what may be gigabytes.
       raw.addHook('onSend', async (request, reply, payload) => {

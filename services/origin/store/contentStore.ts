@@ -7,8 +7,10 @@ import type { ByteRange, ByteSource, Digest } from '../../../domain';
 import { ShoalError, digestAlgorithm, digestHex, orThrow, resolveRange } from '../../../domain';
 import type { BuiltBlob } from '../../../p2p/metainfo';
 import { MetainfoBuilder, pieceLengthFor } from '../../../p2p/metainfo';
-import { ensureDir, isMissing, syncDir, writeAll } from './files';
-import { sessionBuilder, trackPieces } from './hashing';
+import { appendStream, ensureDir, isMissing, readChunkBytes, syncDir } from './files';
+import type { GrowingBlob } from './growingBlob';
+import { createGrowingBlob } from './growingBlob';
+import { sessionBuilder } from './hashing';
 
 export type BlobRead = {
   readonly stream: Readable;
@@ -82,6 +84,7 @@ export const createContentStore = (root: string) => {
           start,
           end,
           autoClose: true,
+          highWaterMark: readChunkBytes,
         });
         return { stream, size, start, end };
       } catch (error) {
@@ -109,14 +112,16 @@ export const createContentStore = (root: string) => {
       const handle = await open(temp, 'wx');
       let closed = false;
       try {
-        for await (const chunk of body as AsyncIterable<Uint8Array>) {
-          const next = builder.length + chunk.length;
-          if (size !== undefined && next > size) throw sizeMismatch(digest, size);
-          if (maxSize !== undefined && next > maxSize) throw tooLarge(maxSize);
-          builder.update(chunk);
-          if (size === undefined) trackPieces(builder);
-          await writeAll(handle, chunk);
-          options.onBytes?.(chunk.length);
+        const seen = builder.length;
+        try {
+          await appendStream(handle, 0, body as AsyncIterable<Uint8Array>, (chunk) => {
+            const next = builder.length + chunk.length;
+            if (size !== undefined && next > size) throw sizeMismatch(digest, size);
+            if (maxSize !== undefined && next > maxSize) throw tooLarge(maxSize);
+            builder.update(chunk);
+          });
+        } finally {
+          options.onBytes?.(builder.length - seen);
         }
         if (size !== undefined && builder.length !== size) throw sizeMismatch(digest, size);
         const built = builder.finish();
@@ -131,6 +136,26 @@ export const createContentStore = (root: string) => {
         await unlink(temp).catch(() => undefined);
         throw error;
       }
+    },
+
+    /**
+     * Starts storing a blob of known size that readers may follow while it arrives (an
+     * owner's fill): see {@link GrowingBlob}. Verified and moved under its digest by
+     * `commit`; never visible under the digest before.
+     */
+    beginFill: async (digest: Digest, size: number): Promise<GrowingBlob> => {
+      await ensureDir(tempDir);
+      const file = join(tempDir, `fill-${randomBytes(12).toString('hex')}`);
+      const handle = await open(file, 'wx+');
+      return createGrowingBlob({
+        digest,
+        size,
+        file,
+        handle,
+        adopt,
+        sizeMismatch: () => sizeMismatch(digest, size),
+        digestMismatch: (computed) => digestMismatch(digest, computed),
+      });
     },
 
     /** Removes a blob; resolves `true` when it was there. */

@@ -1,17 +1,13 @@
-import { MetainfoBuilder, minPieceLength, targetPieceCount } from '../../../p2p/metainfo';
+import { MetainfoBuilder, minPieceLength } from '../../../p2p/metainfo';
 
 /**
- * A builder for a blob whose final size is not known yet (chunked uploads, bodies without a
- * length): it hashes pieces at the smallest piece length, which is the right one for every
- * blob up to {@link smallBlobLimit}; past that it keeps only the whole digest, and the
- * metainfo is computed from the stored file once the size is known.
+ * The hash state of an upload session: the SHA-256 of the whole blob only. Piece hashes
+ * (the metainfo) would double the hashing on the push path, and the right piece length is
+ * not known before the session ends; the write-back computes them in the pass that copies
+ * the blob to the backend (or a metainfo request, if one comes first).
  */
-export const sessionBuilder = (): MetainfoBuilder => new MetainfoBuilder(minPieceLength);
-
-/** The largest size whose piece length is {@link minPieceLength}. */
-export const smallBlobLimit = minPieceLength * targetPieceCount;
-
-/** Call after each `update` of a {@link sessionBuilder}. */
-export const trackPieces = (builder: MetainfoBuilder): void => {
-  if (builder.hasPieces && builder.length > smallBlobLimit) builder.dropPieces();
+export const sessionBuilder = (): MetainfoBuilder => {
+  const builder = new MetainfoBuilder(minPieceLength);
+  builder.dropPieces();
+  return builder;
 };

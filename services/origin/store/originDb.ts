@@ -133,6 +133,9 @@ export const openOriginDb = (path: string) => {
        VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
     ),
     dueJobs: db.prepare('SELECT * FROM jobs WHERE not_before <= ? ORDER BY not_before LIMIT ?'),
+    dueJobsOf: db.prepare(
+      'SELECT * FROM jobs WHERE kind = ? AND not_before <= ? ORDER BY not_before LIMIT ?',
+    ),
     nextDueAfter: db.prepare('SELECT min(not_before) AS at FROM jobs WHERE not_before > ?'),
     deleteJob: db.prepare('DELETE FROM jobs WHERE kind = ? AND digest = ? AND target = ?'),
     deleteJobsOf: db.prepare('DELETE FROM jobs WHERE digest = ?'),
@@ -174,10 +177,18 @@ export const openOriginDb = (path: string) => {
         insertJobs(jobs, now);
       },
     ),
+    /** Ends a committed session and enqueues its jobs, in one transaction. */
+    finishUpload: db.transaction((id: string, jobs: NewJob[], now: number) => {
+      insertJobs(jobs, now);
+      statements.deleteUpload.run(id);
+    }),
     /** Enqueues jobs (idempotent per kind, digest and target) in one transaction. */
     enqueue: db.transaction((jobs: NewJob[], now: number) => insertJobs(jobs, now)),
     dueJobs: (now: number, limit: number): JobRow[] =>
       (statements.dueJobs.all(now, limit) as JobRecord[]).map(toJob),
+    /** Jobs of one kind due at `now`, the longest waiting first. */
+    dueJobsOf: (kind: JobKind, now: number, limit: number): JobRow[] =>
+      (statements.dueJobsOf.all(kind, now, limit) as JobRecord[]).map(toJob),
     /** When the next job that is not due yet becomes due. */
     nextDueAfter: (now: number): number | undefined =>
       (statements.nextDueAfter.get(now) as { at: number | null }).at ?? undefined,

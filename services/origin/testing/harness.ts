@@ -52,7 +52,8 @@ export const createOriginHarness = () => {
       dataDir: dir,
       listen: { port: 0 },
       ...overrides,
-      writeBack: { minBackoffMs: 20, maxBackoffMs: 200, ...overrides.writeBack },
+      // Write-back at once: tests that need the quiet period ask for it.
+      writeBack: { minBackoffMs: 20, maxBackoffMs: 200, quietMs: 0, ...overrides.writeBack },
       peers: { timeoutMs: 10_000, ...overrides.peers },
     });
 

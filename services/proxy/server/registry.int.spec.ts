@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import type { ProjectionStore } from '../../../domain';
 import { createMemoryEventLog } from '../../../adapters/eventlog';
 import {
@@ -11,6 +12,7 @@ import {
   tagHistoryProjection,
 } from '../../../projections';
 import { createTagService } from '../../build-index/tagService';
+import type { BlobAccess } from '../../origin/client/blobAccess';
 import { createHttpApp } from '../../shared/http';
 import { silentLogger } from '../../shared/logger';
 import { createRegistry } from '../registry';
@@ -29,6 +31,7 @@ const oci = {
 const fresh = () => `int/repo-${randomBytes(3).toString('hex')}`;
 
 describe('the OCI Distribution API (proxy routes over a BlobAccess double)', () => {
+  const cutShort = new Set<string>();
   let url: string;
   let close: () => Promise<void>;
   let dir: string;
@@ -45,7 +48,30 @@ describe('the OCI Distribution API (proxy routes over a BlobAccess double)', () 
     const writer = { clock: { now: () => Date.now() }, cluster: 'test', actor: 'proxy' };
     const store = runner.store as unknown as ProjectionStore;
     const waitFor = (position: number) => runner.waitFor(position);
-    const blobs = await createFsBlobAccess({ dir, log, writer });
+    const fsBlobs = await createFsBlobAccess({ dir, log, writer });
+    // Reads of the digests in `cutShort` fail half-way, as an origin's do when its fill
+    // turns out not to match the digest.
+    const blobs: BlobAccess = {
+      ...fsBlobs,
+      get: async (digest, range) => {
+        const read = await fsBlobs.get(digest, range);
+        if (!cutShort.has(digest)) return read;
+        const half = Math.floor((read.end - read.start + 1) / 2);
+        const source = read.stream;
+        const stream = Readable.from(
+          (async function* () {
+            let sent = 0;
+            for await (const chunk of source) {
+              const bytes = chunk as Buffer;
+              yield bytes.subarray(0, Math.max(0, half - sent));
+              sent += bytes.length;
+              if (sent >= half) throw new Error('digest mismatch upstream');
+            }
+          })(),
+        );
+        return { ...read, stream };
+      },
+    };
     const tags = createTagService({ log, store, writer, waitFor });
     const registry = createRegistry({
       log,
@@ -153,6 +179,19 @@ describe('the OCI Distribution API (proxy routes over a BlobAccess double)', () 
     const bad = await call(`/v2/${repo}/blobs/${digest}`, { headers: { range: 'bytes=200-' } });
     expect(bad.status).toBe(416);
     expect(bad.headers.get('content-range')).toBe('bytes */100');
+  });
+
+  it('cuts a download short when the origin stream fails, never completing it', async () => {
+    const repo = fresh();
+    const { digest, size } = await pushBlob(repo, randomBytes(256 * 1024));
+    cutShort.add(digest);
+    const response = await call(`/v2/${repo}/blobs/${digest}`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-length')).toBe(String(size));
+    // The body ends in an error, not in a short body taken for the whole blob.
+    await expect(response.arrayBuffer()).rejects.toThrow();
+    cutShort.delete(digest);
+    expect((await call(`/v2/${repo}/blobs/${digest}`)).status).toBe(200);
   });
 
   it('refuses a wrong digest and keeps the blob invisible', async () => {

@@ -33,6 +33,16 @@ const bodyOf = (request: FastifyRequest): Readable | undefined => {
   return request.body instanceof Readable ? request.body : undefined;
 };
 
+/**
+ * The body's declared length, passed on to the origin so the hop needs no chunked framing
+ * and the origin can check it; undefined for a chunked body.
+ */
+const lengthOf = (request: FastifyRequest): number | undefined => {
+  if (request.headers['transfer-encoding'] !== undefined) return undefined;
+  const length = Number(request.headers['content-length']);
+  return Number.isSafeInteger(length) && length > 0 ? length : undefined;
+};
+
 /** `Range: 0-<last byte>` as upload responses report progress ("0-0" when empty). */
 const uploadRange = (size: number) => `0-${Math.max(size - 1, 0)}`;
 
@@ -302,7 +312,14 @@ export const registryRoutes =
             return uploadAccepted(reply, repo, id, 0).code(202).send();
           }
           try {
-            const result = await registry.commitUpload(repo, id, monolithic, bodyOf(request));
+            const body = bodyOf(request);
+            const result = await registry.commitUpload(
+              repo,
+              id,
+              monolithic,
+              body,
+              lengthOf(request),
+            );
             return blobCreated(reply, repo, result.digest, result.position);
           } catch (error) {
             await registry.cancelUpload(id).catch(() => undefined);
@@ -317,7 +334,7 @@ export const registryRoutes =
           const range = header === undefined ? undefined : parseContentRange(header);
           const body = bodyOf(request) ?? Readable.from([]);
           try {
-            const { size } = await registry.appendUpload(id, body, range?.start);
+            const { size } = await registry.appendUpload(id, body, range?.start, lengthOf(request));
             return uploadAccepted(reply, repo, id, size).code(202).send();
           } catch (error) {
             body.resume();
@@ -344,7 +361,14 @@ export const registryRoutes =
             bodyOf(request)?.resume();
             throw new ShoalError('DIGEST_INVALID', 'PUT to an upload needs ?digest=<digest>');
           }
-          const result = await registry.commitUpload(repo, id, digestParam(text), bodyOf(request));
+          const body = bodyOf(request);
+          const result = await registry.commitUpload(
+            repo,
+            id,
+            digestParam(text),
+            body,
+            lengthOf(request),
+          );
           return blobCreated(reply, repo, result.digest, result.position);
         },
         GET: async ({ repo, id }, _q, _r, reply) => {

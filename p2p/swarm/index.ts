@@ -1,0 +1,3 @@
+export * from './announcer';
+export * from './filePieceSource';
+export * from './swarmHost';

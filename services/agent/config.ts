@@ -1,0 +1,114 @@
+import type { Static } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
+import { BandwidthConfigSchema } from '../../p2p/bandwidth';
+import { SchedulerConfigSchema } from '../../p2p/scheduler';
+import { LogLevelSchema } from '../shared/logConfig';
+
+const GiB = 1024 * 1024 * 1024;
+
+/**
+ * agent configuration. Every field has a default; `shoal agent --help` lists them with their
+ * environment variables (`trackers.urls` ← `SHOAL_TRACKERS_URLS`, comma-separated, …).
+ */
+export const AgentConfigSchema = Type.Object({
+  id: Type.String({
+    default: '1',
+    minLength: 1,
+    maxLength: 64,
+    pattern: '^[A-Za-z0-9._-]+$',
+    description: 'agent name; its files live in <dataDir>/agent-<id>/',
+  }),
+  dataDir: Type.String({ default: './.shoal', description: 'data directory (blob cache)' }),
+  listen: Type.Object(
+    {
+      host: Type.String({
+        default: '127.0.0.1',
+        description: 'the registry listens here: containerd and docker on this host pull from it',
+      }),
+      port: Type.Integer({ default: 5001, minimum: 0, maximum: 65535 }),
+    },
+    { default: {} },
+  ),
+  p2p: Type.Object(
+    {
+      host: Type.String({
+        default: '',
+        description: 'address the peer port listens on; empty: the registry listen host',
+      }),
+      port: Type.Integer({
+        default: 0,
+        minimum: 0,
+        maximum: 65535,
+        description: 'peer port (TCP); 0: any free port',
+      }),
+      advertiseHost: Type.String({
+        default: '',
+        description: 'host other peers dial; empty: the peer listen host (not a wildcard)',
+      }),
+      bandwidth: BandwidthConfigSchema,
+      scheduler: SchedulerConfigSchema,
+    },
+    { default: {} },
+  ),
+  trackers: Type.Object(
+    {
+      urls: Type.Array(Type.String({ minLength: 1 }), {
+        default: [],
+        description:
+          'tracker URLs; each blob uses the one its digest ranks first (rendezvous hashing), ' +
+          'the next when that one is down',
+      }),
+      timeoutMs: Type.Integer({ default: 10_000, minimum: 100 }),
+    },
+    { default: {} },
+  ),
+  buildIndex: Type.Object(
+    {
+      url: Type.String({
+        default: '',
+        description: 'build-index URL: tags are resolved there on every request (never cached)',
+      }),
+    },
+    { default: {} },
+  ),
+  proxy: Type.Object(
+    {
+      url: Type.String({
+        default: '',
+        description:
+          'proxy URL manifests are read from (small, by digest); empty: manifests come ' +
+          'through the swarm like layers',
+      }),
+    },
+    { default: {} },
+  ),
+  cache: Type.Object(
+    {
+      quotaBytes: Type.Integer({
+        default: 20 * GiB,
+        minimum: 1,
+        description:
+          'blob cache capacity; least recently used blobs are evicted, never one being ' +
+          'downloaded, served or seeded',
+      }),
+      fsync: Type.Boolean({
+        default: true,
+        description: 'make downloaded pieces durable (resume after a crash) before completing',
+      }),
+    },
+    { default: {} },
+  ),
+  download: Type.Object(
+    {
+      timeoutMs: Type.Integer({
+        default: 600_000,
+        minimum: 1000,
+        description: 'a blob that is not complete after this long fails (the swarm is left)',
+      }),
+    },
+    { default: {} },
+  ),
+  logLevel: LogLevelSchema,
+});
+
+export type AgentConfig = Static<typeof AgentConfigSchema>;

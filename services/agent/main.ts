@@ -1,0 +1,167 @@
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { Counter, Gauge } from 'prom-client';
+import type { Clock } from '../../domain';
+import { ShoalError } from '../../domain';
+import { createBandwidth } from '../../p2p/bandwidth';
+import type { SwarmHost, SwarmTotals } from '../../p2p/swarm';
+import { createSwarmHost } from '../../p2p/swarm';
+import { createBuildIndexClient } from '../build-index/client/buildIndexClient';
+import type { TagApi } from '../build-index/tagApi';
+import { openDataDir } from '../shared/dataDir';
+import { createHttpApp } from '../shared/http';
+import type { Logger } from '../shared/logger';
+import { createTrackerClient } from '../tracker/client/trackerClient';
+import { createBlobFetcher } from './blobs';
+import { createBlobCache } from './cache';
+import type { AgentConfig } from './config';
+import { createAgentRegistry } from './registry';
+import { agentRoutes } from './server/routes';
+
+export type RunningAgent = {
+  readonly id: string;
+  /** `http://host:port` of its registry. */
+  readonly url: string;
+  /** `host:port` of its peer port. */
+  readonly peerAddress: string;
+  readonly host: SwarmHost;
+  readonly close: () => Promise<void>;
+};
+
+const formatHost = (host: string): string => (host.includes(':') ? `[${host}]` : host);
+
+const totalsHelp: Record<keyof SwarmTotals, string> = {
+  bytesReceived: 'Piece payload bytes received from peers, useful or not',
+  bytesDownloaded: 'Bytes of pieces received that verified and were stored',
+  originBytes: 'Of the stored bytes, those that came from origins',
+  duplicateBytes: 'Bytes dropped because another peer was already sending the piece',
+  bytesUploaded: 'Piece bytes uploaded to peers',
+  badPieces: 'Pieces that failed their hash (the sender is blacklisted)',
+  timeouts: 'Piece requests that timed out and were asked elsewhere',
+  busySent: 'Requests answered BUSY',
+  blacklisted: 'Peers blacklisted',
+};
+
+const snake = (name: string) => name.replace(/([A-Z])/g, '_$1').toLowerCase();
+
+/**
+ * Runs an agent: the host's read-only registry (localhost) and its P2P peer. Blobs come
+ * through the swarm (metainfo and peers from the tracker, pieces from agents and origins);
+ * tags through build-index; manifests from the proxy. The only place that listens.
+ */
+export const startAgent = async (deps: {
+  config: AgentConfig;
+  logger: Logger;
+  clock: Clock;
+  /** In-process tags (the dev cluster); else build-index over HTTP at `buildIndex.url`. */
+  tags?: TagApi;
+}): Promise<RunningAgent> => {
+  const { config } = deps;
+  const logger = deps.logger.child({ agent: config.id });
+  if (config.trackers.urls.length === 0) {
+    throw new ShoalError('CONFIG_INVALID', 'agent: trackers.urls names no tracker');
+  }
+  const root = openDataDir(config.dataDir, { create: true }).sub(`agent-${config.id}`);
+  const cache = await createBlobCache({
+    dir: join(root, 'cache'),
+    quotaBytes: config.cache.quotaBytes,
+    logger: logger.child({ module: 'cache' }),
+  });
+  const trackers = createTrackerClient(config.trackers.urls, {
+    timeoutMs: config.trackers.timeoutMs,
+  });
+  const ref: { host?: SwarmHost } = {};
+  const blobs = createBlobFetcher({
+    host: () => ref.host as SwarmHost,
+    cache,
+    metainfo: (digest) => trackers.metainfo(digest),
+    downloadTimeoutMs: config.download.timeoutMs,
+    fsync: config.cache.fsync,
+    logger,
+  });
+  const host = await createSwarmHost({
+    listen: { host: config.p2p.host || config.listen.host, port: config.p2p.port },
+    ...(config.p2p.advertiseHost !== '' && { advertiseHost: config.p2p.advertiseHost }),
+    bandwidth: createBandwidth(config.p2p.bandwidth),
+    scheduler: config.p2p.scheduler,
+    announcer: trackers,
+    logger: logger.child({ module: 'p2p' }),
+    resolveUnknown: (infoHash) => blobs.resolveUnknown(infoHash),
+  });
+  ref.host = host;
+  const tags =
+    deps.tags ??
+    (config.buildIndex.url === '' ? undefined : createBuildIndexClient(config.buildIndex.url));
+  const registry = createAgentRegistry({ tags, proxyUrl: config.proxy.url, blobs });
+
+  const { app, metrics } = createHttpApp({ service: 'agent', logger });
+  app.server.requestTimeout = 0;
+  for (const key of Object.keys(totalsHelp) as (keyof SwarmTotals)[]) {
+    new Counter({
+      name: `shoal_agent_p2p_${snake(key).replace(/^bytes_(\w+)$/, '$1_bytes')}_total`,
+      help: totalsHelp[key],
+      registers: [metrics],
+      collect() {
+        this.reset();
+        this.inc(host.totals()[key]);
+      },
+    });
+  }
+  new Gauge({
+    name: 'shoal_agent_cache_bytes',
+    help: 'Bytes in the blob cache (complete and downloading)',
+    registers: [metrics],
+    collect() {
+      this.set(cache.stats().used);
+    },
+  });
+  new Gauge({
+    name: 'shoal_agent_swarms',
+    help: 'Swarms this agent is in (downloading or seeding)',
+    registers: [metrics],
+    collect() {
+      this.set(host.swarms().length);
+    },
+  });
+  app.get('/internal/p2p', async () => ({
+    peerId: host.peerId.toString('hex'),
+    address: host.address,
+    cache: cache.stats(),
+    totals: host.totals(),
+    swarms: host.swarms().map((s) => ({
+      digest: s.digest,
+      state: s.scheduler.state,
+      have: s.scheduler.have,
+      pieces: s.scheduler.pieceCount,
+      connections: s.scheduler.connections(),
+      stats: s.scheduler.stats,
+    })),
+  }));
+  await app.register(agentRoutes({ registry, blobs }));
+  try {
+    await app.listen({ host: config.listen.host, port: config.listen.port });
+  } catch (error) {
+    await host.close();
+    throw error;
+  }
+  const address = app.server.address() as AddressInfo;
+  const url = `http://${formatHost(address.address)}:${address.port}`;
+  logger.info({ url, peer: host.address, trackers: config.trackers.urls }, 'agent listening');
+  return {
+    id: config.id,
+    url,
+    peerAddress: host.address,
+    host,
+    close: async () => {
+      const reap = setInterval(() => app.server.closeIdleConnections(), 100);
+      const force = setTimeout(() => app.server.closeAllConnections(), 5000);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(reap);
+        clearTimeout(force);
+      }
+      await host.close();
+    },
+  };
+};

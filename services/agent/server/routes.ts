@@ -1,0 +1,164 @@
+import { createReadStream } from 'node:fs';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { Digest, RepoName } from '../../../domain';
+import { ShoalError, orThrow, parseDigest, parseRepoName } from '../../../domain';
+import type { BlobFetcher } from '../blobs';
+import type { AgentRegistry } from '../registry';
+import { agentErrorHandler } from './errors';
+
+type Target =
+  | { kind: 'ping' }
+  | { kind: 'catalog' }
+  | { kind: 'tags'; repo: RepoName }
+  | { kind: 'manifest'; repo: RepoName; reference: string }
+  | { kind: 'blob'; repo: RepoName; digest: string }
+  | { kind: 'write' };
+
+/** What follows `/v2/`: repository names take the greedy rest, as in the distribution spec. */
+const parseTarget = (path: string): Target => {
+  if (path === '' || path === '/') return { kind: 'ping' };
+  if (path === '_catalog') return { kind: 'catalog' };
+  const repo = (name: string) => orThrow(parseRepoName(name));
+  let m: RegExpExecArray | null;
+  if ((m = /^(.+)\/tags\/list$/.exec(path))) return { kind: 'tags', repo: repo(m[1] as string) };
+  if ((m = /^(.+)\/manifests\/([^/]+)$/.exec(path))) {
+    return { kind: 'manifest', repo: repo(m[1] as string), reference: m[2] as string };
+  }
+  if (/^.+\/blobs\/uploads(\/[^/]*)?$/.test(path)) return { kind: 'write' };
+  if ((m = /^(.+)\/blobs\/([^/]+)$/.exec(path))) {
+    return { kind: 'blob', repo: repo(m[1] as string), digest: m[2] as string };
+  }
+  throw new ShoalError('NAME_UNKNOWN', `no OCI endpoint at /v2/${path.slice(0, 120)}`);
+};
+
+/** One `Range: bytes=…` (RFC 9110); an unreadable header serves the whole blob. */
+const parseRange = (value: string | undefined, size: number) => {
+  if (value === undefined) return undefined;
+  const m = /^bytes=(\d{0,15})-(\d{0,15})$/.exec(value.trim());
+  if (m === null || (m[1] === '' && m[2] === '')) return undefined;
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    start = Math.max(size - Number(m[2]), 0);
+    end = size - 1;
+    if (Number(m[2]) === 0) start = size;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+    if (m[2] !== '' && Number(m[2]) < start) return undefined;
+  }
+  if (start >= size) {
+    throw new ShoalError('RANGE_INVALID', `range ${value.slice(0, 60)} is outside the blob`, {
+      detail: { size },
+    });
+  }
+  return { start, end };
+};
+
+const digestOf = (text: string): Digest => orThrow(parseDigest(text));
+
+const pageOf = (query: Record<string, string | undefined>) => {
+  const n = query['n'];
+  if (n !== undefined && !/^\d{1,9}$/.test(n)) {
+    throw new ShoalError('PARAMETER_INVALID', 'n must be a non-negative integer');
+  }
+  return {
+    ...(n !== undefined && { n: Number(n) }),
+    ...(query['last'] !== undefined && { last: query['last'] }),
+  };
+};
+
+/**
+ * The agent's HTTP surface: a read-only OCI Distribution API under `/v2/` for containerd and
+ * docker on this host (pulls by tag and digest, blobs with `Range`, tag lists; every write
+ * answers `UNSUPPORTED`; containerd's `?ns=<upstream>` is accepted and ignored), and a generic
+ * `GET /blobs/<digest>` for any content-addressed file.
+ */
+export const agentRoutes =
+  (deps: { registry: AgentRegistry; blobs: BlobFetcher }): FastifyPluginAsync =>
+  async (app) => {
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+    app.setErrorHandler(agentErrorHandler);
+
+    /** Serves a blob, whole or a range, pinned in the cache until the response ends. */
+    const sendBlob = async (request: FastifyRequest, reply: FastifyReply, text: string) => {
+      const digest = digestOf(text);
+      reply
+        .header('Docker-Content-Digest', digest)
+        .header('Accept-Ranges', 'bytes')
+        .header('ETag', `"${digest}"`)
+        .type('application/octet-stream');
+      if (request.method === 'HEAD') {
+        const size = await deps.blobs.size(digest);
+        return reply.header('Content-Length', String(size)).send();
+      }
+      const blob = await deps.blobs.fetch(digest);
+      try {
+        const range = parseRange(request.headers.range, blob.size);
+        const start = range?.start ?? 0;
+        const end = range?.end ?? blob.size - 1;
+        if (range !== undefined) {
+          reply.code(206).header('Content-Range', `bytes ${start}-${end}/${blob.size}`);
+        }
+        reply.header('Content-Length', String(Math.max(0, end - start + 1)));
+        const stream =
+          blob.size === 0
+            ? createReadStream(blob.path)
+            : createReadStream(blob.path, { start, end });
+        stream.once('close', blob.release);
+        return reply.send(stream);
+      } catch (error) {
+        blob.release();
+        throw error;
+      }
+    };
+
+    const handle = async (request: FastifyRequest, reply: FastifyReply) => {
+      reply.header('Docker-Distribution-API-Version', 'registry/2.0');
+      const rest = (request.params as { '*'?: string })['*'] ?? '';
+      if (request.method !== 'GET' && request.method !== 'HEAD') {
+        (request.body as NodeJS.ReadableStream | undefined)?.resume?.();
+        throw new ShoalError('UNSUPPORTED', 'this registry is read-only (a Shoal agent)');
+      }
+      const target = parseTarget(rest);
+      const query = request.query as Record<string, string | undefined>;
+      switch (target.kind) {
+        case 'ping':
+          return reply.type('application/json').send('{}');
+        case 'catalog':
+          return reply.send({
+            repositories: (await deps.registry.catalog(pageOf(query))).repositories,
+          });
+        case 'tags':
+          return reply.send({
+            name: target.repo,
+            tags: (await deps.registry.tags(target.repo, pageOf(query))).tags,
+          });
+        case 'manifest': {
+          const manifest = await deps.registry.manifest(target.repo, target.reference);
+          reply
+            .header('Content-Type', manifest.mediaType)
+            .header('Docker-Content-Digest', manifest.digest)
+            .header('Content-Length', String(manifest.bytes.length))
+            .header('ETag', `"${manifest.digest}"`);
+          return request.method === 'HEAD' ? reply.send() : reply.send(manifest.bytes);
+        }
+        case 'blob':
+          return sendBlob(request, reply, target.digest);
+        case 'write':
+          throw new ShoalError('UNSUPPORTED', 'this registry is read-only (a Shoal agent)');
+      }
+    };
+
+    const methods = ['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'] as const;
+    app.route({ method: [...methods], url: '/v2/*', exposeHeadRoute: false, handler: handle });
+    app.route({ method: [...methods], url: '/v2', exposeHeadRoute: false, handler: handle });
+    app.route({
+      method: ['GET', 'HEAD'],
+      url: '/blobs/:digest',
+      exposeHeadRoute: false,
+      handler: (request, reply) =>
+        sendBlob(request, reply, (request.params as { digest: string }).digest),
+    });
+  };

@@ -1,0 +1,134 @@
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Command } from 'commander';
+import { ShoalError } from '../../../domain';
+import { AgentConfigSchema } from '../../agent/config';
+import type { RunningAgent } from '../../agent/main';
+import { startAgent } from '../../agent/main';
+import type { TagApi } from '../../build-index/tagApi';
+import { systemClock } from '../../shared/clock';
+import { loadConfig } from '../../shared/config';
+import type { Logger } from '../../shared/logger';
+import { createLogger } from '../../shared/logger';
+import { TrackerConfigSchema } from '../../tracker/config';
+import type { RunningTracker } from '../../tracker/main';
+import { startTracker } from '../../tracker/main';
+import { note } from '../output';
+import type { GlobalOptions } from './common';
+import { addDataDirOption } from './common';
+import { envHelp, runUntilSignal } from './tracker';
+
+const parsePort = (text: string): number => {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new ShoalError('CONFIG_INVALID', `invalid port "${text}"`);
+  }
+  return port;
+};
+
+type AgentOptions = GlobalOptions & {
+  config?: string;
+  id?: string;
+  host?: string;
+  port?: number;
+  peerPort?: number;
+  tracker?: string[];
+};
+
+export const registerAgentCommands = (program: Command): void => {
+  addDataDirOption(program.command('agent'))
+    .description(
+      'run an agent: a read-only registry on this host for containerd and docker, which ' +
+        'fetches blobs through the swarm (pieces from other agents and origins)',
+    )
+    .option('--config <file>', 'YAML configuration file')
+    .option('--id <id>', 'agent id (overrides id)')
+    .option('--host <host>', 'registry listen address (overrides listen.host)')
+    .option('--port <port>', 'registry listen port (overrides listen.port)', parsePort)
+    .option('--peer-port <port>', 'peer port (overrides p2p.port)', parsePort)
+    .option('--tracker <url...>', 'tracker URLs (override trackers.urls)')
+    .addHelpText('after', envHelp(AgentConfigSchema))
+    .action(async (options: AgentOptions) => {
+      const config = loadConfig(AgentConfigSchema, {
+        ...(options.config !== undefined && { file: options.config }),
+        overrides: {
+          ...(options.dataDir !== undefined && { dataDir: options.dataDir }),
+          ...(options.id !== undefined && { id: options.id }),
+          listen: { host: options.host, port: options.port },
+          ...(options.peerPort !== undefined && { p2p: { port: options.peerPort } }),
+          ...(options.tracker !== undefined && { trackers: { urls: options.tracker } }),
+        },
+      });
+      const logger = createLogger({ level: config.logLevel, name: 'agent' });
+      const agent = await startAgent({ config, logger, clock: systemClock });
+      note(`agent ${agent.id} listening on ${agent.url} (peer port ${agent.peerAddress})`);
+      await runUntilSignal(agent.close);
+    });
+};
+
+/** A free TCP port on `host` (for roles whose port 0 means "off", like the origin seeder). */
+export const freePort = (host = '127.0.0.1'): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+
+/**
+ * The dev cluster's swarm side: a tracker over the dev origin and one agent whose registry
+ * resolves tags in-process and reads manifests from the proxy.
+ */
+export const startDevSwarm = async (deps: {
+  host: string;
+  trackerPort: number;
+  agentPort: number;
+  agentPeerPort: number;
+  dataDir: string;
+  originUrl: string;
+  proxyUrl: string;
+  tags: TagApi;
+  logger: Logger;
+}): Promise<{ tracker: RunningTracker; agent: RunningAgent; close: () => Promise<void> }> => {
+  const tracker = await startTracker({
+    config: loadConfig(TrackerConfigSchema, {
+      env: {},
+      overrides: {
+        listen: { host: deps.host, port: deps.trackerPort },
+        origins: { urls: [deps.originUrl] },
+      },
+    }),
+    logger: deps.logger.child({ role: 'tracker' }),
+    clock: systemClock,
+  });
+  try {
+    const agent = await startAgent({
+      config: loadConfig(AgentConfigSchema, {
+        env: {},
+        overrides: {
+          dataDir: deps.dataDir,
+          listen: { host: deps.host, port: deps.agentPort },
+          p2p: { port: deps.agentPeerPort },
+          trackers: { urls: [tracker.url] },
+          proxy: { url: deps.proxyUrl },
+        },
+      }),
+      logger: deps.logger.child({ role: 'agent' }),
+      clock: systemClock,
+      tags: deps.tags,
+    });
+    return {
+      tracker,
+      agent,
+      close: async () => {
+        await agent.close();
+        await tracker.close();
+      },
+    };
+  } catch (error) {
+    await tracker.close();
+    throw error;
+  }
+};

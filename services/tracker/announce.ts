@@ -1,0 +1,98 @@
+import type { Logger } from '../shared/logger';
+import type { OriginDirectory } from './origins';
+import type { HandoutPeer, PeerStore } from './peerStore';
+
+export type AnnounceResult = { readonly peers: HandoutPeer[]; readonly intervalMs: number };
+
+export type AnnounceRequest = {
+  readonly infoHash: string;
+  readonly digest: string;
+  readonly peerId: string;
+  readonly address: string;
+  readonly complete: boolean;
+  readonly have: number;
+  readonly origin: boolean;
+  readonly stopped?: boolean;
+};
+
+/**
+ * Handles one announce: records the peer, and answers an incomplete agent with a random
+ * subset of the swarm (origins included while few complete agents exist). When a swarm that
+ * needs origins has none, the owning origins are asked to join it (at most once per
+ * `originJoinRetryMs` per swarm): that is how origins learn a swarm started, and how a
+ * swarm re-forms on another tracker after this one's restart or loss.
+ */
+export const createAnnounceHandler = (deps: {
+  peers: PeerStore;
+  origins: OriginDirectory;
+  /** The URL origins announce to. */
+  selfUrl: () => string;
+  config: {
+    intervalMs: number;
+    emptyIntervalMs: number;
+    handoutSize: number;
+    originsBelowComplete: number;
+    originJoinTimeoutMs: number;
+    originJoinRetryMs: number;
+  };
+  now: () => number;
+  logger: Logger;
+}) => {
+  const { peers, config } = deps;
+  const lastJoin = new Map<string, number>();
+  const joining = new Map<string, Promise<void>>();
+
+  const needsOrigins = (completeAgents: number) => completeAgents < config.originsBelowComplete;
+
+  const joinOrigins = (request: AnnounceRequest): Promise<void> => {
+    let pending = joining.get(request.infoHash);
+    if (pending !== undefined) return pending;
+    const last = lastJoin.get(request.infoHash);
+    if (last !== undefined && deps.now() - last < config.originJoinRetryMs) {
+      return Promise.resolve();
+    }
+    lastJoin.set(request.infoHash, deps.now());
+    if (lastJoin.size > 100_000) lastJoin.clear();
+    pending = (async () => {
+      const joined = await deps.origins.join(request.digest, deps.selfUrl()).catch((error) => {
+        deps.logger.warn({ err: error, digest: request.digest }, 'cannot ask origins to join');
+        return [];
+      });
+      for (const origin of joined) {
+        if (origin.infoHash !== request.infoHash) continue;
+        peers.announce(request.infoHash, {
+          peerId: origin.peerId,
+          address: origin.address,
+          origin: true,
+          complete: true,
+          have: 0,
+        });
+      }
+    })().finally(() => joining.delete(request.infoHash));
+    joining.set(request.infoHash, pending);
+    return pending;
+  };
+
+  const withTimeout = (work: Promise<void>, ms: number) =>
+    Promise.race([work, new Promise<void>((resolve) => setTimeout(resolve, ms).unref())]);
+
+  return async (request: AnnounceRequest): Promise<AnnounceResult> => {
+    peers.announce(request.infoHash, request);
+    if (request.stopped) return { peers: [], intervalMs: config.intervalMs };
+    if (request.complete) return { peers: [], intervalMs: config.intervalMs };
+    const counts = peers.counts(request.infoHash);
+    if (!request.origin && counts.origins === 0 && needsOrigins(counts.completeAgents)) {
+      await withTimeout(joinOrigins(request), config.originJoinTimeoutMs);
+    }
+    const handout = peers.handout(
+      request.infoHash,
+      request.peerId,
+      config.handoutSize,
+      needsOrigins,
+    );
+    return {
+      peers: handout,
+      intervalMs: handout.length === 0 ? config.emptyIntervalMs : config.intervalMs,
+    };
+  };
+};

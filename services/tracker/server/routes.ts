@@ -1,0 +1,52 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { Static } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
+import type { Counter } from 'prom-client';
+import { orThrow, parseDigest } from '../../../domain';
+import { encodeMetainfo } from '../../../p2p/metainfo';
+import type { AnnounceResult } from '../announce';
+
+export const AnnounceBodySchema = Type.Object({
+  infoHash: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  digest: Type.String({ pattern: '^sha256:[0-9a-f]{64}$' }),
+  peerId: Type.String({ pattern: '^[0-9a-f]{40,64}$' }),
+  address: Type.String({ pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9._-]+):[0-9]{1,5}$' }),
+  complete: Type.Boolean({ default: false }),
+  have: Type.Integer({ minimum: 0, default: 0 }),
+  origin: Type.Boolean({ default: false }),
+  stopped: Type.Optional(Type.Boolean()),
+});
+
+export type AnnounceBody = Static<typeof AnnounceBodySchema>;
+
+/**
+ * The tracker API: `POST /announce` (JSON, see `AnnounceBodySchema`) answers
+ * `{ peers: [{ peerId, address, origin, complete }], interval }` (interval in ms);
+ * `GET /metainfo/:digest` answers the blob's metainfo JSON (header `Shoal-Info-Hash`).
+ */
+export const trackerRoutes =
+  (deps: {
+    announce: (body: AnnounceBody) => Promise<AnnounceResult>;
+    metainfo: (
+      digest: string,
+    ) => Promise<{ metainfo: Parameters<typeof encodeMetainfo>[0]; infoHash: string }>;
+    announces: Counter<'result'>;
+  }): FastifyPluginAsync =>
+  async (app) => {
+    app.post('/announce', { schema: { body: AnnounceBodySchema } }, async (request) => {
+      const result = await deps.announce(request.body as AnnounceBody);
+      deps.announces.inc({ result: result.peers.length === 0 ? 'empty' : 'peers' });
+      return { peers: result.peers, interval: result.intervalMs };
+    });
+
+    app.get(
+      '/metainfo/:digest',
+      { schema: { params: Type.Object({ digest: Type.String({ maxLength: 200 }) }) } },
+      async (request, reply) => {
+        const digest = orThrow(parseDigest((request.params as { digest: string }).digest));
+        const { metainfo, infoHash } = await deps.metainfo(digest);
+        reply.header('shoal-info-hash', infoHash);
+        return reply.type('application/json').send(encodeMetainfo(metainfo));
+      },
+    );
+  };

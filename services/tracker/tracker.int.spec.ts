@@ -1,0 +1,162 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Metainfo } from '../../p2p/metainfo';
+import { MetainfoBuilder, encodeMetainfo, infoHash } from '../../p2p/metainfo';
+import { systemClock } from '../shared/clock';
+import { validateConfig } from '../shared/config';
+import { silentLogger } from '../shared/logger';
+import { createTrackerClient } from './client/trackerClient';
+import { TrackerConfigSchema } from './config';
+import type { RunningTracker } from './main';
+import { startTracker } from './main';
+
+/** A stand-in origin: the ring (itself), metainfo of the blobs it holds, a seeder. */
+const fakeOrigin = async (blobs: Metainfo[]) => {
+  const calls = { metainfo: 0, join: [] as Array<{ digest: string; tracker: string }> };
+  const byDigest = new Map(blobs.map((m) => [m.digest, m]));
+  let url = '';
+  const peerId = randomBytes(20).toString('hex');
+  const handler = (request: IncomingMessage, response: ServerResponse) => {
+    const send = (status: number, body: unknown) => {
+      response.writeHead(status, { 'content-type': 'application/json' });
+      response.end(JSON.stringify(body));
+    };
+    const path = decodeURIComponent(request.url ?? '');
+    let m: RegExpExecArray | null;
+    if (path.startsWith('/internal/ring')) {
+      send(200, { self: 'o1', replicas: 1, members: [{ id: 'o1', address: url }] });
+    } else if ((m = /^\/internal\/blobs\/(.+)\/metainfo$/.exec(path))) {
+      calls.metainfo += 1;
+      const metainfo = byDigest.get(m[1] as string);
+      if (metainfo === undefined) send(404, { code: 'BLOB_UNKNOWN', detail: 'unknown' });
+      else send(200, JSON.parse(encodeMetainfo(metainfo)));
+    } else if ((m = /^\/internal\/p2p\/swarms\/(.+)$/.exec(path))) {
+      let body = '';
+      request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      request.on('end', () => {
+        const digest = m?.[1] as string;
+        calls.join.push({ digest, tracker: (JSON.parse(body) as { tracker: string }).tracker });
+        const metainfo = byDigest.get(digest);
+        if (metainfo === undefined) send(404, { code: 'BLOB_UNKNOWN', detail: 'unknown' });
+        else send(200, { infoHash: infoHash(metainfo), peerId, address: '127.0.0.1:7999' });
+      });
+    } else send(404, { code: 'NAME_UNKNOWN' });
+  };
+  const server: Server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    url,
+    peerId,
+    calls,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+};
+
+const metainfoOf = (size: number): Metainfo =>
+  new MetainfoBuilder(256 * 1024).update(randomBytes(size)).digest();
+
+describe('the tracker service', () => {
+  const blob = metainfoOf(600_000);
+  let origin: Awaited<ReturnType<typeof fakeOrigin>>;
+  let trackers: RunningTracker[];
+
+  const start = async (interval = 1000) => {
+    const tracker = await startTracker({
+      config: validateConfig(TrackerConfigSchema, {
+        listen: { port: 0 },
+        origins: { urls: [origin.url] },
+        announce: { intervalMs: interval, originsBelowComplete: 2 },
+      }),
+      logger: silentLogger(),
+      clock: systemClock,
+    });
+    trackers.push(tracker);
+    return tracker;
+  };
+
+  const peer = (n: number, extra: { complete?: boolean } = {}) => ({
+    infoHash: infoHash(blob),
+    digest: blob.digest,
+    peerId: n.toString(16).padStart(40, '0'),
+    address: `127.0.0.${n}:7001`,
+    complete: extra.complete ?? false,
+    have: 0,
+    origin: false,
+  });
+
+  beforeEach(async () => {
+    origin = await fakeOrigin([blob]);
+    trackers = [];
+  });
+
+  afterEach(async () => {
+    await Promise.all(trackers.map((t) => t.close()));
+    await origin.close();
+  });
+
+  it('serves metainfo from the owning origin and caches it', async () => {
+    const tracker = await start();
+    const client = createTrackerClient([tracker.url]);
+    expect(await client.metainfo(blob.digest as never)).toEqual(blob);
+    expect(await client.metainfo(blob.digest as never)).toEqual(blob);
+    expect(origin.calls.metainfo).toBe(1);
+    await expect(client.metainfo(metainfoOf(1000).digest as never)).rejects.toMatchObject({
+      code: 'BLOB_UNKNOWN',
+    });
+  });
+
+  it('hands out other peers, and while few are complete the origins it asked in', async () => {
+    const tracker = await start();
+    const client = createTrackerClient([tracker.url]);
+    const first = await client.announce(peer(1));
+    expect(origin.calls.join).toEqual([{ digest: blob.digest, tracker: tracker.url }]);
+    expect(first.peers).toEqual([
+      { peerId: origin.peerId, address: '127.0.0.1:7999', origin: true, complete: true },
+    ]);
+    const second = await client.announce(peer(2));
+    expect(second.peers.map((p) => p.address).sort()).toEqual(['127.0.0.1:7001', '127.0.0.1:7999']);
+    expect(second.intervalMs).toBe(1000);
+    // Once enough agents are complete, origins are left out.
+    await client.announce(peer(3, { complete: true }));
+    await client.announce(peer(4, { complete: true }));
+    const later = await client.announce(peer(1));
+    expect(later.peers.some((p) => p.origin)).toBe(false);
+    expect(later.peers.slice(0, 2).every((p) => p.complete)).toBe(true);
+    // A complete peer gets nobody; a stopped one is forgotten at once.
+    expect((await client.announce(peer(3, { complete: true }))).peers).toEqual([]);
+    await client.announce({ ...peer(2), stopped: true });
+    expect((await client.announce(peer(1))).peers.map((p) => p.address)).not.toContain(
+      '127.0.0.2:7001',
+    );
+  });
+
+  it('rejects malformed announces', async () => {
+    const tracker = await start();
+    const response = await fetch(`${tracker.url}/announce`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...peer(1), infoHash: 'nope' }),
+    });
+    expect(response.status).toBe(400);
+  });
+
+  it('agents pick a tracker by rendezvous hash, and the next when it is gone', async () => {
+    const a = await start();
+    const b = await start();
+    const client = createTrackerClient([a.url, b.url], { timeoutMs: 2000 });
+    const [home, next] = client.rank(blob.digest);
+    expect(new Set([home, next])).toEqual(new Set([a.url, b.url]));
+    await client.announce(peer(1));
+    const homeTracker = trackers.find((t) => t.url === home) as RunningTracker;
+    await homeTracker.close();
+    trackers = trackers.filter((t) => t !== homeTracker);
+    // The swarm re-forms on the next tracker: it asks the origins to join again.
+    await client.announce(peer(1));
+    const answer = await client.announce(peer(2));
+    expect(answer.peers.map((p) => p.address)).toContain('127.0.0.1:7001');
+    expect(origin.calls.join.map((j) => j.tracker)).toEqual([home, next]);
+  });
+});
