@@ -290,6 +290,8 @@ const startDevOrigin = async (deps: {
     ring: staticRing([{ id: origin.id, url: origin.url }]),
     replicas: config.replicas,
     preferredOrigin: origin.id,
+    // In one process the proxy reaches its origin without an HTTP hop (same API, same errors).
+    connect: (endpoint) => (endpoint.id === origin.id ? origin.client : undefined),
   });
   return {
     url: origin.url,
