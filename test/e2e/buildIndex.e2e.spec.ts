@@ -230,7 +230,7 @@ describe('shoal dev', () => {
   it('starts the cluster, prints where it listens and writes endpoints.json', async () => {
     const dir = tempDir();
     mkdirSync(dir.path, { recursive: true });
-    const base = 20000 + Math.floor(Math.random() * 20000);
+    const base = 20000 + Math.floor(Math.random() * 12000);
     const dev = await startService(
       ['dev', '--data-dir', dir.path, '--port-base', String(base)],
       /build-index\s+(http:\/\/\S+)/,

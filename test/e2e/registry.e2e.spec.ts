@@ -54,7 +54,7 @@ describe('the OCI registry (shoal dev) with real clients', () => {
       );
     }
     dir = tempDir('shoal-registry-e2e-');
-    const base = 20000 + Math.floor(Math.random() * 20000);
+    const base = 20000 + Math.floor(Math.random() * 12000);
     dev = await startService(
       ['dev', '--data-dir', join(dir.path, 'data'), '--port-base', String(base)],
       /\bproxy\s+(http:\/\/\S+)/,

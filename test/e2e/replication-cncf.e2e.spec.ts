@@ -78,7 +78,7 @@ describe('replication to the CNCF registry', () => {
       if (!existsSync(path)) throw new Error(`missing ${path}: run test/services/tools.sh install`);
     }
     dir = tempDir('shoal-replication-cncf-');
-    const base = 20000 + Math.floor(Math.random() * 2000) * 10 + 5;
+    const base = 20000 + Math.floor(Math.random() * 1200) * 10 + 5;
     const registryPort = base + 8;
     cncf = `127.0.0.1:${registryPort}`;
     const config = join(dir.path, 'registry.yml');

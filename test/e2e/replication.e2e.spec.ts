@@ -229,7 +229,7 @@ describe('replication between two Shoal clusters', () => {
       if (!existsSync(path)) throw new Error(`missing ${path}: run test/services/tools.sh install`);
     }
     dir = tempDir('shoal-replication-e2e-');
-    const base = 20000 + Math.floor(Math.random() * 2000) * 10;
+    const base = 20000 + Math.floor(Math.random() * 1200) * 10;
     a = cluster('a', join(dir.path, 'a'), base);
     b = cluster('b', join(dir.path, 'b'), base + 10);
     await Promise.all([a.start(), b.start()]);

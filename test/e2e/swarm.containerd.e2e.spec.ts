@@ -67,7 +67,7 @@ describe('containerd pulls through the agent (hosts.toml mirror)', () => {
     }
     if (process.getuid?.() !== 0) throw new Error('the containerd daemon needs root');
     dir = tempDir('shoal-containerd-e2e-');
-    const base = 20000 + Math.floor(Math.random() * 20000);
+    const base = 20000 + Math.floor(Math.random() * 12000);
     dev = await startService(
       ['dev', '--data-dir', join(dir.path, 'dev'), '--port-base', String(base)],
       /\bproxy\s+(http:\/\/\S+)/,

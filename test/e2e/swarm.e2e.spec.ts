@@ -113,7 +113,7 @@ describe('pulling through the swarm (separate processes)', () => {
   beforeAll(async () => {
     if (!existsSync(skopeo)) throw new Error('skopeo is missing: run test/services/tools.sh');
     dir = tempDir('shoal-swarm-e2e-');
-    const base = 20000 + Math.floor(Math.random() * 20000);
+    const base = 20000 + Math.floor(Math.random() * 12000);
     dev = await startService(
       ['dev', '--data-dir', join(dir.path, 'dev'), '--port-base', String(base)],
       /\bproxy\s+(http:\/\/\S+)/,
