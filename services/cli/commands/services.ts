@@ -1,7 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createFilesystemBlobStore } from '../../../adapters/blobstore/filesystem/filesystemBlobStore';
+import type { Static, TObject } from '@sinclair/typebox';
 import type { Command } from 'commander';
+import type { Clock, EventLog, ProjectionStore } from '../../../domain';
 import { ShoalError } from '../../../domain';
 import type { BuildIndexConfig } from '../../build-index/config';
 import { BuildIndexConfigSchema } from '../../build-index/config';
@@ -17,7 +19,8 @@ import { ProxyConfigSchema } from '../../proxy/config';
 import { startProxy } from '../../proxy/main';
 import { systemClock } from '../../shared/clock';
 import { describeEnv, loadConfig } from '../../shared/config';
-import type { Logger } from '../../shared/logger';
+import type { LogConfig } from '../../shared/logConfig';
+import type { Logger, LogLevel } from '../../shared/logger';
 import { createLogger } from '../../shared/logger';
 import type { LocalState } from '../compose';
 import { openLocalState } from '../compose';
@@ -56,80 +59,72 @@ const parsePort = (text: string): number => {
   return port;
 };
 
-export const registerServiceCommands = (program: Command): void => {
-  addDataDirOption(program.command('build-index'))
-    .description('run the build-index service (tags API, tag history, projections)')
+/**
+ * `shoal <role> [--config FILE] [--host H] [--port P]` for a role that runs on the data
+ * directory's log and projection store: loads its config, starts it, runs until a signal.
+ */
+const registerRoleCommand = <S extends TObject>(
+  program: Command,
+  role: {
+    name: string;
+    description: string;
+    schema: S;
+    start: (deps: {
+      config: Static<S>;
+      logger: Logger;
+      clock: Clock;
+      log: EventLog;
+      store: ProjectionStore;
+    }) => Promise<{ url: string; close: () => Promise<void> }>;
+  },
+): void => {
+  addDataDirOption(program.command(role.name))
+    .description(role.description)
     .option('--config <file>', 'YAML configuration file')
     .option('--host <host>', 'listen address (overrides listen.host)')
     .option('--port <port>', 'listen port (overrides listen.port)', parsePort)
-    .addHelpText('after', envHelp(BuildIndexConfigSchema))
+    .addHelpText('after', envHelp(role.schema))
     .action(async (options: GlobalOptions & { config?: string; host?: string; port?: number }) => {
-      const config = loadConfig(BuildIndexConfigSchema, {
+      const config = loadConfig(role.schema, {
         ...(options.config !== undefined && { file: options.config }),
         overrides: {
           ...(options.dataDir !== undefined && { dataDir: options.dataDir }),
           listen: { host: options.host, port: options.port },
         },
-      });
-      const logger = createLogger({ level: config.logLevel, name: 'build-index' });
+      }) as Static<S> & { dataDir: string; log: LogConfig; logLevel: LogLevel };
+      const logger = createLogger({ level: config.logLevel, name: role.name });
       const state = await openLocalState({
         dataDir: config.dataDir,
         log: config.log,
         create: true,
       });
-      const service = await startBuildIndex({
-        config,
-        logger,
-        clock: systemClock,
-        log: state.log,
-        store: state.store,
-      }).catch(async (error: unknown) => {
-        await state.close();
-        throw error;
-      });
-      note(`build-index listening on ${service.url} (data directory ${state.dataDir.root})`);
+      const service = await role
+        .start({ config, logger, clock: systemClock, log: state.log, store: state.store })
+        .catch(async (error: unknown) => {
+          await state.close();
+          throw error;
+        });
+      note(`${role.name} listening on ${service.url} (data directory ${state.dataDir.root})`);
       await runUntilSignal(async () => {
         await service.close();
         await state.close();
       });
     });
+};
 
-  addDataDirOption(program.command('proxy'))
-    .description('run the proxy: the OCI Distribution API (push and pull) at /v2/')
-    .option('--config <file>', 'YAML configuration file')
-    .option('--host <host>', 'listen address (overrides listen.host)')
-    .option('--port <port>', 'listen port (overrides listen.port)', parsePort)
-    .addHelpText('after', envHelp(ProxyConfigSchema))
-    .action(async (options: GlobalOptions & { config?: string; host?: string; port?: number }) => {
-      const config = loadConfig(ProxyConfigSchema, {
-        ...(options.config !== undefined && { file: options.config }),
-        overrides: {
-          ...(options.dataDir !== undefined && { dataDir: options.dataDir }),
-          listen: { host: options.host, port: options.port },
-        },
-      });
-      const logger = createLogger({ level: config.logLevel, name: 'proxy' });
-      const state = await openLocalState({
-        dataDir: config.dataDir,
-        log: config.log,
-        create: true,
-      });
-      const service = await startProxy({
-        config,
-        logger,
-        clock: systemClock,
-        log: state.log,
-        store: state.store,
-      }).catch(async (error: unknown) => {
-        await state.close();
-        throw error;
-      });
-      note(`proxy listening on ${service.url} (data directory ${state.dataDir.root})`);
-      await runUntilSignal(async () => {
-        await service.close();
-        await state.close();
-      });
-    });
+export const registerServiceCommands = (program: Command): void => {
+  registerRoleCommand(program, {
+    name: 'build-index',
+    description: 'run the build-index service (tags API, tag history, projections)',
+    schema: BuildIndexConfigSchema,
+    start: startBuildIndex,
+  });
+  registerRoleCommand(program, {
+    name: 'proxy',
+    description: 'run the proxy: the OCI Distribution API (push and pull) at /v2/',
+    schema: ProxyConfigSchema,
+    start: startProxy,
+  });
 
   addDataDirOption(program.command('dev'))
     .description(
