@@ -33,7 +33,8 @@ export type ObjectRead = {
 };
 
 /**
- * Where blob bytes are kept for good: a storage backend (filesystem now; S3, GCS later). It
+ * Where blob bytes are kept for good: a storage backend (filesystem, S3, GCS, HTTP, another
+ * registry). It
  * stores opaque objects under names built by {@link blobObjectName}; it knows nothing of
  * digests, so it never verifies content: callers verify what they put and what they read.
  *
@@ -73,6 +74,28 @@ export interface BlobStore {
 
   /** Names starting with `prefix` (all by default), in code-point order. */
   list(prefix?: string): AsyncIterable<string>;
+
+  /**
+   * Read-only backends (another registry, an HTTP server without write) refuse `put` and
+   * `delete` with `UNSUPPORTED`; the origin sends them no write-back and refuses pushes to the
+   * repositories routed to them. Absent: writable.
+   */
+  readonly readOnly?: boolean;
+
+  /**
+   * Checks, once at start and for readiness, that the backend is usable: reachable, the
+   * credentials accepted, the bucket (or root) present. Throws `STORAGE_UNAVAILABLE` (may pass)
+   * or `CONFIG_INVALID` (will not pass without a config change) with a message naming the
+   * cause, e.g. `s3 bucket "blobs" does not exist at http://127.0.0.1:7070`.
+   */
+  check?(): Promise<void>;
+
+  /**
+   * For backends that address blobs by repository (another OCI registry): the store that
+   * reads the blobs of `repo`. The unscoped store then refuses reads with `PARAMETER_INVALID`.
+   * Absent: the store serves every repository alike.
+   */
+  forRepository?(repo: string): BlobStore;
 }
 
 export const objectNameMaxLength = 1024;
