@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { ByteRange, ByteSource, Digest, Position, RepoName } from '../../domain';
-import { ShoalError, isShoalError } from '../../domain';
+import { ShoalError, blobStream, isShoalError } from '../../domain';
 import type { Metainfo } from '../../p2p/metainfo';
 import {
   MetainfoBuilder,
@@ -9,12 +9,19 @@ import {
   encodeMetainfo,
   pieceLengthFor,
 } from '../../p2p/metainfo';
+import type { Backend } from './backends';
 import type { OriginContext } from './context';
 import { originEvent } from './context';
 import type { BlobRead } from './store/contentStore';
 import { blobUnknown, sizeMismatch, usableMetainfo } from './store/contentStore';
 import type { GrowingBlob } from './store/growingBlob';
 import type { NewJob } from './store/originDb';
+
+/**
+ * How a read may be served: `local` — from this origin's disk only (owners asking each
+ * other); `repo` — the repository asking, which picks the backend a fill reads from.
+ */
+export type ReadOptions = { readonly local?: boolean; readonly repo?: string };
 
 /** A fill in progress: readers attach once `growing` resolves. */
 type Fill = { readonly growing: Promise<GrowingBlob>; readonly done: Promise<void> };
@@ -36,19 +43,26 @@ export const createBlobService = (ctx: OriginContext) => {
   const fills = new Map<string, Fill>();
   const metainfos = new Map<string, Promise<Metainfo>>();
 
-  /** Jobs for a blob this origin just took in: write it back, copy it to the other owners. */
-  const placementJobs = async (digest: Digest): Promise<NewJob[]> => {
+  /**
+   * Jobs for a blob this origin just took in: write it back to the backend its repository
+   * routes to (none for a read-only backend: the bytes came from it), copy it to the other
+   * owners.
+   */
+  const placementJobs = async (digest: Digest, repo?: string): Promise<NewJob[]> => {
     const owners = await ring.owners(digest);
+    const backend = repo === undefined ? ctx.backends.fallback : ctx.backends.forRepo(repo);
     return [
-      { kind: 'write-back', digest, target: ctx.backend.name, eventId: randomUUID() },
+      ...(backend.readOnly
+        ? []
+        : [{ kind: 'write-back', digest, target: backend.name, eventId: randomUUID() } as const]),
       ...owners
         .filter((o) => o.id !== selfId)
         .map((o): NewJob => ({ kind: 'replicate', digest, target: o.id, eventId: randomUUID() })),
     ];
   };
 
-  const enqueuePlacement = async (digest: Digest): Promise<void> => {
-    db.enqueue(await placementJobs(digest), ctx.clock.now());
+  const enqueuePlacement = async (digest: Digest, repo?: string): Promise<void> => {
+    db.enqueue(await placementJobs(digest, repo), ctx.clock.now());
     ctx.wakeJobs();
   };
 
@@ -65,7 +79,7 @@ export const createBlobService = (ctx: OriginContext) => {
     eventIds: readonly [string, string] = [randomUUID(), randomUUID()],
     enqueue?: (jobs: NewJob[]) => void,
   ): Promise<Published> => {
-    const jobs = await placementJobs(blob.digest);
+    const jobs = await placementJobs(blob.digest, blob.repo);
     if (enqueue === undefined) {
       db.enqueue(jobs, ctx.clock.now());
       ctx.wakeJobs();
@@ -91,6 +105,18 @@ export const createBlobService = (ctx: OriginContext) => {
     return { digest: blob.digest, size: blob.size, position };
   };
 
+  /** Refuses pushes to a repository served read-only by its backend (pull-through). */
+  const checkWritable = (repo: string): void => {
+    const backend = ctx.backends.forRepo(repo);
+    if (backend.readOnly) {
+      throw new ShoalError(
+        'UNSUPPORTED',
+        `repository ${repo} is served read-only from backend "${backend.name}"; push elsewhere`,
+        { detail: { name: repo } },
+      );
+    }
+  };
+
   const placedHere = async (digest: Digest): Promise<Position> =>
     log.append([originEvent(writer, 'BlobPlaced', { digest, origin: selfId })]);
 
@@ -108,28 +134,60 @@ export const createBlobService = (ctx: OriginContext) => {
   };
 
   /**
+   * The backends that may hold a blob, in the order to try: the one the requesting
+   * repository routes to, those the log says hold it (`BlobPersisted`), those of the
+   * repositories it was pushed to (`BlobUploaded`), then the default backend.
+   */
+  const backendsOf = async (digest: Digest, repo: string | undefined): Promise<Backend[]> => {
+    const found: Backend[] = [];
+    const add = (backend: Backend | undefined) => {
+      if (backend !== undefined && !found.some((b) => b.store === backend.store)) {
+        found.push(backend);
+      }
+    };
+    if (repo !== undefined) add(ctx.backends.forRepo(repo));
+    if (ctx.backends.all.length > 1) {
+      try {
+        for (const event of await log.readStream(blobStream(digest))) {
+          if (event.type === 'BlobPersisted') add(ctx.backends.byName(event.data.backend));
+          if (event.type === 'BlobUploaded') add(ctx.backends.forRepo(event.data.repo));
+        }
+      } catch (error) {
+        logger.warn({ err: error, digest }, 'cannot read where a blob was written back');
+      }
+    }
+    add(ctx.backends.fallback);
+    return found;
+  };
+
+  type Source =
+    { kind: 'peer'; id: string; address: string } | { kind: 'backend'; backend: Backend };
+
+  /**
    * Where a blob this origin lacks can be had, as tried in order: peers that hold it, then
-   * the backend. A miss is checked twice, the second time after the placement projection
+   * the backends. A miss is checked twice, the second time after the placement projection
    * caught up with the log (a copy placed a moment ago may not be projected yet).
    */
-  const sources = async function* (digest: Digest) {
+  const sources = async function* (digest: Digest, repo?: string): AsyncGenerator<Source> {
     for (const fresh of [false, true]) {
       if (fresh) await ctx.catchUpRing();
       for (const peer of await holdingPeers(digest)) yield { kind: 'peer' as const, ...peer };
-      yield { kind: 'backend' as const };
+      for (const backend of await backendsOf(digest, repo)) {
+        yield { kind: 'backend' as const, backend };
+      }
     }
   };
 
-  const statAt = async (
-    digest: Digest,
-    source: { kind: 'peer'; address: string } | { kind: 'backend' },
-  ): Promise<{ size: number } | undefined> => {
+  const statAt = async (digest: Digest, source: Source): Promise<{ size: number } | undefined> => {
     try {
       return source.kind === 'peer'
         ? await ctx.peer(source.address).statBlob(digest, { local: true })
-        : await ctx.backend.stat(ctx.objectName(digest));
+        : await source.backend.store.stat(source.backend.objectName(digest));
     } catch (error) {
-      logger.warn({ err: error, digest, source }, 'cannot ask a source for a blob');
+      logger.warn(
+        { err: error, digest, source: describe(source) },
+        'cannot ask a source for a blob',
+      );
       return undefined;
     }
   };
@@ -137,14 +195,20 @@ export const createBlobService = (ctx: OriginContext) => {
   /** Opens a source's bytes from `start` on (`BLOB_UNKNOWN` when it lacks the blob). */
   const openSource = async (
     digest: Digest,
-    source: { kind: 'peer'; address: string } | { kind: 'backend' },
+    source: Source,
     start: number,
   ): Promise<{ stream: ByteSource; size: number }> => {
     const range = start > 0 ? { start } : undefined;
     return source.kind === 'peer'
       ? ctx.peer(source.address).getBlob(digest, { local: true, ...(range && { range }) })
-      : ctx.backend.get(ctx.objectName(digest), range);
+      : source.backend.store.get(source.backend.objectName(digest), range);
   };
+
+  /** How a log line names a source (never a whole store object). */
+  const describe = (source: Source) =>
+    source.kind === 'peer'
+      ? { kind: 'peer', id: source.id, address: source.address }
+      : { kind: 'backend', backend: source.backend.name };
 
   /**
    * Fetches a blob this origin owns but lacks from the first source that has it, storing it
@@ -152,7 +216,7 @@ export const createBlobService = (ctx: OriginContext) => {
    * the next one from where it stopped. `growing` resolves once a source answered (readers
    * can attach), `done` once the blob is verified and stored here.
    */
-  const fill = (digest: Digest): Fill => {
+  const fill = (digest: Digest, repo?: string): Fill => {
     const running = fills.get(digest);
     if (running !== undefined) return running;
     let started!: (growing: GrowingBlob) => void;
@@ -165,14 +229,17 @@ export const createBlobService = (ctx: OriginContext) => {
       let growing: GrowingBlob | undefined;
       let complete: string | undefined;
       try {
-        for await (const source of sources(digest)) {
+        for await (const source of sources(digest, repo)) {
           const from = growing?.received ?? 0;
           let read: { stream: ByteSource; size: number };
           try {
             read = await openSource(digest, source, from);
           } catch (error) {
             if (!isShoalError(error, 'BLOB_UNKNOWN')) {
-              logger.warn({ err: error, digest, source }, 'cannot fill a blob from a source');
+              logger.warn(
+                { err: error, digest, source: describe(source) },
+                'cannot fill a blob from a source',
+              );
             }
             continue;
           }
@@ -184,7 +251,10 @@ export const createBlobService = (ctx: OriginContext) => {
             started(growing);
           } else if (read.size !== growing.size) {
             (read.stream as Readable).destroy?.();
-            logger.warn({ digest, source, size: read.size }, 'a source has another size');
+            logger.warn(
+              { digest, source: describe(source), size: read.size },
+              'a source has another size',
+            );
             continue;
           }
           try {
@@ -193,7 +263,10 @@ export const createBlobService = (ctx: OriginContext) => {
             );
           } catch (error) {
             (read.stream as Readable).destroy?.();
-            logger.warn({ err: error, digest, source }, 'a source failed part-way through a fill');
+            logger.warn(
+              { err: error, digest, source: describe(source) },
+              'a source failed part-way through a fill',
+            );
             continue;
           }
           if (growing.received === growing.size) {
@@ -242,10 +315,10 @@ export const createBlobService = (ctx: OriginContext) => {
   };
 
   /** Makes sure a blob is on local disk: an owner that lacks it fetches it. */
-  const ensureLocal = async (digest: Digest, options: { local?: boolean }): Promise<void> => {
+  const ensureLocal = async (digest: Digest, options: ReadOptions): Promise<void> => {
     if ((await content.stat(digest)) !== undefined) return;
     if (options.local || !(await ring.isOwner(digest))) throw blobUnknown(digest);
-    await fill(digest).done;
+    await fill(digest, options.repo).done;
   };
 
   /**
@@ -255,7 +328,7 @@ export const createBlobService = (ctx: OriginContext) => {
   const read = async (
     digest: Digest,
     range?: ByteRange,
-    options: { local?: boolean } = {},
+    options: ReadOptions = {},
   ): Promise<BlobRead> => {
     try {
       return await content.read(digest, range);
@@ -263,7 +336,7 @@ export const createBlobService = (ctx: OriginContext) => {
       if (!isShoalError(error, 'BLOB_UNKNOWN')) throw error;
     }
     if (options.local || !(await ring.isOwner(digest))) throw blobUnknown(digest);
-    const running = fill(digest);
+    const running = fill(digest, options.repo);
     const growing = await running.growing;
     // An empty answer completes at once: nothing to stream before the check.
     if (growing.size === 0) await running.done;
@@ -284,6 +357,7 @@ export const createBlobService = (ctx: OriginContext) => {
   };
 
   return {
+    checkWritable,
     publish,
     enqueuePlacement,
     storeMetainfo,
@@ -292,12 +366,12 @@ export const createBlobService = (ctx: OriginContext) => {
     /** Size of a blob here, or (for an owner) anywhere it can be fetched from. */
     stat: async (
       digest: Digest,
-      options: { local?: boolean } = {},
+      options: ReadOptions = {},
     ): Promise<{ size: number } | undefined> => {
       const here = await content.stat(digest);
       if (here !== undefined || options.local) return here;
       if (!(await ring.isOwner(digest))) return undefined;
-      for await (const source of sources(digest)) {
+      for await (const source of sources(digest, options.repo)) {
         const found = await statAt(digest, source);
         if (found !== undefined) return found;
       }
@@ -314,6 +388,9 @@ export const createBlobService = (ctx: OriginContext) => {
       body: ByteSource,
       options: { repo?: RepoName; mediaType?: string; size?: number; replicaOf?: string },
     ): Promise<{ digest: Digest; size: number; position?: Position }> => {
+      if (options.replicaOf === undefined && options.repo !== undefined) {
+        checkWritable(options.repo);
+      }
       const existing = await content.stat(digest);
       if (existing !== undefined && options.size !== undefined && existing.size !== options.size) {
         throw sizeMismatch(digest, options.size);
@@ -358,7 +435,7 @@ export const createBlobService = (ctx: OriginContext) => {
     },
 
     /** The blob's metainfo, computed from the stored blob when not known yet. */
-    metainfo: async (digest: Digest, options: { local?: boolean } = {}): Promise<Metainfo> => {
+    metainfo: async (digest: Digest, options: ReadOptions = {}): Promise<Metainfo> => {
       const stored = db.getMetainfo(digest);
       if (stored !== undefined && (await content.stat(digest)) !== undefined) {
         const decoded = decodeMetainfo(stored);

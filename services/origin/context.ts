@@ -1,16 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type {
-  BlobStore,
-  Clock,
-  Digest,
-  EventData,
-  EventLog,
-  EventType,
-  ShoalEvent,
-} from '../../domain';
+import type { Clock, EventData, EventLog, EventType, ShoalEvent } from '../../domain';
 import { makeEvent } from '../../domain';
 import type { WriterContext } from '../shared/events';
 import type { Logger } from '../shared/logger';
+import type { BackendRouter } from './backends';
 import type { OriginClient } from './client/originClient';
 import type { OriginConfig } from './config';
 import type { OriginMetrics } from './metrics';
@@ -26,9 +19,8 @@ export type OriginContext = {
   readonly logger: Logger;
   readonly log: EventLog;
   readonly writer: WriterContext;
-  readonly backend: BlobStore;
-  /** The backend object name of a blob (with the configured prefix). */
-  readonly objectName: (digest: Digest) => string;
+  /** The storage backends, chosen per repository by namespace. */
+  readonly backends: BackendRouter;
   readonly db: OriginDb;
   readonly content: ContentStore;
   readonly uploadsDir: string;

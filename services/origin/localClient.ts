@@ -111,7 +111,12 @@ export const createLocalOriginClient = (deps: {
       }),
 
     statBlob: (digest, options = {}) =>
-      call(() => blobs.stat(digestOf(digest), { local: options.local === true })),
+      call(() =>
+        blobs.stat(digestOf(digest), {
+          local: options.local === true,
+          ...(options.repo !== undefined && { repo: options.repo }),
+        }),
+      ),
 
     getBlob: (digest, options = {}) =>
       call(async () => {
@@ -119,6 +124,7 @@ export const createLocalOriginClient = (deps: {
         try {
           const read = await blobs.read(digestOf(digest), options.range, {
             local: options.local === true,
+            ...(options.repo !== undefined && { repo: options.repo }),
           });
           const { stream } = read;
           stream.once('end', () => deps.onBytesOut(read.end - read.start + 1));

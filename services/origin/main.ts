@@ -1,13 +1,15 @@
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { BlobStore, Clock, EventLog, Position, ProjectionStore } from '../../domain';
-import { ShoalError, blobObjectName, orThrow, parseObjectPrefix, ringStream } from '../../domain';
+import { ShoalError, ringStream } from '../../domain';
 import { placementProjection } from '../../projections';
 import { openDataDir } from '../shared/dataDir';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
 import { createProjectionRunner } from '../shared/projectionRunner';
 import { createActivity } from './activity';
+import type { BackendRoute } from './backends';
+import { createBackendRouter, watchBackends } from './backends';
 import { createBlobService } from './blobs';
 import type { OriginClient } from './client/originClient';
 import { createOriginClient } from './client/originClient';
@@ -52,8 +54,13 @@ export type OriginDeps = {
   readonly clock: Clock;
   readonly log: EventLog;
   readonly store: ProjectionStore;
-  /** The storage backend blobs are written back to (the composition root picks it). */
+  /**
+   * The default storage backend blobs are written back to (the composition root picks it):
+   * repositories no route matches use it.
+   */
   readonly backend: BlobStore;
+  /** Namespace routes to other backends, first match wins (config `backends`). */
+  readonly routes?: readonly BackendRoute[];
   readonly actor?: string;
 };
 
@@ -107,13 +114,18 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
     let joined = false;
     let closed = false;
 
+    const backends = createBackendRouter(
+      { store: backend, prefix: config.backend.prefix },
+      deps.routes ?? [],
+    );
+    const health = watchBackends(backends.all, logger);
+    cleanups.push(() => health.stop());
     const { app, metrics: registry } = createHttpApp({
       service: 'origin',
       logger,
-      notReady: () => (joined ? undefined : 'joining the ring'),
+      notReady: () => (joined ? health.problem() : 'joining the ring'),
     });
     const metrics = createOriginMetrics(registry, () => (closed ? undefined : db));
-    const prefix = orThrow(parseObjectPrefix(config.backend.prefix));
     const writer = { clock, cluster: config.cluster, actor: deps.actor ?? `origin/${selfId}` };
 
     const ctx: OriginContext = {
@@ -123,8 +135,7 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       logger,
       log,
       writer,
-      backend,
-      objectName: (digest) => blobObjectName(digest, prefix),
+      backends,
       db,
       content: createContentStore(directory),
       uploadsDir: join(directory, 'uploads'),
@@ -247,7 +258,10 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       closed = true;
     });
 
-    logger.info({ url, advertiseUrl, directory, backend: backend.name }, 'origin listening');
+    logger.info(
+      { url, advertiseUrl, directory, backends: backends.all.map((b) => b.name) },
+      'origin listening',
+    );
     return {
       id: selfId,
       url,

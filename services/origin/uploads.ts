@@ -201,6 +201,7 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
 
   return {
     start: async (repo: RepoName): Promise<UploadStatus> => {
+      blobs.checkWritable(repo);
       const { id, file } = newSessionId(ctx.selfId);
       await ensureDir(uploadsDir);
       const handle = await open(join(uploadsDir, file), 'wx');

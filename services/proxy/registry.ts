@@ -217,7 +217,7 @@ export const createRegistry = (deps: RegistryDeps) => {
 
     getBlob: async (repo: RepoName, digest: Digest, range?: { start: number; end?: number }) => {
       if ((await linkOf(repo, digest, true)) === undefined) throw blobUnknown(repo, digest);
-      return blobs.get(digest, range);
+      return blobs.get(digest, range, { repo });
     },
 
     startUpload: (repo: RepoName) => blobs.startUpload({ repo }),
@@ -315,7 +315,7 @@ export const createRegistry = (deps: RegistryDeps) => {
       let bytes = cache.get(digest);
       if (bytes === undefined) {
         try {
-          bytes = await readAll((await blobs.get(digest)).stream);
+          bytes = await readAll((await blobs.get(digest, undefined, { repo })).stream);
         } catch (error) {
           if (isShoalError(error, 'BLOB_UNKNOWN')) throw manifestUnknown(repo, reference);
           throw error;

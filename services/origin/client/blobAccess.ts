@@ -58,8 +58,11 @@ export interface BlobAccess {
     options: { repo: RepoName; mediaType?: string; size?: number },
   ): Promise<{ size: number; position: Position }>;
 
-  /** Size of a blob, or undefined when no owner and no backend has it. */
-  stat(digest: Digest): Promise<{ size: number } | undefined>;
+  /**
+   * Size of a blob, or undefined when no owner and no backend has it. `repo`, the repository
+   * asking, picks the backend an owner that lacks the blob fetches it from.
+   */
+  stat(digest: Digest, options?: { repo?: RepoName }): Promise<{ size: number } | undefined>;
 
   /**
    * Streams a blob, whole or a byte range (`end` inclusive, as in HTTP; an `end` past the
@@ -70,5 +73,6 @@ export interface BlobAccess {
   get(
     digest: Digest,
     range?: { start: number; end?: number },
+    options?: { repo?: RepoName },
   ): Promise<{ stream: Readable; size: number; start: number; end: number }>;
 }

@@ -168,12 +168,12 @@ export const createBlobAccess = (
       return { size: done.size, position: done.position };
     },
 
-    stat: async (digest) => {
+    stat: async (digest, options = {}) => {
       try {
         return await firstAnswer(
           await owners(digest),
           async (client) => {
-            const found = await client.statBlob(digest);
+            const found = await client.statBlob(digest, options);
             if (found === undefined) throw new ShoalError('BLOB_UNKNOWN', `${digest} not here`);
             return found;
           },
@@ -185,10 +185,14 @@ export const createBlobAccess = (
       }
     },
 
-    get: async (digest, range) => {
+    get: async (digest, range, options = {}) => {
       const read = await firstAnswer(
         await owners(digest),
-        (client) => client.getBlob(digest, { ...(range !== undefined && { range }) }),
+        (client) =>
+          client.getBlob(digest, {
+            ...(range !== undefined && { range }),
+            ...(options.repo !== undefined && { repo: options.repo }),
+          }),
         missingOrUnreachable,
       );
       return { stream: read.stream, size: read.size, start: read.start, end: read.end };

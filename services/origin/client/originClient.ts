@@ -73,11 +73,17 @@ export interface OriginClient {
       signal?: AbortSignal;
     },
   ): Promise<{ digest: string; size: number; position?: Position }>;
-  /** `local`: only this origin's disk, no fetching from peers or the backend. */
-  statBlob(digest: string, options?: { local?: boolean }): Promise<{ size: number } | undefined>;
+  /**
+   * `local`: only this origin's disk, no fetching from peers or the backend. `repo`: the
+   * repository asking, which picks the backend a fill reads from (namespace routing).
+   */
+  statBlob(
+    digest: string,
+    options?: { local?: boolean; repo?: string },
+  ): Promise<{ size: number } | undefined>;
   getBlob(
     digest: string,
-    options?: { range?: ByteRange; local?: boolean; signal?: AbortSignal },
+    options?: { range?: ByteRange; local?: boolean; repo?: string; signal?: AbortSignal },
   ): Promise<BlobStream>;
   /** Drops this origin's copy (the backend and other owners keep theirs). */
   deleteBlob(digest: string): Promise<{ deleted: boolean }>;
@@ -203,7 +209,7 @@ export const createOriginClient = (
       try {
         const response = await http.call({
           method: 'HEAD',
-          path: `${blobPath(digest)}${query({ local: opts.local })}`,
+          path: `${blobPath(digest)}${query({ local: opts.local, repo: opts.repo })}`,
         });
         response.resume();
         return { size: lengthOf(response) };
@@ -217,7 +223,7 @@ export const createOriginClient = (
       const range = opts.range;
       const response = await http.call({
         method: 'GET',
-        path: `${blobPath(digest)}${query({ local: opts.local })}`,
+        path: `${blobPath(digest)}${query({ local: opts.local, repo: opts.repo })}`,
         headers: {
           ...(range !== undefined && { range: `bytes=${range.start}-${range.end ?? ''}` }),
         },

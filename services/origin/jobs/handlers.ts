@@ -2,6 +2,7 @@ import type { Digest } from '../../../domain';
 import { ShoalError, blobStream } from '../../../domain';
 import type { BuiltBlob } from '../../../p2p/metainfo';
 import { MetainfoBuilder, encodeMetainfo, pieceLengthFor } from '../../../p2p/metainfo';
+import type { Backend } from '../backends';
 import type { OriginContext } from '../context';
 import { originEvent } from '../context';
 import type { JobHandler } from './jobWorker';
@@ -13,6 +14,7 @@ import type { JobHandler } from './jobWorker';
  */
 const putChecked = async (
   ctx: OriginContext,
+  backend: Backend,
   digest: Digest,
   stream: AsyncIterable<Uint8Array>,
   size: number,
@@ -31,7 +33,7 @@ const putChecked = async (
       throw new ShoalError('INTERNAL', `local copy of ${digest} is corrupt; not written back`);
     }
   }
-  await ctx.backend.put(ctx.objectName(digest), checked(), { size });
+  await backend.store.put(backend.objectName(digest), checked(), { size });
   if (built === undefined) throw new ShoalError('INTERNAL', `write-back of ${digest} cut short`);
   return built;
 };
@@ -45,13 +47,25 @@ export const writeBackHandler =
   (ctx: OriginContext): JobHandler =>
   async (job, signal) => {
     const digest = job.digest as Digest;
-    const name = ctx.objectName(digest);
+    const backend = ctx.backends.byName(job.target);
+    if (backend === undefined) {
+      // The config lost the backend this blob was meant for: keep the job until it is back.
+      throw new ShoalError(
+        'STORAGE_UNAVAILABLE',
+        `write-back of ${digest}: no backend named "${job.target}" is configured`,
+      );
+    }
+    if (backend.readOnly) {
+      ctx.logger.warn({ digest, backend: backend.name }, 'write-back to a read-only backend');
+      return 'dropped';
+    }
+    const name = backend.objectName(digest);
     const here = await ctx.content.stat(digest);
-    const there = await ctx.backend.stat(name);
+    const there = await backend.store.stat(name);
     if (there !== undefined && (here === undefined || there.size === here.size)) {
       // Already persisted (an earlier push, another origin): record it once, not per push.
       const recorded = (await ctx.log.readStream(blobStream(digest))).some(
-        (e) => e.type === 'BlobPersisted' && e.data.backend === ctx.backend.name,
+        (e) => e.type === 'BlobPersisted' && e.data.backend === backend.name,
       );
       if (recorded) return 'done';
     } else if (here === undefined) {
@@ -64,7 +78,7 @@ export const writeBackHandler =
       const stop = () => read.stream.destroy();
       signal.addEventListener('abort', stop, { once: true });
       try {
-        const built = await putChecked(ctx, digest, read.stream, read.size);
+        const built = await putChecked(ctx, backend, digest, read.stream, read.size);
         // Uploads leave the piece hashes to this pass, which reads the blob anyway.
         if (built.metainfo !== undefined && ctx.db.getMetainfo(digest) === undefined) {
           ctx.db.putMetainfo(digest, encodeMetainfo(built.metainfo));
@@ -75,7 +89,7 @@ export const writeBackHandler =
       }
     }
     await ctx.log.append([
-      originEvent(ctx.writer, 'BlobPersisted', { digest, backend: ctx.backend.name }, job.eventId),
+      originEvent(ctx.writer, 'BlobPersisted', { digest, backend: backend.name }, job.eventId),
     ]);
     return 'done';
   };

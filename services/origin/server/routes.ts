@@ -6,7 +6,7 @@ import { ShoalError, orThrow, parseDigest, parseRepoName } from '../../../domain
 import { encodeMetainfo, infoHash } from '../../../p2p/metainfo';
 import { positionHeaders } from '../../shared/http';
 import type { Activity } from '../activity';
-import type { BlobService } from '../blobs';
+import type { BlobService, ReadOptions } from '../blobs';
 import type { RingView } from '../ring';
 import type { BlobRead } from '../store/contentStore';
 import type { UploadSessions } from '../uploads';
@@ -26,6 +26,8 @@ const DigestParams = Type.Object({ digest: Type.String({ maxLength: 200 }) });
 const UploadParams = Type.Object({ id: Type.String({ maxLength: 300 }) });
 const Local = Type.Object({
   local: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0')])),
+  /** The repository asking: picks the backend a fill reads from. */
+  repo: Type.Optional(Type.String({ maxLength: 255 })),
 });
 const MediaType = Type.String({ minLength: 1, maxLength: 255 });
 
@@ -35,6 +37,11 @@ const repoOf = (value: string | undefined): RepoName | undefined =>
   value === undefined ? undefined : orThrow(parseRepoName(value));
 const idOf = (request: FastifyRequest) => (request.params as { id: string }).id;
 const isLocal = (request: FastifyRequest) => (request.query as { local?: string }).local === '1';
+/** `local` and `repo` of a blob read, checked. */
+const readOptionsOf = (request: FastifyRequest): ReadOptions => {
+  const repo = repoOf((request.query as { repo?: string }).repo);
+  return { local: isLocal(request), ...(repo !== undefined && { repo }) };
+};
 
 /** The request body as a stream, never buffered (see the raw-body plugin below). */
 const bodyOf = (request: FastifyRequest): Readable =>
@@ -118,7 +125,7 @@ export const originRoutes =
       { schema: { params: DigestParams, querystring: Local } },
       async (request, reply) => {
         const digest = digestOf(request);
-        const found = await blobs.stat(digest, { local: isLocal(request) });
+        const found = await blobs.stat(digest, readOptionsOf(request));
         if (found === undefined)
           throw new ShoalError('BLOB_UNKNOWN', `blob ${digest} is not known`);
         reply
@@ -144,11 +151,11 @@ export const originRoutes =
       },
       async (request, reply) => {
         const digest = digestOf(request);
-        const local = isLocal(request);
+        const options = readOptionsOf(request);
         const spec = parseRangeHeader(request.headers.range);
         let range: ByteRange | undefined;
         if (spec !== undefined && 'suffix' in spec) {
-          const found = await blobs.stat(digest, { local });
+          const found = await blobs.stat(digest, options);
           if (found === undefined) {
             throw new ShoalError('BLOB_UNKNOWN', `blob ${digest} is not known`);
           }
@@ -158,7 +165,7 @@ export const originRoutes =
         }
         let read: BlobRead;
         try {
-          read = await blobs.read(digest, range, { local });
+          read = await blobs.read(digest, range, options);
         } catch (error) {
           if ((error as ShoalError).code === 'RANGE_INVALID') {
             const size = (error as ShoalError).detail?.size;

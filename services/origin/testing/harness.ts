@@ -18,6 +18,7 @@ import { systemClock } from '../../shared/clock';
 import { validateConfig } from '../../shared/config';
 import { openDataDir } from '../../shared/dataDir';
 import { silentLogger } from '../../shared/logger';
+import type { BackendRoute } from '../backends';
 import type { OriginConfig } from '../config';
 import { OriginConfigSchema } from '../config';
 import type { RunningOrigin } from '../main';
@@ -64,7 +65,7 @@ export const createOriginHarness = () => {
 
     start: async (
       overrides: DeepPartial<OriginConfig> = {},
-      options: { backend?: BlobStore; clock?: Clock } = {},
+      options: { backend?: BlobStore; routes?: readonly BackendRoute[]; clock?: Clock } = {},
     ): Promise<RunningOrigin> => {
       const store = createMemoryProjectionStore();
       stores.push(store);
@@ -75,6 +76,7 @@ export const createOriginHarness = () => {
         log,
         store,
         backend: options.backend ?? backend,
+        ...(options.routes !== undefined && { routes: options.routes }),
       });
       running.add(origin);
       const close = origin.close;
