@@ -1,6 +1,7 @@
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import { LogConfigSchema, LogLevelSchema } from '../shared/logConfig';
+import { BackendConfigSchema, BackendRoutesSchema } from './backendConfig';
 import { SeederConfigSchema } from './seeder/config';
 
 const GiB = 1024 * 1024 * 1024;
@@ -40,29 +41,8 @@ export const OriginConfigSchema = Type.Object({
     maximum: 16,
     description: 'R: how many ring members own each blob',
   }),
-  backend: Type.Object(
-    {
-      type: Type.Union([Type.Literal('filesystem')], {
-        default: 'filesystem',
-        description: 'storage backend blobs are written back to',
-      }),
-      name: Type.String({
-        default: 'filesystem',
-        minLength: 1,
-        maxLength: 255,
-        description: 'the backend as recorded in BlobPersisted',
-      }),
-      path: Type.String({
-        default: '',
-        description: 'filesystem backend root; empty: <dataDir>/backend (shared by origins)',
-      }),
-      prefix: Type.String({
-        default: '',
-        description: 'object name prefix, e.g. cluster-a/ to share a bucket',
-      }),
-    },
-    { default: {} },
-  ),
+  backend: BackendConfigSchema,
+  backends: BackendRoutesSchema,
   writeBack: Type.Object(
     {
       minBackoffMs: Type.Integer({

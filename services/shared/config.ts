@@ -76,6 +76,11 @@ export const validateConfig = <S extends TObject>(
 const envName = (path: string[]) =>
   `SHOAL_${path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_')}`;
 
+/** Lists of objects and maps (namespace routes, headers) are set in the config file only. */
+const fromEnv = (node: TSchema): boolean =>
+  !(node.type === 'array' && (node.items as TSchema | undefined)?.type === 'object') &&
+  !(node.type === 'object' && node.patternProperties !== undefined);
+
 const envOverrides = (schema: TSchema, env: NodeJS.ProcessEnv): Record<string, unknown> => {
   const out: Record<string, unknown> = {};
   const walk = (node: TSchema, path: string[]) => {
@@ -85,6 +90,7 @@ const envOverrides = (schema: TSchema, env: NodeJS.ProcessEnv): Record<string, u
       }
       return;
     }
+    if (!fromEnv(node)) return;
     const raw = env[envName(path)];
     if (raw === undefined) return;
     let target = out;
@@ -139,7 +145,7 @@ export const describeEnv = (schema: TSchema): Array<{ name: string; default: unk
       }
       return;
     }
-    out.push({ name: envName(path), default: node.default });
+    if (fromEnv(node)) out.push({ name: envName(path), default: node.default });
   };
   walk(schema, []);
   return out;

@@ -1,35 +1,15 @@
-import { join } from 'node:path';
 import type { Command } from 'commander';
-import type { BlobStore } from '../../../domain';
 import { ShoalError, ringStream } from '../../../domain';
-import { createFilesystemBlobStore } from '../../../adapters/blobstore/filesystem';
+import { createOriginBackends } from '../../origin/backendConfig';
 import { systemClock } from '../../shared/clock';
 import { describeEnv, loadConfig } from '../../shared/config';
 import { createLogger } from '../../shared/logger';
-import type { OriginConfig } from '../../origin/config';
 import { OriginConfigSchema } from '../../origin/config';
 import { leaveRing, startOrigin } from '../../origin/main';
 import { openLocalState } from '../compose';
 import { note, print, printJson } from '../output';
 import type { GlobalOptions } from './common';
 import { addDataDirOption, defaultLogConfig, withState } from './common';
-
-/**
- * The storage backend an origin config names: the composition root's choice of adapter.
- * A filesystem backend without a path lives in `<dataDir>/backend`, shared by the origins
- * of one data directory.
- */
-export const createOriginBackend = (config: OriginConfig, dataDirRoot: string): BlobStore => {
-  switch (config.backend.type) {
-    case 'filesystem':
-      return createFilesystemBlobStore({
-        root: config.backend.path === '' ? join(dataDirRoot, 'backend') : config.backend.path,
-        name: config.backend.name,
-      });
-    default:
-      throw new ShoalError('CONFIG_INVALID', `unknown backend type ${String(config.backend.type)}`);
-  }
-};
 
 const parsePort = (text: string): number => {
   const port = Number(text);
@@ -97,7 +77,7 @@ export const registerOriginCommands = (program: Command): void => {
         clock: systemClock,
         log: state.log,
         store: state.store,
-        backend: createOriginBackend(config, state.dataDir.root),
+        ...createOriginBackends(config, state.dataDir.root),
       }).catch(async (error: unknown) => {
         await state.close();
         throw error;
