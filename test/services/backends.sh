@@ -30,9 +30,10 @@ case "${1:-}" in
     shift
     each install >&2
     # Export every NAME=value line the scripts print, for the specs.
+    servers=$(each start)
     while IFS='=' read -r name value; do
-      [[ "$name" =~ ^[A-Z_]+$ ]] && export "$name=$value"
-    done < <(each start)
+      if [[ "$name" =~ ^[A-Z_]+$ ]]; then export "$name=$value"; fi
+    done <<<"$servers"
     cd "$ROOT"
     exec npx jest --selectProjects int e2e --testPathPatterns \
       'adapters/blobstore/' 'services/origin/routing' 'test/e2e/backends' "$@"

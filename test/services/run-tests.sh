@@ -2,6 +2,8 @@
 # `npm test`: builds, installs and starts what the tests need, then runs jest over every tier.
 #   - registry clients and the OCI conformance suite (test/services/tools.sh install; skips
 #     what is already installed),
+#   - the storage backends' servers (test/services/backends.sh: versitygw for S3,
+#     fake-gcs-server, nginx with WebDAV, the CNCF registry with htpasswd), left running,
 #   - a real Kafka broker on loopback (test/services/kafka.sh start), unless KAFKA_BROKERS
 #     names one already. The broker is left running for the next run; stop it with
 #     `test/services/kafka.sh stop`.
@@ -11,6 +13,11 @@ cd "$(dirname "$0")/../.."
 
 npm run --silent build
 bash test/services/tools.sh install
+bash test/services/backends.sh install >&2
+servers=$(bash test/services/backends.sh start)
+while IFS='=' read -r name value; do
+  if [[ "$name" =~ ^[A-Z_]+$ ]]; then export "$name=$value"; fi
+done <<<"$servers"
 if [ -z "${KAFKA_BROKERS:-}" ]; then
   KAFKA_BROKERS=$(bash test/services/kafka.sh start | sed -n 's/^KAFKA_BROKERS=//p')
   export KAFKA_BROKERS

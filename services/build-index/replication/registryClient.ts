@@ -1,12 +1,20 @@
 import { createHash } from 'node:crypto';
-import type { IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Readable, Transform } from 'node:stream';
+import type { BufferedResponse } from '../../../adapters/registry/registryAuth';
+import {
+  createRegistryAuth,
+  headerOf as header,
+  manifestAccept,
+  parseOciError,
+} from '../../../adapters/registry/registryAuth';
 import type { Digest } from '../../../domain';
-import { ShoalError, digestAlgorithm, errorCodes, mediaTypes, truncate } from '../../../domain';
+import { ShoalError, digestAlgorithm, errorCodes, truncate } from '../../../domain';
 import type { ErrorCode } from '../../../domain';
 import type { RegistryCredential } from './config';
+
+export { parseChallenge } from '../../../adapters/registry/registryAuth';
 
 /**
  * A client of the OCI Distribution API for pushing to another registry — a Shoal proxy, the
@@ -83,48 +91,12 @@ export type RegistryClientOptions = {
   readonly userAgent?: string;
 };
 
-const manifestAccept = [
-  mediaTypes.ociIndex,
-  mediaTypes.ociManifest,
-  mediaTypes.dockerManifestList,
-  mediaTypes.dockerManifest,
-].join(', ');
-
 /** Largest response body read into memory (manifests are capped at 4 MiB by registries). */
 const maxResponseBytes = 16 * 1024 * 1024;
 
 type Body = Buffer | { readonly open: () => Promise<Readable>; readonly length: number };
 
-type Exchange = {
-  readonly status: number;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: Buffer;
-};
-
-type Challenge = {
-  readonly scheme: 'basic' | 'bearer';
-  readonly params: Readonly<Record<string, string>>;
-};
-
-/** Parses `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` (one challenge). */
-export const parseChallenge = (header: string | undefined): Challenge | undefined => {
-  if (header === undefined) return undefined;
-  const match = /^\s*(\w+)\s*(.*)$/s.exec(header);
-  if (match === null) return undefined;
-  const scheme = (match[1] as string).toLowerCase();
-  if (scheme !== 'basic' && scheme !== 'bearer') return undefined;
-  const params: Record<string, string> = {};
-  const re = /(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g;
-  for (let m = re.exec(match[2] as string); m !== null; m = re.exec(match[2] as string)) {
-    params[(m[1] as string).toLowerCase()] = (m[2] ?? m[3] ?? '').replace(/\\(.)/g, '$1');
-  }
-  return { scheme, params };
-};
-
-const header = (headers: IncomingHttpHeaders, name: string): string | undefined => {
-  const value = headers[name.toLowerCase()];
-  return Array.isArray(value) ? value[0] : value;
-};
+type Exchange = BufferedResponse;
 
 export const createRegistryClient = (options: RegistryClientOptions): RegistryClient => {
   const base = new URL(options.baseUrl);
@@ -136,10 +108,6 @@ export const createRegistryClient = (options: RegistryClientOptions): RegistryCl
     ? new HttpsAgent({ keepAlive: true, maxSockets: 16 })
     : new HttpAgent({ keepAlive: true, maxSockets: 16 });
   const userAgent = options.userAgent ?? 'shoal-replicator';
-
-  /** What the registry asked for last; tokens per scope until they expire. */
-  let scheme: 'basic' | 'bearer' | undefined;
-  const tokens = new Map<string, { token: string; expiresAt: number }>();
 
   const unreachable = (what: string, error: unknown) =>
     new ShoalError(
@@ -207,17 +175,7 @@ export const createRegistryClient = (options: RegistryClientOptions): RegistryCl
     });
 
   const failure = (method: string, url: URL, response: Exchange): ShoalError => {
-    let code: string | undefined;
-    let message: string | undefined;
-    try {
-      const parsed = JSON.parse(response.body.toString('utf8')) as {
-        errors?: Array<{ code?: string; message?: string }>;
-      };
-      code = parsed.errors?.[0]?.code;
-      message = parsed.errors?.[0]?.message;
-    } catch {
-      message = undefined;
-    }
+    const { code, message } = parseOciError(response.body);
     const where = `${url.host} ${method} ${truncate(url.pathname, 120)}`;
     const text = `${where}: HTTP ${response.status}${code ? ` ${code}` : ''}${
       message ? `: ${truncate(message, 200)}` : ''
@@ -235,52 +193,13 @@ export const createRegistryClient = (options: RegistryClientOptions): RegistryCl
     });
   };
 
-  const basicHeader = (c: { username: string; password: string }) =>
-    `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
-
-  const authorization = (scope: string): string | undefined => {
-    if (credential !== undefined && 'token' in credential) return `Bearer ${credential.token}`;
-    if (scheme === 'basic' && credential !== undefined) return basicHeader(credential);
-    if (scheme === 'bearer') {
-      const cached = tokens.get(scope);
-      if (cached !== undefined && cached.expiresAt > Date.now()) return `Bearer ${cached.token}`;
-    }
-    return undefined;
-  };
-
-  /** Fetches a bearer token for `scope` from the challenge's realm. */
-  const fetchToken = async (challenge: Challenge, scope: string): Promise<void> => {
-    const realm = challenge.params['realm'];
-    if (realm === undefined) {
-      throw new ShoalError('DENIED', `${base.host} asks for a bearer token but names no realm`);
-    }
-    const url = new URL(realm, baseUrl);
-    if (challenge.params['service'] !== undefined) {
-      url.searchParams.set('service', challenge.params['service']);
-    }
-    const scopes = new Set(scope.split(' ').filter(Boolean));
-    for (const s of (challenge.params['scope'] ?? '').split(' ').filter(Boolean)) scopes.add(s);
-    for (const s of scopes) url.searchParams.append('scope', s);
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (credential !== undefined && 'username' in credential) {
-      headers['authorization'] = basicHeader(credential);
-    }
-    const response = await exchange('GET', url, headers);
-    if (response.status !== 200) throw failure('GET', url, response);
-    let parsed: { token?: string; access_token?: string; expires_in?: number };
-    try {
-      parsed = JSON.parse(response.body.toString('utf8')) as typeof parsed;
-    } catch {
-      throw new ShoalError('DENIED', `${url.host}: the token endpoint did not answer JSON`);
-    }
-    const token = parsed.token ?? parsed.access_token;
-    if (token === undefined || token === '') {
-      throw new ShoalError('DENIED', `${url.host}: the token endpoint gave no token`);
-    }
-    // Renew a little early: a token that expires mid-request costs a failed upload.
-    const lifetime = Math.max(10, parsed.expires_in ?? 60) - 5;
-    tokens.set(scope, { token, expiresAt: Date.now() + lifetime * 1000 });
-  };
+  /** The handshake state shared with the registry blob store (adapters/registry). */
+  const auth = createRegistryAuth({
+    baseUrl,
+    ...(credential !== undefined && { credential }),
+    get: (url, headers) => exchange('GET', url, headers),
+    refused: (url, response) => failure('GET', url, response),
+  });
 
   /**
    * A request with authentication: on a 401 it answers the challenge (once) and repeats the
@@ -300,8 +219,8 @@ export const createRegistryClient = (options: RegistryClientOptions): RegistryCl
     const url = typeof target === 'string' ? new URL(target, baseUrl) : target;
     for (let attempt = 0; ; attempt++) {
       const headers: Record<string, string> = { ...init.headers };
-      const auth = authorization(init.scope);
-      if (auth !== undefined) headers['authorization'] = auth;
+      const authorization = auth.header(init.scope);
+      if (authorization !== undefined) headers['authorization'] = authorization;
       let body: Buffer | Readable | undefined;
       if (init.body !== undefined) {
         if (Buffer.isBuffer(init.body)) {
@@ -315,17 +234,12 @@ export const createRegistryClient = (options: RegistryClientOptions): RegistryCl
         headers['content-length'] = '0';
       }
       const response = await exchange(method, url, headers, body, init.signal);
-      if (response.status === 401 && attempt === 0) {
-        const challenge = parseChallenge(header(response.headers, 'www-authenticate'));
-        if (challenge?.scheme === 'bearer' && !(credential && 'token' in credential)) {
-          scheme = 'bearer';
-          await fetchToken(challenge, init.scope);
-          continue;
-        }
-        if (challenge?.scheme === 'basic' && credential && 'username' in credential) {
-          scheme = 'basic';
-          continue;
-        }
+      if (
+        response.status === 401 &&
+        attempt === 0 &&
+        (await auth.answer(header(response.headers, 'www-authenticate'), init.scope))
+      ) {
+        continue;
       }
       if (!init.expect.includes(response.status)) throw failure(method, url, response);
       return response;

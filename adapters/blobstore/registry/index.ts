@@ -1,0 +1,9 @@
+export type {
+  RegistryBackendConfig,
+  RegistryBlobStore,
+  RegistryBlobStoreConfig,
+  RegistryBlobStoreDeps,
+  RepositoryRegistryBlobStore,
+  UpstreamManifest,
+} from './registryBlobStore';
+export { RegistryBackendConfigSchema, createRegistryBlobStore } from './registryBlobStore';
