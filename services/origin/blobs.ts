@@ -1,7 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
-import type { ByteRange, ByteSource, Digest, Position, RepoName } from '../../domain';
-import { ShoalError, blobStream, isShoalError } from '../../domain';
+import { Readable } from 'node:stream';
+import type { BlobStore, ByteRange, ByteSource, Digest, Position, RepoName } from '../../domain';
+import {
+  ShoalError,
+  blobStream,
+  isShoalError,
+  orThrow,
+  parseDigest,
+  parseTag,
+  truncate,
+} from '../../domain';
 import type { Metainfo } from '../../p2p/metainfo';
 import {
   MetainfoBuilder,
@@ -31,6 +39,31 @@ export type Published = {
   readonly size: number;
   readonly position: Position;
 };
+
+/** A manifest pulled through from an upstream registry and stored on this origin. */
+export type PulledManifest = Published & {
+  readonly mediaType: string;
+  readonly bytes: Buffer;
+};
+
+/**
+ * What a read-only backend that fronts another OCI registry offers besides blobs (the
+ * `registry` backend's repository view, `RepositoryRegistryBlobStore`): a manifest by tag or
+ * digest, its digest verified. Backends without it are no pull-through source of manifests.
+ */
+type ManifestSource = {
+  fetchManifest(
+    reference: string,
+  ): Promise<{ readonly bytes: Buffer; readonly mediaType: string; readonly digest: Digest }>;
+};
+
+const manifestSourceOf = (store: BlobStore): ManifestSource | undefined =>
+  typeof (store as Partial<ManifestSource>).fetchManifest === 'function'
+    ? (store as BlobStore & ManifestSource)
+    : undefined;
+
+/** Upstream failures a client may see as they are; anything else is the upstream's fault. */
+const passedOn = new Set(['MANIFEST_UNKNOWN', 'DENIED', 'STORAGE_UNAVAILABLE']);
 
 /**
  * Blobs on this origin: reads (local, else — for an owner — fetched from a peer that holds
@@ -356,6 +389,105 @@ export const createBlobService = (ctx: OriginContext) => {
     return metainfo;
   };
 
+  /**
+   * Stores a whole blob, verified against its digest, and publishes it (`put` without the
+   * check that the repository is writable). A copy from another owner (`replicaOf`) is only
+   * placed. When the blob is already here the body is left unread.
+   */
+  const storeWhole = async (
+    digest: Digest,
+    body: ByteSource,
+    options: { repo?: RepoName; mediaType?: string; size?: number; replicaOf?: string },
+  ): Promise<{ digest: Digest; size: number; position?: Position }> => {
+    const existing = await content.stat(digest);
+    if (existing !== undefined && options.size !== undefined && existing.size !== options.size) {
+      throw sizeMismatch(digest, options.size);
+    }
+    let size = existing?.size;
+    if (size === undefined) {
+      const built = await content.ingest(digest, body, {
+        ...(options.size !== undefined && { size: options.size }),
+        maxSize: ctx.config.uploads.maxBlobSize,
+        onBytes: (n) =>
+          ctx.metrics.bytesIn.inc({ source: options.replicaOf ? 'replica' : 'put' }, n),
+      });
+      storeMetainfo(built.metainfo);
+      size = built.length;
+    }
+    if (options.replicaOf !== undefined) {
+      if (existing !== undefined) return { digest, size };
+      return { digest, size, position: await placedHere(digest) };
+    }
+    if (options.repo === undefined) {
+      throw new ShoalError('PARAMETER_INVALID', 'a blob put needs the repository it is for');
+    }
+    return publish({
+      digest,
+      size,
+      repo: options.repo,
+      ...(options.mediaType !== undefined && { mediaType: options.mediaType }),
+    });
+  };
+
+  /**
+   * Pull-through of a manifest (the proxy asks when a repository lacks a tag or digest): when
+   * `repo` routes to a read-only backend that fronts another registry, fetches the manifest
+   * from it (by tag or digest, its digest verified, with the backend's auth), stores the bytes
+   * here as a blob of `repo` (`BlobUploaded` + `BlobPlaced`, copies to the digest's owners; no
+   * write-back: they came from the backend) and answers them.
+   *
+   * `MANIFEST_UNKNOWN` when `repo` is no pull-through namespace or the upstream has no such
+   * manifest; `STORAGE_UNAVAILABLE` (503) when the upstream cannot be reached; `DENIED` when it
+   * refuses the repository to the configured credentials. Anything else the upstream gets
+   * wrong (refused credentials, a manifest that does not match its digest) is a
+   * `STORAGE_UNAVAILABLE` that names the cause.
+   */
+  const pullManifest = async (repo: RepoName, reference: string): Promise<PulledManifest> => {
+    if (reference.includes(':')) orThrow(parseDigest(reference));
+    else orThrow(parseTag(reference));
+    const backend = ctx.backends.forRepo(repo);
+    const source = backend.readOnly ? manifestSourceOf(backend.store) : undefined;
+    if (source === undefined) {
+      throw new ShoalError(
+        'MANIFEST_UNKNOWN',
+        `repository ${repo} is not pulled through from another registry`,
+        { detail: { name: repo, reference: truncate(reference), pullThrough: false } },
+      );
+    }
+    let pulled: Awaited<ReturnType<ManifestSource['fetchManifest']>>;
+    try {
+      pulled = await source.fetchManifest(reference);
+    } catch (error) {
+      if (isShoalError(error) && passedOn.has(error.code)) throw error;
+      logger.error(
+        { err: error, repo, reference: truncate(reference), backend: backend.name },
+        'cannot pull a manifest through from the upstream registry',
+      );
+      throw new ShoalError(
+        'STORAGE_UNAVAILABLE',
+        `cannot pull manifest ${truncate(reference)} of ${repo} through backend ` +
+          `"${backend.name}": ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error, retriable: false, detail: { name: repo, backend: backend.name } },
+      );
+    }
+    const stored = await storeWhole(pulled.digest, Readable.from([pulled.bytes]), {
+      repo,
+      size: pulled.bytes.length,
+      ...(pulled.mediaType !== '' && { mediaType: pulled.mediaType }),
+    });
+    logger.info(
+      { repo, reference: truncate(reference), digest: pulled.digest, backend: backend.name },
+      'pulled a manifest through from the upstream registry',
+    );
+    return {
+      digest: pulled.digest,
+      size: stored.size,
+      position: stored.position as Position,
+      mediaType: pulled.mediaType,
+      bytes: pulled.bytes,
+    };
+  };
+
   return {
     checkWritable,
     publish,
@@ -391,35 +523,10 @@ export const createBlobService = (ctx: OriginContext) => {
       if (options.replicaOf === undefined && options.repo !== undefined) {
         checkWritable(options.repo);
       }
-      const existing = await content.stat(digest);
-      if (existing !== undefined && options.size !== undefined && existing.size !== options.size) {
-        throw sizeMismatch(digest, options.size);
-      }
-      let size = existing?.size;
-      if (size === undefined) {
-        const built = await content.ingest(digest, body, {
-          ...(options.size !== undefined && { size: options.size }),
-          maxSize: ctx.config.uploads.maxBlobSize,
-          onBytes: (n) =>
-            ctx.metrics.bytesIn.inc({ source: options.replicaOf ? 'replica' : 'put' }, n),
-        });
-        storeMetainfo(built.metainfo);
-        size = built.length;
-      }
-      if (options.replicaOf !== undefined) {
-        if (existing !== undefined) return { digest, size };
-        return { digest, size, position: await placedHere(digest) };
-      }
-      if (options.repo === undefined) {
-        throw new ShoalError('PARAMETER_INVALID', 'a blob put needs the repository it is for');
-      }
-      return publish({
-        digest,
-        size,
-        repo: options.repo,
-        ...(options.mediaType !== undefined && { mediaType: options.mediaType }),
-      });
+      return storeWhole(digest, body, options);
     },
+
+    pullManifest,
 
     /** Drops this origin's copy; refused while jobs still need it. */
     remove: async (digest: Digest): Promise<{ deleted: boolean }> => {

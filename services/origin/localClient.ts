@@ -137,6 +137,18 @@ export const createLocalOriginClient = (deps: {
         }
       }),
 
+    pullManifest: (repo, reference) =>
+      call(async () => {
+        const pulled = await blobs.pullManifest(orThrow(parseRepoName(repo)), reference);
+        return {
+          digest: pulled.digest,
+          mediaType: pulled.mediaType,
+          size: pulled.size,
+          bytes: pulled.bytes,
+          position: pulled.position,
+        };
+      }),
+
     deleteBlob: (digest) => call(() => blobs.remove(digestOf(digest))),
 
     metainfo: (digest) => call(() => blobs.metainfo(digestOf(digest))),

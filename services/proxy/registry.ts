@@ -7,6 +7,7 @@ import type {
   Position,
   ProjectionStore,
   RepoName,
+  ShoalEvent,
   Tag,
 } from '../../domain';
 import {
@@ -200,6 +201,145 @@ export const createRegistry = (deps: RegistryDeps) => {
     return [...refs.blobs, ...refs.manifests];
   };
 
+  /**
+   * Appends what records a manifest in a repository — `links` first (pull-through), then
+   * `ManifestPushed` in the same batch — and waits until the proxy's projections have it.
+   * The manifest's bytes are stored on the origins already.
+   */
+  const recordManifest = async (
+    repo: RepoName,
+    digest: Digest,
+    bytes: Buffer,
+    manifest: Manifest,
+    references: readonly Digest[],
+    options: { links?: readonly ShoalEvent[]; writer?: WriterContext } = {},
+  ): Promise<Position> => {
+    cache.set(digest, bytes);
+    const subject = manifest.subject?.digest;
+    const artifactType =
+      subject !== undefined || manifest.artifactType !== undefined
+        ? effectiveArtifactType(manifest)
+        : undefined;
+    const position = await log.append([
+      ...(options.links ?? []),
+      newEvent(options.writer ?? writer, 'ManifestPushed', {
+        repo,
+        digest,
+        mediaType: manifest.mediaType,
+        size: bytes.length,
+        references: [...references],
+        ...(subject !== undefined && { subject }),
+        ...(artifactType !== undefined && { artifactType }),
+        ...(subject !== undefined &&
+          manifest.annotations !== undefined && { annotations: { ...manifest.annotations } }),
+      }),
+    ]);
+    await waitFor(position);
+    return position;
+  };
+
+  /** Who pull-through writes as, in the events the proxy appends for it. */
+  const pullWriter: WriterContext = { ...writer, actor: 'pull-through' };
+  /** Pulls running, by repository and reference: concurrent misses share one. */
+  const pulls = new Map<string, Promise<Digest>>();
+  /** An index of indexes of … is followed this deep at most. */
+  const maxPullDepth = 4;
+  /** Child manifests of an index pulled at once. */
+  const pullConcurrency = 4;
+
+  /**
+   * Pull-through of a manifest a repository lacks: an origin fetches it from the upstream
+   * registry the repository's namespace routes to (`BlobAccess.pullManifest`: verified, and
+   * stored as a blob of the repository). The proxy then records it as a push would leave it:
+   * the children of an index are pulled the same way (by digest), config and layers are
+   * linked to the repository (`BlobUploaded`, their bytes stay upstream until a read fills an
+   * origin from the `registry` backend), then `ManifestPushed`, and a tag is set through the
+   * TagApi (so it has a history). Resolves with the manifest's digest.
+   * `MANIFEST_UNKNOWN` when the repository is no pull-through namespace or the upstream lacks
+   * the manifest. Concurrent pulls of one reference through this proxy share one pull.
+   */
+  const pullThrough = (repo: RepoName, reference: string, depth = 0): Promise<Digest> => {
+    const key = `${repo}@${reference}`;
+    let running = pulls.get(key);
+    if (running === undefined) {
+      running = pullOnce(repo, reference, depth).finally(() => pulls.delete(key));
+      pulls.set(key, running);
+    }
+    return running;
+  };
+
+  const pullOnce = async (repo: RepoName, reference: string, depth: number): Promise<Digest> => {
+    const tag = isDigestReference(reference) ? undefined : orThrow(parseTag(reference));
+    const pulled = await blobs.pullManifest(repo, reference);
+    const { digest, bytes } = pulled;
+    if (tag === undefined && digest !== reference) {
+      throw new ShoalError(
+        'DIGEST_INVALID',
+        `the upstream answered ${truncate(reference)} with manifest ${digest}`,
+        { detail: { digest: truncate(reference) } },
+      );
+    }
+    orThrow(checkManifestSize(bytes.length, limits.manifestMaxBytes));
+    if ((await manifestDoc(repo, digest)) === undefined) {
+      const manifest = orThrow(
+        parseManifest(bytes.toString('utf8'), pulled.mediaType || undefined),
+      );
+      const refs = manifestReferences(manifest);
+      if (refs.manifests.length > 0 && depth >= maxPullDepth) {
+        throw new ShoalError(
+          'MANIFEST_INVALID',
+          `upstream manifest ${digest} of ${repo} nests indexes more than ${maxPullDepth} deep`,
+        );
+      }
+      for (let i = 0; i < refs.manifests.length; i += pullConcurrency) {
+        await Promise.all(
+          refs.manifests.slice(i, i + pullConcurrency).map(async (child) => {
+            if ((await manifestDoc(repo, child)) !== undefined) return;
+            try {
+              await pullThrough(repo, child, depth + 1);
+            } catch (error) {
+              if (!isShoalError(error, 'MANIFEST_UNKNOWN')) throw error;
+              // Not "no such manifest": the one asked for exists, the upstream lacks a child.
+              throw new ShoalError(
+                'STORAGE_UNAVAILABLE',
+                `upstream index ${digest} of ${repo} references manifest ${child}, which the ` +
+                  'upstream does not have',
+                { retriable: false, detail: { name: repo, digest: child } },
+              );
+            }
+          }),
+        );
+      }
+      const descriptors = new Map(
+        [...(manifest.config ? [manifest.config] : []), ...manifest.layers].map((d) => [
+          d.digest,
+          d,
+        ]),
+      );
+      const links: ShoalEvent[] = [];
+      for (const blob of refs.blobs) {
+        const descriptor = descriptors.get(blob);
+        if (descriptor === undefined || (await linkOf(repo, blob, false)) !== undefined) continue;
+        links.push(
+          newEvent(pullWriter, 'BlobUploaded', {
+            digest: blob,
+            size: descriptor.size,
+            repo,
+            mediaType: descriptor.mediaType,
+          }),
+        );
+      }
+      await recordManifest(repo, digest, bytes, manifest, [...refs.blobs, ...refs.manifests], {
+        links,
+        writer: pullWriter,
+      });
+    } else {
+      cache.set(digest, bytes);
+    }
+    if (tag !== undefined) await tags.put({ repo, tag }, digest);
+    return digest;
+  };
+
   const pageOf = (names: string[], n: number | undefined): NamePage =>
     n !== undefined && names.length > n
       ? { items: names.slice(0, n), more: true }
@@ -308,10 +448,32 @@ export const createRegistry = (deps: RegistryDeps) => {
       return position;
     },
 
+    /**
+     * A manifest by tag or digest. One the repository lacks is pulled through when the
+     * repository's namespace routes to an upstream registry (see `pullThrough`); a tag Shoal
+     * already has is served from Shoal, without asking the upstream whether it moved there.
+     */
     getManifest: async (repo: RepoName, reference: string): Promise<StoredManifest> => {
-      const digest = await resolve(repo, reference);
-      const doc = await manifestDoc(repo, digest);
-      if (doc === undefined) throw manifestUnknown(repo, reference);
+      let digest: Digest | undefined;
+      try {
+        digest = await resolve(repo, reference);
+      } catch (error) {
+        if (!isShoalError(error, 'MANIFEST_UNKNOWN')) throw error;
+      }
+      let doc = digest === undefined ? undefined : await manifestDoc(repo, digest);
+      if (doc === undefined || digest === undefined) {
+        if (!isDigestReference(reference) && !parseTag(reference).ok) {
+          throw manifestUnknown(repo, reference);
+        }
+        try {
+          digest = await pullThrough(repo, reference);
+        } catch (error) {
+          if (isShoalError(error, 'MANIFEST_UNKNOWN')) throw manifestUnknown(repo, reference);
+          throw error;
+        }
+        doc = await manifestDoc(repo, digest);
+        if (doc === undefined) throw manifestUnknown(repo, reference);
+      }
       let bytes = cache.get(digest);
       if (bytes === undefined) {
         try {
@@ -366,25 +528,7 @@ export const createRegistry = (deps: RegistryDeps) => {
           mediaType: manifest.mediaType,
           size: bytes.length,
         });
-        cache.set(digest, bytes);
-        const artifactType =
-          subject !== undefined || manifest.artifactType !== undefined
-            ? effectiveArtifactType(manifest)
-            : undefined;
-        position = await log.append([
-          newEvent(writer, 'ManifestPushed', {
-            repo,
-            digest,
-            mediaType: manifest.mediaType,
-            size: bytes.length,
-            references,
-            ...(subject !== undefined && { subject }),
-            ...(artifactType !== undefined && { artifactType }),
-            ...(subject !== undefined &&
-              manifest.annotations !== undefined && { annotations: { ...manifest.annotations } }),
-          }),
-        ]);
-        await waitFor(position);
+        position = await recordManifest(repo, digest, bytes, manifest, references);
       }
       if (tag !== undefined) {
         const written = await tags.put({ repo, tag }, digest);

@@ -75,4 +75,17 @@ export interface BlobAccess {
     range?: { start: number; end?: number },
     options?: { repo?: RepoName },
   ): Promise<{ stream: Readable; size: number; start: number; end: number }>;
+
+  /**
+   * Pull-through of a manifest the cluster lacks: an origin fetches it by tag or digest from
+   * the upstream registry `repo` routes to (a read-only `registry` backend), verifies it,
+   * stores it as a blob of `repo` and answers its bytes. `MANIFEST_UNKNOWN` when `repo` is no
+   * pull-through namespace or the upstream has no such manifest; `STORAGE_UNAVAILABLE` (503)
+   * when the upstream cannot be reached. Nothing else is recorded: linking the manifest's
+   * references and the manifest itself to the repository is the caller's (the proxy's).
+   */
+  pullManifest(
+    repo: RepoName,
+    reference: string,
+  ): Promise<{ digest: Digest; mediaType: string; size: number; bytes: Buffer }>;
 }

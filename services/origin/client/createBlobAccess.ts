@@ -1,5 +1,5 @@
 import type { Digest, ProjectionStore } from '../../../domain';
-import { ShoalError, isShoalError } from '../../../domain';
+import { ShoalError, isShoalError, parseDigest } from '../../../domain';
 import { owners as ownersOf, rankMembers } from '../../../domain/placement';
 import type { RingMemberDoc } from '../../../projections';
 import { placementPartitions, placementProjection } from '../../../projections';
@@ -196,6 +196,31 @@ export const createBlobAccess = (
         missingOrUnreachable,
       );
       return { stream: read.stream, size: read.size, start: read.start, end: read.end };
+    },
+
+    pullManifest: async (repo, reference) => {
+      // The digest (hence its owners) is known only after the fetch: ask the first origin
+      // that answers, in an order fixed by the reference, so that concurrent pulls of one
+      // reference through several proxies meet on one origin.
+      const ring = await members();
+      const byId = new Map(ring.map((m) => [m.id, m]));
+      const order = rankMembers(
+        `${repo}@${reference}`,
+        ring.map((m) => m.id),
+      ).map((id) => byId.get(id) as OriginEndpoint);
+      const pulled = await firstAnswer(
+        order,
+        (client) => client.pullManifest(repo, reference),
+        unreachable,
+      );
+      const digest = parseDigest(pulled.digest);
+      if (!digest.ok) throw new ShoalError('INTERNAL', 'origin pulled a manifest without a digest');
+      return {
+        digest: digest.value,
+        mediaType: pulled.mediaType,
+        size: pulled.size,
+        bytes: pulled.bytes,
+      };
     },
 
     close: async () => {

@@ -25,6 +25,17 @@ export type BlobStream = {
   readonly end: number;
 };
 
+/** A manifest an origin pulled through from its upstream registry (and now holds). */
+export type PulledManifest = {
+  readonly digest: string;
+  /** The upstream's media type of the manifest ('' when it named none). */
+  readonly mediaType: string;
+  readonly size: number;
+  readonly bytes: Buffer;
+  /** Where the origin recorded it (`BlobUploaded` + `BlobPlaced`). */
+  readonly position?: Position;
+};
+
 export type Committed = {
   readonly digest: string;
   readonly size: number;
@@ -85,6 +96,13 @@ export interface OriginClient {
     digest: string,
     options?: { range?: ByteRange; local?: boolean; repo?: string; signal?: AbortSignal },
   ): Promise<BlobStream>;
+  /**
+   * Pull-through: fetches a manifest by tag or digest from the upstream registry `repo`
+   * routes to (a read-only `registry` backend), verified, and stores it on this origin.
+   * `MANIFEST_UNKNOWN` when `repo` is no pull-through namespace or the upstream lacks it;
+   * `STORAGE_UNAVAILABLE` when the upstream cannot be reached.
+   */
+  pullManifest(repo: string, reference: string): Promise<PulledManifest>;
   /** Drops this origin's copy (the backend and other owners keep theirs). */
   deleteBlob(digest: string): Promise<{ deleted: boolean }>;
   metainfo(digest: string): Promise<Metainfo>;
@@ -113,6 +131,13 @@ const positionOf = (response: IncomingMessage): Position | undefined => {
 const contentRange = (response: IncomingMessage) => {
   const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(response.headers['content-range'] ?? '');
   return match && { start: Number(match[1]), end: Number(match[2]), size: Number(match[3]) };
+};
+
+/** Reads a small body whole (a manifest: at most a few MiB). */
+const readAll = async (response: IncomingMessage): Promise<Buffer> => {
+  const chunks: Buffer[] = [];
+  for await (const chunk of response) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
 };
 
 const lengthOf = (response: IncomingMessage): number => {
@@ -239,6 +264,28 @@ export const createOriginClient = (
       }
       const size = lengthOf(response);
       return { stream: response, size, start: 0, end: size - 1 };
+    },
+
+    pullManifest: async (repo, reference) => {
+      const response = await http.call({
+        method: 'POST',
+        path: `/internal/pull-through/manifests${query({ repo, reference })}`,
+        body: Buffer.alloc(0),
+      });
+      const bytes = await readAll(response);
+      const digest = response.headers['docker-content-digest'];
+      if (typeof digest !== 'string') {
+        throw new ShoalError('INTERNAL', 'pulled manifest answered without its digest');
+      }
+      const type = (response.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
+      const position = positionOf(response);
+      return {
+        digest,
+        mediaType: type === 'application/octet-stream' ? '' : type,
+        size: bytes.length,
+        bytes,
+        ...(position !== undefined && { position }),
+      };
     },
 
     deleteBlob: async (digest) =>

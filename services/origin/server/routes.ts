@@ -194,6 +194,32 @@ export const originRoutes =
       },
     );
 
+    app.post(
+      '/internal/pull-through/manifests',
+      {
+        schema: {
+          querystring: Type.Object({
+            repo: Type.String({ maxLength: 300 }),
+            reference: Type.String({ minLength: 1, maxLength: 200 }),
+          }),
+        },
+      },
+      async (request, reply) => {
+        const query = request.query as { repo: string; reference: string };
+        const repo = orThrow(parseRepoName(query.repo));
+        const pulled = await blobs.pullManifest(repo, query.reference);
+        reply
+          .header(positionHeaders.written, String(pulled.position))
+          .header(
+            'content-type',
+            pulled.mediaType === '' ? 'application/octet-stream' : pulled.mediaType,
+          )
+          .header('docker-content-digest', pulled.digest)
+          .header('content-length', String(pulled.bytes.length));
+        return reply.code(200).send(pulled.bytes);
+      },
+    );
+
     app.get(
       '/internal/ring',
       {

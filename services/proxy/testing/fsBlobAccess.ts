@@ -20,6 +20,15 @@ export const createFsBlobAccess = async (deps: {
   dir: string;
   log: EventLog;
   writer: WriterContext;
+  /**
+   * The upstream of pull-through namespaces, as an origin's `registry` backend would fetch
+   * from it: a manifest's bytes and media type, or undefined when it has none. Absent: no
+   * repository is pulled through (`pullManifest` fails with `MANIFEST_UNKNOWN`).
+   */
+  upstream?: (
+    repo: string,
+    reference: string,
+  ) => Promise<{ bytes: Buffer; mediaType: string } | undefined>;
 }): Promise<BlobAccess> => {
   const uploads = join(deps.dir, 'uploads');
   const blobs = join(deps.dir, 'blobs');
@@ -111,6 +120,21 @@ export const createFsBlobAccess = async (deps: {
       await pipeline(Buffer.isBuffer(body) ? Readable.from([body]) : body, createWriteStream(path));
       const { size, position } = await commitFile(path, digest, options);
       return { size, position };
+    },
+    pullManifest: async (repo, reference) => {
+      const found = await deps.upstream?.(repo, reference);
+      if (found === undefined) {
+        throw new ShoalError('MANIFEST_UNKNOWN', `${repo} has no upstream manifest ${reference}`);
+      }
+      const digest = (
+        reference.includes(':')
+          ? reference
+          : `sha256:${createHash('sha256').update(found.bytes).digest('hex')}`
+      ) as Digest;
+      const path = join(uploads, `pull-${randomUUID()}`);
+      await writeFile(path, found.bytes);
+      await commitFile(path, digest, { repo, mediaType: found.mediaType });
+      return { digest, mediaType: found.mediaType, size: found.bytes.length, bytes: found.bytes };
     },
     stat: async (digest) => {
       const size = await sizeOf(blobPath(digest));
