@@ -8,6 +8,8 @@ import {
   RegistryBackendConfigSchema,
   createRegistryBlobStore,
 } from '../../adapters/blobstore/registry';
+import { GcsBackendConfigSchema, createGcsBlobStore } from '../../adapters/blobstore/gcs';
+import { HttpBackendConfigSchema, createHttpBlobStore } from '../../adapters/blobstore/http';
 import { S3BackendConfigSchema, createS3BlobStore } from '../../adapters/blobstore/s3';
 import type { BackendRoute } from './backends';
 import { compileNamespace } from './backends';
@@ -46,6 +48,8 @@ export const BackendConfigSchema = Type.Object(
       description: 'filesystem backend root; empty: <dataDir>/backend (shared by origins)',
     }),
     s3: S3BackendConfigSchema,
+    gcs: GcsBackendConfigSchema,
+    http: HttpBackendConfigSchema,
     registry: RegistryBackendConfigSchema,
   },
   { default: {} },
@@ -89,10 +93,12 @@ export const createBackendStore = (config: BackendConfig, dataDirRoot: string): 
       });
     case 's3':
       return createS3BlobStore({ ...config.s3, name });
+    case 'gcs':
+      return createGcsBlobStore({ ...config.gcs, name });
+    case 'http':
+      return createHttpBlobStore({ ...config.http, name });
     case 'registry':
       return createRegistryBlobStore({ ...config.registry, name });
-    default:
-      throw new ShoalError('CONFIG_INVALID', `backend type ${config.type} is not built in`);
   }
 };
 

@@ -3,26 +3,33 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { Storage } from '@google-cloud/storage';
 import type { Service } from '../fixtures/cli';
 import { shoal, startService, tempDir } from '../fixtures/cli';
 import { generateImage } from '../fixtures/images';
 
-// Backends routed by namespace, as separate processes (build-index, an origin, a proxy) with a
-// real S3-compatible server (versitygw, started by test/services/s3.sh on a port of its own so
-// stopping it here disturbs no other test): pushes land in the backend their repository
+// Backends routed by namespace, as separate processes (build-index, an origin, a proxy) with
+// real servers on ports of their own (so stopping one here disturbs no other test): versitygw
+// for S3, fake-gcs-server, nginx with WebDAV for the http backend: pushes land in the backend their repository
 // names; the S3 server going away during write-back loses nothing; a backend that refuses the
 // configured credentials makes the origin not ready, with the cause in its log and /health.
 const skopeo = '/usr/bin/skopeo';
-const s3Script = join(__dirname, '../services/s3.sh');
 const s3Port = 19072;
 const keys = { accessKeyId: 'shoal-test', secretAccessKey: 'shoal-test-secret' };
 
-const s3 = (command: 'start' | 'stop', toolsDir: string): string =>
-  execFileSync('bash', [s3Script, command], {
+const gcsPort = 19447;
+const httpPort = 19084;
+
+/** Runs a server script against a private instance (its own port and directory). */
+const script = (name: string, command: string, env: Record<string, string>): string =>
+  execFileSync('bash', [join(__dirname, '../services', name), command], {
     encoding: 'utf8',
-    env: { ...process.env, S3_PORT: String(s3Port), S3_TOOLS_DIR: toolsDir },
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+
+const s3 = (command: 'start' | 'stop', toolsDir: string): string =>
+  script('s3.sh', command, { S3_PORT: String(s3Port), S3_TOOLS_DIR: toolsDir });
 
 const run = (command: string, args: string[]) => {
   const result = spawnSync(command, args, { encoding: 'utf8', timeout: 240_000 });
@@ -63,6 +70,11 @@ describe('storage backends routed by namespace (separate processes, real S3 serv
   let bucket: string;
   const services: Service[] = [];
   let host: string;
+  let gcs: Storage;
+  let gcsEnv: Record<string, string> | undefined;
+  let httpEnv: Record<string, string> | undefined;
+  let httpBase: string;
+  let routes: string;
 
   const start = async (role: string, name: string, config: string, ready: RegExp) => {
     const file = join(dir.path, `${name}.yml`);
@@ -100,6 +112,21 @@ describe('storage backends routed by namespace (separate processes, real S3 serv
     });
     bucket = `routes-${randomBytes(4).toString('hex')}`;
     await client.send(new CreateBucketCommand({ Bucket: bucket }));
+    gcsEnv = { GCS_PORT: String(gcsPort), GCS_TOOLS_DIR: join(dir.path, 'gcs') };
+    httpEnv = { HTTP_PORT: String(httpPort), HTTP_TOOLS_DIR: join(dir.path, 'http') };
+    const gcsEndpoint = (/^GCS_ENDPOINT=(\S+)$/m.exec(script('gcs.sh', 'start', gcsEnv)) ?? [])[1];
+    const httpUrl = (/^HTTP_BACKEND_URL=(\S+)$/m.exec(script('http.sh', 'start', httpEnv)) ??
+      [])[1];
+    gcs = new Storage({ apiEndpoint: gcsEndpoint, projectId: 'e2e' });
+    await gcs.createBucket(bucket);
+    httpBase = `${(httpUrl ?? '').replace(/\/+$/, '')}/store/`;
+    const gcsBackend =
+      `{ type: gcs, name: team-gcs, gcs: { endpoint: "${gcsEndpoint}", bucket: ${bucket}, ` +
+      'projectId: e2e } }';
+    const httpBackend = `{ type: http, name: team-http, http: { urlTemplate: "${httpBase}{name}", write: true } }`;
+    routes =
+      `  - namespace: "team-gcs/.*"\n    backend: ${gcsBackend}\n` +
+      `  - namespace: "team-http/.*"\n    backend: ${httpBackend}\n`;
     const common = `dataDir: ${JSON.stringify(data)}\nlisten: { host: 127.0.0.1, port: 0 }\n`;
     const buildIndex = await start(
       'build-index',
@@ -111,7 +138,7 @@ describe('storage backends routed by namespace (separate processes, real S3 serv
       'origin',
       'origin',
       `${common}id: a\nreplicas: 1\nwriteBack: { quietMs: 0, minBackoffMs: 200, maxBackoffMs: 1000 }\n` +
-        `backends:\n  - namespace: "team-s3/.*"\n    backend: ${s3Backend(keys.secretAccessKey)}\n`,
+        `backends:\n  - namespace: "team-s3/.*"\n    backend: ${s3Backend(keys.secretAccessKey)}\n${routes}`,
       /origin a listening on (http:\/\/\S+)/,
     );
     const proxy = await start(
@@ -127,6 +154,8 @@ describe('storage backends routed by namespace (separate processes, real S3 serv
     for (const service of services.reverse()) await service.stop();
     client?.destroy();
     if (toolsDir !== undefined) s3('stop', toolsDir);
+    if (gcsEnv !== undefined) script('gcs.sh', 'stop', gcsEnv);
+    if (httpEnv !== undefined) script('http.sh', 'stop', httpEnv);
     dir?.cleanup();
   });
 
@@ -153,13 +182,29 @@ describe('storage backends routed by namespace (separate processes, real S3 serv
   it('writes each push back to the backend its repository routes to', async () => {
     const teamS3 = await push('team-s3/app', 'a');
     const plain = await push('plain/app', 'b');
+    const teamGcs = await push('team-gcs/app', 'g');
+    const teamHttp = await push('team-http/app', 'h');
     await eventually(async () => {
       const done = persisted(data);
-      return [...teamS3, ...plain].every((d) => done.has(d));
-    }, 'write-back of both pushes');
+      return [...teamS3, ...plain, ...teamGcs, ...teamHttp].every((d) => done.has(d));
+    }, 'write-back of every push');
     const done = persisted(data);
     for (const digest of teamS3) expect([...(done.get(digest) ?? [])]).toEqual(['team-s3']);
     for (const digest of plain) expect([...(done.get(digest) ?? [])]).toEqual(['filesystem']);
+    for (const digest of teamGcs) expect([...(done.get(digest) ?? [])]).toEqual(['team-gcs']);
+    for (const digest of teamHttp) expect([...(done.get(digest) ?? [])]).toEqual(['team-http']);
+    const [inGcs] = await gcs.bucket(bucket).getFiles();
+    const gcsNames = inGcs.map((f) => f.name);
+    for (const digest of teamGcs)
+      expect(gcsNames).toContain(objectOf(digest).slice('shoal/'.length));
+    for (const digest of plain)
+      expect(gcsNames).not.toContain(objectOf(digest).slice('shoal/'.length));
+    for (const digest of teamHttp) {
+      const head = await fetch(`${httpBase}${objectOf(digest).slice('shoal/'.length)}`, {
+        method: 'HEAD',
+      });
+      expect(head.status).toBe(200);
+    }
     const inBucket = await keysIn();
     for (const digest of teamS3) expect(inBucket).toContain(objectOf(digest));
     for (const digest of plain) expect(inBucket).not.toContain(objectOf(digest));

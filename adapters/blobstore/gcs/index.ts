@@ -1,0 +1,2 @@
+export type { GcsBackendConfig, GcsBlobStoreOptions } from './gcsBlobStore';
+export { GcsBackendConfigSchema, createGcsBlobStore } from './gcsBlobStore';

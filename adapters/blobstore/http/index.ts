@@ -1,0 +1,2 @@
+export type { HttpBackendConfig, HttpBlobStoreOptions } from './httpBlobStore';
+export { HttpBackendConfigSchema, createHttpBlobStore } from './httpBlobStore';
