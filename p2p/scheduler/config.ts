@@ -53,7 +53,10 @@ export const SchedulerConfigSchema = Type.Object(
     busyBackoffMs: Type.Integer({
       default: 1000,
       minimum: 0,
-      description: 'after a peer answers BUSY or UNAVAILABLE for a piece, ask it again after this',
+      description:
+        'after a peer answers BUSY or UNAVAILABLE for a piece, ask it again after this; when ' +
+        'no agent sent a block for this long and none has a request outstanding, origins ' +
+        'may be asked for pieces agents hold',
     }),
     endgameThreshold: Type.Integer({
       default: 4,

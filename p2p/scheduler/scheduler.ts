@@ -163,6 +163,8 @@ export class BlobScheduler {
   private activeUploads = 0;
   private arrivals = 0;
   private lastConnected: number;
+  /** When an agent last sent us a block (see `starving`). */
+  private lastAgentBlockAt: number;
   private timer: NodeJS.Timeout | undefined;
   private resolveDone!: () => void;
   private rejectDone!: (error: Error) => void;
@@ -186,6 +188,7 @@ export class BlobScheduler {
     this.neverSent = this.pieceCount;
     const now = this.now();
     this.lastConnected = now;
+    this.lastAgentBlockAt = now;
     this.stats = {
       bytesReceived: 0,
       bytesDownloaded: 0,
@@ -714,9 +717,11 @@ export class BlobScheduler {
     return this.pieceCount - this.source.count;
   }
 
+  /** Fills every pipeline: agents first, so origins see what agents could not give. */
   private requestAll(): void {
     if (!this.downloading) return;
-    for (const peer of this.peers.values()) this.requestMore(peer);
+    for (const peer of this.peers.values()) if (!peer.origin) this.requestMore(peer);
+    for (const peer of this.peers.values()) if (peer.origin) this.requestMore(peer);
   }
 
   /** Fills a peer's request pipeline, rarest pieces first (for origins: rarest among agents). */
@@ -732,7 +737,7 @@ export class BlobScheduler {
     const source = this.source;
     const rank = peer.origin ? this.agentAvailability : this.availability;
     // Origins are the seeders of last resort: ask them only for pieces no connected agent
-    // holds, unless the agents give us nothing at all (no request outstanding at any).
+    // holds, unless the agents give us nothing at all (see `starving`).
     const lastResort = peer.origin && !this.starving();
     const picks = pickRarest({
       count: free,
@@ -772,12 +777,19 @@ export class BlobScheduler {
     }
   }
 
-  /** Whether no agent peer has a request of ours outstanding (agents give us nothing). */
+  /**
+   * Whether the agents give us nothing, so that origins may be asked for pieces agents hold:
+   * no agent has a request of ours outstanding, and none sent us a block for `busyBackoffMs`.
+   * An agent that answered BUSY is asked again after that long, so agents that are merely
+   * busy keep origins out; agents that only refuse (or stall) do not hold the blob up. The
+   * answer only matters while some agent holds a missing piece (otherwise origins are asked
+   * for every missing piece anyway). O(peers): it runs on every request to an origin.
+   */
   private starving(): boolean {
     for (const peer of this.peers.values()) {
       if (!peer.origin && peer.outstanding.size > 0) return false;
     }
-    return true;
+    return this.now() - this.lastAgentBlockAt >= this.config.busyBackoffMs;
   }
 
   private onBlock(event: Extract<SchedulerEvent, { type: 'block' }>): void {
@@ -792,6 +804,7 @@ export class BlobScheduler {
     this.stats.firstByteAt ??= now;
     peer.lastTraffic = now;
     peer.lastBlockAt = now;
+    if (!peer.origin) this.lastAgentBlockAt = now;
     if (out.writer === undefined) {
       const owner = this.writers.get(block.index);
       const begun =

@@ -134,6 +134,40 @@ describe('BlobScheduler (several peers over in-memory streams)', () => {
     expect(leecher.scheduler.stats.timeouts).toBeGreaterThan(0);
   }, 20_000);
 
+  it('asks origins for no piece an agent holds while that agent serves, if slowly', async () => {
+    // The agent serves one request at a time and answers the others BUSY: slow, not gone.
+    const agent = node({
+      has: 'all',
+      egressRate: 1024 * KiB,
+      config: { maxUploads: 1, maxQueuedUploads: 0 },
+    });
+    const origin = node({ has: 'all', origin: true });
+    const leecher = node();
+    leecher.scheduler.addPeers([agent.candidate]);
+    await until(() => leecher.scheduler.connectionCount === 1);
+    leecher.scheduler.addPeers([origin.candidate]);
+    await leecher.scheduler.done;
+    expectBlob(leecher);
+    expect(leecher.scheduler.stats.originBytes).toBe(0);
+  }, 20_000);
+
+  it('asks an origin for what an agent holds once that agent gives nothing', async () => {
+    // The agent's only upload slot hangs: it answers every other request BUSY, for ever.
+    const agent = node({
+      has: 'all',
+      source: stalling,
+      config: { maxUploads: 1, maxQueuedUploads: 0 },
+    });
+    const origin = node({ has: 'all', origin: true, egressRate: 2048 * KiB });
+    const leecher = node({ config: { requestTimeoutMs: 300, requestTimeoutPerMiBMs: 0 } });
+    leecher.scheduler.addPeers([agent.candidate]);
+    await until(() => leecher.scheduler.connectionCount === 1);
+    leecher.scheduler.addPeers([origin.candidate]);
+    await leecher.scheduler.done;
+    expectBlob(leecher);
+    expect(leecher.scheduler.stats.originBytes).toBe(blob.data.length);
+  }, 10_000);
+
   it('endgame: duplicate requests finish the last pieces without a timeout', async () => {
     blob = testBlob(4 * 64 * KiB, 64 * KiB);
     const staller = node({ has: 'all', source: stalling });

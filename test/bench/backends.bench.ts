@@ -1,8 +1,8 @@
 /**
- * `npm run bench:backends [-- --size 1GiB --small 128MiB --backends filesystem,s3,gcs,registry --json]`:
+ * `npm run bench:backends [-- --size 1GiB --small 128MiB --backends filesystem,s3,gcs,http,registry --json]`:
  * write-back and backend-fetch throughput of one origin per storage backend, on loopback,
- * against real servers (versitygw for S3, fake-gcs-server for GCS, the CNCF registry as a
- * pull-through upstream), each started by its `test/services/*.sh` script.
+ * against real servers (versitygw for S3, fake-gcs-server for GCS, nginx with WebDAV for
+ * http, the CNCF registry as a pull-through upstream), each started by its `test/services/*.sh` script.
  *
  * For each backend: an origin (in this process; memory log) takes a blob through an upload
  * session, the bench times the write-back (commit → `BlobPersisted`), then the origin loses
@@ -41,7 +41,7 @@ const { values: args } = parseArgs({
   options: {
     size: { type: 'string', default: '1GiB' },
     small: { type: 'string', default: '128MiB' },
-    backends: { type: 'string', default: 'filesystem,s3,gcs,registry' },
+    backends: { type: 'string', default: 'filesystem,s3,gcs,http,registry' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -222,6 +222,14 @@ const backendConfigOf = async (
       return {
         config: { type: 'gcs', gcs: { endpoint, bucket, projectId: 'bench' } },
         repo: 'bench/gcs',
+      };
+    }
+    case 'http': {
+      const base = service('http.sh', 'HTTP_BACKEND_URL').replace(/\/+$/, '');
+      const dir = `bench-${randomBytes(4).toString('hex')}`;
+      return {
+        config: { type: 'http', http: { urlTemplate: `${base}/${dir}/{name}`, write: true } },
+        repo: 'bench/http',
       };
     }
     case 'registry': {

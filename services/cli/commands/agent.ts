@@ -33,6 +33,44 @@ type AgentOptions = GlobalOptions & {
   port?: number;
   peerPort?: number;
   tracker?: string[];
+  exitWithParent?: boolean;
+};
+
+/** What a child agent sends its parent over IPC once it listens (`shoal dev --agents`). */
+export type AgentReadyMessage = {
+  readonly type: 'shoal-agent-ready';
+  readonly id: string;
+  readonly url: string;
+  readonly peerAddress: string;
+};
+
+/**
+ * Resolves once the process that started this one is gone: its IPC channel closed (the
+ * parent exited, even by SIGKILL), or this process was re-parented (checked every second,
+ * for parents without a channel). `dispose` stops watching so the process can exit.
+ */
+const watchParent = (): { gone: Promise<string>; dispose: () => void } => {
+  const ppid = process.ppid;
+  let timer: NodeJS.Timeout | undefined;
+  let onDisconnect: (() => void) | undefined;
+  const gone = new Promise<string>((resolve) => {
+    timer = setInterval(() => {
+      if (process.ppid !== ppid) resolve(`parent process ${ppid} exited`);
+    }, 1000);
+    timer.unref();
+    if (process.channel !== undefined) {
+      onDisconnect = () => resolve(`parent process ${ppid} closed its channel`);
+      process.once('disconnect', onDisconnect);
+    }
+  });
+  return {
+    gone,
+    dispose: () => {
+      clearInterval(timer);
+      if (onDisconnect !== undefined) process.off('disconnect', onDisconnect);
+      if (process.connected) process.disconnect();
+    },
+  };
 };
 
 export const registerAgentCommands = (program: Command): void => {
@@ -47,6 +85,11 @@ export const registerAgentCommands = (program: Command): void => {
     .option('--port <port>', 'registry listen port (overrides listen.port)', parsePort)
     .option('--peer-port <port>', 'peer port (overrides p2p.port)', parsePort)
     .option('--tracker <url...>', 'tracker URLs (override trackers.urls)')
+    .option(
+      '--exit-with-parent',
+      'stop when the process that started this one exits, even by SIGKILL (its IPC ' +
+        'channel closes, or this process is re-parented): `shoal dev --agents` uses it',
+    )
     .addHelpText('after', envHelp(AgentConfigSchema))
     .action(async (options: AgentOptions) => {
       const config = loadConfig(AgentConfigSchema, {
@@ -59,10 +102,29 @@ export const registerAgentCommands = (program: Command): void => {
           ...(options.tracker !== undefined && { trackers: { urls: options.tracker } }),
         },
       });
-      const logger = createLogger({ level: config.logLevel, name: 'agent' });
-      const agent = await startAgent({ config, logger, clock: systemClock });
-      note(`agent ${agent.id} listening on ${agent.url} (peer port ${agent.peerAddress})`);
-      await runUntilSignal(agent.close);
+      // Watch from the start: a parent that dies while we start up is noticed too.
+      const parent = options.exitWithParent === true ? watchParent() : undefined;
+      try {
+        const logger = createLogger({ level: config.logLevel, name: 'agent' });
+        const agent = await startAgent({ config, logger, clock: systemClock });
+        note(`agent ${agent.id} listening on ${agent.url} (peer port ${agent.peerAddress})`);
+        if (process.send !== undefined && process.connected) {
+          const ready: AgentReadyMessage = {
+            type: 'shoal-agent-ready',
+            id: agent.id,
+            url: agent.url,
+            peerAddress: agent.peerAddress,
+          };
+          // A parent gone meanwhile is noticed by the watcher; the error needs no handling.
+          process.send(ready, undefined, undefined, () => undefined);
+        }
+        await runUntilSignal(
+          agent.close,
+          parent?.gone.then((reason) => `agent ${agent.id}: ${reason}`),
+        );
+      } finally {
+        parent?.dispose();
+      }
     });
 };
 

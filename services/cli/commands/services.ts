@@ -28,6 +28,14 @@ import { note } from '../output';
 import { freePort, startDevSwarm } from './agent';
 import type { GlobalOptions } from './common';
 import { addDataDirOption, dataDirOf } from './common';
+import type { DevAgentProcess } from './devAgents';
+import {
+  checkDevPorts,
+  devAgentPorts,
+  maxDevAgents,
+  parseAgentCount,
+  startDevAgentProcess,
+} from './devAgents';
 
 /** Keeps a service running until SIGINT/SIGTERM, then closes it. */
 const runUntilSignal = async (close: () => Promise<void>): Promise<void> =>
@@ -129,19 +137,51 @@ export const registerServiceCommands = (program: Command): void => {
   addDataDirOption(program.command('dev'))
     .description(
       'run a whole cluster in one process on the embedded log and local disk: ' +
-        'proxy, build-index, an origin, a tracker and an agent',
+        'proxy, build-index, an origin, a tracker and an agent (more agents with --agents, ' +
+        'as child processes)',
     )
     .option(
       '--port-base <port>',
       'first port: proxy P, agent P+1, build-index P+2, origin P+3, tracker P+4, ' +
-        'origin peer port P+5, agent peer port P+6',
+        'origin peer port P+5, agent peer port P+6; 0: ports the system picks',
       parsePort,
       5000,
     )
+    .option(
+      '--agents <n>',
+      `agents in the swarm (1–${maxDevAgents}): agent 1 in this process, the others as ` +
+        'child `shoal agent` processes (agent n: registry P+2n+6, peer port P+2n+7)',
+      parseAgentCount,
+      1,
+    )
     .option('--host <host>', 'listen address for every role', '127.0.0.1')
     .option('--cluster <name>', 'cluster name stamped on events', 'default')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Agents (--agents N): agent 1 runs in this process (registry P+1, peer port P+6).',
+        'Agent n = 2…N runs as a child process `shoal agent --config',
+        '<data-dir>/agents/agent-<n>/agent.yaml` (written at each start; cache in',
+        '<data-dir>/agent-<n>/) with registry P+2n+6 and peer port P+2n+7 (agent 2: P+10',
+        'and P+11, agent 3: P+12 and P+13, …); a port base whose last port would pass 65535',
+        'is refused. Children use the dev tracker, build-index and proxy like agent 1, and',
+        'ignore SHOAL_* variables as it does. They stop with dev (SIGINT/SIGTERM), and exit',
+        'by themselves if dev is killed (their IPC channel to it closes). Every registry URL',
+        'is listed, in order, under "agents" in <data-dir>/endpoints.json.',
+        '',
+      ].join('\n'),
+    )
     .action(
-      async (options: GlobalOptions & { portBase: number; host: string; cluster: string }) => {
+      async (
+        options: GlobalOptions & {
+          portBase: number;
+          agents: number;
+          host: string;
+          cluster: string;
+        },
+      ) => {
+        checkDevPorts(options.portBase, options.agents);
         const dataDir = dataDirOf(options);
         const port = (offset: number) => (options.portBase === 0 ? 0 : options.portBase + offset);
         const common = { cluster: options.cluster, dataDir };
@@ -196,12 +236,13 @@ export const registerServiceCommands = (program: Command): void => {
             tags,
           });
           closers.push(proxy.close);
-          // The swarm: a tracker (P+4) and one agent (registry P+1, peer port P+6).
+          // The swarm: a tracker (P+4) and agent 1 (registry P+1, peer port P+6) in process.
+          const first = devAgentPorts(options.portBase, 1);
           const swarm = await startDevSwarm({
             host: options.host,
             trackerPort: port(4),
-            agentPort: port(1),
-            agentPeerPort: port(6),
+            agentPort: first.registry,
+            agentPeerPort: first.peer,
             dataDir,
             originUrl: origin.url,
             proxyUrl: proxy.url,
@@ -209,12 +250,34 @@ export const registerServiceCommands = (program: Command): void => {
             logger,
           });
           closers.push(swarm.close);
+          // Agents 2…N as child processes, started together; each is stopped (before the
+          // tracker and the proxy they use) whether or not it got as far as listening.
+          const children: DevAgentProcess[] = [];
+          closers.push(async () => {
+            await Promise.all(children.map((child) => child.stop()));
+          });
+          for (let n = 2; n <= options.agents; n += 1) {
+            children.push(
+              startDevAgentProcess({
+                n,
+                dataDir: state.dataDir.root,
+                host: options.host,
+                ports: devAgentPorts(options.portBase, n),
+                trackerUrl: swarm.tracker.url,
+                buildIndexUrl: buildIndex.url,
+                proxyUrl: proxy.url,
+                logLevel: buildIndexConfig.logLevel,
+              }),
+            );
+          }
+          const childUrls = await Promise.all(children.map((child) => child.ready));
+          const agentUrls = [swarm.agent.url, ...childUrls];
           const endpoints = {
             proxy: proxy.url,
             buildIndex: buildIndex.url,
             origins: [origin.url],
             trackers: [swarm.tracker.url],
-            agents: [swarm.agent.url],
+            agents: agentUrls,
           };
           writeFileSync(state.dataDir.endpointsPath, `${JSON.stringify(endpoints, null, 2)}\n`);
           const registry = proxy.url
@@ -227,7 +290,15 @@ export const registerServiceCommands = (program: Command): void => {
               `  build-index  ${buildIndex.url}`,
               `  origin       ${origin.url}`,
               `  tracker      ${swarm.tracker.url}`,
-              `  agent        ${swarm.agent.url}   (pull through the swarm: docker://…)`,
+              ...(agentUrls.length === 1
+                ? [`  agent        ${swarm.agent.url}   (pull through the swarm: docker://…)`]
+                : agentUrls.map(
+                    (url, i) =>
+                      `  ${`agent ${i + 1}`.padEnd(12)} ${url}   ` +
+                      (i === 0
+                        ? '(in this process; pull through the swarm: docker://…)'
+                        : `(pid ${children[i - 1]?.pid ?? '?'}, ${children[i - 1]?.configPath})`),
+                  )),
               `  endpoints    ${state.dataDir.endpointsPath}`,
               '',
               'push and pull an image (plain HTTP on loopback):',

@@ -15,21 +15,32 @@ const parsePort = (text: string): number => {
   return port;
 };
 
-/** Keeps a service running until SIGINT/SIGTERM, then closes it. */
-export const runUntilSignal = (close: () => Promise<void>): Promise<void> =>
+/**
+ * Keeps a service running until SIGINT/SIGTERM (or until `until` resolves with a reason),
+ * then closes it.
+ */
+export const runUntilSignal = (
+  close: () => Promise<void>,
+  until?: Promise<string>,
+): Promise<void> =>
   new Promise((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      note('shutting down…');
+    let stopped = false;
+    const stop = (reason?: string) => {
+      if (stopped) return;
+      stopped = true;
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      note(reason === undefined ? 'shutting down…' : `${reason}: shutting down…`);
       close().then(resolve, (error: unknown) => {
         note(`error while shutting down: ${String(error)}`);
         process.exitCode = 1;
         resolve();
       });
     };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
+    const onSignal = () => stop();
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    void until?.then(stop);
   });
 
 export const envHelp = (schema: Parameters<typeof describeEnv>[0]): string =>
