@@ -1,6 +1,4 @@
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { createFilesystemBlobStore } from '../../../adapters/blobstore/filesystem/filesystemBlobStore';
 import type { Static, TObject } from '@sinclair/typebox';
 import type { Command } from 'commander';
 import type { Clock, EventLog, ProjectionStore } from '../../../domain';
@@ -12,6 +10,7 @@ import { createTagService } from '../../build-index/tagService';
 import type { BlobAccess } from '../../origin/client/blobAccess';
 import { createBlobAccess, staticRing } from '../../origin/client/createBlobAccess';
 import type { OriginConfig } from '../../origin/config';
+import { createOriginBackends } from '../../origin/backendConfig';
 import { OriginConfigSchema } from '../../origin/config';
 import { startOrigin } from '../../origin/main';
 import type { ProxyConfig } from '../../proxy/config';
@@ -339,18 +338,14 @@ const startDevOrigin = async (deps: {
       p2p: { port: deps.p2pPort },
     },
   });
-  const backend = createFilesystemBlobStore({
-    root:
-      config.backend.path === '' ? join(deps.state.dataDir.root, 'backend') : config.backend.path,
-    name: config.backend.name,
-  });
+  const backends = createOriginBackends(config, deps.state.dataDir.root);
   const origin = await startOrigin({
     config,
     logger: deps.logger,
     clock: systemClock,
     log: deps.state.log,
     store: deps.state.store,
-    backend,
+    ...backends,
   });
   const blobs = createBlobAccess({
     ring: staticRing([{ id: origin.id, url: origin.url }]),
