@@ -35,8 +35,10 @@ case "${1:-}" in
       if [[ "$name" =~ ^[A-Z_]+$ ]]; then export "$name=$value"; fi
     done <<<"$servers"
     cd "$ROOT"
+    npm run --silent build # the e2e specs run the CLI from dist/
     exec npx jest --selectProjects int e2e --testPathPatterns \
-      'adapters/blobstore/' 'services/origin/routing' 'test/e2e/backends' "$@"
+      'adapters/blobstore/' 'services/origin/routing' 'services/origin/pullThrough' \
+      'services/proxy/server/pullThrough' 'test/e2e/backends' 'test/e2e/pullThrough' "$@"
     ;;
   -h | --help) usage ;;
   *) usage >&2; exit 2 ;;
