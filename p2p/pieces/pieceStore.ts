@@ -426,12 +426,19 @@ export class PieceWriter {
    * {@link drained} before giving more (e.g. pause the connection's reading).
    */
   write(chunk: Uint8Array): boolean {
+    return this.writeAll([chunk]);
+  }
+
+  /** Gives several chunks at once: queued together, so they go out in one `writev`. */
+  writeAll(chunks: readonly Uint8Array[]): boolean {
     if (this.outcome !== undefined || this.aborted) return false;
-    this.received_ += chunk.length;
-    if (this.received_ > this.size) return true; // refused at `end`; never written past the piece
-    this.hash.update(chunk);
-    this.queue.push(chunk);
-    this.queued += chunk.length;
+    for (const chunk of chunks) {
+      this.received_ += chunk.length;
+      if (this.received_ > this.size) break; // refused at `end`; never written past the piece
+      this.hash.update(chunk);
+      this.queue.push(chunk);
+      this.queued += chunk.length;
+    }
     this.flush();
     return this.queued < this.highWaterMark;
   }

@@ -25,6 +25,8 @@ export interface PieceSource {
 /** One piece being written: chunks in order, then `end` verifies it. */
 export interface PieceWriterLike {
   write(chunk: Uint8Array): boolean;
+  /** Several chunks in order, written together (no copy into one buffer); as `write`. */
+  writeAll?(chunks: readonly Uint8Array[]): boolean;
   drained(): Promise<void>;
   abort(): void;
   end(): Promise<PieceOutcome>;

@@ -828,10 +828,12 @@ export class BlobScheduler {
     }
     let room = true;
     if (block.done || out.heldBytes >= writeCoalesceBytes) {
-      const run = out.held.length === 1 ? (out.held[0] as Buffer) : Buffer.concat(out.held);
+      const held = out.held;
       out.held = [];
       out.heldBytes = 0;
-      room = writer.write(run);
+      if (held.length === 1) room = writer.write(held[0] as Buffer);
+      else if (writer.writeAll !== undefined) room = writer.writeAll(held);
+      else room = writer.write(Buffer.concat(held));
     }
     if (!room && !peer.paused) {
       // The disk is behind: stop reading this peer until the writer has room.
@@ -1054,13 +1056,14 @@ export class BlobScheduler {
   /**
    * Origins serve pieces the swarm lacks before repeats: a request for a piece already sent
    * is answered BUSY — while some piece was never sent, or while `originBusyAvailability`
-   * connected agents hold it — so the agent asks for another piece (or another peer). Only
-   * once per agent and piece: asked again, the origin serves it (nobody starves).
+   * connected agents hold it — so the agent asks for another piece (or another peer). At most
+   * `originBusyRepeats` times per agent and piece: asked again, the origin serves it (nobody
+   * starves).
    */
   private shouldDeflect(peer: Peer, index: number): boolean {
     const threshold = this.config.originBusyAvailability;
     if (!this.isOrigin || threshold === 0 || (this.served[index] ?? 0) === 0) return false;
-    if ((peer.busyAnswers.get(index) ?? 0) >= 1) return false;
+    if ((peer.busyAnswers.get(index) ?? 0) >= this.config.originBusyRepeats) return false;
     return this.neverSent > 0 || (this.agentAvailability[index] ?? 0) >= threshold;
   }
 

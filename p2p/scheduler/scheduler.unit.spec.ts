@@ -363,6 +363,49 @@ describe('upload policy (origins and queues)', () => {
     for (const conn of [a, b, c]) conn.close();
     origin.close();
   }, 10_000);
+
+  it('answers one agent BUSY for one repeat piece up to originBusyRepeats times', async () => {
+    const net = memoryNetwork();
+    const blob = testBlob(2 * 64 * KiB, 64 * KiB);
+    const id = randomBytes(20);
+    const origin = new BlobScheduler({
+      metainfo: blob.metainfo,
+      store: memoryPieces(blob, { has: 'all' }),
+      peerId: id,
+      origin: true,
+      config: { originBusyAvailability: 2, originBusyRepeats: 3, tickMs: 20 },
+    });
+    net.listen('origin:1', () => origin, { peerId: id, origin: true });
+    const agent = async () => {
+      const conn = new PeerConnection(await net.dial('origin:1'), { peerId: randomBytes(20) });
+      const ok = await conn.handshake({
+        infoHash: blob.infoHash,
+        length: blob.metainfo.length,
+        pieceLength: blob.metainfo.pieceLength,
+        bitfield: new Bitfield(2),
+      });
+      expect(ok.ok).toBe(true);
+      return conn;
+    };
+    const answer = (conn: PeerConnection, index: number) =>
+      new Promise<'piece' | number>((resolve) => {
+        const onPiece = (block: { index: number; done: boolean }) => {
+          if (block.done && block.index === index) resolve('piece');
+        };
+        conn.on('piece', onPiece);
+        conn.on('rejected', (request: PieceRequest, code) => {
+          if (request.index === index) resolve(code);
+        });
+        conn.request(index);
+      });
+    const [a, b] = [await agent(), await agent()];
+    expect(await answer(a, 0)).toBe('piece');
+    // Piece 1 was never sent: b's repeat of piece 0 is deflected three times, then served.
+    for (let i = 0; i < 3; i += 1) expect(await answer(b, 0)).toBe(wireErrorCodes.BUSY);
+    expect(await answer(b, 0)).toBe('piece');
+    for (const conn of [a, b]) conn.close();
+    origin.close();
+  }, 10_000);
 });
 
 /** A source that has every piece but never sends a byte of one. */

@@ -1,5 +1,5 @@
 import type { Digest } from '../../domain';
-import { ShoalError } from '../../domain';
+import { ShoalError, isShoalError } from '../../domain';
 import type { Metainfo } from '../../p2p/metainfo';
 import { infoHash as infoHashOf } from '../../p2p/metainfo';
 import { openPieceStore } from '../../p2p/pieces';
@@ -27,6 +27,8 @@ export const createBlobFetcher = (deps: {
   cache: BlobCache;
   metainfo: (digest: Digest) => Promise<Metainfo>;
   downloadTimeoutMs: number;
+  /** How long a retriable metainfo failure is retried (default 30 s). */
+  metainfoRetryMs?: number;
   fsync: boolean;
   logger: Logger;
 }) => {
@@ -43,8 +45,28 @@ export const createBlobFetcher = (deps: {
     if (map.size > max) map.delete(map.keys().next().value as K);
   };
 
-  const metainfoOf = async (digest: Digest): Promise<Metainfo> => {
-    const metainfo = metainfos.get(digest) ?? (await deps.metainfo(digest));
+  /**
+   * The tracker's answer, asked again on a retriable failure (a tracker starved of CPU by a
+   * burst of pulls times out; that must not fail the pull) for at most `metainfoRetryMs`.
+   */
+  const askMetainfo = async (digest: Digest): Promise<Metainfo> => {
+    const deadline = Date.now() + (deps.metainfoRetryMs ?? 30_000);
+    for (let delay = 250; ; delay = Math.min(2 * delay, 4000)) {
+      try {
+        return await deps.metainfo(digest);
+      } catch (error) {
+        const retriable = isShoalError(error) && error.retriable;
+        if (!retriable || Date.now() + delay > deadline) throw error;
+        logger.debug({ digest, err: error, delay }, 'metainfo lookup failed: retrying');
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  };
+
+  /** Retried (`askMetainfo`) for downloads; a size lookup or a peer's dial fails fast. */
+  const metainfoOf = async (digest: Digest, retry = false): Promise<Metainfo> => {
+    const metainfo =
+      metainfos.get(digest) ?? (await (retry ? askMetainfo(digest) : deps.metainfo(digest)));
     remember(metainfos, digest, metainfo, 256);
     remember(known, infoHashOf(metainfo), digest, 100_000);
     return metainfo;
@@ -83,7 +105,7 @@ export const createBlobFetcher = (deps: {
   };
 
   const download = async (digest: Digest): Promise<void> => {
-    const metainfo = await metainfoOf(digest);
+    const metainfo = await metainfoOf(digest, true);
     const swarm = await join(metainfo);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {

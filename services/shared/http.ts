@@ -15,6 +15,9 @@ export type HttpApp = {
  * `ShoalError`s into Problem Details (RFC 9457) and never leaks a 5xx message.
  * OCI routes (`/v2/`) install their own handler for the OCI error format.
  */
+/** Streamed answers at least this large close their connection when done (see onSend). */
+const streamedCloseBytes = 1024 * 1024;
+
 export const createHttpApp = (options: {
   service: string;
   logger: Logger;
@@ -50,6 +53,17 @@ export const createHttpApp = (options: {
     const route = request.routeOptions.url ?? 'unknown';
     requests.inc({ method: request.method, route, status: String(reply.statusCode) });
     latency.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+  });
+
+  // Node arms a connection's keep-alive timeout once a response's last byte is in the
+  // kernel's socket buffers (megabytes on loopback) and then destroys the socket, cutting a
+  // slow reader's tail (a client that unpacks as it reads). A large streamed body therefore
+  // ends its connection, which closes gracefully after every byte; small answers keep theirs.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    const length = Number(reply.getHeader('content-length') ?? 0);
+    const streamed = typeof (payload as { pipe?: unknown } | null)?.pipe === 'function';
+    if (streamed && length >= streamedCloseBytes) reply.header('connection', 'close');
+    return payload;
   });
 
   app.setErrorHandler(problemDetailsHandler);

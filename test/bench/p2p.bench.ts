@@ -22,6 +22,8 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { get as httpGet } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -80,6 +82,8 @@ const freePort = (): Promise<number> =>
   });
 
 const children: ChildProcess[] = [];
+/** The last output of every child, by its argv (shown when the run fails). */
+const outputs = new Map<string, () => string>();
 /** Set once the harness stops its processes; an exit before that is reported. */
 let stopping = false;
 
@@ -102,6 +106,7 @@ const startShoal = async (
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-8000)));
   child.stderr?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-8000)));
+  outputs.set(argv.join(' '), () => output);
   child.once('exit', (code, signal) => {
     if (!stopping) {
       process.stderr.write(`shoal ${argv.join(' ')} exited (${code ?? signal}):\n${output}\n`);
@@ -196,15 +201,23 @@ const json = async <T>(url: string): Promise<T> => (await (await fetch(url)).jso
 /** Fetches a blob and hashes it as it streams; resolves with the time and the digest. */
 const fetchBlob = async (url: string) => {
   const started = performance.now();
-  const response = await fetch(url);
-  if (response.status !== 200 || response.body === null) {
-    throw new Error(`${url}: ${response.status} ${await response.text()}`);
+  let phase = 'headers';
+  try {
+    const response = await fetch(url);
+    if (response.status !== 200 || response.body === null) {
+      throw new Error(`${url}: ${response.status} ${await response.text()}`);
+    }
+    // The agent answers once the blob is complete and verified: that is its completion time.
+    const ready = performance.now() - started;
+    phase = 'body';
+    const hash = createHash('sha256');
+    for await (const chunk of response.body) hash.update(chunk as Uint8Array);
+    const digest = `sha256:${hash.digest('hex')}`;
+    return { ms: ready, bodyMs: performance.now() - started, digest };
+  } catch (error) {
+    const elapsed = ((performance.now() - started) / 1000).toFixed(1);
+    throw new Error(`GET ${url} failed in the ${phase} after ${elapsed} s`, { cause: error });
   }
-  // The agent answers once the blob is complete and verified: that is its completion time.
-  const ready = performance.now() - started;
-  const hash = createHash('sha256');
-  for await (const chunk of response.body) hash.update(chunk as Uint8Array);
-  return { ms: ready, bodyMs: performance.now() - started, digest: `sha256:${hash.digest('hex')}` };
 };
 
 const quantile = (sorted: number[], q: number) =>
@@ -234,6 +247,10 @@ const main = async () => {
         'p2p:',
         `  port: ${originP2p}`,
         `  bandwidth: { egressBytesPerSecond: ${originRate} }`,
+        // e.g. SHOAL_BENCH_ORIGIN_SCHEDULER='{ maxUploads: 4 }' to try settings.
+        ...(process.env.SHOAL_BENCH_ORIGIN_SCHEDULER
+          ? [`  scheduler: ${process.env.SHOAL_BENCH_ORIGIN_SCHEDULER}`]
+          : []),
       ].join('\n'),
     );
     await startShoal(['origin', '--config', join(dir, 'origin.yaml')], originUrl);
@@ -255,6 +272,9 @@ const main = async () => {
             'logLevel: warn',
             'p2p:',
             `  bandwidth: { ingressBytesPerSecond: ${rate}, egressBytesPerSecond: ${rate} }`,
+            ...(process.env.SHOAL_BENCH_AGENT_SCHEDULER
+              ? [`  scheduler: ${process.env.SHOAL_BENCH_AGENT_SCHEDULER}`]
+              : []),
             `trackers: { urls: [${trackerUrl}] }`,
             'cache: { fsync: false }',
           ].join('\n'),
@@ -364,9 +384,18 @@ const main = async () => {
         agents.map(async () => {
           const own = new TokenBucket({ rate: rEff });
           const t0 = performance.now();
-          const response = await fetch(`${originUrl}/internal/blobs/${baselineDigest}`);
+          // `Connection: close`: the origin's keep-alive timeout (armed once its last bytes
+          // are in the socket buffers) would cut this deliberately slow reader's tail.
+          const response = await new Promise<IncomingMessage>((done, fail) =>
+            httpGet(
+              `${originUrl}/internal/blobs/${baselineDigest}`,
+              { headers: { connection: 'close' }, agent: false },
+              done,
+            ).once('error', fail),
+          );
+          if (response.statusCode !== 200) throw new Error(`baseline: ${response.statusCode}`);
           const hash = createHash('sha256');
-          for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+          for await (const chunk of response as AsyncIterable<Buffer>) {
             for (let at = 0; at < chunk.length; at += 64 * 1024) {
               const piece = chunk.subarray(at, at + 64 * 1024);
               await own.take(piece.length);
@@ -463,9 +492,17 @@ const main = async () => {
 };
 
 main().catch(async (error: unknown) => {
-  const cause = (error as { cause?: unknown }).cause;
+  const cause: unknown = (error as { cause?: unknown }).cause;
   process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
-  if (cause !== undefined) process.stderr.write(`cause: ${String(cause)}\n`);
+  for (let c = cause; c !== undefined; c = (c as { cause?: unknown }).cause) {
+    process.stderr.write(`cause: ${String(c)}\n`);
+  }
+  for (const [argv, output] of outputs) {
+    const lines = output()
+      .split('\n')
+      .filter((l) => /warn|error|"level":[45]0/i.test(l));
+    if (lines.length > 0) process.stderr.write(`--- ${argv}:\n${lines.slice(-5).join('\n')}\n`);
+  }
   await stopAll();
   process.exitCode = 1;
 });

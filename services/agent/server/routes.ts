@@ -94,6 +94,11 @@ export const agentRoutes =
         return reply.header('Content-Length', String(size)).send();
       }
       const blob = await deps.blobs.fetch(digest);
+      // Node arms the keep-alive timeout (72 s) once the last byte is in the kernel's socket
+      // buffers (megabytes on loopback), and then destroys the socket with that tail unread
+      // by a slow reader (a pull that unpacks as it reads): the pull is cut short. A closing
+      // connection is ended gracefully instead, after every byte.
+      reply.header('Connection', 'close');
       try {
         const range = parseRange(request.headers.range, blob.size);
         const start = range?.start ?? 0;
