@@ -56,6 +56,7 @@ describe('the agent (registry on the swarm)', () => {
   let harness: OriginHarness;
   let tracker: RunningTracker;
   let agents: RunningAgent[];
+  let originUrl: string;
   const repo = freshRepo() as RepoName;
   const layer = blobFixture(3 * MiB);
   const manifestBytes = Buffer.from(
@@ -100,6 +101,7 @@ describe('the agent (registry on the swarm)', () => {
     harness = createOriginHarness();
     agents = [];
     const origin = await harness.start({ p2p: { port: await freePort() } });
+    originUrl = origin.url;
     const client = createOriginClient(origin.url);
     await client.putBlob(layer.digest, layer.content, { repo, size: layer.size });
     await client.putBlob(manifestDigest, manifestBytes, { repo, size: manifestBytes.length });
@@ -206,6 +208,44 @@ describe('the agent (registry on the swarm)', () => {
     expect(status.totals.bytesDownloaded).toBeGreaterThanOrEqual(layer.size);
     const metrics = await (await fetch(`${b.url}/metrics`)).text();
     expect(metrics).toMatch(/shoal_agent_p2p_downloaded_bytes_total\{[^}]*\} [1-9]/);
+  }, 30_000);
+
+  it('a tracker that answers late (down, then up) does not fail the pull', async () => {
+    const port = await freePort();
+    const late = await startAgent({
+      config: validateConfig(AgentConfigSchema, {
+        id: 'late',
+        dataDir: harness.dir,
+        listen: { port: 0 },
+        trackers: { urls: [`http://127.0.0.1:${port}`], timeoutMs: 2000 },
+        cache: { quotaBytes: 64 * MiB, fsync: false },
+      }),
+      logger: silentLogger(),
+      clock: systemClock,
+      tags: fakeTags(repo, tags),
+    });
+    agents.push(late);
+    const pull = fetch(`${late.url}/blobs/${layer.digest}`);
+    // The metainfo lookup fails (connection refused) and is retried while the tracker starts.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const second = await startTracker({
+      config: validateConfig(TrackerConfigSchema, {
+        listen: { port },
+        origins: { urls: [originUrl] },
+        announce: { intervalMs: 300 },
+      }),
+      logger: silentLogger(),
+      clock: systemClock,
+    });
+    try {
+      const response = await pull;
+      expect(response.status).toBe(200);
+      expect(sha256(Buffer.from(await response.arrayBuffer()))).toBe(layer.digest);
+    } finally {
+      await late.close();
+      agents.splice(agents.indexOf(late), 1);
+      await second.close();
+    }
   }, 30_000);
 
   it('evicts least recently used blobs beyond the quota, never a pinned one', async () => {
