@@ -62,13 +62,9 @@ Files: binary $BIN
 EOF
 }
 
-log() { printf 'gcs.sh: %s\n' "$*" >&2; }
-die() {
-  log "ERROR: $*"
-  exit 1
-}
-
-need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is not on PATH"; }
+SCRIPT_NAME=gcs.sh
+# shellcheck source=test/services/lib/daemon.sh
+source "$SCRIPT_DIR/lib/daemon.sh"
 
 # Installed = the binary is there, the stamp names the pinned version and the binary's
 # build info agrees (a stale binary copied in by hand does not count).
@@ -101,28 +97,8 @@ cmd_install() {
 
 # ---- process helpers ---------------------------------------------------------
 
-# kill -0 also succeeds for a zombie (exited, not yet reaped): treat that as dead.
-alive() {
-  kill -0 "$1" 2>/dev/null || return 1
-  local stat
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  stat="${stat##*) }"
-  [[ ${stat:0:1} != Z ]]
-}
-
-# Prints the pid of our server if it is running, else returns 1.
-running_pid() {
-  [[ -f $PID_FILE ]] || return 1
-  local pid
-  pid="$(tr -dc '0-9' <"$PID_FILE")"
-  [[ -n $pid ]] || return 1
-  alive "$pid" || return 1
-  # guard against pid reuse: it must be our binary serving our port
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$BIN .*-port $GCS_PORT " || return 1
-  printf '%s\n' "$pid"
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+# Prints the pid of our server (our binary serving our port) if it is running, else returns 1.
+running_pid() { pid_from "$PID_FILE" -- "$BIN .*-port $GCS_PORT "; }
 
 healthy() { curl -fsS -m 2 -o /dev/null "$URL/_internal/healthcheck" 2>/dev/null; }
 
@@ -202,16 +178,7 @@ cmd_stop() {
     return 0
   fi
   log "stopping fake-gcs-server (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + GCS_STOP_TIMEOUT))
-  while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-  if alive "$pid"; then
-    log "still alive after ${GCS_STOP_TIMEOUT}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + 10))
-    while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-    if alive "$pid"; then die "pid $pid survived SIGKILL"; fi
-  fi
+  stop_pid "$pid" "$GCS_STOP_TIMEOUT"
   rm -f "$PID_FILE"
   log "stopped"
 }

@@ -50,11 +50,9 @@ Environment:
 EOF
 }
 
-log() { printf 'http.sh: %s\n' "$*" >&2; }
-die() {
-  log "ERROR: $*"
-  exit 1
-}
+SCRIPT_NAME=http.sh
+# shellcheck source=test/services/lib/daemon.sh
+source "$SCRIPT_DIR/lib/daemon.sh"
 
 as_root() {
   if [[ "$(id -u)" -eq 0 ]]; then
@@ -110,27 +108,8 @@ cmd_install() {
 
 # ---- process helpers ---------------------------------------------------------
 
-alive() {
-  kill -0 "$1" 2>/dev/null || return 1
-  local stat
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  stat="${stat##*) }"
-  [[ ${stat:0:1} != Z ]]
-}
-
-# Prints the pid of our nginx master if it is running, else returns 1.
-running_pid() {
-  [[ -f $PID_FILE ]] || return 1
-  local pid
-  pid="$(tr -dc '0-9' <"$PID_FILE")"
-  [[ -n $pid ]] || return 1
-  alive "$pid" || return 1
-  # guard against pid reuse: an nginx master started with our config
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "-c $CONF_FILE" || return 1
-  printf '%s\n' "$pid"
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+# Prints the pid of our nginx master (started with our config) if it is running, else returns 1.
+running_pid() { pid_from "$PID_FILE" -- "-c $CONF_FILE"; }
 
 healthy() { curl -fsS -m 2 -o /dev/null "$URL/" 2>/dev/null; }
 
@@ -222,16 +201,8 @@ cmd_stop() {
     return 0
   fi
   log "stopping nginx (pid $pid)"
-  kill -QUIT "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + HTTP_STOP_TIMEOUT))
-  while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-  if alive "$pid"; then
-    log "still alive after ${HTTP_STOP_TIMEOUT}s; sending SIGTERM to the master"
-    kill -TERM "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + 5))
-    while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-    if alive "$pid"; then die "pid $pid survived SIGTERM"; fi
-  fi
+  # QUIT: a graceful shutdown of the master and its workers; TERM if that hangs.
+  stop_pid "$pid" "$HTTP_STOP_TIMEOUT" QUIT TERM 5
   rm -f "$PID_FILE"
   log "stopped"
 }

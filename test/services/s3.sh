@@ -66,13 +66,9 @@ Files: binary $BIN (version stamp $STAMP_FILE)
 EOF
 }
 
-log() { printf 's3.sh: %s\n' "$*" >&2; }
-die() {
-  log "ERROR: $*"
-  exit 1
-}
-
-need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is not on PATH"; }
+SCRIPT_NAME=s3.sh
+# shellcheck source=test/services/lib/daemon.sh
+source "$SCRIPT_DIR/lib/daemon.sh"
 
 is_installed() {
   [[ -x $BIN && -f $STAMP_FILE && "$(cat "$STAMP_FILE")" == "$VERSITYGW_VERSION" ]] || return 1
@@ -106,28 +102,8 @@ cmd_install() {
 
 # ---- process helpers ---------------------------------------------------------
 
-# kill -0 also succeeds for a zombie (exited, not yet reaped): treat that as dead.
-alive() {
-  kill -0 "$1" 2>/dev/null || return 1
-  local stat
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  stat="${stat##*) }"
-  [[ ${stat:0:1} != Z ]]
-}
-
-# Prints the pid of our server if it is running, else returns 1.
-running_pid() {
-  [[ -f $PID_FILE ]] || return 1
-  local pid
-  pid="$(tr -dc '0-9' <"$PID_FILE")"
-  [[ -n $pid ]] || return 1
-  alive "$pid" || return 1
-  # guard against pid reuse: it must be versitygw serving our data dir
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$META_DIR $DATA_DIR" || return 1
-  printf '%s\n' "$pid"
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+# Prints the pid of our server (versitygw serving our data dir) if it is running, else returns 1.
+running_pid() { pid_from "$PID_FILE" -F -- "$META_DIR $DATA_DIR"; }
 
 # Ready = the unauthenticated health endpoint answers 200.
 probe() {
@@ -234,18 +210,7 @@ cmd_stop() {
     return 0
   fi
   log "stopping versitygw (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + S3_STOP_TIMEOUT))
-  while alive "$pid" && ((SECONDS < deadline)); do
-    sleep 0.1
-  done
-  if alive "$pid"; then
-    log "still alive after ${S3_STOP_TIMEOUT}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + 10))
-    while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-    if alive "$pid"; then die "pid $pid survived SIGKILL"; fi
-  fi
+  stop_pid "$pid" "$S3_STOP_TIMEOUT"
   rm -f "$PID_FILE" "$PORT_FILE"
   log "stopped"
 }

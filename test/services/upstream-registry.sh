@@ -66,11 +66,9 @@ Environment:
 EOF
 }
 
-log() { printf 'upstream-registry.sh: %s\n' "$*" >&2; }
-die() {
-  log "ERROR: $*"
-  exit 1
-}
+SCRIPT_NAME=upstream-registry.sh
+# shellcheck source=test/services/lib/daemon.sh
+source "$SCRIPT_DIR/lib/daemon.sh"
 
 # ---- install -----------------------------------------------------------------
 
@@ -147,25 +145,8 @@ instance() {
   if [[ $KIND == basic ]]; then PORT="$BASIC_PORT"; else PORT="$TOKEN_PORT"; fi
 }
 
-alive() {
-  kill -0 "$1" 2>/dev/null || return 1
-  local stat
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  stat="${stat##*) }"
-  [[ ${stat:0:1} != Z ]]
-}
-
-running_pid() {
-  [[ -f $PID_FILE ]] || return 1
-  local pid
-  pid="$(tr -dc '0-9' <"$PID_FILE")"
-  [[ -n $pid ]] && alive "$pid" || return 1
-  # guard against pid reuse: it must be the registry serving our config
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "serve $CONFIG_FILE" || return 1
-  printf '%s\n' "$pid"
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+# Prints the pid of the registry serving our config if it is running, else returns 1.
+running_pid() { pid_from "$PID_FILE" -F "serve $CONFIG_FILE"; }
 
 # GET /v2/ answers 401 (auth required) or 200 once the registry serves requests.
 probe() {
@@ -288,15 +269,7 @@ stop_instance() {
     return 0
   fi
   log "stopping the $KIND registry (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + STOP_TIMEOUT))
-  while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-  if alive "$pid"; then
-    kill -KILL "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + 5))
-    while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-    alive "$pid" && die "pid $pid survived SIGKILL"
-  fi
+  stop_pid "$pid" "$STOP_TIMEOUT" TERM KILL 5
   rm -f "$PID_FILE"
 }
 
