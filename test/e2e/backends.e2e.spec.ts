@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -6,6 +6,7 @@ import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/cl
 import { Storage } from '@google-cloud/storage';
 import type { Service } from '../fixtures/cli';
 import { shoal, startService, tempDir } from '../fixtures/cli';
+import { runTool as run, until } from '../fixtures/processes';
 import { generateImage } from '../fixtures/images';
 
 // Backends routed by namespace, as separate processes (build-index, an origin, a proxy) with
@@ -30,22 +31,6 @@ const script = (name: string, command: string, env: Record<string, string>): str
 
 const s3 = (command: 'start' | 'stop', toolsDir: string): string =>
   script('s3.sh', command, { S3_PORT: String(s3Port), S3_TOOLS_DIR: toolsDir });
-
-const run = (command: string, args: string[]) => {
-  const result = spawnSync(command, args, { encoding: 'utf8', timeout: 240_000 });
-  if (result.status !== 0) {
-    throw new Error(`${command} ${args.join(' ')} exited ${result.status}:\n${result.stderr}`);
-  }
-  return result.stdout;
-};
-
-const eventually = async (check: () => Promise<boolean>, what: string, timeoutMs = 60_000) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-};
 
 /** The log's BlobPersisted events, as `digest → backends`. */
 const persisted = (dataDir: string): Map<string, Set<string>> => {
@@ -184,10 +169,15 @@ describe('storage backends routed by namespace (separate processes, real S3 serv
     const plain = await push('plain/app', 'b');
     const teamGcs = await push('team-gcs/app', 'g');
     const teamHttp = await push('team-http/app', 'h');
-    await eventually(async () => {
-      const done = persisted(data);
-      return [...teamS3, ...plain, ...teamGcs, ...teamHttp].every((d) => done.has(d));
-    }, 'write-back of every push');
+    await until(
+      async () => {
+        const done = persisted(data);
+        return [...teamS3, ...plain, ...teamGcs, ...teamHttp].every((d) => done.has(d));
+      },
+      60_000,
+      'write-back of every push',
+      200,
+    );
     const done = persisted(data);
     for (const digest of teamS3) expect([...(done.get(digest) ?? [])]).toEqual(['team-s3']);
     for (const digest of plain) expect([...(done.get(digest) ?? [])]).toEqual(['filesystem']);
@@ -234,10 +224,15 @@ describe('storage backends routed by namespace (separate processes, real S3 serv
     } finally {
       s3('start', toolsDir);
     }
-    await eventually(async () => {
-      const done = persisted(data);
-      return digests.every((d) => done.get(d)?.has('team-s3'));
-    }, 'write-back after S3 returned');
+    await until(
+      async () => {
+        const done = persisted(data);
+        return digests.every((d) => done.get(d)?.has('team-s3'));
+      },
+      60_000,
+      'write-back after S3 returned',
+      200,
+    );
     const inBucket = await keysIn();
     for (const digest of digests) expect(inBucket).toContain(objectOf(digest));
   });
@@ -250,13 +245,14 @@ describe('storage backends routed by namespace (separate processes, real S3 serv
       `${common}id: bad\nreplicas: 1\nbackends:\n  - namespace: "team-s3/.*"\n    backend: ${s3Backend('wrong-secret')}\n`,
       /origin bad listening on (http:\/\/\S+)/,
     );
-    await eventually(
+    await until(
       async () => {
         const ready = await fetch(`${origin.url}/health`);
         return ready.status === 503 && /credentials refused/.test(await ready.text());
       },
-      'readiness to fail on the refused credentials',
       20_000,
+      'readiness to fail on the refused credentials',
+      200,
     );
     // Still serving, and its log names the cause.
     expect((await fetch(`${origin.url}/metrics`)).status).toBe(200);

@@ -1,11 +1,10 @@
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Service } from '../fixtures/cli';
 import { startService, stopChild, tempDir } from '../fixtures/cli';
 import { generateImage } from '../fixtures/images';
-import { childPids, commandLine, isAlive, until } from '../fixtures/processes';
+import { childPids, commandLine, isAlive, runTool, until } from '../fixtures/processes';
 
 // `shoal dev --agents N` as users run it: agent 1 in the dev process, agents 2…N as child
 // `shoal agent` processes on documented ports. An image pushed with skopeo through the proxy
@@ -16,13 +15,7 @@ const skopeo = '/usr/bin/skopeo';
 
 const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
-const run = (command: string, args: string[]) => {
-  const result = spawnSync(command, args, { encoding: 'utf8', cwd: root, timeout: 240_000 });
-  if (result.status !== 0) {
-    throw new Error(`${command} ${args.join(' ')} exited ${result.status}:\n${result.stderr}`);
-  }
-  return result.stdout;
-};
+const run = (command: string, args: string[]) => runTool(command, args, { cwd: root });
 
 type Endpoints = { proxy: string; buildIndex: string; trackers: string[]; agents: string[] };
 

@@ -1,9 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Service } from '../fixtures/cli';
 import { startService, stopChild, tempDir } from '../fixtures/cli';
+import { runTool as run, until } from '../fixtures/processes';
 import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
 
@@ -13,19 +13,6 @@ import { generateImage } from '../fixtures/images';
 // it) and one projection store. skopeo pushes and pulls through the proxy; then an origin
 // is killed with SIGKILL and the image is still pulled whole from the other.
 const skopeo = '/usr/bin/skopeo';
-
-const run = (command: string, args: string[]) => {
-  const result = spawnSync(command, args, {
-    encoding: 'utf8',
-    timeout: 240_000,
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  if (result.status !== 0) {
-    const output = `${result.stdout ?? ''}${result.stderr ?? ''}`;
-    throw new Error(`${command} ${args.join(' ')} exited ${result.status}:\n${output}`);
-  }
-  return result.stdout;
-};
 
 const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
@@ -41,15 +28,6 @@ const blobsOf = (image: GeneratedImage) => [
 /** Whether an origin holds a blob on its own disk (no fetching from elsewhere). */
 const holds = async (origin: string, digest: string): Promise<boolean> =>
   (await fetch(`${origin}/internal/blobs/${digest}?local=1`, { method: 'HEAD' })).status === 200;
-
-/** Polls until `check` holds (replication is asynchronous), or fails with `what`. */
-const eventually = async (check: () => Promise<boolean>, what: string, timeoutMs = 30_000) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-};
 
 const kill9 = (service: Service): Promise<void> => stopChild(service.child, 'SIGKILL');
 
@@ -127,7 +105,7 @@ describe('proxy, two origins and build-index as four processes on one host', () 
     const digests = blobsOf(image);
     for (const digest of digests) {
       for (const [id, origin] of Object.entries(origins)) {
-        await eventually(() => holds(origin.url, digest), `${digest} on origin ${id}`);
+        await until(() => holds(origin.url, digest), 30_000, `${digest} on origin ${id}`, 100);
       }
     }
 

@@ -4,6 +4,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Service } from '../fixtures/cli';
 import { shoal, startService, tempDir } from '../fixtures/cli';
+import { runTool as run } from '../fixtures/processes';
 import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
 import type { UpstreamRegistry } from '../fixtures/upstreamRegistry';
@@ -18,14 +19,6 @@ import { upstreamCredentials, useUpstreamRegistry } from '../fixtures/upstreamRe
 const skopeo = '/usr/bin/skopeo';
 const upstreamPort = 19531;
 const { username, password } = upstreamCredentials;
-
-const run = (command: string, args: string[]) => {
-  const result = spawnSync(command, args, { encoding: 'utf8', timeout: 240_000 });
-  if (result.status !== 0) {
-    throw new Error(`${command} ${args.join(' ')} exited ${result.status}:\n${result.stderr}`);
-  }
-  return result.stdout;
-};
 
 const sha256 = (bytes: Buffer | string) =>
   `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
