@@ -6,7 +6,7 @@ import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/cl
 import { Storage } from '@google-cloud/storage';
 import type { Service } from '../fixtures/cli';
 import { shoal, startService, tempDir } from '../fixtures/cli';
-import { runTool as run, until } from '../fixtures/processes';
+import { checkoutPort, runTool as run, until } from '../fixtures/processes';
 import { generateImage } from '../fixtures/images';
 
 // Backends routed by namespace, as separate processes (build-index, an origin, a proxy) with
@@ -15,11 +15,11 @@ import { generateImage } from '../fixtures/images';
 // names; the S3 server going away during write-back loses nothing; a backend that refuses the
 // configured credentials makes the origin not ready, with the cause in its log and /health.
 const skopeo = '/usr/bin/skopeo';
-const s3Port = 19072;
+const s3Port = checkoutPort(1);
 const keys = { accessKeyId: 'shoal-test', secretAccessKey: 'shoal-test-secret' };
 
-const gcsPort = 19447;
-const httpPort = 19084;
+const gcsPort = checkoutPort(3);
+const httpPort = checkoutPort(5);
 
 /** Runs a server script against a private instance (its own port and directory). */
 const script = (name: string, command: string, env: Record<string, string>): string =>

@@ -4,7 +4,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Service } from '../fixtures/cli';
 import { shoal, startService, tempDir } from '../fixtures/cli';
-import { runTool as run } from '../fixtures/processes';
+import { checkoutPort, runTool as run } from '../fixtures/processes';
 import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
 import type { UpstreamRegistry } from '../fixtures/upstreamRegistry';
@@ -17,7 +17,7 @@ import { upstreamCredentials, useUpstreamRegistry } from '../fixtures/upstreamRe
 // gone. The upstream is a private instance (its own port and directory) so stopping it here
 // disturbs no other test.
 const skopeo = '/usr/bin/skopeo';
-const upstreamPort = 19531;
+const upstreamPort = checkoutPort(11);
 const { username, password } = upstreamCredentials;
 
 const sha256 = (bytes: Buffer | string) =>

@@ -6,6 +6,8 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd -- "$SCRIPT_DIR/../.." && pwd -P)"
+# shellcheck source=test/services/lib/ports.sh
+source "$SCRIPT_DIR/lib/ports.sh"
 
 # Newest release the Go module proxy serves here; needs go >= 1.26 (v1.55.x: go >= 1.25.8).
 FAKE_GCS_MODULE="github.com/fsouza/fake-gcs-server"
@@ -20,7 +22,7 @@ LOG_FILE="$GCS_TOOLS_DIR/server.log"
 PID_FILE="$GCS_TOOLS_DIR/server.pid"
 
 HOST=127.0.0.1
-GCS_PORT="${GCS_PORT:-19443}"
+GCS_PORT="${GCS_PORT:-$(checkout_port 2)}"
 GCS_START_TIMEOUT="${GCS_START_TIMEOUT:-30}"
 GCS_STOP_TIMEOUT="${GCS_STOP_TIMEOUT:-10}"
 URL="http://$HOST:$GCS_PORT"
@@ -49,7 +51,7 @@ Commands:
   -h, --help   This text.
 
 Environment:
-  GCS_PORT           HTTP port                           [19443]
+  GCS_PORT           HTTP port                           [block+2]
   GCS_DATA_DIR       filesystem backend root             [.tools/gcs/data]
   GCS_TOOLS_DIR      work dir (log, pid)                 [.tools/gcs]
   GCS_START_TIMEOUT  seconds to wait for readiness       [30]

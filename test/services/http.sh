@@ -5,6 +5,8 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd -- "$SCRIPT_DIR/../.." && pwd -P)"
+# shellcheck source=test/services/lib/ports.sh
+source "$SCRIPT_DIR/lib/ports.sh"
 
 HTTP_TOOLS_DIR="${HTTP_TOOLS_DIR:-$REPO_ROOT/.tools/http}"
 DATA_DIR="$HTTP_TOOLS_DIR/data"
@@ -15,7 +17,7 @@ NGINX="${NGINX:-/usr/sbin/nginx}"
 APT_PACKAGE=nginx
 
 HOST=127.0.0.1
-HTTP_PORT="${HTTP_PORT:-19080}"
+HTTP_PORT="${HTTP_PORT:-$(checkout_port 4)}"
 HTTP_START_TIMEOUT="${HTTP_START_TIMEOUT:-20}"
 HTTP_STOP_TIMEOUT="${HTTP_STOP_TIMEOUT:-10}"
 URL="http://$HOST:$HTTP_PORT"
@@ -43,7 +45,7 @@ Commands:
   -h, --help   This text.
 
 Environment:
-  HTTP_PORT           port                              [19080]
+  HTTP_PORT           port                              [block+4]
   HTTP_TOOLS_DIR      work dir (conf, data, logs, pid)  [.tools/http]
   HTTP_START_TIMEOUT  seconds to wait for readiness     [20]
   HTTP_STOP_TIMEOUT   seconds before SIGKILL            [10]

@@ -6,6 +6,8 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd -- "$SCRIPT_DIR/../.." && pwd -P)"
+# shellcheck source=test/services/lib/ports.sh
+source "$SCRIPT_DIR/lib/ports.sh"
 
 POM="$SCRIPT_DIR/kafka/pom.xml"
 KAFKA_TOOLS_DIR="${KAFKA_TOOLS_DIR:-$REPO_ROOT/.tools/kafka}"
@@ -18,8 +20,8 @@ PORT_FILE="$KAFKA_TOOLS_DIR/broker.port"
 STAMP_FILE="$LIB_DIR/.pom.sha256"
 
 HOST=127.0.0.1
-KAFKA_PORT="${KAFKA_PORT:-19092}"
-KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
+KAFKA_PORT="${KAFKA_PORT:-$(checkout_port 9)}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$(checkout_port 10)}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
 # C1-only JIT: ~2 s faster start and ~30 MB less RSS on a 2-core box; set
 # KAFKA_JVM_OPTS to something without it when measuring broker throughput.
@@ -52,8 +54,8 @@ Commands:
   -h, --help       This text.
 
 Environment:
-  KAFKA_PORT             client (PLAINTEXT) port      [19092]
-  KAFKA_CONTROLLER_PORT  KRaft controller port        [19093]
+  KAFKA_PORT             client (PLAINTEXT) port      [block+9]
+  KAFKA_CONTROLLER_PORT  KRaft controller port        [block+10]
   KAFKA_DATA_DIR         log/metadata dir              [.tools/kafka/data]
   KAFKA_HEAP_OPTS        JVM heap flags                [-Xms128m -Xmx512m]
   KAFKA_JVM_OPTS         other JVM flags  [-XX:+UseG1GC -XX:MaxGCPauseMillis=20

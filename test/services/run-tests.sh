@@ -10,6 +10,12 @@
 # Extra arguments go to jest (e.g. `npm test -- adapters/eventlog`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# This checkout's block of test-server ports (test/services/lib/ports.sh), for the specs too.
+REPO_ROOT="$(pwd -P)"
+# shellcheck source=test/services/lib/ports.sh
+source test/services/lib/ports.sh
+SHOAL_TEST_PORT_BASE="$(checkout_port_base)"
+export SHOAL_TEST_PORT_BASE
 
 npm run --silent build
 bash test/services/tools.sh install

@@ -6,6 +6,8 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd -- "$SCRIPT_DIR/../.." && pwd -P)"
+# shellcheck source=test/services/lib/ports.sh
+source "$SCRIPT_DIR/lib/ports.sh"
 
 VERSITYGW_MODULE=github.com/versity/versitygw
 VERSITYGW_VERSION="${VERSITYGW_VERSION:-v1.7.0}"
@@ -22,7 +24,7 @@ PID_FILE="$S3_TOOLS_DIR/versitygw.pid"
 PORT_FILE="$S3_TOOLS_DIR/versitygw.port"
 
 HOST=127.0.0.1
-S3_PORT="${S3_PORT:-19070}"
+S3_PORT="${S3_PORT:-$(checkout_port 0)}"
 S3_ACCESS_KEY="${S3_ACCESS_KEY:-shoal-test}"
 S3_SECRET_KEY="${S3_SECRET_KEY:-shoal-test-secret}"
 S3_START_TIMEOUT="${S3_START_TIMEOUT:-30}"
@@ -52,7 +54,7 @@ Commands:
   -h, --help       This text.
 
 Environment:
-  S3_PORT            listen port                       [19070]
+  S3_PORT            listen port                       [block+0]
   S3_ACCESS_KEY      root access key id                [shoal-test]
   S3_SECRET_KEY      root secret access key            [shoal-test-secret]
   S3_START_TIMEOUT   seconds to wait for readiness     [30]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The CNCF distribution registry (Debian's docker-registry) as the "upstream" a Shoal
 # `registry` backend pulls through from. Two instances on loopback, each with its own storage:
-#   start        htpasswd (basic) auth on 127.0.0.1:19500
-#   start-token  token auth on 127.0.0.1:19501: the registry answers with a Bearer challenge
+#   start        htpasswd (basic) auth on 127.0.0.1:<block+6>
+#   start-token  token auth on 127.0.0.1:<block+7>: the registry answers with a Bearer challenge
 #                whose realm is a token issuer the test runs itself (it signs JWTs with the
 #                key and certificate this script generates with openssl).
 # Run `test/services/upstream-registry.sh --help` for usage.
@@ -10,6 +10,8 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd -- "$SCRIPT_DIR/../.." && pwd -P)"
+# shellcheck source=test/services/lib/ports.sh
+source "$SCRIPT_DIR/lib/ports.sh"
 
 WORK_DIR="${UPSTREAM_REGISTRY_DIR:-$REPO_ROOT/.tools/upstream-registry}"
 HTPASSWD_FILE="$WORK_DIR/htpasswd"
@@ -18,9 +20,9 @@ TOKEN_KEY="$TOKEN_DIR/key.pem"
 TOKEN_CERT="$TOKEN_DIR/cert.pem"
 
 HOST=127.0.0.1
-BASIC_PORT="${UPSTREAM_REGISTRY_PORT:-19500}"
-TOKEN_PORT="${UPSTREAM_REGISTRY_TOKEN_PORT:-19501}"
-TOKEN_REALM="${UPSTREAM_TOKEN_REALM:-http://$HOST:19502/token}"
+BASIC_PORT="${UPSTREAM_REGISTRY_PORT:-$(checkout_port 6)}"
+TOKEN_PORT="${UPSTREAM_REGISTRY_TOKEN_PORT:-$(checkout_port 7)}"
+TOKEN_REALM="${UPSTREAM_TOKEN_REALM:-http://$HOST:$(checkout_port 8)/token}"
 TOKEN_SERVICE=shoal-upstream
 TOKEN_ISSUER=shoal-test-issuer
 USERNAME=shoal
@@ -58,9 +60,9 @@ Commands:
   -h, --help           This text.
 
 Environment:
-  UPSTREAM_REGISTRY_PORT        basic-auth port                [19500]
-  UPSTREAM_REGISTRY_TOKEN_PORT  token-auth port                [19501]
-  UPSTREAM_TOKEN_REALM          token issuer URL               [http://$HOST:19502/token]
+  UPSTREAM_REGISTRY_PORT        basic-auth port                [block+6]
+  UPSTREAM_REGISTRY_TOKEN_PORT  token-auth port                [block+7]
+  UPSTREAM_TOKEN_REALM          token issuer URL               [http://$HOST:<block+8>/token]
   UPSTREAM_REGISTRY_DIR         work dir (config, data, logs)  [.tools/upstream-registry]
   UPSTREAM_REGISTRY_START_TIMEOUT  seconds to wait for readiness [30]
 EOF

@@ -209,9 +209,11 @@ describe('kafka EventLog topic and records', () => {
 // Restarting the broker disturbs every client of it, so this runs only on the broker that
 // test/services/kafka.sh manages (its default port), where the restart is ours to make.
 const script = join(root, 'test/services/kafka.sh');
-const ownBroker =
-  brokers.join(',') === `127.0.0.1:${process.env.KAFKA_PORT ?? '19092'}` &&
-  spawnSync('bash', [script, 'status'], { stdio: 'ignore' }).status === 0;
+const ownBroker = ((): boolean => {
+  const status = spawnSync('bash', [script, 'status'], { encoding: 'utf8', timeout: 30_000 });
+  const managed = /^KAFKA_BROKERS=(\S+)$/m.exec(status.stdout ?? '')?.[1];
+  return status.status === 0 && managed === brokers.join(',');
+})();
 
 (ownBroker ? describe : describe.skip)(
   `kafka EventLog across a broker restart${ownBroker ? '' : ' (NOT RUN: not kafka.sh’s broker)'}`,
