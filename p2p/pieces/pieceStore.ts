@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Result } from '../../domain';
 import { ShoalError, fail, ok } from '../../domain';
+import { syncDir, writevAll } from '../../kit/fs';
 import type { Metainfo } from '../metainfo';
 import { infoHash, pieceBounds, pieceCountOf, validateMetainfo } from '../metainfo';
 import { Bitfield } from '../wire/bitfield';
@@ -500,7 +501,7 @@ export class PieceWriter {
       const batch = this.queue.splice(0, maxBatch);
       const bytes = batch.reduce((sum, chunk) => sum + chunk.length, 0);
       try {
-        await writeFully(this.file, batch, bytes, this.position);
+        await writevAll(this.file, batch, this.position);
       } catch (error) {
         this.failure = error as Error;
       }
@@ -674,28 +675,6 @@ const writeSidecar = async (
   if (fsync) await syncDir(paths.dir);
 };
 
-const writeFully = async (
-  file: FileHandle,
-  chunks: Uint8Array[],
-  bytes: number,
-  position: number,
-): Promise<void> => {
-  const { bytesWritten } = await file.writev(chunks, position);
-  if (bytesWritten === bytes) return;
-  // Short writes are rare on regular files; finish byte by byte range.
-  const rest = Buffer.concat(chunks).subarray(bytesWritten);
-  let done = 0;
-  while (done < rest.length) {
-    const { bytesWritten: n } = await file.write(
-      rest,
-      done,
-      rest.length - done,
-      position + bytesWritten + done,
-    );
-    done += n;
-  }
-};
-
 /** Hashes the given pieces from the file; returns the ones that match. */
 const scanPieces = async (
   file: FileHandle,
@@ -768,15 +747,6 @@ const readRange = (file: FileHandle, start: number, length: number): Readable =>
       );
     },
   });
-};
-
-const syncDir = async (dir: string): Promise<void> => {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 };
 
 const removeQuietly = async (path: string): Promise<void> => {

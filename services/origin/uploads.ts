@@ -4,12 +4,13 @@ import { open, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ByteSource, Digest, RepoName } from '../../domain';
 import { ShoalError } from '../../domain';
+import { ensureDir, isMissing, syncDir } from '../../kit/fs';
 import type { MetainfoBuilder } from '../../p2p/metainfo';
 import type { BlobService, Published } from './blobs';
 import type { OriginContext } from './context';
 import { newSessionId, parseSessionId } from './sessionId';
 import { digestMismatch, tooLarge } from './store/contentStore';
-import { appendStream, ensureDir, isMissing, readChunkBytes, syncDir } from './store/files';
+import { appendStream, readChunkBytes } from './store/files';
 import { sessionBuilder } from './store/hashing';
 import type { UploadRow } from './store/originDb';
 

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import type { BlobStore, ByteRange, ByteSource, ObjectRead, ObjectStat } from '../../../domain';
 import { ShoalError, isShoalError, orThrow, parseObjectName, resolveRange } from '../../../domain';
+import { ensureDir, isMissing, syncDir, writeAll } from '../../../kit/fs';
 
 export type FilesystemBlobStoreOptions = {
   /** Directory holding the objects; created on first write. */
@@ -33,27 +34,6 @@ export const createFilesystemBlobStore = (options: FilesystemBlobStoreOptions): 
   const durable = options.fsync ?? true;
   const tempDir = join(root, tempDirName);
   const pathOf = (name: string) => join(root, ...orThrow(parseObjectName(name)).split('/'));
-
-  const syncDir = async (dir: string) => {
-    if (!durable) return;
-    const handle = await open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  };
-
-  /** mkdir -p that makes the new directory entries durable too. */
-  const ensureDir = async (dir: string) => {
-    const first = await mkdir(dir, { recursive: true });
-    if (first === undefined || !durable) return;
-    // fsync the parent of every directory created, from the deepest up.
-    for (let d = dir; ; d = dirname(d)) {
-      await syncDir(dirname(d));
-      if (d === first || dirname(d) === d) break;
-    }
-  };
 
   return {
     name: options.name ?? 'filesystem',
@@ -98,7 +78,7 @@ export const createFilesystemBlobStore = (options: FilesystemBlobStoreOptions): 
     put: async (name, body: ByteSource, putOptions = {}) => {
       const path = pathOf(name);
       const expected = putOptions.size;
-      await ensureDir(tempDir).catch((error: unknown) => {
+      await ensureDir(tempDir, { sync: durable }).catch((error: unknown) => {
         throw storageError(error, `create ${tempDir}`);
       });
       const temp = join(tempDir, randomBytes(12).toString('hex'));
@@ -125,9 +105,9 @@ export const createFilesystemBlobStore = (options: FilesystemBlobStoreOptions): 
         if (durable) await handle.sync();
         await handle.close();
         handle = undefined;
-        await ensureDir(dirname(path));
+        await ensureDir(dirname(path), { sync: durable });
         await rename(temp, path);
-        await syncDir(dirname(path));
+        if (durable) await syncDir(dirname(path));
         return { size: written };
       } catch (error) {
         await handle?.close().catch(() => undefined);
@@ -145,7 +125,7 @@ export const createFilesystemBlobStore = (options: FilesystemBlobStoreOptions): 
         if (isDirectory(error)) return false;
         throw storageError(error, `delete ${name}`);
       }
-      await syncDir(dirname(path));
+      if (durable) await syncDir(dirname(path));
       return true;
     },
 
@@ -167,7 +147,7 @@ async function* walk(root: string, dir: string, prefix: string): AsyncGenerator<
   try {
     entries = await readdir(dir, { withFileTypes: true });
   } catch (error) {
-    if (isMissing(error) || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return;
+    if (isMissing(error)) return;
     throw storageError(error, `list ${dir}`);
   }
   // Sorting directories as `name/` makes this depth-first walk yield names in code-point
@@ -189,27 +169,12 @@ async function* walk(root: string, dir: string, prefix: string): AsyncGenerator<
   }
 }
 
-const writeAll = async (
-  handle: Awaited<ReturnType<typeof open>>,
-  bytes: Uint8Array,
-): Promise<void> => {
-  let offset = 0;
-  while (offset < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset);
-    offset += bytesWritten;
-  }
-};
-
 const emptyStream = (handle: Awaited<ReturnType<typeof open>>) => {
   // Close the descriptor we opened, then hand out a stream that ends at once.
   void handle.close();
   return Readable.from([]);
 };
 
-const isMissing = (error: unknown) => {
-  const code = (error as NodeJS.ErrnoException | null)?.code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
-};
 const isDirectory = (error: unknown) => (error as NodeJS.ErrnoException | null)?.code === 'EISDIR';
 const isFsError = (error: unknown) =>
   typeof (error as NodeJS.ErrnoException | null)?.code === 'string' &&

@@ -1,49 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
-import { mkdir, open } from 'node:fs/promises';
-import { dirname } from 'node:path';
-
-/** fsync a directory, so the entries created or renamed in it survive a power loss. */
-export const syncDir = async (dir: string): Promise<void> => {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-};
-
-/** mkdir -p that also makes the new directory entries durable. */
-export const ensureDir = async (dir: string): Promise<void> => {
-  const first = await mkdir(dir, { recursive: true });
-  if (first === undefined) return;
-  for (let d = dir; ; d = dirname(d)) {
-    await syncDir(dirname(d));
-    if (d === first || dirname(d) === d) break;
-  }
-};
-
-/** Writes all of `bytes`; awaiting it is the back-pressure on the source. */
-export const writeAll = async (
-  handle: FileHandle,
-  bytes: Uint8Array,
-  position: number | null = null,
-): Promise<void> => {
-  let offset = 0;
-  while (offset < bytes.length) {
-    const { bytesWritten } = await handle.write(
-      bytes,
-      offset,
-      bytes.length - offset,
-      position === null ? null : position + offset,
-    );
-    offset += bytesWritten;
-  }
-};
-
-export const isMissing = (error: unknown): boolean => {
-  const code = (error as NodeJS.ErrnoException | null)?.code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
-};
+import { writevAll } from '../../../kit/fs';
 
 /**
  * Chunk size for reading blobs from disk. Measured with skopeo pulling through the proxy
@@ -52,30 +8,6 @@ export const isMissing = (error: unknown): boolean => {
  * that fits the CPU cache is still in it when it is copied into the socket.
  */
 export const readChunkBytes = 64 * 1024;
-
-/** Writes all of `buffers` at `position` with as few `writev` calls as the kernel allows. */
-export const writevAll = async (
-  handle: FileHandle,
-  buffers: readonly Uint8Array[],
-  position: number,
-): Promise<void> => {
-  let rest = buffers;
-  let at = position;
-  while (rest.length > 0) {
-    const { bytesWritten } = await handle.writev(rest as Uint8Array[], at);
-    at += bytesWritten;
-    let skip = bytesWritten;
-    const next: Uint8Array[] = [];
-    for (const buffer of rest) {
-      if (skip >= buffer.length) skip -= buffer.length;
-      else {
-        next.push(skip === 0 ? buffer : buffer.subarray(skip));
-        skip = 0;
-      }
-    }
-    rest = next;
-  }
-};
 
 /**
  * Appends to a file while the caller keeps reading its source: chunks queue in memory and

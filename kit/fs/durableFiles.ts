@@ -1,0 +1,84 @@
+import type { FileHandle } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+/*
+ * Helpers for files that must survive a crash: the origin's content store, the filesystem blob
+ * store and the P2P piece store write through these. A rename or a new file is durable only
+ * once its directory is fsynced; a write is complete only once every byte of it was taken
+ * (short writes are rare on regular files, but allowed).
+ */
+
+/** fsync a directory, so the entries created or renamed in it survive a power loss. */
+export const syncDir = async (dir: string): Promise<void> => {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+};
+
+/**
+ * mkdir -p that also makes the new directory entries durable (fsyncs the parent of every
+ * directory it created, deepest first). `sync: false` only creates them.
+ */
+export const ensureDir = async (dir: string, options: { sync?: boolean } = {}): Promise<void> => {
+  const first = await mkdir(dir, { recursive: true });
+  if (first === undefined || options.sync === false) return;
+  for (let d = dir; ; d = dirname(d)) {
+    await syncDir(dirname(d));
+    if (d === first || dirname(d) === d) break;
+  }
+};
+
+/**
+ * Writes all of `bytes` at `position` (null: at the file's current offset); awaiting it is
+ * the back-pressure on the source.
+ */
+export const writeAll = async (
+  handle: FileHandle,
+  bytes: Uint8Array,
+  position: number | null = null,
+): Promise<void> => {
+  let offset = 0;
+  while (offset < bytes.length) {
+    const { bytesWritten } = await handle.write(
+      bytes,
+      offset,
+      bytes.length - offset,
+      position === null ? null : position + offset,
+    );
+    offset += bytesWritten;
+  }
+};
+
+/** Writes all of `buffers` at `position` with as few `writev` calls as the kernel allows. */
+export const writevAll = async (
+  handle: FileHandle,
+  buffers: readonly Uint8Array[],
+  position: number,
+): Promise<void> => {
+  let rest = buffers;
+  let at = position;
+  while (rest.length > 0) {
+    const { bytesWritten } = await handle.writev(rest as Uint8Array[], at);
+    at += bytesWritten;
+    let skip = bytesWritten;
+    const next: Uint8Array[] = [];
+    for (const buffer of rest) {
+      if (skip >= buffer.length) skip -= buffer.length;
+      else {
+        next.push(skip === 0 ? buffer : buffer.subarray(skip));
+        skip = 0;
+      }
+    }
+    rest = next;
+  }
+};
+
+/** Whether a file system error says the path (or a directory on it) does not exist. */
+export const isMissing = (error: unknown): boolean => {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+};

@@ -1,0 +1,1 @@
+export { ensureDir, isMissing, syncDir, writeAll, writevAll } from './durableFiles';
