@@ -1,1 +1,3 @@
+export * from './fileReads';
 export * from './pieceStore';
+export * from './pieceWriter';

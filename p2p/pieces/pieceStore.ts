@@ -2,25 +2,28 @@ import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Result } from '../../domain';
 import { ShoalError, fail, ok } from '../../domain';
-import { syncDir, writevAll } from '../../kit/fs';
+import { syncDir } from '../../kit/fs';
 import type { Metainfo } from '../metainfo';
 import { infoHash, pieceBounds, pieceCountOf, validateMetainfo } from '../metainfo';
 import { Bitfield } from '../wire/bitfield';
+import { pieceRange, readFully, readRange } from './fileReads';
+import type { PieceOutcome } from './pieceWriter';
+import { PieceWriter } from './pieceWriter';
+import { readSidecar, sidecarHeaderLength, writeSidecar } from './sidecar';
 
 /*
  * Files of one blob in `dir`, named from its digest (`sha256:<hex>` → `sha256-<hex>`, no ':'
  * so the names are safe everywhere):
  *
  *   sha256-<hex>.part      the blob, pre-sized, pieces written in place at their offsets
- *   sha256-<hex>.bitfield  which pieces of the .part are verified and durable (sidecar below)
+ *   sha256-<hex>.bitfield  which pieces of the .part are verified and durable (sidecar.ts)
  *   sha256-<hex>           the complete blob, whole digest verified: its existence means complete
  *
- * Sidecar layout: "shoal-bf" (8 bytes) | version 1 (1) | info hash (32, raw) |
- * piece count (uint32 BE) | bitfield in wire layout. It names the metainfo it belongs to, so a
- * sidecar left by another piece length is discarded rather than trusted.
+ * The sidecar names the metainfo it belongs to (layout in `sidecar.ts`), so a sidecar left
+ * by another piece length is discarded rather than trusted.
  *
  * Durability: pieces are written without fsync. Every `checkpointIntervalMs` (and on close)
  * a checkpoint fdatasyncs the .part and then writes the bitfield as it was before the sync, in
@@ -37,12 +40,7 @@ import { Bitfield } from '../wire/bitfield';
  * clears the bad ones and reports them for fetching again.
  */
 
-const sidecarMagic = Buffer.from('shoal-bf', 'ascii');
-const sidecarVersion = 1;
-const sidecarHeaderLength = sidecarMagic.length + 1 + 32 + 4;
 const readChunk = 1024 * 1024;
-/** Most buffers in one `writev` (below IOV_MAX). */
-const maxBatch = 512;
 
 /** The file name of a blob (complete) in a piece store's directory. */
 export const blobFileName = (digest: string): string => digest.replace(':', '-');
@@ -59,13 +57,6 @@ export type PieceStoreOptions = {
   /** Bytes a piece writer queues before `write` asks the caller to wait. Default 1 MiB. */
   readonly writeHighWaterMark?: number;
 };
-
-export type PieceOutcome =
-  | { readonly kind: 'stored' }
-  | { readonly kind: 'bad-hash' }
-  | { readonly kind: 'bad-length'; readonly received: number }
-  | { readonly kind: 'aborted' }
-  | { readonly kind: 'io-error'; readonly error: Error };
 
 /** Why a piece cannot be written now. */
 export type PieceRefusal = 'present' | 'busy' | 'out-of-range' | 'closed';
@@ -239,19 +230,7 @@ export class PieceStore {
   async read(index: number, begin = 0, length?: number): Promise<Buffer | undefined> {
     const range = this.readable(index, begin, length);
     if (range === undefined) return undefined;
-    const buffer = Buffer.allocUnsafe(range.length);
-    let filled = 0;
-    while (filled < range.length) {
-      const { bytesRead } = await this.file.read(
-        buffer,
-        filled,
-        range.length - filled,
-        range.start + filled,
-      );
-      if (bytesRead === 0) return undefined;
-      filled += bytesRead;
-    }
-    return buffer;
+    return readFully(this.file, range.start, range.length);
   }
 
   /**
@@ -322,10 +301,7 @@ export class PieceStore {
     length: number | undefined,
   ): { start: number; length: number } | undefined {
     if (this.state === 'closed' || !this.present.has(index)) return undefined;
-    const size = this.pieceSize(index);
-    const n = length ?? size - begin;
-    if (!Number.isInteger(begin) || begin < 0 || n < 1 || begin + n > size) return undefined;
-    return { start: pieceBounds(this.metainfo, index).start + begin, length: n };
+    return pieceRange(this.metainfo, index, begin, length);
   }
 
   private async writeCheckpoint(): Promise<void> {
@@ -371,151 +347,6 @@ export class PieceStore {
       this.stats.ioErrors += 1;
       throw storageError(`cannot finalize ${this.metainfo.digest}`, error);
     }
-  }
-}
-
-/**
- * Writes one piece: hashes each chunk as it is given (in order), queues it for an in-place
- * write, and on `end` checks length and hash before the piece becomes present. A refused
- * piece's bytes stay in the .part file but are never marked, read or announced; the next
- * attempt overwrites them.
- */
-export class PieceWriter {
-  readonly index: number;
-  /** The piece's length. */
-  readonly size: number;
-  private readonly store: PieceStore;
-  private readonly file: FileHandle;
-  private readonly highWaterMark: number;
-  private readonly expected: string;
-  private readonly hash = createHash('sha256');
-  private position: number;
-  private received_ = 0;
-  private queue: Uint8Array[] = [];
-  private queued = 0;
-  private flushing: Promise<void> | undefined;
-  private failure: Error | undefined;
-  private aborted = false;
-  private drainWaiters: (() => void)[] = [];
-  private outcome: Promise<PieceOutcome> | undefined;
-
-  /** @internal Use `PieceStore.beginPiece`. */
-  constructor(
-    store: PieceStore,
-    file: FileHandle,
-    index: number,
-    start: number,
-    size: number,
-    options: { highWaterMark: number; expected: string },
-  ) {
-    this.store = store;
-    this.file = file;
-    this.index = index;
-    this.position = start;
-    this.size = size;
-    this.highWaterMark = options.highWaterMark;
-    this.expected = options.expected;
-  }
-
-  /** Bytes given so far. */
-  get received(): number {
-    return this.received_;
-  }
-
-  /**
-   * Gives the next bytes of the piece. Returns false when the caller should wait for
-   * {@link drained} before giving more (e.g. pause the connection's reading).
-   */
-  write(chunk: Uint8Array): boolean {
-    return this.writeAll([chunk]);
-  }
-
-  /** Gives several chunks at once: queued together, so they go out in one `writev`. */
-  writeAll(chunks: readonly Uint8Array[]): boolean {
-    if (this.outcome !== undefined || this.aborted) return false;
-    for (const chunk of chunks) {
-      this.received_ += chunk.length;
-      if (this.received_ > this.size) break; // refused at `end`; never written past the piece
-      this.hash.update(chunk);
-      this.queue.push(chunk);
-      this.queued += chunk.length;
-    }
-    this.flush();
-    return this.queued < this.highWaterMark;
-  }
-
-  /** Resolves when the queue is below the high-water mark. */
-  drained(): Promise<void> {
-    if (this.queued < this.highWaterMark || this.failure !== undefined || this.aborted) {
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.drainWaiters.push(resolve));
-  }
-
-  /** Discards the piece (e.g. its connection closed); `end` then resolves `aborted`. */
-  abort(): void {
-    this.aborted = true;
-    this.queue = [];
-    this.queued = 0;
-    this.wakeDrainWaiters();
-  }
-
-  /** Finishes the piece: waits for its writes, verifies it, marks it present if good. */
-  end(): Promise<PieceOutcome> {
-    this.outcome ??= this.finish();
-    return this.outcome;
-  }
-
-  private async finish(): Promise<PieceOutcome> {
-    // The slot is released only after the last write settled, so that a later writer of
-    // the same piece cannot be overtaken by a stale write.
-    while (this.flushing !== undefined) await this.flushing;
-    this.store.release(this);
-    const stats = this.store.stats;
-    if (this.aborted) return { kind: 'aborted' };
-    if (this.failure !== undefined) {
-      stats.ioErrors += 1;
-      return { kind: 'io-error', error: this.failure };
-    }
-    if (this.received_ !== this.size) {
-      stats.rejected += 1;
-      stats.rejectedBytes += this.received_;
-      return { kind: 'bad-length', received: this.received_ };
-    }
-    if (this.hash.digest('hex') !== this.expected) {
-      stats.rejected += 1;
-      stats.rejectedBytes += this.received_;
-      return { kind: 'bad-hash' };
-    }
-    this.store.markPresent(this.index);
-    return { kind: 'stored' };
-  }
-
-  private flush(): void {
-    if (this.flushing !== undefined) return;
-    this.flushing = this.drain().finally(() => (this.flushing = undefined));
-  }
-
-  private async drain(): Promise<void> {
-    while (this.queue.length > 0 && !this.aborted && this.failure === undefined) {
-      const batch = this.queue.splice(0, maxBatch);
-      const bytes = batch.reduce((sum, chunk) => sum + chunk.length, 0);
-      try {
-        await writevAll(this.file, batch, this.position);
-      } catch (error) {
-        this.failure = error as Error;
-      }
-      this.position += bytes;
-      this.queued -= bytes;
-      if (this.queued < this.highWaterMark) this.wakeDrainWaiters();
-    }
-    if (this.failure !== undefined) this.wakeDrainWaiters();
-  }
-
-  private wakeDrainWaiters(): void {
-    const waiters = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const resolve of waiters) resolve();
   }
 }
 
@@ -618,63 +449,6 @@ const openForUpdate = async (path: string): Promise<FileHandle> => {
   }
 };
 
-const readSidecar = async (
-  path: string,
-  swarm: Buffer,
-  pieceCount: number,
-): Promise<Bitfield | undefined> => {
-  let file: FileHandle;
-  try {
-    file = await open(path, 'r');
-  } catch {
-    return undefined;
-  }
-  try {
-    const expected = sidecarHeaderLength + Bitfield.byteLengthOf(pieceCount);
-    const bytes = Buffer.alloc(expected);
-    const { bytesRead } = await file.read(bytes, 0, expected, 0);
-    if (bytesRead !== expected || (await file.stat()).size !== expected) return undefined;
-    let at = 0;
-    if (!bytes.subarray(0, sidecarMagic.length).equals(sidecarMagic)) return undefined;
-    at += sidecarMagic.length;
-    if (bytes.readUInt8(at) !== sidecarVersion) return undefined;
-    at += 1;
-    if (!bytes.subarray(at, at + 32).equals(swarm)) return undefined;
-    at += 32;
-    if (bytes.readUInt32BE(at) !== pieceCount) return undefined;
-    at += 4;
-    const field = bytes.subarray(at);
-    if (!Bitfield.spareBitsClear(pieceCount, field)) return undefined;
-    return new Bitfield(pieceCount, field);
-  } finally {
-    await file.close();
-  }
-};
-
-/** Writes a fresh sidecar atomically (temp file, fsync, rename). */
-const writeSidecar = async (
-  paths: BlobPaths,
-  swarm: Buffer,
-  present: Bitfield,
-  fsync: boolean,
-): Promise<void> => {
-  const header = Buffer.alloc(sidecarHeaderLength);
-  let at = sidecarMagic.copy(header, 0);
-  at = header.writeUInt8(sidecarVersion, at);
-  at += swarm.copy(header, at);
-  header.writeUInt32BE(present.length, at);
-  const temp = `${paths.sidecar}.tmp`;
-  const file = await open(temp, 'w');
-  try {
-    await file.writev([header, present.toBuffer()], 0);
-    if (fsync) await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(temp, paths.sidecar);
-  if (fsync) await syncDir(paths.dir);
-};
-
 /** Hashes the given pieces from the file; returns the ones that match. */
 const scanPieces = async (
   file: FileHandle,
@@ -714,39 +488,6 @@ const hashRange = async (
     at += bytesRead;
   }
   return true;
-};
-
-/**
- * A stream of `[start, start + length)` read through the FileHandle in 64 KiB chunks.
- * (`FileHandle.createReadStream` adds a 'close' listener to the handle per stream and never
- * removes it: a leak for a handle that serves thousands of pieces. A numeric fd is no better:
- * after the store closes it, the number may name another file.)
- */
-const readRange = (file: FileHandle, start: number, length: number): Readable => {
-  let position = start;
-  const end = start + length;
-  return new Readable({
-    highWaterMark: 64 * 1024,
-    read(size) {
-      const n = Math.min(Math.max(size, 16 * 1024), end - position);
-      if (n <= 0) {
-        this.push(null);
-        return;
-      }
-      const buffer = Buffer.allocUnsafe(n);
-      file.read(buffer, 0, n, position).then(
-        ({ bytesRead }) => {
-          if (bytesRead === 0) {
-            this.destroy(new Error('the piece store file is shorter than the blob'));
-            return;
-          }
-          position += bytesRead;
-          this.push(bytesRead === n ? buffer : buffer.subarray(0, bytesRead));
-        },
-        (error: Error) => this.destroy(error),
-      );
-    },
-  });
 };
 
 const removeQuietly = async (path: string): Promise<void> => {
