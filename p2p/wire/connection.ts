@@ -3,154 +3,61 @@ import type { Socket } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import type { Result } from '../../domain';
 import { fail, ok } from '../../domain';
-import type { RateLimiter } from '../bandwidth';
+import type { CancelTimer, Timers } from '../timers';
+import { systemTimers } from '../timers';
 import { Bitfield } from './bitfield';
-import type { ErrorMessage, HandshakeMessage, RequestMessage } from './codec';
+import type { ErrorMessage, HandshakeMessage } from './codec';
 import {
   connectionError,
-  encodeCancel,
   encodeComplete,
   encodeError,
   encodeHandshake,
   encodeHave,
   encodeKeepalive,
-  encodePieceHeader,
-  encodeRequest,
 } from './codec';
+import type {
+  CloseReason,
+  LocalSwarm,
+  PeerConnectionEvents,
+  PeerConnectionOptions,
+  RemotePeer,
+  SwarmRefusal,
+  SwarmResolver,
+} from './connectionTypes';
 import {
   defaultBlockLength,
   handshakeFlags,
   isRequestErrorCode,
   maxBlockLength,
-  maxPendingRequests,
   maxPieceCount,
-  maxRequestLength,
   minProtocolVersion,
-  noPieceIndex,
-  pieceHeaderLength,
   protocolVersion,
   wireDefaults,
   wireErrorCodes,
   wireErrorNameOf,
 } from './constants';
+import { FrameWriter } from './frameWriter';
 import type { ControlMessage, PieceFrame } from './framer';
 import { Framer } from './framer';
-import type { Violation, WireStats } from './violations';
+import { RequestExchange } from './requestExchange';
+import type { Violation } from './violations';
 import { violation } from './violations';
 
-/** What this side serves or fetches on a connection: one blob's swarm. */
-export type LocalSwarm = {
-  /** Lowercase hex info hash of the metainfo (64 characters). */
-  readonly infoHash: string;
-  /** The blob's length and piece length, from the metainfo. */
-  readonly length: number;
-  readonly pieceLength: number;
-  /** Pieces this side has; a snapshot goes into the handshake. */
-  readonly bitfield: Bitfield;
-};
-
-export type RemotePeer = {
-  readonly peerId: Buffer;
-  /** The protocol version of the session: the lower of both sides' highest. */
-  readonly version: number;
-  readonly origin: boolean;
-  /** The peer's pieces: its handshake bitfield, kept current by `have` and `complete`. */
-  readonly bitfield: Bitfield;
-};
-
-/** The acceptor's answer to a dialer's handshake: serve the swarm, or refuse with a code. */
-export type SwarmRefusal = { readonly refuse: number; readonly message: string };
-export type SwarmResolver = (remote: {
-  readonly infoHash: string;
-  readonly peerId: Buffer;
-  readonly origin: boolean;
-  readonly pieceCount: number;
-}) => LocalSwarm | SwarmRefusal | undefined | Promise<LocalSwarm | SwarmRefusal | undefined>;
-
-export type PieceRequest = {
-  readonly index: number;
-  readonly begin: number;
-  readonly length: number;
-};
-
-/** One received block of a request, its payload as slices of the socket's buffers. */
-export type PieceBlock = {
-  readonly index: number;
-  /** Offset of this block within the piece. */
-  readonly begin: number;
-  readonly length: number;
-  readonly chunks: readonly Buffer[];
-  /** The request this block answers. */
-  readonly request: PieceRequest;
-  /** Whether this block completes the request. */
-  readonly done: boolean;
-};
-
-export type CloseKind =
-  /** `close()` or `error()` on this side. */
-  | 'local'
-  /** The peer broke the protocol. */
-  | 'violation'
-  /** The peer sent a connection-scoped error frame. */
-  | 'remote-error'
-  /** The peer closed the stream. */
-  | 'ended'
-  | 'socket-error'
-  | 'handshake-timeout'
-  /** Nothing received for `idleTimeoutMs` (keepalives count). */
-  | 'idle-timeout'
-  /** A write has not drained for `idleTimeoutMs`: the peer stopped reading. */
-  | 'write-stalled';
-
-export type CloseReason = {
-  readonly kind: CloseKind;
-  readonly message: string;
-  readonly violation?: Violation;
-  /** The wire error code sent (local) or received (remote-error). */
-  readonly code?: number;
-};
-
-export type PeerConnectionEvents = {
-  have: [index: number];
-  complete: [];
-  /** The peer asks for a range: answer with `sendPiece` or `reject`. */
-  request: [request: PieceRequest];
-  /** The peer cancelled a request of its own; the connection has answered it. */
-  cancel: [request: PieceRequest];
-  piece: [block: PieceBlock];
-  /** The peer answered one of our requests with an error (not after our own cancel). */
-  rejected: [request: PieceRequest, code: number, message: string];
-  close: [reason: CloseReason];
-};
-
-export type PeerConnectionOptions = {
-  /** This side's peer id, 20–32 bytes. */
-  readonly peerId: Buffer;
-  /** This side is an origin (flag in the handshake). */
-  readonly origin?: boolean;
-  readonly handshakeTimeoutMs?: number;
-  readonly keepaliveIntervalMs?: number;
-  readonly idleTimeoutMs?: number;
-  /** Payload bytes per piece frame this side sends, ≤ 256 KiB. Default 64 KiB. */
-  readonly blockLength?: number;
-  /** Host-wide limiters (see `p2p/bandwidth`); every byte read and every piece frame sent. */
-  readonly ingress?: RateLimiter;
-  readonly egress?: RateLimiter;
-  /** Shared counters of violations and closes. */
-  readonly stats?: WireStats;
-  /** Called when the peer breaks the protocol, just before the connection closes. */
-  readonly onViolation?: (violation: Violation, connection: PeerConnection) => void;
-  /** Milliseconds, monotonic; default `performance.now`. */
-  readonly now?: () => number;
-};
+/** The types of a connection's API live beside it; they are part of it. */
+export type {
+  CloseKind,
+  CloseReason,
+  LocalSwarm,
+  PeerConnectionEvents,
+  PeerConnectionOptions,
+  PieceBlock,
+  PieceRequest,
+  RemotePeer,
+  SwarmRefusal,
+  SwarmResolver,
+} from './connectionTypes';
 
 type Phase = 'new' | 'dialing' | 'accepting' | 'resolving' | 'open' | 'closed';
-
-type Outgoing = PieceRequest & { received: number; cancelled: boolean };
-type Incoming = PieceRequest & {
-  state: 'open' | 'queued' | 'sending' | 'answered';
-  cancelled: boolean;
-};
 
 type HandshakeResult = Result<RemotePeer, CloseReason>;
 
@@ -178,8 +85,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   readonly socket: Duplex;
   private readonly options: PeerConnectionOptions;
   private readonly now: () => number;
-  private readonly blockLength: number;
+  private readonly timers: Timers;
   private readonly framer: Framer;
+  private readonly writer: FrameWriter;
+  private readonly exchange: RequestExchange;
   private readonly abort = new AbortController();
   private phase: Phase = 'new';
   private local: (LocalSwarm & { pieceCount: number }) | undefined;
@@ -187,21 +96,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private expectedPeerId: Buffer | undefined;
   private resolver: SwarmResolver | undefined;
   private settle: ((result: HandshakeResult) => void) | undefined;
-  private readonly outgoing = new Map<number, Outgoing>();
-  private readonly incoming = new Map<number, Incoming>();
-  private sendChain: Promise<unknown> = Promise.resolve();
-  private handshakeTimer: NodeJS.Timeout | undefined;
-  private ticker: NodeJS.Timeout | undefined;
+  private cancelHandshakeTimer: CancelTimer | undefined;
+  private stopTicker: CancelTimer | undefined;
   private lastReceived: number;
-  private lastSent: number;
-  private drainWaiters: (() => void)[] = [];
-  private drainSince = 0;
   private readonly pauses = new Set<'limiter' | 'user'>();
   private ingressWaits = 0;
   private closeReason_: CloseReason | undefined;
-  /** Piece payload bytes sent and received (blocks of cancelled requests included). */
-  payloadSent = 0;
-  payloadReceived = 0;
 
   constructor(socket: Duplex, options: PeerConnectionOptions) {
     super();
@@ -211,9 +111,33 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     }
     this.socket = socket;
     this.options = options;
-    this.blockLength = blockLength;
-    this.now = options.now ?? (() => performance.now());
-    this.lastReceived = this.lastSent = this.now();
+    const timers = options.timers ?? systemTimers;
+    this.timers = timers;
+    this.now = options.now ?? (() => timers.now());
+    this.lastReceived = this.now();
+    this.writer = new FrameWriter({
+      socket,
+      now: this.now,
+      blockLength,
+      egress: options.egress,
+      signal: this.abort.signal,
+      closed: () => this.closed,
+    });
+    this.exchange = new RequestExchange(
+      {
+        isOpen: () => this.isOpen,
+        closed: () => this.closed,
+        inRange: (index) => this.inRange(index),
+        checkIndex: (index, what) => this.checkIndex(index, what),
+        pieceSize: (index) => this.pieceSize(index),
+        violate: (reason) => this.violate(reason),
+        request: (request) => this.emit('request', request),
+        cancel: (request) => this.emit('cancel', request),
+        piece: (block) => this.emit('piece', block),
+        rejected: (request, code, message) => this.emit('rejected', request, code, message),
+      },
+      this.writer,
+    );
     this.framer = new Framer({
       message: (message) => this.onMessage(message),
       piece: (frame) => this.onPiece(frame),
@@ -225,7 +149,15 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     );
     socket.on('end', () => this.shutdown({ kind: 'ended', message: 'peer closed the stream' }));
     socket.on('close', () => this.shutdown({ kind: 'ended', message: 'stream closed' }));
-    socket.on('drain', () => this.flushDrainWaiters());
+  }
+
+  /** Piece payload bytes sent and received (blocks of cancelled requests included). */
+  get payloadSent(): number {
+    return this.writer.payloadSent;
+  }
+
+  get payloadReceived(): number {
+    return this.exchange.payloadReceived;
   }
 
   /** The peer, once the handshakes are done. */
@@ -251,12 +183,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   /** Our requests not yet answered in full (cancelled ones until their answer arrives). */
   get pendingRequests(): number {
-    return this.outgoing.size;
+    return this.exchange.pending;
   }
 
   /** The peer's requests not yet answered. */
   get servingRequests(): number {
-    return this.incoming.size;
+    return this.exchange.serving;
   }
 
   /** Dials into a swarm: sends our handshake and waits for the acceptor's. */
@@ -269,7 +201,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.expectedPeerId = options.expectedPeerId;
     this.phase = 'dialing';
     const result = this.startHandshake();
-    this.writeFrame(this.handshakeFrame());
+    this.writer.write(this.handshakeFrame());
     return result;
   }
 
@@ -283,13 +215,13 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   sendHave(index: number): boolean {
     if (!this.isOpen || !this.inRange(index)) return false;
-    this.writeFrame(encodeHave(index));
+    this.writer.write(encodeHave(index));
     return true;
   }
 
   sendComplete(): boolean {
     if (!this.isOpen) return false;
-    this.writeFrame(encodeComplete());
+    this.writer.write(encodeComplete());
     return true;
   }
 
@@ -298,22 +230,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
    * when closed, out of range, already requested on this connection, or at the request cap.
    */
   request(index: number, begin = 0, length?: number): boolean {
-    if (!this.isOpen || !this.inRange(index)) return false;
-    const size = length ?? this.pieceSize(index) - begin;
-    if (!this.validRange(index, begin, size)) return false;
-    if (this.outgoing.has(index) || this.outgoing.size >= maxPendingRequests) return false;
-    this.outgoing.set(index, { index, begin, length: size, received: 0, cancelled: false });
-    this.writeFrame(encodeRequest(index, begin, size));
-    return true;
+    return this.exchange.request(index, begin, length);
   }
 
   /** Cancels our request for a piece; blocks still arriving for it are dropped. */
   cancel(index: number): boolean {
-    const request = this.outgoing.get(index);
-    if (!this.isOpen || request === undefined || request.cancelled) return false;
-    request.cancelled = true;
-    this.writeFrame(encodeCancel(request.index, request.begin, request.length));
-    return true;
+    return this.exchange.cancel(index);
   }
 
   /**
@@ -323,29 +245,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
    * or failing: the peer then gets `CANCELLED` or `UNAVAILABLE`). Never rejects.
    */
   sendPiece(index: number, begin: number, data: Buffer | Readable): Promise<boolean> {
-    const request = this.incoming.get(index);
-    if (
-      !this.isOpen ||
-      request === undefined ||
-      request.state !== 'open' ||
-      request.begin !== begin
-    ) {
-      if (!Buffer.isBuffer(data)) data.destroy();
-      return Promise.resolve(false);
-    }
-    request.state = 'queued';
-    const sent = this.sendChain.then(() => this.streamResponse(request, data));
-    this.sendChain = sent;
-    return sent;
+    return this.exchange.sendPiece(index, begin, data);
   }
 
   /** Answers the peer's request for `index` with an error (default `UNAVAILABLE`). */
   reject(index: number, code: number = wireErrorCodes.UNAVAILABLE, message = ''): boolean {
-    const request = this.incoming.get(index);
-    if (!this.isOpen || request === undefined || request.state !== 'open') return false;
-    if (!isRequestErrorCode(code)) throw new RangeError(`${code} is not a request error code`);
-    this.answer(request, code, message);
-    return true;
+    return this.exchange.reject(index, code, message);
   }
 
   /** Sends a connection-scoped error (code ≥ 16) and closes. */
@@ -394,11 +299,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private startHandshake(): Promise<HandshakeResult> {
     const result = new Promise<HandshakeResult>((resolve) => (this.settle = resolve));
     const timeout = this.options.handshakeTimeoutMs ?? wireDefaults.handshakeTimeoutMs;
-    this.handshakeTimer = setTimeout(
-      () => this.shutdown({ kind: 'handshake-timeout', message: `no handshake in ${timeout} ms` }),
-      timeout,
+    this.cancelHandshakeTimer = this.timers.after(timeout, () =>
+      this.shutdown({ kind: 'handshake-timeout', message: `no handshake in ${timeout} ms` }),
     );
-    this.handshakeTimer.unref?.();
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     return result;
   }
@@ -476,19 +379,19 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       );
       return;
     }
-    this.writeFrame(this.handshakeFrame());
+    this.writer.write(this.handshakeFrame());
     this.open(remote);
   }
 
   private open(remote: RemotePeer): void {
     this.phase = 'open';
     this.remote_ = remote;
-    clearTimeout(this.handshakeTimer);
+    this.cancelHandshakeTimer?.();
     this.lastReceived = this.now();
     const keepalive = this.options.keepaliveIntervalMs ?? wireDefaults.keepaliveIntervalMs;
     const idle = this.options.idleTimeoutMs ?? wireDefaults.idleTimeoutMs;
-    this.ticker = setInterval(() => this.tick(), Math.max(5, Math.min(keepalive, idle) / 4));
-    this.ticker.unref?.();
+    const period = Math.max(5, Math.min(keepalive, idle) / 4);
+    this.stopTicker = this.timers.every(period, () => this.tick());
     this.settle?.(ok(remote));
     this.settle = undefined;
   }
@@ -535,38 +438,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         this.emit('complete');
         return;
       case 'request':
-        this.onRequest(message);
+        this.exchange.onRequest(message);
         return;
       case 'cancel':
-        this.onCancel(message);
+        this.exchange.onCancel(message);
         return;
     }
-  }
-
-  private onRequest(message: RequestMessage): void {
-    const { index, begin, length } = message;
-    if (!this.checkIndex(index, 'request')) return;
-    if (!this.validRange(index, begin, length)) {
-      this.violate(violation('request-out-of-range', `${index}:${begin}+${length}`));
-    } else if (this.incoming.has(index)) {
-      this.violate(violation('duplicate-request', `piece ${index} already requested`));
-    } else if (this.incoming.size >= maxPendingRequests) {
-      this.violate(violation('too-many-requests', `over ${maxPendingRequests}`));
-    } else {
-      this.incoming.set(index, { index, begin, length, state: 'open', cancelled: false });
-      this.emit('request', { index, begin, length });
-    }
-  }
-
-  private onCancel(message: { index: number; begin: number; length: number }): void {
-    if (!this.checkIndex(message.index, 'cancel')) return;
-    const request = this.incoming.get(message.index);
-    // A cancel crossing our last block is normal: there is nothing left to answer.
-    if (request === undefined || request.begin !== message.begin) return;
-    if (request.length !== message.length || request.cancelled) return;
-    request.cancelled = true;
-    if (request.state !== 'sending') this.answer(request, wireErrorCodes.CANCELLED, 'cancelled');
-    this.emit('cancel', { index: request.index, begin: request.begin, length: request.length });
   }
 
   private onError(message: ErrorMessage): void {
@@ -579,20 +456,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       });
       return;
     }
-    const request = this.outgoing.get(message.index);
-    if (
-      message.index === noPieceIndex ||
-      request === undefined ||
-      request.begin !== message.begin ||
-      request.length !== message.length
-    ) {
-      this.violate(violation('unsolicited-answer', `error ${message.code} for ${message.index}`));
-      return;
-    }
-    this.outgoing.delete(message.index);
-    if (!request.cancelled) {
-      this.emit('rejected', toRequest(request), message.code, message.message);
-    }
+    this.exchange.onAnswer(message);
   }
 
   private onPiece(frame: PieceFrame): void {
@@ -600,126 +464,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       this.violate(violation('message-before-handshake', 'piece'));
       return;
     }
-    if (!this.checkIndex(frame.index, 'piece')) return;
-    const request = this.outgoing.get(frame.index);
-    if (
-      request === undefined ||
-      frame.begin !== request.begin + request.received ||
-      frame.length > request.length - request.received
-    ) {
-      this.violate(violation('unsolicited-piece', `${frame.index}:${frame.begin}+${frame.length}`));
-      return;
-    }
-    request.received += frame.length;
-    this.payloadReceived += frame.length;
-    const done = request.received === request.length;
-    if (done) this.outgoing.delete(frame.index);
-    if (request.cancelled) return;
-    this.emit('piece', {
-      index: frame.index,
-      begin: frame.begin,
-      length: frame.length,
-      chunks: frame.chunks,
-      request: toRequest(request),
-      done,
-    });
-  }
-
-  // --- sending -------------------------------------------------------------------------------
-
-  private async streamResponse(request: Incoming, data: Buffer | Readable): Promise<boolean> {
-    if (this.closed || request.state !== 'queued') {
-      if (!Buffer.isBuffer(data)) data.destroy();
-      return false;
-    }
-    request.state = 'sending';
-    let sent = 0;
-    let failure = '';
-    try {
-      const source: Iterable<Buffer> | AsyncIterable<Buffer> = Buffer.isBuffer(data)
-        ? [data]
-        : data;
-      stream: for await (const chunk of source) {
-        for (let at = 0; at < chunk.length;) {
-          const length = Math.min(this.blockLength, chunk.length - at, request.length - sent);
-          if (this.closed || request.cancelled || length === 0) break stream;
-          const egress = this.options.egress;
-          const frameLength = pieceHeaderLength + length;
-          if (egress !== undefined && !egress.tryTake(frameLength)) {
-            await egress.take(frameLength, this.abort.signal);
-          }
-          if (this.closed || request.cancelled) break stream;
-          const flushed = this.writePieceFrame(
-            request.index,
-            request.begin + sent,
-            chunk.subarray(at, at + length),
-          );
-          at += length;
-          sent += length;
-          if (!flushed) await this.waitDrain();
-        }
-        if (sent === request.length) break;
-      }
-    } catch (error) {
-      failure = (error as Error).message;
-    }
-    if (!Buffer.isBuffer(data) && !data.destroyed) data.destroy();
-    if (this.closed) return false;
-    if (sent === request.length) {
-      request.state = 'answered';
-      this.incoming.delete(request.index);
-      return true;
-    }
-    if (request.cancelled) this.answer(request, wireErrorCodes.CANCELLED, 'cancelled');
-    else this.answer(request, wireErrorCodes.UNAVAILABLE, failure || 'source ended early');
-    return false;
-  }
-
-  private answer(request: Incoming, code: number, message: string): void {
-    request.state = 'answered';
-    if (this.incoming.get(request.index) === request) this.incoming.delete(request.index);
-    this.writeFrame(
-      encodeError({
-        code,
-        index: request.index,
-        begin: request.begin,
-        length: request.length,
-        message,
-      }),
-    );
-  }
-
-  /** Writes one piece frame in one go (header and payload corked together). */
-  private writePieceFrame(index: number, begin: number, payload: Buffer): boolean {
-    const socket = this.socket;
-    if (!socket.writable) return true;
-    socket.cork();
-    socket.write(encodePieceHeader(index, begin, payload.length));
-    const flushed = socket.write(payload);
-    socket.uncork();
-    this.lastSent = this.now();
-    this.payloadSent += payload.length;
-    return flushed;
-  }
-
-  private writeFrame(frame: Buffer): void {
-    if (this.closed || this.socket.destroyed || !this.socket.writable) return;
-    this.socket.write(frame);
-    this.lastSent = this.now();
-  }
-
-  private waitDrain(): Promise<void> {
-    if (this.closed || !this.socket.writableNeedDrain) return Promise.resolve();
-    return new Promise((resolve) => {
-      if (this.drainWaiters.length === 0) this.drainSince = this.now();
-      this.drainWaiters.push(resolve);
-    });
-  }
-
-  private flushDrainWaiters(): void {
-    const waiters = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const resolve of waiters) resolve();
+    this.exchange.onPiece(frame);
   }
 
   // --- timers, pausing, closing --------------------------------------------------------------
@@ -729,12 +474,13 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     const now = this.now();
     const idle = this.options.idleTimeoutMs ?? wireDefaults.idleTimeoutMs;
     const keepalive = this.options.keepaliveIntervalMs ?? wireDefaults.keepaliveIntervalMs;
-    if (this.drainWaiters.length > 0 && now - this.drainSince >= idle) {
+    const waitingSince = this.writer.waitingSince;
+    if (waitingSince !== undefined && now - waitingSince >= idle) {
       this.shutdown({ kind: 'write-stalled', message: `no drain for ${idle} ms` });
     } else if (this.pauses.size === 0 && now - this.lastReceived >= idle) {
       this.shutdown({ kind: 'idle-timeout', message: `nothing received for ${idle} ms` });
-    } else if (now - this.lastSent >= keepalive) {
-      this.writeFrame(encodeKeepalive());
+    } else if (now - this.writer.lastSent >= keepalive) {
+      this.writer.write(encodeKeepalive());
     }
   }
 
@@ -758,11 +504,11 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     if (this.phase === 'closed') return;
     this.phase = 'closed';
     this.closeReason_ = reason;
-    clearTimeout(this.handshakeTimer);
-    clearInterval(this.ticker);
+    this.cancelHandshakeTimer?.();
+    this.stopTicker?.();
     this.framer.stop();
     this.abort.abort();
-    this.flushDrainWaiters();
+    this.writer.wake();
     const stats = this.options.stats;
     if (stats !== undefined) stats.closes[reason.kind] = (stats.closes[reason.kind] ?? 0) + 1;
     if (reason.violation !== undefined) {
@@ -787,14 +533,11 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       if (farewell !== undefined) socket.end(farewell);
       else socket.end();
       // A peer that never reads would keep the socket half-open: give the flush a second.
-      const killer = setTimeout(() => socket.destroy(), 1_000);
-      killer.unref?.();
-      socket.once('close', () => clearTimeout(killer));
+      const cancelKiller = this.timers.after(1_000, () => socket.destroy());
+      socket.once('close', () => cancelKiller());
       socket.resume();
     }
-    this.outgoing.clear();
-    for (const request of this.incoming.values()) request.state = 'answered';
-    this.incoming.clear();
+    this.exchange.close();
     this.settle?.(fail(reason));
     this.settle = undefined;
     this.emit('close', reason);
@@ -818,21 +561,4 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     const local = this.local as LocalSwarm;
     return Math.min(local.pieceLength, local.length - index * local.pieceLength);
   }
-
-  private validRange(index: number, begin: number, length: number): boolean {
-    return (
-      Number.isInteger(begin) &&
-      Number.isInteger(length) &&
-      begin >= 0 &&
-      length >= 1 &&
-      length <= maxRequestLength &&
-      begin + length <= this.pieceSize(index)
-    );
-  }
 }
-
-const toRequest = (request: PieceRequest): PieceRequest => ({
-  index: request.index,
-  begin: request.begin,
-  length: request.length,
-});

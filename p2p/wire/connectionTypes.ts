@@ -1,0 +1,116 @@
+import type { RateLimiter } from '../bandwidth';
+import type { Timers } from '../timers';
+import type { Bitfield } from './bitfield';
+import type { PeerConnection } from './connection';
+import type { Violation, WireStats } from './violations';
+
+// What a PeerConnection is given and what it reports: the swarm each side serves, the remote
+// peer, requests and blocks, and why a connection closed.
+
+/** What this side serves or fetches on a connection: one blob's swarm. */
+export type LocalSwarm = {
+  /** Lowercase hex info hash of the metainfo (64 characters). */
+  readonly infoHash: string;
+  /** The blob's length and piece length, from the metainfo. */
+  readonly length: number;
+  readonly pieceLength: number;
+  /** Pieces this side has; a snapshot goes into the handshake. */
+  readonly bitfield: Bitfield;
+};
+
+export type RemotePeer = {
+  readonly peerId: Buffer;
+  /** The protocol version of the session: the lower of both sides' highest. */
+  readonly version: number;
+  readonly origin: boolean;
+  /** The peer's pieces: its handshake bitfield, kept current by `have` and `complete`. */
+  readonly bitfield: Bitfield;
+};
+
+/** The acceptor's answer to a dialer's handshake: serve the swarm, or refuse with a code. */
+export type SwarmRefusal = { readonly refuse: number; readonly message: string };
+export type SwarmResolver = (remote: {
+  readonly infoHash: string;
+  readonly peerId: Buffer;
+  readonly origin: boolean;
+  readonly pieceCount: number;
+}) => LocalSwarm | SwarmRefusal | undefined | Promise<LocalSwarm | SwarmRefusal | undefined>;
+
+export type PieceRequest = {
+  readonly index: number;
+  readonly begin: number;
+  readonly length: number;
+};
+
+/** One received block of a request, its payload as slices of the socket's buffers. */
+export type PieceBlock = {
+  readonly index: number;
+  /** Offset of this block within the piece. */
+  readonly begin: number;
+  readonly length: number;
+  readonly chunks: readonly Buffer[];
+  /** The request this block answers. */
+  readonly request: PieceRequest;
+  /** Whether this block completes the request. */
+  readonly done: boolean;
+};
+
+export type CloseKind =
+  /** `close()` or `error()` on this side. */
+  | 'local'
+  /** The peer broke the protocol. */
+  | 'violation'
+  /** The peer sent a connection-scoped error frame. */
+  | 'remote-error'
+  /** The peer closed the stream. */
+  | 'ended'
+  | 'socket-error'
+  | 'handshake-timeout'
+  /** Nothing received for `idleTimeoutMs` (keepalives count). */
+  | 'idle-timeout'
+  /** A write has not drained for `idleTimeoutMs`: the peer stopped reading. */
+  | 'write-stalled';
+
+export type CloseReason = {
+  readonly kind: CloseKind;
+  readonly message: string;
+  readonly violation?: Violation;
+  /** The wire error code sent (local) or received (remote-error). */
+  readonly code?: number;
+};
+
+export type PeerConnectionEvents = {
+  have: [index: number];
+  complete: [];
+  /** The peer asks for a range: answer with `sendPiece` or `reject`. */
+  request: [request: PieceRequest];
+  /** The peer cancelled a request of its own; the connection has answered it. */
+  cancel: [request: PieceRequest];
+  piece: [block: PieceBlock];
+  /** The peer answered one of our requests with an error (not after our own cancel). */
+  rejected: [request: PieceRequest, code: number, message: string];
+  close: [reason: CloseReason];
+};
+
+export type PeerConnectionOptions = {
+  /** This side's peer id, 20–32 bytes. */
+  readonly peerId: Buffer;
+  /** This side is an origin (flag in the handshake). */
+  readonly origin?: boolean;
+  readonly handshakeTimeoutMs?: number;
+  readonly keepaliveIntervalMs?: number;
+  readonly idleTimeoutMs?: number;
+  /** Payload bytes per piece frame this side sends, ≤ 256 KiB. Default 64 KiB. */
+  readonly blockLength?: number;
+  /** Host-wide limiters (see `p2p/bandwidth`); every byte read and every piece frame sent. */
+  readonly ingress?: RateLimiter;
+  readonly egress?: RateLimiter;
+  /** Shared counters of violations and closes. */
+  readonly stats?: WireStats;
+  /** Called when the peer breaks the protocol, just before the connection closes. */
+  readonly onViolation?: (violation: Violation, connection: PeerConnection) => void;
+  /** Milliseconds, monotonic; default `timers.now`. */
+  readonly now?: () => number;
+  /** The handshake timeout, keepalives, idle checks and the close grace; default the system's. */
+  readonly timers?: Timers;
+};
