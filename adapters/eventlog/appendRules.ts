@@ -1,4 +1,6 @@
-import type { AppendOptions, Position, ShoalEvent } from '../../domain';
+import type { Subscriber, TeardownLogic } from 'rxjs';
+import { Observable } from 'rxjs';
+import type { AppendOptions, EventLog, Position, RecordedEvent, ShoalEvent } from '../../domain';
 import { ShoalError, validateEvent } from '../../domain';
 
 // The parts of the EventLog contract that do not depend on storage, shared by every adapter
@@ -107,3 +109,40 @@ export const readLimit = (limit: number | undefined): number => {
 /** Lets timers and I/O run between pages of a long synchronous read. */
 export const yieldToEventLoop = (): Promise<void> =>
   new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * The Observable an adapter's `subscribe` returns. It fails at once, delivering nothing, when
+ * `ensureOpen` throws (the log is closed or failed) or `from` is not a position; otherwise it
+ * hands `follow` the first position to deliver, and `follow` delivers events in position order
+ * and returns the teardown.
+ */
+export const subscribeFrom = (
+  from: Position | undefined,
+  ensureOpen: () => void,
+  follow: (first: Position, subscriber: Subscriber<RecordedEvent>) => TeardownLogic,
+): Observable<RecordedEvent> =>
+  new Observable<RecordedEvent>((subscriber) => {
+    let first: Position;
+    try {
+      ensureOpen();
+      first = firstPosition(from);
+    } catch (error) {
+      subscriber.error(error);
+      return undefined;
+    }
+    return follow(first, subscriber);
+  });
+
+/**
+ * What an adapter's `open…EventLog` does last: asks the log for its head, so a store that
+ * cannot be reached fails the open, and closes the log when it does.
+ */
+export const reachedOrClosed = async (log: EventLog): Promise<EventLog> => {
+  try {
+    await log.head();
+  } catch (error) {
+    await log.close();
+    throw error;
+  }
+  return log;
+};

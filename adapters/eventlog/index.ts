@@ -6,17 +6,10 @@ export {
   defaultPollIntervalMs,
   openSqliteEventLog,
 } from './sqlite/sqliteEventLog';
-export type {
-  KafkaEventLogOptions,
-  KafkaLogSink,
-  OpenKafkaEventLogOptions,
-} from './kafka/kafkaEventLog';
-export {
-  createKafkaClient,
-  createKafkaEventLog,
-  defaultKafkaTopic,
-  openKafkaEventLog,
-} from './kafka/kafkaEventLog';
+export type { KafkaClientOptions, KafkaLogSink } from './kafka/kafkaClient';
+export { createKafkaClient } from './kafka/kafkaClient';
+export type { KafkaEventLogOptions, OpenKafkaEventLogOptions } from './kafka/kafkaEventLog';
+export { createKafkaEventLog, defaultKafkaTopic, openKafkaEventLog } from './kafka/kafkaEventLog';
 export type {
   EventStoreDbEventLogOptions,
   OpenEventStoreDbEventLogOptions,

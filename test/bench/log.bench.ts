@@ -172,7 +172,7 @@ const main = async () => {
     let kafka: Figures | undefined;
     if (args.adapter === 'kafka') {
       const topic = `shoal-bench-${randomBytes(4).toString('hex')}`;
-      const client = createKafkaClient({ brokers, topic });
+      const client = createKafkaClient({ brokers });
       const open = () => createKafkaEventLog({ kafka: client, topic, replicationFactor: 1 });
       const kafkaLog = open();
       const kafkaStore = openSqliteProjectionStore(join(dir, 'kafka-projections.db'));

@@ -19,7 +19,6 @@ import {
   jsonEvent,
   streamNameFilter,
 } from '@eventstore/db-client';
-import { Observable } from 'rxjs';
 import type {
   AppendOptions,
   EventLog,
@@ -35,7 +34,9 @@ import {
   checkBatch,
   firstPosition,
   logClosed,
+  reachedOrClosed,
   readLimit,
+  subscribeFrom,
   wrongExpectedVersion,
 } from '../appendRules';
 import { translateEsdbError } from './esdbErrors';
@@ -410,18 +411,7 @@ export const createEventStoreDbEventLog = (options: EventStoreDbEventLogOptions)
     },
 
     subscribe(from?: Position) {
-      return new Observable<RecordedEvent>((subscriber) => {
-        if (closed) {
-          subscriber.error(logClosed());
-          return undefined;
-        }
-        let start: Position;
-        try {
-          start = firstPosition(from);
-        } catch (error) {
-          subscriber.error(error);
-          return undefined;
-        }
+      return subscribeFrom(from, ensureOpen, (start, subscriber) => {
         let done = false;
         let subscription: AllStreamSubscription | undefined;
         let delivered = start - 1;
@@ -509,12 +499,5 @@ export const openEventStoreDbEventLog = async (
       { cause: error },
     );
   }
-  const log = createEventStoreDbEventLog({ ...rest, client, disposeClient: true });
-  try {
-    await log.head();
-  } catch (error) {
-    await log.close();
-    throw error;
-  }
-  return log;
+  return reachedOrClosed(createEventStoreDbEventLog({ ...rest, client, disposeClient: true }));
 };

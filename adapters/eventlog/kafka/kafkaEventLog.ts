@@ -1,17 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type {
-  Admin,
-  Batch,
-  Consumer,
-  Kafka,
-  KafkaConfig,
-  LogEntry,
-  Producer,
-  SASLOptions,
-} from 'kafkajs';
-import { ConfigResourceTypes, Kafka as KafkaClient, logLevel } from 'kafkajs';
+import type { Admin, Batch, Consumer, Kafka, Producer } from 'kafkajs';
 import type { Subscriber } from 'rxjs';
-import { Observable } from 'rxjs';
 import type {
   AppendOptions,
   EventLog,
@@ -25,11 +14,16 @@ import {
   checkBatch,
   firstPosition,
   logClosed,
+  reachedOrClosed,
   readLimit,
+  subscribeFrom,
   wrongExpectedVersion,
   yieldToEventLoop,
 } from '../appendRules';
+import type { KafkaClientOptions } from './kafkaClient';
+import { createKafkaClient } from './kafkaClient';
 import { translateKafkaError } from './kafkaErrors';
+import { ensureLogTopic } from './kafkaTopic';
 import type { BatchOutcome } from './logIndex';
 import { createLogIndex } from './logIndex';
 import { decodeFrame, encodeBatch } from './recordCodec';
@@ -101,29 +95,7 @@ export type KafkaEventLogOptions = {
   readonly producerRetries?: number;
 };
 
-/** A structured logger (pino's signature) for kafkajs's own messages. */
-export type KafkaLogSink = {
-  error(object: object, message: string): void;
-  warn(object: object, message: string): void;
-  info(object: object, message: string): void;
-  debug(object: object, message: string): void;
-};
-
-export type OpenKafkaEventLogOptions = Omit<KafkaEventLogOptions, 'kafka'> & {
-  readonly brokers: readonly string[];
-  readonly clientId?: string;
-  readonly connectionTimeoutMs?: number;
-  readonly requestTimeoutMs?: number;
-  /**
-   * How often kafkajs retries a failed request (connect, metadata, fetch) before the call
-   * fails with `LOG_UNAVAILABLE`; default 5, with exponential backoff from 300 ms.
-   */
-  readonly retries?: number;
-  readonly ssl?: boolean;
-  readonly sasl?: SASLOptions;
-  /** Where kafkajs logs go; default: errors only, to stderr. */
-  readonly logger?: KafkaLogSink;
-};
+export type OpenKafkaEventLogOptions = Omit<KafkaEventLogOptions, 'kafka'> & KafkaClientOptions;
 
 export const defaultKafkaTopic = 'shoal-log';
 
@@ -145,14 +117,8 @@ type Feed = {
   readonly subscriber: Subscriber<RecordedEvent>;
 };
 
-/** Half the replicas, rounded up: 1 for 1 or 2, 2 for 3 or 4, 3 for 5. */
-const halfOf = (replicas: number) => Math.max(1, Math.ceil(replicas / 2));
-
 const unavailable = (message: string, detail?: Record<string, unknown>) =>
   new ShoalError('LOG_UNAVAILABLE', `kafka log: ${message}`, { detail });
-
-const topicRefused = (topic: string, why: string) =>
-  new ShoalError('CONFIG_INVALID', `kafka log: topic "${topic}" ${why}`, { detail: { topic } });
 
 /**
  * The Kafka EventLog over an injected kafkajs client. It starts connecting at once; calls
@@ -290,78 +256,14 @@ export const createKafkaEventLog = (options: KafkaEventLogOptions): EventLog => 
 
   // --- Starting -------------------------------------------------------------------------
 
-  const ensureTopic = async () => {
-    const existing = await admin.listTopics();
-    if (!existing.includes(topic)) {
-      if (options.createTopic === false) {
-        throw topicRefused(topic, 'does not exist (and createTopic is false): create it');
-      }
-      const minInsync = options.minInsyncReplicas ?? halfOf(replicationFactor);
-      try {
-        await admin.createTopics({
-          waitForLeaders: true,
-          topics: [
-            {
-              topic,
-              numPartitions: 1,
-              replicationFactor,
-              configEntries: [
-                { name: 'retention.ms', value: '-1' },
-                { name: 'retention.bytes', value: '-1' },
-                { name: 'cleanup.policy', value: 'delete' },
-                { name: 'min.insync.replicas', value: String(minInsync) },
-                { name: 'unclean.leader.election.enable', value: 'false' },
-              ],
-            },
-          ],
-        });
-      } catch (error) {
-        // Another process created it first: fine, it is checked below like any other.
-        const errors = (error as { errors?: { type?: string }[] }).errors ?? [];
-        if (!errors.some((e) => e.type === 'TOPIC_ALREADY_EXISTS')) throw error;
-      }
-    }
-    const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
-    const partitions = metadata.topics.find((t) => t.name === topic)?.partitions.length ?? 0;
-    if (partitions !== 1) {
-      throw topicRefused(
-        topic,
-        `has ${partitions} partitions: Shoal needs exactly one, for one total order of ` +
-          'events (use another topic, or recreate this one with one partition)',
-      );
-    }
-    const described = await admin.describeConfigs({
-      includeSynonyms: false,
-      resources: [
-        {
-          type: ConfigResourceTypes.TOPIC,
-          name: topic,
-          configNames: ['retention.ms', 'retention.bytes', 'cleanup.policy'],
-        },
-      ],
-    });
-    const entries = described.resources[0]?.configEntries ?? [];
-    const value = (name: string) => entries.find((e) => e.configName === name)?.configValue;
-    const wrong = [
-      value('retention.ms') !== '-1' ? `retention.ms=${value('retention.ms')}` : undefined,
-      value('retention.bytes') !== '-1' ? `retention.bytes=${value('retention.bytes')}` : undefined,
-      value('cleanup.policy') !== 'delete'
-        ? `cleanup.policy=${value('cleanup.policy')}`
-        : undefined,
-    ].filter((w): w is string => w !== undefined);
-    if (wrong.length > 0) {
-      throw topicRefused(
-        topic,
-        `would lose events (${wrong.join(', ')}): Shoal's log needs retention.ms=-1, ` +
-          'retention.bytes=-1 and cleanup.policy=delete',
-      );
-    }
-  };
-
   const start = async () => {
     try {
       await admin.connect();
-      await ensureTopic();
+      await ensureLogTopic(admin, topic, {
+        createTopic: options.createTopic,
+        replicationFactor,
+        minInsyncReplicas: options.minInsyncReplicas,
+      });
       await producer.connect();
       await consumer.connect();
       await consumer.subscribe({ topic, fromBeginning: true });
@@ -557,22 +459,7 @@ export const createKafkaEventLog = (options: KafkaEventLogOptions): EventLog => 
     },
 
     subscribe(from?: Position) {
-      return new Observable<RecordedEvent>((subscriber) => {
-        if (closed) {
-          subscriber.error(logClosed());
-          return undefined;
-        }
-        if (failure !== undefined) {
-          subscriber.error(failure);
-          return undefined;
-        }
-        let next: Position;
-        try {
-          next = firstPosition(from);
-        } catch (error) {
-          subscriber.error(error);
-          return undefined;
-        }
+      return subscribeFrom(from, ensureOpen, (next, subscriber) => {
         const feed: Feed = { next, done: false, running: false, again: false, subscriber };
         feeds.add(feed);
         void pump(feed);
@@ -613,41 +500,6 @@ export const createKafkaEventLog = (options: KafkaEventLogOptions): EventLog => 
   return log;
 };
 
-const levelNames: Record<number, keyof KafkaLogSink> = {
-  [logLevel.ERROR]: 'error',
-  [logLevel.WARN]: 'warn',
-  [logLevel.INFO]: 'info',
-  [logLevel.DEBUG]: 'debug',
-};
-
-/** kafkajs log lines as structured entries of a pino-like logger. */
-const sinkCreator =
-  (sink: KafkaLogSink) =>
-  () =>
-  ({ namespace, level, log: entry }: LogEntry) => {
-    const { message, timestamp: _timestamp, ...extra } = entry;
-    // Retries are bounded on purpose (see `producerRetries`); the log's own batch check
-    // makes kafkajs's warning about idempotence after exhausted retries moot.
-    if (message.startsWith('Limiting retries for the idempotent producer')) return;
-    sink[levelNames[level] ?? 'info']({ ...extra, kafka: namespace }, message);
-  };
-
-/** The kafkajs client for a configuration (what `openKafkaEventLog` builds). */
-export const createKafkaClient = (options: OpenKafkaEventLogOptions): Kafka => {
-  const config: KafkaConfig = {
-    brokers: [...options.brokers],
-    clientId: options.clientId ?? 'shoal',
-    connectionTimeout: options.connectionTimeoutMs ?? 3000,
-    requestTimeout: options.requestTimeoutMs ?? 30_000,
-    retry: { retries: options.retries ?? 5 },
-    ...(options.ssl === true ? { ssl: true } : {}),
-    ...(options.sasl === undefined ? {} : { sasl: options.sasl }),
-    logLevel: options.logger === undefined ? logLevel.ERROR : logLevel.INFO,
-    ...(options.logger === undefined ? {} : { logCreator: sinkCreator(options.logger) }),
-  };
-  return new KafkaClient(config);
-};
-
 /**
  * Opens the Kafka log of a configuration: builds the client, checks or creates the topic and
  * reads it to its end before resolving, so a broker that cannot be reached fails here.
@@ -664,12 +516,5 @@ export const openKafkaEventLog = async (options: OpenKafkaEventLogOptions): Prom
     logger: _logger,
     ...logOptions
   } = options;
-  const log = createKafkaEventLog({ ...logOptions, kafka: createKafkaClient(options) });
-  try {
-    await log.head();
-  } catch (error) {
-    await log.close();
-    throw error;
-  }
-  return log;
+  return reachedOrClosed(createKafkaEventLog({ ...logOptions, kafka: createKafkaClient(options) }));
 };

@@ -1,5 +1,4 @@
 import type { Subscriber } from 'rxjs';
-import { Observable } from 'rxjs';
 import type {
   AppendOptions,
   EventLog,
@@ -13,6 +12,7 @@ import {
   firstPosition,
   logClosed,
   readLimit,
+  subscribeFrom,
   wrongExpectedVersion,
 } from '../appendRules';
 
@@ -138,18 +138,7 @@ export const createMemoryEventLog = (options: MemoryEventLogOptions = {}): Event
     },
 
     subscribe(from?: Position) {
-      return new Observable<RecordedEvent>((subscriber) => {
-        if (closed) {
-          subscriber.error(logClosed());
-          return undefined;
-        }
-        let next: Position;
-        try {
-          next = firstPosition(from);
-        } catch (error) {
-          subscriber.error(error);
-          return undefined;
-        }
+      return subscribeFrom(from, ensureOpen, (next, subscriber) => {
         const feed: Feed = { next, done: false, delivering: false, subscriber };
         feeds.add(feed);
         queueMicrotask(() => deliver(feed));

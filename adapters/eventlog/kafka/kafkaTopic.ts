@@ -1,0 +1,90 @@
+import type { Admin } from 'kafkajs';
+import { ConfigResourceTypes } from 'kafkajs';
+import { ShoalError } from '../../../domain';
+
+/** Half the replicas, rounded up: 1 for 1 or 2, 2 for 3 or 4, 3 for 5. */
+const halfOf = (replicas: number) => Math.max(1, Math.ceil(replicas / 2));
+
+const topicRefused = (topic: string, why: string) =>
+  new ShoalError('CONFIG_INVALID', `kafka log: topic "${topic}" ${why}`, { detail: { topic } });
+
+/**
+ * Makes sure `topic` can hold Shoal's log: creates it when missing (one partition, infinite
+ * retention, `min.insync.replicas` half the replicas unless given) unless `createTopic` is
+ * false, then refuses a topic with more than one partition or a retention that would lose
+ * events (`CONFIG_INVALID`). Another process creating it at the same time is fine.
+ */
+export const ensureLogTopic = async (
+  admin: Admin,
+  topic: string,
+  options: {
+    readonly createTopic?: boolean;
+    readonly replicationFactor: number;
+    readonly minInsyncReplicas?: number;
+  },
+): Promise<void> => {
+  const { replicationFactor } = options;
+  const existing = await admin.listTopics();
+  if (!existing.includes(topic)) {
+    if (options.createTopic === false) {
+      throw topicRefused(topic, 'does not exist (and createTopic is false): create it');
+    }
+    const minInsync = options.minInsyncReplicas ?? halfOf(replicationFactor);
+    try {
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: [
+          {
+            topic,
+            numPartitions: 1,
+            replicationFactor,
+            configEntries: [
+              { name: 'retention.ms', value: '-1' },
+              { name: 'retention.bytes', value: '-1' },
+              { name: 'cleanup.policy', value: 'delete' },
+              { name: 'min.insync.replicas', value: String(minInsync) },
+              { name: 'unclean.leader.election.enable', value: 'false' },
+            ],
+          },
+        ],
+      });
+    } catch (error) {
+      // Another process created it first: fine, it is checked below like any other.
+      const errors = (error as { errors?: { type?: string }[] }).errors ?? [];
+      if (!errors.some((e) => e.type === 'TOPIC_ALREADY_EXISTS')) throw error;
+    }
+  }
+  const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
+  const partitions = metadata.topics.find((t) => t.name === topic)?.partitions.length ?? 0;
+  if (partitions !== 1) {
+    throw topicRefused(
+      topic,
+      `has ${partitions} partitions: Shoal needs exactly one, for one total order of ` +
+        'events (use another topic, or recreate this one with one partition)',
+    );
+  }
+  const described = await admin.describeConfigs({
+    includeSynonyms: false,
+    resources: [
+      {
+        type: ConfigResourceTypes.TOPIC,
+        name: topic,
+        configNames: ['retention.ms', 'retention.bytes', 'cleanup.policy'],
+      },
+    ],
+  });
+  const entries = described.resources[0]?.configEntries ?? [];
+  const value = (name: string) => entries.find((e) => e.configName === name)?.configValue;
+  const wrong = [
+    value('retention.ms') !== '-1' ? `retention.ms=${value('retention.ms')}` : undefined,
+    value('retention.bytes') !== '-1' ? `retention.bytes=${value('retention.bytes')}` : undefined,
+    value('cleanup.policy') !== 'delete' ? `cleanup.policy=${value('cleanup.policy')}` : undefined,
+  ].filter((w): w is string => w !== undefined);
+  if (wrong.length > 0) {
+    throw topicRefused(
+      topic,
+      `would lose events (${wrong.join(', ')}): Shoal's log needs retention.ms=-1, ` +
+        'retention.bytes=-1 and cleanup.policy=delete',
+    );
+  }
+};
