@@ -1,4 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Static } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
 import { ShoalError, mediaTypes } from '../../domain';
 
 /*
@@ -10,8 +12,15 @@ import { ShoalError, mediaTypes } from '../../domain';
  */
 
 /** Credentials for one registry: basic (also used at a token endpoint) or a fixed token. */
-export type RegistryCredential =
-  { readonly username: string; readonly password: string } | { readonly token: string };
+export const RegistryCredentialSchema = Type.Union([
+  Type.Object(
+    { username: Type.String({ minLength: 1 }), password: Type.String() },
+    { additionalProperties: false },
+  ),
+  Type.Object({ token: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+]);
+
+export type RegistryCredential = Static<typeof RegistryCredentialSchema>;
 
 export type Challenge = {
   readonly scheme: 'basic' | 'bearer';

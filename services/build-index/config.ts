@@ -1,9 +1,11 @@
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import { LogConfigSchema, LogLevelSchema } from '../shared/logConfig';
-import { ReplicationConfigSchema } from './replication/config';
 
-/** build-index configuration. Every field has a default; `shoal build-index --help` lists them. */
+/**
+ * build-index configuration. Every field has a default; `shoal build-index --help` lists them.
+ * The composition root adds the `replication` section of the replicator it mounts.
+ */
 export const BuildIndexConfigSchema = Type.Object({
   cluster: Type.String({
     default: 'default',
@@ -29,7 +31,6 @@ export const BuildIndexConfigSchema = Type.Object({
     },
     { default: {} },
   ),
-  replication: ReplicationConfigSchema,
   logLevel: LogLevelSchema,
 });
 

@@ -1,20 +1,12 @@
 import type { AddressInfo } from 'node:net';
-import type { Clock, EventLog, ProjectionStore } from '../../domain';
-import {
-  buildIndexProjection,
-  replicationProjection,
-  tagHistoryProjection,
-} from '../../projections';
+import type { FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
+import type { Clock, EventLog, Projection, ProjectionStore } from '../../domain';
+import { buildIndexProjection, tagHistoryProjection } from '../../projections';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
 import { createProjectionRunner } from '../shared/projectionRunner';
 import type { BuildIndexConfig } from './config';
-import { credentialsOf } from './replication/config';
-import { registerReplicationMetrics } from './replication/metrics';
-import type { ReplicationApi } from './replication/replicationApi';
-import { createReplicationService } from './replication/replicationService';
-import { createConfiguredReplicator } from './replication/setup';
-import { replicationRoutes } from './server/replicationRoutes';
 import { buildIndexRoutes } from './server/routes';
 import { createTagService } from './tagService';
 
@@ -25,10 +17,23 @@ export type RunningService = {
 };
 
 /**
- * Runs build-index on the given ports: projects tags, their history and replication state
- * from the log, serves the tags and replication APIs, and runs the replicator (unless
- * `replication.enabled` is false; one per data directory is active, see the replicator's
- * lease). The only place that listens; the composition root picks the adapters.
+ * A part the composition root mounts into build-index (the replicator): its projections join
+ * build-index's runner, its routes and metrics build-index's app, and it is started once
+ * build-index listens and closed before build-index closes.
+ */
+export type BuildIndexComponent = {
+  readonly projections: readonly Projection[];
+  mount(host: {
+    readonly app: FastifyInstance;
+    readonly metrics: Registry;
+    readonly runner: ReturnType<typeof createProjectionRunner>;
+  }): Promise<{ start(): void; close(): Promise<void> }>;
+};
+
+/**
+ * Runs build-index on the given ports: projects tags and their history from the log, serves
+ * the tags API, and runs the components it is given. The only place that listens; the
+ * composition root picks the adapters.
  */
 export const startBuildIndex = async (deps: {
   config: BuildIndexConfig;
@@ -37,19 +42,20 @@ export const startBuildIndex = async (deps: {
   log: EventLog;
   store: ProjectionStore;
   actor?: string;
-}): Promise<
-  RunningService & {
-    readonly runner: ReturnType<typeof createProjectionRunner>;
-    readonly replication: ReplicationApi;
-  }
-> => {
+  components?: readonly BuildIndexComponent[];
+}): Promise<RunningService & { readonly runner: ReturnType<typeof createProjectionRunner> }> => {
   const { config, logger, clock, log, store } = deps;
-  // Bad credentials configuration fails the start, before anything runs.
-  credentialsOf(config.replication);
+  const components = deps.components ?? [];
+  const projections: Projection[] = [buildIndexProjection, tagHistoryProjection];
+  for (const component of components) {
+    for (const projection of component.projections) {
+      if (!projections.some((p) => p.name === projection.name)) projections.push(projection);
+    }
+  }
   const runner = createProjectionRunner({
     log,
     store,
-    projections: [buildIndexProjection, tagHistoryProjection, replicationProjection],
+    projections,
     logger: logger.child({ module: 'projections' }),
   });
   runner.start();
@@ -61,54 +67,30 @@ export const startBuildIndex = async (deps: {
     waitFor: (position) => runner.waitFor(position, config.readYourWrites.timeoutMs),
   });
   const { app, metrics } = createHttpApp({ service: 'build-index', logger });
-  // The replication API and the replicator refer to each other (status shows what the
-  // replicator is doing; the replicator counts into metrics that read the status).
-  const late: { replication?: ReplicationApi } = {};
-  const replicatorMetrics = registerReplicationMetrics(metrics, () =>
-    (late.replication as ReplicationApi).status(),
-  );
-  const replicator = config.replication.enabled
-    ? createConfiguredReplicator({
-        config: config.replication,
-        cluster: config.cluster,
-        dataDir: config.dataDir,
-        log,
-        store,
-        projections: runner,
-        logger: logger.child({ module: 'replicator' }),
-        clock,
-        metrics: replicatorMetrics,
-      })
-    : undefined;
-  const replication = createReplicationService({
-    log,
-    store,
-    writer,
-    clock,
-    waitFor: (position) =>
-      runner.waitFor(position, config.readYourWrites.timeoutMs, replicationProjection.name),
-    scanLimit: config.replication.statusScanLimit,
-    ...(replicator !== undefined && { replicator }),
-  });
-  late.replication = replication;
   await app.register(buildIndexRoutes(tags));
-  await app.register(replicationRoutes(replication));
+  const mounted: Array<{ start(): void; close(): Promise<void> }> = [];
+  const closeMounted = async () => {
+    for (const component of mounted.splice(0).reverse()) await component.close();
+  };
   try {
+    for (const component of components) {
+      mounted.push(await component.mount({ app, metrics, runner }));
+    }
     await app.listen({ host: config.listen.host, port: config.listen.port });
   } catch (error) {
+    await closeMounted();
     await runner.stop();
     throw error;
   }
-  replicator?.start();
+  for (const component of mounted) component.start();
   const address = app.server.address() as AddressInfo;
   const url = `http://${formatHost(address.address)}:${address.port}`;
   logger.info({ url }, 'build-index listening');
   return {
     url,
     runner,
-    replication,
     close: async () => {
-      await replicator?.close();
+      await closeMounted();
       await app.close();
       await runner.stop();
     },

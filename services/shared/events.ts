@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Clock, EventData, EventType, ShoalEvent } from '../../domain';
 import { makeEvent } from '../../domain';
 
@@ -9,14 +9,19 @@ export type WriterContext = {
   readonly cluster: string;
 };
 
+/**
+ * An event written now by `ctx`. Its id is a fresh UUID unless `ids.id` names one (an
+ * outcome that must be recorded once however often it is written: see
+ * {@link deterministicEventId}).
+ */
 export const newEvent = <T extends EventType>(
   ctx: WriterContext,
   type: T,
   data: EventData<T>,
-  ids: { correlationId?: string; causationId?: string } = {},
+  ids: { id?: string; correlationId?: string; causationId?: string } = {},
 ): ShoalEvent<T> =>
   makeEvent(type, data, {
-    id: randomUUID(),
+    id: ids.id ?? randomUUID(),
     metadata: {
       at: new Date(ctx.clock.now()).toISOString(),
       actor: ctx.actor,
@@ -25,3 +30,21 @@ export const newEvent = <T extends EventType>(
       ...(ids.causationId !== undefined && { causationId: ids.causationId }),
     },
   });
+
+/**
+ * A UUID derived from what an event is about, so that two writers (or one, retrying after a
+ * crash) recording the same outcome write the same event id, and the log keeps it once
+ * (appends of a known id are no-ops). Formatted as a version-8 UUID (RFC 9562, custom)
+ * because some logs (EventStoreDB) require UUID event ids.
+ */
+export const deterministicEventId = (...parts: ReadonlyArray<string | number>): string => {
+  const hex = createHash('sha256').update(parts.map(String).join('\u0000')).digest('hex');
+  const variant = ((parseInt(hex[16] as string, 16) & 0x3) | 0x8).toString(16);
+  return [
+    hex.slice(0, 8),
+    hex.slice(8, 12),
+    `8${hex.slice(13, 16)}`,
+    `${variant}${hex.slice(17, 20)}`,
+    hex.slice(20, 32),
+  ].join('-');
+};

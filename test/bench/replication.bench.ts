@@ -25,7 +25,7 @@ import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import type { Digest } from '../../domain';
-import { createRegistryClient } from '../../services/build-index/replication/registryClient';
+import { createRegistryClient } from '../../adapters/registry/registryClient';
 
 const { values: args } = parseArgs({
   options: {

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { replicationProjection } from '../../../projections';
-import { createReplicationClient } from '../../build-index/client/replicationClient';
-import type { ReplicationApi, RuleStatus } from '../../build-index/replication/replicationApi';
-import { createReplicationService } from '../../build-index/replication/replicationService';
+import type { ReplicationApi, RuleStatus } from '../../replicator/client/replicationApi';
+import { createReplicationClient } from '../../replicator/client/replicationClient';
+import { createReplicationService } from '../../replicator/main';
 import { systemClock } from '../../shared/clock';
 import { createProjectionRunner } from '../../shared/projectionRunner';
 import { print, printJson } from '../output';
@@ -14,14 +14,17 @@ export type ReplicationOptions = GlobalOptions & { url?: string; json?: boolean 
 /** `--data-dir`, `--config`, `--url` and `--json`, as every rules/replication command takes. */
 export const replicationOptions = (command: Command): Command =>
   addConfigOption(addDataDirOption(command))
-    .option('--url <url>', 'talk to a running build-index instead of the data directory')
+    .option(
+      '--url <url>',
+      'talk to a running build-index (or shoal replicator) instead of the data directory',
+    )
     .option('--json', 'print JSON');
 
 /**
  * Runs `fn` with a ReplicationApi: over HTTP with `--url`, else on the data directory's log
  * (the replication projection is brought up to date first). On the data directory, status
- * shows what is recorded on the log; a running build-index (`--url`) adds what its replicator
- * is doing right now.
+ * shows what is recorded on the log; a running build-index or replicator (`--url`) adds what
+ * its replicator is doing right now.
  */
 export const withReplication = async <T>(
   options: ReplicationOptions,

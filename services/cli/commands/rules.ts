@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { RuleView } from '../../build-index/replication/replicationApi';
+import type { RuleView } from '../../replicator/client/replicationApi';
 import { print, printJson } from '../output';
 import type { ReplicationOptions } from './replication';
 import { replicationOptions, withReplication } from './replication';

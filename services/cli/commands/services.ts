@@ -3,9 +3,6 @@ import type { Static, TObject } from '@sinclair/typebox';
 import type { Command } from 'commander';
 import type { Clock, EventLog, ProjectionStore } from '../../../domain';
 import { ShoalError } from '../../../domain';
-import type { BuildIndexConfig } from '../../build-index/config';
-import { BuildIndexConfigSchema } from '../../build-index/config';
-import { startBuildIndex } from '../../build-index/main';
 import { createTagService } from '../../build-index/tagService';
 import type { BlobAccess } from '../../origin/client/blobAccess';
 import { createBlobAccess, staticRing } from '../../origin/client/createBlobAccess';
@@ -28,6 +25,8 @@ import { freePort, startDevSwarm } from './agent';
 import type { GlobalOptions } from './common';
 import { addDataDirOption, dataDirOf } from './common';
 import type { DevAgentProcess } from './devAgents';
+import type { BuildIndexRoleConfig } from './replicator';
+import { BuildIndexRoleConfigSchema, replicatorRole, startBuildIndexRole } from './replicator';
 import {
   checkDevPorts,
   devAgentPorts,
@@ -123,9 +122,10 @@ export const registerServiceCommands = (program: Command): void => {
   registerRoleCommand(program, {
     name: 'build-index',
     description: 'run the build-index service (tags API, tag history, projections)',
-    schema: BuildIndexConfigSchema,
-    start: startBuildIndex,
+    schema: BuildIndexRoleConfigSchema,
+    start: startBuildIndexRole,
   });
+  registerRoleCommand(program, replicatorRole);
   registerRoleCommand(program, {
     name: 'proxy',
     description: 'run the proxy: the OCI Distribution API (push and pull) at /v2/',
@@ -184,7 +184,7 @@ export const registerServiceCommands = (program: Command): void => {
         const dataDir = dataDirOf(options);
         const port = (offset: number) => (options.portBase === 0 ? 0 : options.portBase + offset);
         const common = { cluster: options.cluster, dataDir };
-        const buildIndexConfig: BuildIndexConfig = loadConfig(BuildIndexConfigSchema, {
+        const buildIndexConfig: BuildIndexRoleConfig = loadConfig(BuildIndexRoleConfigSchema, {
           env: {},
           overrides: { ...common, listen: { host: options.host, port: port(2) } },
         });
@@ -199,7 +199,7 @@ export const registerServiceCommands = (program: Command): void => {
           for (const close of closers.splice(0).reverse()) await close();
         };
         try {
-          const buildIndex = await startBuildIndex({
+          const buildIndex = await startBuildIndexRole({
             config: buildIndexConfig,
             logger: logger.child({ role: 'build-index' }),
             clock: systemClock,

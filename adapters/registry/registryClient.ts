@@ -2,19 +2,16 @@ import { createHash } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Readable, Transform } from 'node:stream';
-import type { BufferedResponse } from '../../../adapters/registry/registryAuth';
+import type { Digest } from '../../domain';
+import { ShoalError, digestAlgorithm, errorCodes, truncate } from '../../domain';
+import type { ErrorCode } from '../../domain';
+import type { BufferedResponse, RegistryCredential } from './registryAuth';
 import {
   createRegistryAuth,
   headerOf as header,
   manifestAccept,
   parseOciError,
-} from '../../../adapters/registry/registryAuth';
-import type { Digest } from '../../../domain';
-import { ShoalError, digestAlgorithm, errorCodes, truncate } from '../../../domain';
-import type { ErrorCode } from '../../../domain';
-import type { RegistryCredential } from './config';
-
-export { parseChallenge } from '../../../adapters/registry/registryAuth';
+} from './registryAuth';
 
 /**
  * A client of the OCI Distribution API for pushing to another registry — a Shoal proxy, the
@@ -193,7 +190,7 @@ export const createRegistryClient = (options: RegistryClientOptions): RegistryCl
     });
   };
 
-  /** The handshake state shared with the registry blob store (adapters/registry). */
+  /** The handshake state shared with the registry blob store (registryAuth.ts). */
   const auth = createRegistryAuth({
     baseUrl,
     ...(credential !== undefined && { credential }),

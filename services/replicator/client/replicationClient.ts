@@ -1,10 +1,9 @@
 import type { Position } from '../../../domain';
 import { positionHeaders } from '../../shared/http';
 import { createJsonClient } from '../../shared/httpClient';
-import type { ReplicationApi, ReplicationStatus, RuleView } from '../replication/replicationApi';
-import type { ReadOptions } from '../tagApi';
+import type { ReadOptions, ReplicationApi, ReplicationStatus, RuleView } from './replicationApi';
 
-/** ReplicationApi over a running build-index's HTTP API. */
+/** ReplicationApi over HTTP: a build-index the replicator is mounted in, or `shoal replicator`. */
 export const createReplicationClient = (
   baseUrl: string,
   options: { timeoutMs?: number } = {},

@@ -1,7 +1,28 @@
 import type { Position, RuleInput } from '../../../domain';
 import type { ReplicationRuleDoc } from '../../../projections';
-import type { ReadOptions } from '../tagApi';
-import type { InFlightChange } from './replicator';
+
+export type ReadOptions = {
+  /** The read reflects at least this log position (read-your-writes). */
+  readonly minPosition?: Position;
+};
+
+/** How far the copy of one blob has come. */
+export type CopyProgress = {
+  readonly digest: string;
+  readonly sent: number;
+  readonly size: number;
+};
+
+/** One tag change in flight. */
+export type InFlightChange = {
+  readonly position: Position;
+  readonly repo: string;
+  readonly tag: string;
+  readonly attempt: number;
+  readonly error?: string;
+  readonly retryAt?: string;
+  readonly copying?: CopyProgress;
+};
 
 /** A rule as the rules API answers it: the projection's document. */
 export type RuleView = ReplicationRuleDoc;
@@ -41,7 +62,8 @@ export type ReplicationStatus = {
 
 /**
  * Replication rules and status. Implemented over the log and the `replication` projection
- * (`createReplicationService`) and over build-index's HTTP API (`createReplicationClient`).
+ * (`createReplicationService`) and over HTTP (`createReplicationClient`): build-index's API
+ * when the replicator is mounted there, or `shoal replicator`'s own.
  */
 export interface ReplicationApi {
   /** Appends `ReplicationRuleAdded`; `PARAMETER_INVALID` for a bad pattern, URL or name. */

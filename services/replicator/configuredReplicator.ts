@@ -1,25 +1,25 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Clock, EventLog, ProjectionStore } from '../../../domain';
-import { destinationHost } from '../../../domain';
-import type { BlobAccess } from '../../origin/client/blobAccess';
+import type { Clock, EventLog, ProjectionStore } from '../../domain';
+import { destinationHost } from '../../domain';
+import type { BlobAccess } from '../origin/client/blobAccess';
 import {
   createBlobAccess,
   ringFromOrigin,
   ringFromPlacement,
-} from '../../origin/client/createBlobAccess';
-import type { Logger } from '../../shared/logger';
+} from '../origin/client/createBlobAccess';
+import type { Logger } from '../shared/logger';
 import type { ReplicationConfig } from './config';
 import { credentialsOf } from './config';
 import { sourceFromBlobAccess } from './copier';
 import { createFileLease } from './lock';
-import type { RegistryClient } from './registryClient';
-import { createRegistryClient } from './registryClient';
+import type { RegistryClient } from '../../adapters/registry/registryClient';
+import { createRegistryClient } from '../../adapters/registry/registryClient';
 import type { ProjectionsView, Replicator, ReplicatorMetrics } from './replicator';
 import { createReplicator } from './replicator';
 
 /**
- * Builds the replicator of one build-index from its configuration: the source is this
+ * Builds a replicator from its configuration: the source is this
  * cluster's origins (the ring from `source.originUrl`, else from the placement projection in
  * the shared data directory), destinations are OCI registries reached with the credentials
  * configured for their host, and the lease is `<dataDir>/replicator.lock`.

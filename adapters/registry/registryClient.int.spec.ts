@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { Digest } from '../../../domain';
-import { parseChallenge } from './registryClient';
+import type { Digest } from '../../domain';
+import type { FakeRegistry } from '../../services/build-index/replication/testing/fakeRegistry';
+import { startFakeRegistry } from '../../services/build-index/replication/testing/fakeRegistry';
+import { parseChallenge } from './registryAuth';
 import { createRegistryClient } from './registryClient';
-import type { FakeRegistry } from './testing/fakeRegistry';
-import { startFakeRegistry } from './testing/fakeRegistry';
 
 const sha256 = (bytes: Buffer) =>
   `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;

@@ -1,10 +1,10 @@
 import type { Registry } from 'prom-client';
 import { Counter, Gauge } from 'prom-client';
-import type { ReplicationStatus } from './replicationApi';
+import type { ReplicationStatus } from './client/replicationApi';
 import type { ReplicatorMetrics } from './replicator';
 
 /**
- * Replication metrics on build-index's `/metrics`: per rule (label `rule`, the id, and
+ * Replication metrics on the `/metrics` of the process that runs the replicator (build-index's, or `shoal replicator`'s): per rule (label `rule`, the id, and
  * `destination`) the lag in log positions and seconds, the recorded position, failures in a
  * row, and counters of replicated changes and failures. Gauges are computed from the status
  * at scrape time (one status per scrape).

@@ -1,19 +1,14 @@
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
-import { ShoalError } from '../../../domain';
+import type { RegistryCredential } from '../../adapters/registry/registryAuth';
+import { RegistryCredentialSchema } from '../../adapters/registry/registryAuth';
+import { ShoalError } from '../../domain';
+import { LogConfigSchema, LogLevelSchema } from '../shared/logConfig';
 
-const Credential = Type.Union([
-  Type.Object(
-    { username: Type.String({ minLength: 1 }), password: Type.String() },
-    { additionalProperties: false },
-  ),
-  Type.Object({ token: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
-]);
-
-/** Credentials for one destination host: basic (also used at a token endpoint) or a token. */
-export type RegistryCredential = Static<typeof Credential>;
-
-/** The replicator's configuration: a section of build-index's (`replication.*`). */
+/**
+ * The replicator's settings: the `replication` section of its role config, and of build-index's
+ * when the replicator is mounted there (`replication.*`).
+ */
 export const ReplicationConfigSchema = Type.Object(
   {
     enabled: Type.Boolean({
@@ -61,7 +56,7 @@ export const ReplicationConfigSchema = Type.Object(
       minimum: 100,
       description: 'idle timeout of one request to a destination or to the origins',
     }),
-    credentials: Type.Union([Type.String(), Type.Record(Type.String(), Credential)], {
+    credentials: Type.Union([Type.String(), Type.Record(Type.String(), RegistryCredentialSchema)], {
       default: {},
       description:
         'per destination host[:port]: {username, password} or {token}; in the environment ' +
@@ -107,6 +102,42 @@ export const ReplicationConfigSchema = Type.Object(
 );
 
 export type ReplicationConfig = Static<typeof ReplicationConfigSchema>;
+
+/**
+ * `shoal replicator`'s configuration, when it runs alone: the log and data directory it
+ * follows, the listener of its rules and status API, and the `replication` section (the same
+ * as build-index's, so one file can serve both). Every field has a default.
+ */
+export const ReplicatorConfigSchema = Type.Object({
+  cluster: Type.String({
+    default: 'default',
+    minLength: 1,
+    description: 'cluster name stamped on events',
+  }),
+  dataDir: Type.String({ default: './.shoal', description: 'data directory (log, projections)' }),
+  listen: Type.Object(
+    {
+      host: Type.String({ default: '127.0.0.1' }),
+      port: Type.Integer({ default: 5005, minimum: 0, maximum: 65535 }),
+    },
+    { default: {} },
+  ),
+  log: LogConfigSchema,
+  readYourWrites: Type.Object(
+    {
+      timeoutMs: Type.Integer({
+        default: 5000,
+        minimum: 0,
+        description: 'how long a read with Shoal-Min-Position waits before answering 503',
+      }),
+    },
+    { default: {} },
+  ),
+  replication: ReplicationConfigSchema,
+  logLevel: LogLevelSchema,
+});
+
+export type ReplicatorConfig = Static<typeof ReplicatorConfigSchema>;
 
 /**
  * The credentials map, from the config (a mapping) or the environment (a JSON string).

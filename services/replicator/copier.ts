@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { Descriptor, Digest } from '../../../domain';
+import type { Descriptor, Digest } from '../../domain';
 import {
   ShoalError,
   digestAlgorithm,
@@ -8,9 +8,10 @@ import {
   manifestReferences,
   orThrow,
   parseManifest,
-} from '../../../domain';
-import type { BlobAccess } from '../../origin/client/blobAccess';
-import type { RegistryClient } from './registryClient';
+} from '../../domain';
+import type { BlobAccess } from '../origin/client/blobAccess';
+import type { RegistryClient } from '../../adapters/registry/registryClient';
+import type { CopyProgress } from './client/replicationApi';
 
 /** Where the replicator reads what it copies: this cluster's blobs, manifests included. */
 export type SourceBlobs = {
@@ -76,12 +77,6 @@ export const createMountHints = (max = 50_000): MountHints => {
       if (map.size > max) map.delete(map.keys().next().value as string);
     },
   };
-};
-
-export type CopyProgress = {
-  readonly digest: string;
-  readonly sent: number;
-  readonly size: number;
 };
 
 export type CopyContext = {

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { positionHeader, positionHeaders } from '../../shared/http';
-import type { ReplicationApi } from '../replication/replicationApi';
+import type { ReplicationApi } from '../client/replicationApi';
 
 const RuleBody = Type.Object(
   {

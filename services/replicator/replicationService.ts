@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Clock, EventLog, PendingChange, Position, ProjectionStore } from '../../../domain';
+import type { Clock, EventLog, PendingChange, Position, ProjectionStore } from '../../domain';
 import {
   ShoalError,
   orThrow,
@@ -8,12 +8,13 @@ import {
   ruleSelects,
   truncate,
   validateRuleInput,
-} from '../../../domain';
-import type { ReplicationRuleDoc } from '../../../projections';
-import { isActiveRule, replicationPartitions, replicationProjection } from '../../../projections';
-import type { WriterContext } from '../../shared/events';
-import { newEvent } from '../../shared/events';
-import type { ReplicationApi, RuleStatus, RuleView } from './replicationApi';
+} from '../../domain';
+import type { ReplicationRuleDoc } from '../../projections';
+import { isActiveRule } from '../../projections';
+import type { WriterContext } from '../shared/events';
+import { newEvent } from '../shared/events';
+import type { ReplicationApi, RuleStatus, RuleView } from './client/replicationApi';
+import { readRules } from './readRules';
 import type { Replicator } from './replicator';
 
 type ScanMemo = { from: Position; to: Position; found?: PendingChange };
@@ -43,23 +44,8 @@ export const createReplicationService = (deps: {
     if (minPosition !== undefined && minPosition > 0) await waitFor(minPosition);
   };
 
-  const allRules = async (): Promise<ReplicationRuleDoc[]> => {
-    const out: ReplicationRuleDoc[] = [];
-    let after: string | undefined;
-    for (;;) {
-      const rows = await store.list<ReplicationRuleDoc>(
-        replicationProjection.name,
-        replicationPartitions.rules,
-        { ...(after !== undefined && { after }), limit: 1000 },
-      );
-      out.push(...rows.map((r) => r.doc));
-      if (rows.length < 1000) return out;
-      after = rows[rows.length - 1]?.id;
-    }
-  };
-
   const find = async (idOrName: string): Promise<ReplicationRuleDoc> => {
-    const rules = await allRules();
+    const rules = await readRules(store);
     const byId = rules.find((r) => r.id === idOrName);
     if (byId !== undefined) return byId;
     const byName = rules.filter((r) => isActiveRule(r) && r.name === idOrName);
@@ -179,7 +165,7 @@ export const createReplicationService = (deps: {
   return {
     async addRule(input) {
       const valid = orThrow(validateRuleInput(input));
-      const rules = await allRules();
+      const rules = await readRules(store);
       if (valid.name !== undefined && rules.some((r) => isActiveRule(r) && r.name === valid.name)) {
         throw new ShoalError('PARAMETER_INVALID', `a rule named "${valid.name}" exists already`, {
           detail: { name: valid.name },
@@ -210,7 +196,7 @@ export const createReplicationService = (deps: {
 
     async listRules(options) {
       await ready(options?.minPosition);
-      const rules = await allRules();
+      const rules = await readRules(store);
       return (options?.all ? rules : rules.filter(isActiveRule)) as RuleView[];
     },
 
@@ -218,7 +204,7 @@ export const createReplicationService = (deps: {
       await ready(options?.minPosition);
       const head = await log.head();
       const now = deps.clock.now();
-      const rules = await allRules();
+      const rules = await readRules(store);
       const role = deps.replicator?.role();
       return {
         head,

@@ -1,0 +1,107 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createMemoryEventLog } from '../../adapters/eventlog';
+import { createMemoryProjectionStore } from '../../adapters/projection-store/memory/memoryProjectionStore';
+import { systemClock } from '../shared/clock';
+import { validateConfig } from '../shared/config';
+import { createHttpApp } from '../shared/http';
+import { silentLogger } from '../shared/logger';
+import { createProjectionRunner } from '../shared/projectionRunner';
+import { createReplicationClient } from './client/replicationClient';
+import { ReplicationConfigSchema, ReplicatorConfigSchema } from './config';
+import { createReplicatorComponent, startReplicator } from './main';
+
+describe('the replicator as a role', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'shoal-replicator-role-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('runs alone: the rules and status API and metrics on its own listener', async () => {
+    const log = createMemoryEventLog();
+    const running = await startReplicator({
+      config: validateConfig(ReplicatorConfigSchema, {
+        dataDir: dir,
+        cluster: 'alone',
+        listen: { port: 0 },
+      }),
+      logger: silentLogger(),
+      clock: systemClock,
+      log,
+      store: createMemoryProjectionStore(),
+    });
+    try {
+      const api = createReplicationClient(running.url);
+      const { rule, position } = await api.addRule({
+        name: 'to-b',
+        repoPattern: 'team/**',
+        destination: 'http://127.0.0.1:9',
+      });
+      expect(position).toBeGreaterThan(0);
+      expect((await api.listRules({ minPosition: position })).map((r) => r.id)).toEqual([rule.id]);
+      const status = await api.status();
+      expect(status.replicator).toBe('active');
+      expect(status.rules.map((r) => r.id)).toEqual([rule.id]);
+      const metrics = await (await fetch(`${running.url}/metrics`)).text();
+      expect(metrics).toContain('shoal_replication_lag_positions');
+      expect(metrics).toContain('service="replicator"');
+      const [added] = await log.readBatch(1, { limit: 1 });
+      expect(added?.metadata).toMatchObject({ actor: 'replicator', cluster: 'alone' });
+    } finally {
+      await running.close();
+    }
+  });
+
+  it('mounts into another app: routes and metrics there, nothing running until started', async () => {
+    const log = createMemoryEventLog();
+    const store = createMemoryProjectionStore();
+    const component = createReplicatorComponent({
+      config: validateConfig(ReplicationConfigSchema, { lock: { enabled: false } }),
+      cluster: 'host',
+      dataDir: dir,
+      readYourWritesTimeoutMs: 5000,
+      logger: silentLogger(),
+      clock: systemClock,
+      log,
+      store,
+      actor: 'build-index',
+    });
+    const runner = createProjectionRunner({ log, store, projections: [...component.projections] });
+    runner.start();
+    const { app, metrics } = createHttpApp({ service: 'host', logger: silentLogger() });
+    const mounted = await component.mount({ app, metrics, runner });
+    try {
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+      const api = createReplicationClient(url);
+      expect((await api.status()).replicator).toBe('stopped');
+      mounted.start();
+      expect((await api.status()).replicator).not.toBe('not-running');
+      await api.addRule({ repoPattern: '**', destination: 'http://127.0.0.1:9' });
+      const [added] = await log.readBatch(1, { limit: 1 });
+      expect(added?.metadata.actor).toBe('build-index');
+    } finally {
+      await mounted.close();
+      await app.close();
+      await runner.stop();
+    }
+  });
+
+  it('refuses bad credentials before anything runs', () => {
+    expect(() =>
+      createReplicatorComponent({
+        config: validateConfig(ReplicationConfigSchema, { credentials: '{not json' }),
+        cluster: 'c',
+        dataDir: dir,
+        readYourWritesTimeoutMs: 5000,
+        logger: silentLogger(),
+        clock: systemClock,
+        log: createMemoryEventLog(),
+        store: createMemoryProjectionStore(),
+        actor: 'x',
+      }),
+    ).toThrow(/not valid JSON/);
+  });
+});
