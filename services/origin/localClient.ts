@@ -4,7 +4,7 @@ import { ShoalError, isShoalError, orThrow, parseDigest, parseRepoName } from '.
 import type { Activity } from './activity';
 import type { BlobService } from './blobs';
 import type { OriginClient } from './client/originClient';
-import type { RequestBody } from './client/http';
+import type { RequestBody } from './client/originClient';
 import type { RingView } from './ring';
 import type { UploadSessions } from './uploads';
 

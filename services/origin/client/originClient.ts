@@ -1,11 +1,14 @@
-import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { ByteRange, Position } from '../../../domain';
+import type { ByteRange, ErrorCode, Position } from '../../../domain';
 import { ShoalError, isShoalError } from '../../../domain';
+import type { HttpResponse } from '../../../kit/http/transport';
+import { discard, headerOf, readBody, sliceBody } from '../../../kit/http/transport';
 import type { Metainfo } from '../../../p2p/metainfo';
 import { positionHeaders } from '../../shared/http';
-import type { RequestBody } from './http';
-import { createHttpTransport, readJson } from './http';
+import { createServiceClient, readJson } from '../../shared/httpClient';
+
+/** A body sent to an origin: bytes, or a stream (sent as it comes, with back-pressure). */
+export type RequestBody = Readable | Buffer | undefined;
 
 /** What an origin says of the ring (`GET /internal/ring`). */
 export type RingInfo = {
@@ -122,36 +125,43 @@ const query = (params: Record<string, string | number | boolean | undefined>) =>
 const uploadPath = (id: string) => `/internal/uploads/${encodeURIComponent(id)}`;
 const blobPath = (digest: string) => `/internal/blobs/${encodeURIComponent(digest)}`;
 
-const positionOf = (response: IncomingMessage): Position | undefined => {
-  const raw = response.headers[positionHeaders.written.toLowerCase()];
-  return typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : undefined;
+const positionOf = (response: HttpResponse): Position | undefined => {
+  const raw = headerOf(response.headers, positionHeaders.written);
+  return raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : undefined;
 };
 
 /** Parses `Content-Range: bytes start-end/size`. */
-const contentRange = (response: IncomingMessage) => {
-  const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(response.headers['content-range'] ?? '');
+const contentRange = (response: HttpResponse) => {
+  const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(
+    headerOf(response.headers, 'content-range') ?? '',
+  );
   return match && { start: Number(match[1]), end: Number(match[2]), size: Number(match[3]) };
 };
 
-/** Reads a small body whole (a manifest: at most a few MiB). */
-const readAll = async (response: IncomingMessage): Promise<Buffer> => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of response) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-};
+/** Manifests are at most 4 MiB; an answer past this is not one. */
+const maxManifestBytes = 16 * 1024 * 1024;
 
-const lengthOf = (response: IncomingMessage): number => {
-  const length = Number(response.headers['content-length']);
+const lengthOf = (response: HttpResponse): number => {
+  const length = Number(headerOf(response.headers, 'content-length'));
   if (!Number.isSafeInteger(length)) throw new ShoalError('INTERNAL', 'answer without a length');
   return length;
+};
+
+/** The code of an error answer without Problem Details. */
+const codeByStatus = (status: number): ErrorCode => {
+  if (status === 404) return 'BLOB_UNKNOWN';
+  if (status === 416) return 'RANGE_INVALID';
+  if (status === 503 || status === 502 || status === 504) return 'SERVICE_UNAVAILABLE';
+  if (status >= 400 && status < 500) return 'PARAMETER_INVALID';
+  return 'INTERNAL';
 };
 
 export const createOriginClient = (
   baseUrl: string,
   options: { timeoutMs?: number } = {},
 ): OriginClient => {
-  const http = createHttpTransport(baseUrl, options);
-  const json = async <T>(response: IncomingMessage) => readJson<T>(response);
+  const http = createServiceClient(baseUrl, { ...options, codeByStatus });
+  const json = async <T>(response: HttpResponse) => readJson<T>(response.body, http.url);
 
   return {
     url: http.url,
@@ -207,7 +217,7 @@ export const createOriginClient = (
     },
 
     cancelUpload: async (id) => {
-      (await http.call({ method: 'DELETE', path: uploadPath(id) })).resume();
+      discard((await http.call({ method: 'DELETE', path: uploadPath(id) })).body);
     },
 
     putBlob: async (digest, body, opts = {}) => {
@@ -236,7 +246,7 @@ export const createOriginClient = (
           method: 'HEAD',
           path: `${blobPath(digest)}${query({ local: opts.local, repo: opts.repo })}`,
         });
-        response.resume();
+        discard(response.body);
         return { size: lengthOf(response) };
       } catch (error) {
         if (isShoalError(error, 'BLOB_UNKNOWN')) return undefined;
@@ -254,16 +264,30 @@ export const createOriginClient = (
         },
         ...(opts.signal !== undefined && { signal: opts.signal }),
       });
-      if (response.statusCode === 206) {
+      let served: { start: number; end: number; size: number };
+      if (response.status === 206) {
         const parsed = contentRange(response);
         if (parsed === null) {
-          response.destroy();
+          response.body.destroy();
           throw new ShoalError('INTERNAL', 'partial answer without a valid Content-Range');
         }
-        return { stream: response, ...parsed };
+        served = parsed;
+      } else {
+        const size = lengthOf(response);
+        served = { start: 0, end: size - 1, size };
       }
-      const size = lengthOf(response);
-      return { stream: response, size, start: 0, end: size - 1 };
+      const length = served.end - served.start + 1;
+      // A body that ends short or breaks fails the stream: never taken for the whole.
+      const stream = sliceBody(response.body, {
+        skip: 0,
+        length,
+        bodyLength: length,
+        fail: (why, cause) =>
+          new ShoalError('SERVICE_UNAVAILABLE', `GET ${http.url}${blobPath(digest)}: ${why}`, {
+            cause,
+          }),
+      });
+      return { stream, ...served };
     },
 
     pullManifest: async (repo, reference) => {
@@ -272,12 +296,13 @@ export const createOriginClient = (
         path: `/internal/pull-through/manifests${query({ repo, reference })}`,
         body: Buffer.alloc(0),
       });
-      const bytes = await readAll(response);
-      const digest = response.headers['docker-content-digest'];
-      if (typeof digest !== 'string') {
+      const { bytes, truncated } = await readBody(response.body, maxManifestBytes);
+      if (truncated) throw new ShoalError('INTERNAL', 'pulled manifest answered too many bytes');
+      const digest = headerOf(response.headers, 'docker-content-digest');
+      if (digest === undefined) {
         throw new ShoalError('INTERNAL', 'pulled manifest answered without its digest');
       }
-      const type = (response.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
+      const type = (headerOf(response.headers, 'content-type') ?? '').split(';')[0]?.trim() ?? '';
       const position = positionOf(response);
       return {
         digest,
