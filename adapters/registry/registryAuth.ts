@@ -1,7 +1,7 @@
-import type { IncomingHttpHeaders } from 'node:http';
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import { ShoalError, mediaTypes } from '../../domain';
+import type { ResponseHeaders } from '../../kit/http/transport';
 
 /*
  * What every client of another OCI registry shares — the replicator pushing to one, the
@@ -50,12 +50,6 @@ export const parseChallenge = (header: string | undefined): Challenge | undefine
   return { scheme, params };
 };
 
-/** The first value of a response header. */
-export const headerOf = (headers: IncomingHttpHeaders, name: string): string | undefined => {
-  const value = headers[name.toLowerCase()];
-  return Array.isArray(value) ? value[0] : value;
-};
-
 /** The first entry of an OCI error body (`{"errors":[{"code","message"}]}`), if it is one. */
 export const parseOciError = (body: Buffer): { code?: string; message?: string } => {
   try {
@@ -78,7 +72,7 @@ export const basicAuthorization = (c: { username: string; password: string }): s
 /** An answer read whole, as the token endpoint's. */
 export type BufferedResponse = {
   readonly status: number;
-  readonly headers: IncomingHttpHeaders;
+  readonly headers: ResponseHeaders;
   readonly body: Buffer;
 };
 

@@ -1,17 +1,16 @@
 import { createHash } from 'node:crypto';
-import { Agent as HttpAgent, request as httpRequest } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Readable, Transform } from 'node:stream';
 import type { Digest } from '../../domain';
 import { ShoalError, digestAlgorithm, errorCodes, truncate } from '../../domain';
 import type { ErrorCode } from '../../domain';
-import type { BufferedResponse, RegistryCredential } from './registryAuth';
 import {
-  createRegistryAuth,
+  HttpExchangeError,
+  createHttpTransport,
   headerOf as header,
-  manifestAccept,
-  parseOciError,
-} from './registryAuth';
+  readBody,
+} from '../../kit/http/transport';
+import type { BufferedResponse, RegistryCredential } from './registryAuth';
+import { createRegistryAuth, manifestAccept, parseOciError } from './registryAuth';
 
 /**
  * A client of the OCI Distribution API for pushing to another registry — a Shoal proxy, the
@@ -98,78 +97,50 @@ type Exchange = BufferedResponse;
 export const createRegistryClient = (options: RegistryClientOptions): RegistryClient => {
   const base = new URL(options.baseUrl);
   const baseUrl = `${base.protocol}//${base.host}`;
-  const https = base.protocol === 'https:';
   const timeoutMs = options.timeoutMs ?? 60_000;
   const credential = options.credential;
-  const agent = https
-    ? new HttpsAgent({ keepAlive: true, maxSockets: 16 })
-    : new HttpAgent({ keepAlive: true, maxSockets: 16 });
-  const userAgent = options.userAgent ?? 'shoal-replicator';
+  const transport = createHttpTransport({
+    idleTimeoutMs: timeoutMs,
+    connections: 16,
+    userAgent: options.userAgent ?? 'shoal-replicator',
+  });
 
-  const unreachable = (what: string, error: unknown) =>
-    new ShoalError(
+  const unreachable = (what: string, error: unknown) => {
+    const cause = error instanceof HttpExchangeError ? error.cause : error;
+    return new ShoalError(
       'SERVICE_UNAVAILABLE',
       `cannot reach ${what}: ${
-        (error as { code?: string }).code ?? (error as Error).message ?? String(error)
+        (cause as { code?: string }).code ?? (cause as Error).message ?? String(cause)
       }`,
-      { cause: error },
+      { cause },
     );
+  };
 
   /** One HTTP exchange; the response body is read whole (capped). */
-  const exchange = (
+  const exchange = async (
     method: string,
     url: URL,
     headers: Record<string, string>,
     body?: Buffer | Readable,
     signal?: AbortSignal,
-  ): Promise<Exchange> =>
-    new Promise((resolve, reject) => {
-      const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-      const sameOrigin = url.host === base.host && url.protocol === base.protocol;
-      const request = send(url, {
+  ): Promise<Exchange> => {
+    try {
+      const response = await transport.request({
         method,
-        headers: { 'user-agent': userAgent, ...headers },
-        ...(sameOrigin && { agent }),
+        url,
+        headers,
+        ...(body !== undefined && { body }),
         ...(signal !== undefined && { signal }),
       });
-      let settled = false;
-      const finish = (error: Error | undefined, result?: Exchange) => {
-        if (settled) return;
-        settled = true;
-        if (error !== undefined) {
-          if (body !== undefined && !Buffer.isBuffer(body)) body.destroy();
-          reject(error);
-        } else resolve(result as Exchange);
-      };
-      request.setTimeout(timeoutMs, () =>
-        request.destroy(new Error(`no progress for ${timeoutMs} ms`)),
-      );
-      request.on('error', (error) => finish(unreachable(url.host, error)));
-      request.on('response', (response) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        response.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size <= maxResponseBytes) chunks.push(chunk);
-        });
-        response.on('error', (error) => finish(unreachable(url.host, error)));
-        response.on('end', () => {
-          // A registry may answer (an error, a redirect) before it read the whole body.
-          if (body !== undefined && !Buffer.isBuffer(body) && !body.readableEnded) body.destroy();
-          finish(undefined, {
-            status: response.statusCode ?? 0,
-            headers: response.headers,
-            body: Buffer.concat(chunks),
-          });
-        });
-      });
-      if (body === undefined) request.end();
-      else if (Buffer.isBuffer(body)) request.end(body);
-      else {
-        body.on('error', (error) => request.destroy(error));
-        body.pipe(request);
-      }
-    });
+      const { bytes } = await readBody(response.body, maxResponseBytes);
+      return { status: response.status, headers: response.headers, body: bytes };
+    } catch (error) {
+      throw unreachable(url.host, error);
+    } finally {
+      // A registry may answer (an error, a redirect) before it read the whole body.
+      if (body instanceof Readable && !body.readableEnded) body.destroy();
+    }
+  };
 
   const failure = (method: string, url: URL, response: Exchange): ShoalError => {
     const { code, message } = parseOciError(response.body);
@@ -437,7 +408,7 @@ export const createRegistryClient = (options: RegistryClientOptions): RegistryCl
     },
 
     close() {
-      agent.destroy();
+      void transport.close().catch(() => undefined);
     },
   };
   return client;
