@@ -5,5 +5,6 @@ export type {
   RegistryBlobStoreDeps,
   RepositoryRegistryBlobStore,
   UpstreamManifest,
-} from './registryBlobStore';
-export { RegistryBackendConfigSchema, createRegistryBlobStore } from './registryBlobStore';
+} from './config';
+export { RegistryBackendConfigSchema } from './config';
+export { createRegistryBlobStore } from './registryBlobStore';

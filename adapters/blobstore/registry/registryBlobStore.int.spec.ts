@@ -19,8 +19,9 @@ import {
   upstreamCredentials,
   useUpstreamRegistry,
 } from '../../../test/fixtures/upstreamRegistry';
-import type { RegistryBackendConfig, RegistryBlobStore } from './registryBlobStore';
-import { RegistryBackendConfigSchema, createRegistryBlobStore } from './registryBlobStore';
+import type { RegistryBackendConfig, RegistryBlobStore } from './config';
+import { RegistryBackendConfigSchema } from './config';
+import { createRegistryBlobStore } from './registryBlobStore';
 
 // The real CNCF registry as the upstream: UPSTREAM_REGISTRY when set, else this spec starts
 // it with test/services/upstream-registry.sh (and stops it again when it did).

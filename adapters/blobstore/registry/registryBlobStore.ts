@@ -32,16 +32,6 @@ import type {
 } from './config';
 import { connectUpstream } from './upstream';
 
-export type {
-  RegistryBackendConfig,
-  RegistryBlobStore,
-  RegistryBlobStoreConfig,
-  RegistryBlobStoreDeps,
-  RepositoryRegistryBlobStore,
-  UpstreamManifest,
-} from './config';
-export { RegistryBackendConfigSchema } from './config';
-
 /** Registries cap manifests at 4 MiB; the CNCF registry refuses larger ones. */
 const maxManifestBytes = 4 * 1024 * 1024;
 
