@@ -88,6 +88,12 @@ export class HttpExchangeError extends Error {
   }
 }
 
+/** Answers of a server that may be over soon (429 and 5xx): worth another attempt. */
+export const unavailableStatuses: readonly number[] = [
+  429,
+  ...Array.from({ length: 100 }, (_, i) => 500 + i),
+];
+
 const defaultBackoff = { initialMs: 100, maxMs: 2000 };
 
 export const createHttpTransport = (options: HttpTransportOptions): HttpTransport => {
@@ -228,6 +234,12 @@ export const discard = (body: Readable): void => {
   body.resume();
 };
 
+/** Drops a body nobody wants, and its connection (the abort it causes is of no concern). */
+export const drop = (body: Readable): void => {
+  body.on('error', () => undefined);
+  body.destroy();
+};
+
 /**
  * Reads a body into memory, at most `cap` bytes: past them the rest is dropped (and the
  * connection with it) and `truncated` is set. Bounds what an error or JSON answer can cost.
@@ -246,8 +258,7 @@ export const readBody = (
         return;
       }
       body.off('data', onData);
-      body.on('error', () => undefined);
-      body.destroy();
+      drop(body);
       resolve({ bytes: Buffer.concat(chunks), truncated: true });
     };
     body.on('data', onData);

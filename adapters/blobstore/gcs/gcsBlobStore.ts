@@ -12,8 +12,18 @@ import {
   parseObjectPrefix,
   resolveRange,
 } from '../../../domain';
-import type { Exchange } from '../http/httpBlobStore';
-import { Retriable, describeError, responseBody, send, withRetries } from '../http/httpBlobStore';
+import type { HttpResponse, HttpTransport } from '../../../kit/http/transport';
+import {
+  HttpExchangeError,
+  contentLengthOf,
+  createHttpTransport,
+  describeHttpError,
+  discard,
+  drop,
+  headerOf,
+  sliceBody,
+  unavailableStatuses,
+} from '../../../kit/http/transport';
 
 const MiB = 1024 * 1024;
 const defaults = {
@@ -134,7 +144,13 @@ export const createGcsBlobStore = (options: GcsBlobStoreOptions): BlobStore => {
   const bucket = storage.bucket(options.bucket);
   const endpoint = storage.apiEndpoint;
   const where = `gcs bucket "${options.bucket}" at ${endpoint}`;
-  const transport = { timeoutMs };
+  // Downloads and the start of an upload are retried before their first byte; chunks of an
+  // upload are not (a resent chunk is the resumable protocol's business).
+  const transport = createHttpTransport({
+    idleTimeoutMs: timeoutMs,
+    maxAttempts,
+    retryStatuses: unavailableStatuses,
+  });
 
   const fileOf = (name: string) => bucket.file(orThrow(parseObjectName(name)));
 
@@ -179,20 +195,17 @@ export const createGcsBlobStore = (options: GcsBlobStoreOptions): BlobStore => {
       range: `bytes=${start}-${end}`,
       'accept-encoding': 'identity',
     };
-    return withRetries(maxAttempts, async (last): Promise<Exchange | undefined> => {
-      let exchange: Exchange;
-      try {
-        exchange = await send(transport, url, 'GET', headers);
-      } catch (error) {
-        throw new Retriable(unavailable(`read ${name}`, error));
-      }
-      const status = exchange.res.statusCode ?? 0;
-      if (status === 200 || status === 206) return exchange;
-      exchange.req.destroy();
-      if (status === 404) return undefined;
-      const error = unavailable(`read ${name}`, `GET answered ${status}`);
-      throw (status >= 500 || status === 429) && !last ? new Retriable(error) : error;
-    });
+    let response: HttpResponse;
+    try {
+      response = await transport.request({ method: 'GET', url, headers });
+    } catch (error) {
+      throw unavailable(`read ${name}`, error instanceof HttpExchangeError ? error.cause : error);
+    }
+    const status = response.status;
+    if (status === 200 || status === 206) return response;
+    drop(response.body);
+    if (status === 404) return undefined;
+    throw unavailable(`read ${name}`, `GET answered ${status}`);
   };
 
   const putFrom = async (
@@ -271,21 +284,17 @@ export const createGcsBlobStore = (options: GcsBlobStoreOptions): BlobStore => {
       'x-upload-content-type': contentType,
     };
     const metadata = Buffer.from(JSON.stringify({ name, contentType }));
-    return withRetries(maxAttempts, async (last) => {
-      let exchange: Exchange;
-      try {
-        exchange = await send(transport, url, 'POST', headers, [metadata]);
-      } catch (error) {
-        throw new Retriable(unavailable(`put ${name}: start an upload`, error));
-      }
-      const { res } = exchange;
-      res.resume();
-      const status = res.statusCode ?? 0;
-      const location = res.headers.location;
-      if (status === 200 && location) return new URL(location, url);
-      const error = unavailable(`put ${name}: start an upload`, `POST answered ${status}`);
-      throw (status >= 500 || status === 429) && !last ? new Retriable(error) : error;
-    });
+    let response: HttpResponse;
+    try {
+      response = await transport.request({ method: 'POST', url, headers, body: metadata });
+    } catch (error) {
+      const cause = error instanceof HttpExchangeError ? error.cause : error;
+      throw unavailable(`put ${name}: start an upload`, cause);
+    }
+    discard(response.body);
+    const location = headerOf(response.headers, 'location');
+    if (response.status === 200 && location) return new URL(location, url);
+    throw unavailable(`put ${name}: start an upload`, `POST answered ${response.status}`);
   };
 
   /**
@@ -302,20 +311,20 @@ export const createGcsBlobStore = (options: GcsBlobStoreOptions): BlobStore => {
   ): Promise<ObjectStat> => {
     const auth = await authHeaders();
     const put = async (parts: Buffer[], range: string) => {
-      let exchange: Exchange;
+      let response: HttpResponse;
       try {
-        exchange = await send(
-          transport,
-          session,
-          'PUT',
-          { ...auth, 'content-range': range },
-          parts,
-        );
+        response = await transport.request({
+          method: 'PUT',
+          url: session,
+          headers: { ...auth, 'content-range': range },
+          body: parts,
+          retry: false,
+        });
       } catch (error) {
-        throw unavailable(`put ${name}`, error);
+        throw unavailable(`put ${name}`, error instanceof HttpExchangeError ? error.cause : error);
       }
-      exchange.res.resume();
-      return exchange.res;
+      discard(response.body);
+      return response;
     };
     // Chunks live only in `pending` and in the frame of the request sending them: nothing
     // else keeps a sent chunk alive while the next one fills.
@@ -336,11 +345,11 @@ export const createGcsBlobStore = (options: GcsBlobStoreOptions): BlobStore => {
       pending = rest;
       pendingBytes -= chunkSize;
       const res = await put(chunk, `bytes ${offset}-${offset + chunkSize - 1}/*`);
-      if (res.statusCode !== 308) {
-        throw unavailable(`put ${name}`, `an upload request answered ${res.statusCode}`);
+      if (res.status !== 308) {
+        throw unavailable(`put ${name}`, `an upload request answered ${res.status}`);
       }
       // The server says how much it kept (`bytes=0-N`); resend what it did not.
-      const kept = /^bytes=0-(\d+)$/.exec(String(res.headers.range ?? ''));
+      const kept = /^bytes=0-(\d+)$/.exec(headerOf(res.headers, 'range') ?? '');
       const persisted = kept ? Number(kept[1]) + 1 : 0;
       if (persisted < offset || persisted > offset + chunkSize) {
         throw unavailable(
@@ -358,8 +367,8 @@ export const createGcsBlobStore = (options: GcsBlobStoreOptions): BlobStore => {
       const range =
         pendingBytes === 0 ? `bytes */${total}` : `bytes ${offset}-${total - 1}/${total}`;
       const res = await put(pending, range);
-      if (res.statusCode !== 200 && res.statusCode !== 201) {
-        throw unavailable(`put ${name}`, `the last upload request answered ${res.statusCode}`);
+      if (res.status !== 200 && res.status !== 201) {
+        throw unavailable(`put ${name}`, `the last upload request answered ${res.status}`);
       }
       return { size: total };
     };
@@ -383,18 +392,17 @@ export const createGcsBlobStore = (options: GcsBlobStoreOptions): BlobStore => {
         if (found === undefined) throw unknown(name);
         const { start, end } = orThrow(resolveRange(found.size, range));
         if (end < start) return { stream: Readable.from([]), size: found.size, start, end };
-        const exchange = await download(name, found.generation, start, end);
-        if (exchange === undefined) {
+        const res = await download(name, found.generation, start, end);
+        if (res === undefined) {
           if (attempt < 3) continue;
           throw unknown(name);
         }
-        const { req, res } = exchange;
         // A 200 is the whole object (a server that ignores Range): skip to the start.
-        const first = res.statusCode === 206 ? start : 0;
-        const stream = responseBody(req, res, {
+        const first = res.status === 206 ? start : 0;
+        const stream = sliceBody(res.body, {
           skip: start - first,
           length: end - start + 1,
-          timeoutMs,
+          bodyLength: contentLengthOf(res.headers),
           fail: (why, cause) => unavailable(`read ${name}: ${why}`, cause),
         });
         return { stream, size: found.size, start, end };
@@ -492,10 +500,15 @@ const splitAt = (buffers: Buffer[], at: number): [Buffer[], Buffer[]] => {
 };
 
 /** Cancels a resumable upload session (best effort: unfinalised sessions expire anyway). */
-const cancel = async (transport: { timeoutMs: number }, session: URL) => {
+const cancel = async (transport: HttpTransport, session: URL): Promise<void> => {
   try {
-    const { res } = await send(transport, session, 'DELETE', {}, []);
-    res.resume();
+    const res = await transport.request({
+      method: 'DELETE',
+      url: session,
+      body: Buffer.alloc(0),
+      retry: false,
+    });
+    discard(res.body);
   } catch {
     // Nothing to do: the session is never finalised.
   }
@@ -513,7 +526,7 @@ const reason = (cause: unknown): string => {
   if (cause === undefined) return 'failed';
   if (typeof cause === 'string') return cause;
   const status = statusOf(cause);
-  const text = describeError(cause).split('\n')[0] ?? '';
+  const text = describeHttpError(cause).split('\n')[0] ?? '';
   return status !== undefined && !text.includes(String(status)) ? `${status} ${text}` : text;
 };
 

@@ -17,6 +17,7 @@ import {
   contentLengthOf,
   describeHttpError,
   discard,
+  drop,
   headerOf,
   readBody,
   sliceBody,
@@ -146,7 +147,7 @@ export const createRegistryBlobStore = (
     const sizeOf = (response: HttpResponse, what: string): number => {
       const size = Number(headerOf(response.headers, 'content-length'));
       if (!Number.isSafeInteger(size) || size < 0) {
-        response.body.destroy();
+        drop(response.body);
         throw new ShoalError(
           'STORAGE_UNAVAILABLE',
           `${label}: ${what} in ${where} came without a Content-Length`,
@@ -221,7 +222,7 @@ export const createRegistryBlobStore = (
           headerOf(response.headers, 'content-range') ?? '',
         );
         if (match === null || Number(match[1]) !== start || Number(match[2]) !== end) {
-          response.body.destroy();
+          drop(response.body);
           throw new ShoalError(
             'STORAGE_UNAVAILABLE',
             `${label}: ${where} answered range ${start}-${end} of ${digest} with ` +

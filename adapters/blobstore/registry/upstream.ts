@@ -7,6 +7,7 @@ import {
   discard,
   headerOf,
   readBody,
+  unavailableStatuses,
 } from '../../../kit/http/transport';
 import type { BufferedResponse } from '../../registry/registryAuth';
 import { createRegistryAuth, parseChallenge, parseOciError } from '../../registry/registryAuth';
@@ -16,8 +17,6 @@ import type { RegistryBlobStoreConfig, RegistryBlobStoreDeps } from './config';
 const maxSmallBody = 1024 * 1024;
 const maxRedirects = 5;
 const redirects = new Set([301, 302, 303, 307, 308]);
-/** Answers of an upstream that may be over soon: tried again, `maxAttempts` in all. */
-const unavailableStatuses = [408, 429, ...Array.from({ length: 100 }, (_, i) => 500 + i)];
 
 /** The `registry` backend's connection to its upstream: requests with auth and redirects. */
 export type Upstream = {
@@ -87,7 +86,7 @@ export const connectUpstream = (
   const transport = createHttpTransport({
     idleTimeoutMs: config.timeoutMs,
     maxAttempts: config.maxAttempts,
-    retryStatuses: unavailableStatuses,
+    retryStatuses: [408, ...unavailableStatuses],
     connections: 32,
     insecure: config.insecure,
     userAgent: 'shoal-registry-backend',

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { ByteRange, ErrorCode, Position } from '../../../domain';
 import { ShoalError, isShoalError } from '../../../domain';
 import type { HttpResponse } from '../../../kit/http/transport';
-import { discard, headerOf, readBody, sliceBody } from '../../../kit/http/transport';
+import { discard, drop, headerOf, readBody, sliceBody } from '../../../kit/http/transport';
 import type { Metainfo } from '../../../p2p/metainfo';
 import { positionHeaders } from '../../shared/http';
 import { createServiceClient, readJson } from '../../shared/httpClient';
@@ -268,7 +268,7 @@ export const createOriginClient = (
       if (response.status === 206) {
         const parsed = contentRange(response);
         if (parsed === null) {
-          response.body.destroy();
+          drop(response.body);
           throw new ShoalError('INTERNAL', 'partial answer without a valid Content-Range');
         }
         served = parsed;
