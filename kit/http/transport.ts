@@ -252,11 +252,13 @@ export const readBody = (
     const chunks: Buffer[] = [];
     let size = 0;
     const onData = (chunk: Buffer) => {
+      const room = cap - size;
       size += chunk.length;
       if (size <= cap) {
         chunks.push(chunk);
         return;
       }
+      chunks.push(chunk.subarray(0, room));
       body.off('data', onData);
       drop(body);
       resolve({ bytes: Buffer.concat(chunks), truncated: true });
