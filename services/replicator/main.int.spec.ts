@@ -41,7 +41,13 @@ describe('the replicator as a role', () => {
       });
       expect(position).toBeGreaterThan(0);
       expect((await api.listRules({ minPosition: position })).map((r) => r.id)).toEqual([rule.id]);
-      const status = await api.status();
+      // It becomes active once it holds the lease (asynchronously, after the start).
+      const deadline = Date.now() + 10_000;
+      let status = await api.status();
+      while (status.replicator !== 'active' && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        status = await api.status();
+      }
       expect(status.replicator).toBe('active');
       expect(status.rules.map((r) => r.id)).toEqual([rule.id]);
       const metrics = await (await fetch(`${running.url}/metrics`)).text();
