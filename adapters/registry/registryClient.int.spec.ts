@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Digest } from '../../domain';
-import type { FakeRegistry } from '../../services/build-index/replication/testing/fakeRegistry';
-import { startFakeRegistry } from '../../services/build-index/replication/testing/fakeRegistry';
+import type { FakeRegistry } from '../../test/doubles/fakeRegistry';
+import { startFakeRegistry } from '../../test/doubles/fakeRegistry';
 import { parseChallenge } from './registryAuth';
 import { createRegistryClient } from './registryClient';
 

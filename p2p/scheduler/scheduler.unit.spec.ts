@@ -7,9 +7,9 @@ import type { SchedulerConfig } from './config';
 import type { PeerCandidate } from './events';
 import type { PieceSource } from './pieceSource';
 import { BlobScheduler } from './scheduler';
-import type { TestBlob } from './testing/memoryPieces';
-import { memoryPieces, testBlob } from './testing/memoryPieces';
-import { memoryNetwork } from './testing/network';
+import type { TestBlob } from '../../test/doubles/memoryPieces';
+import { memoryPieces, testBlob } from '../../test/doubles/memoryPieces';
+import { memoryNetwork } from '../../test/doubles/memoryNetwork';
 
 const KiB = 1024;
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { createBandwidth } from '../bandwidth';
 import type { PieceStore } from '../pieces';
 import { openPieceStore } from '../pieces';
-import { testBlob } from '../scheduler/testing/memoryPieces';
+import { testBlob } from '../../test/doubles/memoryPieces';
 import type { Announcement, Announcer } from './announcer';
 import { openFilePieceSource } from './filePieceSource';
 import type { SwarmHost } from './swarmHost';

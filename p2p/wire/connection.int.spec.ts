@@ -26,7 +26,7 @@ import type {
 } from './connection';
 import { PeerConnection } from './connection';
 import { maxPendingRequests, wireErrorCodes } from './constants';
-import { duplexPair } from './duplexPair';
+import { duplexPair } from '../../test/doubles/duplexPair';
 import { Framer } from './framer';
 import { createWireStats } from './violations';
 

@@ -5,8 +5,10 @@ import type { Digest, RepoName } from '../../domain';
 import { ShoalError } from '../../domain';
 import type { TagApi } from '../build-index/tagApi';
 import { createOriginClient } from '../origin/client/originClient';
-import type { OriginHarness } from '../origin/testing/harness';
-import { blobFixture, createOriginHarness, freshRepo } from '../origin/testing/harness';
+import { blobFixture } from '../../test/fixtures/blobs';
+import { randomRepo } from '../../test/fixtures/events';
+import type { OriginHarness } from '../../test/doubles/originHarness';
+import { createOriginHarness } from '../../test/doubles/originHarness';
 import { systemClock } from '../shared/clock';
 import { validateConfig } from '../shared/config';
 import { silentLogger } from '../shared/logger';
@@ -57,7 +59,7 @@ describe('the agent (registry on the swarm)', () => {
   let tracker: RunningTracker;
   let agents: RunningAgent[];
   let originUrl: string;
-  const repo = freshRepo() as RepoName;
+  const repo = randomRepo() as RepoName;
   const layer = blobFixture(3 * MiB);
   const manifestBytes = Buffer.from(
     JSON.stringify({

@@ -9,8 +9,10 @@ import { createBlobAccess, staticRing } from './client/createBlobAccess';
 import type { OriginClient } from './client/originClient';
 import { createOriginClient } from './client/originClient';
 import type { RunningOrigin } from './main';
-import type { OriginHarness } from './testing/harness';
-import { blobFixture, createOriginHarness, freshRepo } from './testing/harness';
+import type { OriginHarness } from '../../test/doubles/originHarness';
+import { blobFixture } from '../../test/fixtures/blobs';
+import { randomRepo } from '../../test/fixtures/events';
+import { createOriginHarness } from '../../test/doubles/originHarness';
 
 const drain = async (stream: AsyncIterable<unknown>) => {
   const chunks: Buffer[] = [];
@@ -89,7 +91,7 @@ describe('origins on a ring (one log, R owners per blob)', () => {
 
   it('copies a blob committed on one origin to the other owner', async () => {
     const blob = blobFixture(120_000);
-    const repo = freshRepo() as RepoName;
+    const repo = randomRepo() as RepoName;
     const { id } = await access.startUpload({ repo });
     const first = id.startsWith(Buffer.from('a').toString('base64url')) ? 'a' : 'b';
     const other = first === 'a' ? 'b' : 'a';
@@ -117,7 +119,7 @@ describe('origins on a ring (one log, R owners per blob)', () => {
   it('reads through BlobAccess from the owners, whole and in ranges', async () => {
     const blob = blobFixture(50_000);
     const { position } = await access.put(blob.digest, blob.content, {
-      repo: freshRepo() as RepoName,
+      repo: randomRepo() as RepoName,
     });
     expect(position).toBeGreaterThan(0);
     await expect(access.stat(blob.digest)).resolves.toEqual({ size: blob.size });
@@ -134,7 +136,7 @@ describe('origins on a ring (one log, R owners per blob)', () => {
 
   it('lets an owner lacking a blob fetch it from the backend, keep it and serve it', async () => {
     const blob = blobOwnedFirstBy('a', ['a', 'b'], 2);
-    await clientOf(b).putBlob(blob.digest, blob.content, { repo: freshRepo() });
+    await clientOf(b).putBlob(blob.digest, blob.content, { repo: randomRepo() });
     await harness.waitForEvent((e) => e.type === 'BlobPersisted' && e.data.digest === blob.digest);
     await placedOn(harness, blob.digest, 'a');
     // Both owners lose their disks; only the backend has the blob now.
@@ -157,7 +159,7 @@ describe('origins on a ring (one log, R owners per blob)', () => {
     await Promise.all([a, b, c].map(async (o) => o.runner.waitFor(await harness.log.head(), 5000)));
     let blob = blobFixture(30_000);
     while (owners(blob.digest, ['a', 'b', 'c'], 2).includes('c')) blob = blobFixture(30_000);
-    await clientOf(c).putBlob(blob.digest, blob.content, { repo: freshRepo() });
+    await clientOf(c).putBlob(blob.digest, blob.content, { repo: randomRepo() });
     expect(await harness.backend.stat(blobObjectName(blob.digest))).toBeUndefined();
     await expect(clientOf(a).statBlob(blob.digest, { local: true })).resolves.toBeUndefined();
 
@@ -169,7 +171,7 @@ describe('origins on a ring (one log, R owners per blob)', () => {
   });
 
   it('routes upload sessions by the origin in their id', async () => {
-    const repo = freshRepo() as RepoName;
+    const repo = randomRepo() as RepoName;
     const seen = new Set<string>();
     for (let i = 0; i < 8; i++) {
       const { id } = await access.startUpload({ repo });

@@ -6,8 +6,9 @@ import { blobObjectName } from '../../domain';
 import type { OriginClient } from './client/originClient';
 import { createOriginClient } from './client/originClient';
 import type { RunningOrigin } from './main';
-import type { OriginHarness } from './testing/harness';
-import { blobFixture, createOriginHarness } from './testing/harness';
+import type { OriginHarness } from '../../test/doubles/originHarness';
+import { blobFixture } from '../../test/fixtures/blobs';
+import { createOriginHarness } from '../../test/doubles/originHarness';
 
 const MiB = 1024 * 1024;
 

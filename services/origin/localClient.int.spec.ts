@@ -5,8 +5,10 @@ import { createBlobAccess, staticRing } from './client/createBlobAccess';
 import type { OriginClient } from './client/originClient';
 import { createOriginClient } from './client/originClient';
 import type { RunningOrigin } from './main';
-import type { OriginHarness } from './testing/harness';
-import { blobFixture, createOriginHarness, freshRepo } from './testing/harness';
+import type { OriginHarness } from '../../test/doubles/originHarness';
+import { blobFixture } from '../../test/fixtures/blobs';
+import { randomRepo } from '../../test/fixtures/events';
+import { createOriginHarness } from '../../test/doubles/originHarness';
 
 const drain = async (stream: AsyncIterable<unknown>) => {
   const chunks: Buffer[] = [];
@@ -56,7 +58,7 @@ describe.each([
 
   it('takes chunked uploads, checks offsets and digests, and serves what it took', async () => {
     const blob = blobFixture(300_000);
-    const { id } = await client.startUpload({ repo: freshRepo() });
+    const { id } = await client.startUpload({ repo: randomRepo() });
     const part = Readable.from([blob.content.subarray(0, 100_000)]);
     await expect(client.appendUpload(id, part, { offset: 0 })).resolves.toEqual({
       size: 100_000,
@@ -87,11 +89,11 @@ describe.each([
 
   it('stores whole blobs, and answers for unknown ones', async () => {
     const blob = blobFixture(2000);
-    const put = await client.putBlob(blob.digest, blob.content, { repo: freshRepo() });
+    const put = await client.putBlob(blob.digest, blob.content, { repo: randomRepo() });
     expect(put).toMatchObject({ digest: blob.digest, size: blob.size });
     expect(put.position).toBeGreaterThan(0);
     const bad = blobFixture(2000);
-    expect(await codeOf(client.putBlob(bad.digest, blob.content, { repo: freshRepo() }))).toBe(
+    expect(await codeOf(client.putBlob(bad.digest, blob.content, { repo: randomRepo() }))).toBe(
       'DIGEST_INVALID',
     );
     const unknown = blobFixture(5).digest;
@@ -124,7 +126,7 @@ describe('BlobAccess with an in-process origin', () => {
       });
       const before = await internalRequests(origin);
       const blob = blobFixture(70_000);
-      const repo = freshRepo() as RepoName;
+      const repo = randomRepo() as RepoName;
       const { id } = await access.startUpload({ repo });
       await access.appendUpload(id, Readable.from([blob.content]), { offset: 0 });
       await access.commitUpload(id, { digest: blob.digest, repo });

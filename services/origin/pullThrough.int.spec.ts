@@ -3,8 +3,8 @@ import type { BlobStore, Digest } from '../../domain';
 import { ShoalError, isShoalError } from '../../domain';
 import type { OriginClient } from './client/originClient';
 import { createOriginClient } from './client/originClient';
-import type { OriginHarness } from './testing/harness';
-import { createOriginHarness } from './testing/harness';
+import type { OriginHarness } from '../../test/doubles/originHarness';
+import { createOriginHarness } from '../../test/doubles/originHarness';
 
 const sha256 = (bytes: Buffer) =>
   `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;

@@ -7,8 +7,9 @@ import { createFilesystemBlobStore } from '../../adapters/blobstore/filesystem';
 import { createBackendRouter } from './backends';
 import type { OriginClient } from './client/originClient';
 import { createOriginClient } from './client/originClient';
-import type { OriginHarness } from './testing/harness';
-import { blobFixture, createOriginHarness } from './testing/harness';
+import type { OriginHarness } from '../../test/doubles/originHarness';
+import { blobFixture } from '../../test/fixtures/blobs';
+import { createOriginHarness } from '../../test/doubles/originHarness';
 
 const drain = async (stream: AsyncIterable<unknown>) => {
   const chunks: Buffer[] = [];

@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Digest } from '../../domain';
 import { createOriginClient } from './client/originClient';
-import type { OriginHarness } from './testing/harness';
-import { createOriginHarness, freshRepo } from './testing/harness';
+import type { OriginHarness } from '../../test/doubles/originHarness';
+import { randomRepo } from '../../test/fixtures/events';
+import { createOriginHarness } from '../../test/doubles/originHarness';
 
 const MiB = 1024 * 1024;
 const blobSize = 192 * MiB;
@@ -57,12 +58,12 @@ describe('origin streaming', () => {
     const client = createOriginClient(origin.url);
     const digest = digestOfContent();
     // Warm up the code paths so their one-off allocations do not count as growth.
-    const warm = await client.startUpload({ repo: freshRepo() });
+    const warm = await client.startUpload({ repo: randomRepo() });
     await client.appendUpload(warm.id, content(0, 4 * MiB));
     await client.cancelUpload(warm.id);
 
     const growth = await peakRssGrowth(async () => {
-      const { id } = await client.startUpload({ repo: freshRepo() });
+      const { id } = await client.startUpload({ repo: randomRepo() });
       const half = blobSize / 2;
       await client.appendUpload(id, content(0, half), { offset: 0, length: half });
       const done = await client.commitUpload(id, {

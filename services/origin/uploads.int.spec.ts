@@ -8,8 +8,10 @@ import type { OriginClient } from './client/originClient';
 import { createOriginClient } from './client/originClient';
 import { openOriginDb } from './store/originDb';
 import type { RunningOrigin } from './main';
-import type { OriginHarness } from './testing/harness';
-import { blobFixture, createOriginHarness, freshRepo } from './testing/harness';
+import type { OriginHarness } from '../../test/doubles/originHarness';
+import { blobFixture } from '../../test/fixtures/blobs';
+import { randomRepo } from '../../test/fixtures/events';
+import { createOriginHarness } from '../../test/doubles/originHarness';
 
 const codeOf = async (promise: Promise<unknown>) => {
   try {
@@ -44,7 +46,7 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
 
   it('takes a monolithic upload: start, then commit with the whole body', async () => {
     const blob = blobFixture(200_000);
-    const repo = freshRepo();
+    const repo = randomRepo();
     const { id } = await client.startUpload({ repo });
     expect(id.startsWith(`${Buffer.from('o1').toString('base64url')}.`)).toBe(true);
     const done = await client.commitUpload(id, {
@@ -77,7 +79,7 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
 
   it('takes a chunked upload with offsets and Content-Range, reporting progress', async () => {
     const blob = blobFixture(300_001);
-    const { id } = await client.startUpload({ repo: freshRepo() });
+    const { id } = await client.startUpload({ repo: randomRepo() });
     const cut = [0, 100_000, 250_000, blob.size];
     for (let i = 0; i < cut.length - 1; i++) {
       const chunk = blob.content.subarray(cut[i], cut[i + 1]);
@@ -92,7 +94,7 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
 
     // OCI-style headers on the raw API.
     const other = blobFixture(10);
-    const second = await client.startUpload({ repo: freshRepo() });
+    const second = await client.startUpload({ repo: randomRepo() });
     const patched = await fetch(`${origin.url}/internal/uploads/${second.id}`, {
       method: 'PATCH',
       headers: { 'content-range': '0-9', 'content-type': 'application/octet-stream' },
@@ -105,7 +107,7 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
 
   it('refuses a chunk at the wrong offset (RANGE_INVALID, 416), writing nothing', async () => {
     const blob = blobFixture(1000);
-    const { id } = await client.startUpload({ repo: freshRepo() });
+    const { id } = await client.startUpload({ repo: randomRepo() });
     await client.appendUpload(id, blob.content.subarray(0, 400), { offset: 0 });
     expect(await codeOf(client.appendUpload(id, blob.content.subarray(400), { offset: 300 }))).toBe(
       'RANGE_INVALID',
@@ -129,7 +131,7 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
     const blob = blobFixture(5000);
     const wrong = blobFixture(5000).digest;
     const before = (await harness.events()).length;
-    const { id } = await client.startUpload({ repo: freshRepo() });
+    const { id } = await client.startUpload({ repo: randomRepo() });
     expect(await codeOf(client.commitUpload(id, { digest: wrong, body: blob.content }))).toBe(
       'DIGEST_INVALID',
     );
@@ -149,19 +151,19 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
   it('refuses a whole-blob put whose content does not match, storing nothing', async () => {
     const blob = blobFixture(3000);
     const wrong = blobFixture(3000).digest;
-    expect(await codeOf(client.putBlob(wrong, blob.content, { repo: freshRepo() }))).toBe(
+    expect(await codeOf(client.putBlob(wrong, blob.content, { repo: randomRepo() }))).toBe(
       'DIGEST_INVALID',
     );
     await expect(client.statBlob(wrong, { local: true })).resolves.toBeUndefined();
     expect(readdirSync(join(origin.directory, 'tmp'))).toEqual([]);
-    const stored = await client.putBlob(blob.digest, blob.content, { repo: freshRepo() });
+    const stored = await client.putBlob(blob.digest, blob.content, { repo: randomRepo() });
     expect(stored).toMatchObject({ digest: blob.digest, size: 3000 });
     expect(stored.position).toBeGreaterThan(0);
   });
 
   it('resumes a session after the origin restarts, keeping what was received', async () => {
     const blob = blobFixture(700_000);
-    const { id } = await client.startUpload({ repo: freshRepo() });
+    const { id } = await client.startUpload({ repo: randomRepo() });
     await client.appendUpload(id, blob.content.subarray(0, 300_000), { offset: 0 });
     await origin.close();
     await client.close();
@@ -180,7 +182,7 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
 
   it('finishes at the next start a commit that a crash cut before its events', async () => {
     const blob = blobFixture(40_000);
-    const repo = freshRepo();
+    const repo = randomRepo();
     const { id } = await client.startUpload({ repo });
     await client.appendUpload(id, blob.content, { offset: 0 });
     await origin.close();
@@ -205,7 +207,7 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
 
   it('keeps the bytes of a chunk cut short by the client, and goes on from there', async () => {
     const blob = blobFixture(400_000);
-    const { id } = await client.startUpload({ repo: freshRepo() });
+    const { id } = await client.startUpload({ repo: randomRepo() });
     const failing = Readable.from(
       (async function* () {
         yield blob.content.subarray(0, 64 * 1024);
@@ -225,7 +227,7 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
   });
 
   it('cancels a session and forgets it; sessions of other origins are unknown here', async () => {
-    const { id } = await client.startUpload({ repo: freshRepo() });
+    const { id } = await client.startUpload({ repo: randomRepo() });
     await client.appendUpload(id, Buffer.from('abc'));
     await client.cancelUpload(id);
     expect(await codeOf(client.uploadStatus(id))).toBe('BLOB_UPLOAD_UNKNOWN');
@@ -237,7 +239,7 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
 
   it('serves byte ranges with 206 and Content-Range, and 416 beyond the end', async () => {
     const blob = blobFixture(10_000);
-    await client.putBlob(blob.digest, blob.content, { repo: freshRepo() });
+    await client.putBlob(blob.digest, blob.content, { repo: randomRepo() });
     const part = await client.getBlob(blob.digest, { range: { start: 100, end: 1099 } });
     expect(part).toMatchObject({ size: 10_000, start: 100, end: 1099 });
     expect((await drain(part.stream)).equals(blob.content.subarray(100, 1100))).toBe(true);
@@ -265,7 +267,7 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
 
   it('serves the metainfo of an uploaded blob', async () => {
     const blob = blobFixture(600_000);
-    const { id } = await client.startUpload({ repo: freshRepo() });
+    const { id } = await client.startUpload({ repo: randomRepo() });
     await client.appendUpload(id, blob.content.subarray(0, 250_000));
     await client.commitUpload(id, { digest: blob.digest, body: blob.content.subarray(250_000) });
     const metainfo = await client.metainfo(blob.digest);
@@ -280,7 +282,7 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
 
   it('drops a local copy on DELETE, but not while its write-back is pending', async () => {
     const blob = blobFixture(100);
-    await client.putBlob(blob.digest, blob.content, { repo: freshRepo() });
+    await client.putBlob(blob.digest, blob.content, { repo: randomRepo() });
     expect(await codeOf(client.deleteBlob(blob.digest))).toBe('SERVICE_UNAVAILABLE');
     await expect(client.statBlob(blob.digest, { local: true })).resolves.toEqual({ size: 100 });
   });
@@ -292,10 +294,10 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
     const clock = { now: () => now };
     origin = await harness.start({ id: 'o1', uploads: { expireAfterMs: 60_000 } }, { clock });
     client = createOriginClient(origin.url);
-    const idle = await client.startUpload({ repo: freshRepo() });
+    const idle = await client.startUpload({ repo: randomRepo() });
     await client.appendUpload(idle.id, Buffer.from('abc'));
     now += 50_000;
-    const active = await client.startUpload({ repo: freshRepo() });
+    const active = await client.startUpload({ repo: randomRepo() });
     now += 20_000;
     await expect(origin.sweepUploads()).resolves.toBe(1);
     expect(await codeOf(client.uploadStatus(idle.id))).toBe('BLOB_UPLOAD_UNKNOWN');
@@ -309,9 +311,9 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
     origin = await harness.start({ id: 'o1', uploads: { maxBlobSize: 1000 } });
     client = createOriginClient(origin.url);
     const blob = blobFixture(1001);
-    const { id } = await client.startUpload({ repo: freshRepo() });
+    const { id } = await client.startUpload({ repo: randomRepo() });
     expect(await codeOf(client.appendUpload(id, blob.content))).toBe('SIZE_INVALID');
-    expect(await codeOf(client.putBlob(blob.digest, blob.content, { repo: freshRepo() }))).toBe(
+    expect(await codeOf(client.putBlob(blob.digest, blob.content, { repo: randomRepo() }))).toBe(
       'SIZE_INVALID',
     );
   });

@@ -3,8 +3,10 @@ import type { BlobStore, RecordedEvent } from '../../domain';
 import { ShoalError, blobObjectName } from '../../domain';
 import type { OriginClient } from './client/originClient';
 import { createOriginClient } from './client/originClient';
-import type { OriginHarness } from './testing/harness';
-import { blobFixture, createOriginHarness, freshRepo } from './testing/harness';
+import type { OriginHarness } from '../../test/doubles/originHarness';
+import { blobFixture } from '../../test/fixtures/blobs';
+import { randomRepo } from '../../test/fixtures/events';
+import { createOriginHarness } from '../../test/doubles/originHarness';
 
 const drain = async (stream: AsyncIterable<unknown>) => {
   const chunks: Buffer[] = [];
@@ -66,7 +68,7 @@ describe('origin write-back (durable queue, filesystem backend)', () => {
     const origin = await harness.start({ id: 'o1' });
     const client = clientOf(origin.url);
     const blob = blobFixture(150_000);
-    const { id } = await client.startUpload({ repo: freshRepo() });
+    const { id } = await client.startUpload({ repo: randomRepo() });
     const done = await client.commitUpload(id, { digest: blob.digest, body: blob.content });
     const persisted = await harness.waitForEvent(
       (e) => e.type === 'BlobPersisted' && e.data.digest === blob.digest,
@@ -83,7 +85,7 @@ describe('origin write-back (durable queue, filesystem backend)', () => {
     const flaky = flakyBackend(harness.backend);
     flaky.heal();
     const origin = await harness.start({ id: 'o1' }, { backend: flaky.store });
-    await clientOf(origin.url).putBlob(blob.digest, blob.content, { repo: freshRepo() });
+    await clientOf(origin.url).putBlob(blob.digest, blob.content, { repo: randomRepo() });
     await harness.waitForEvent((e) => e.type === 'BlobPersisted' && e.data.digest === blob.digest);
     expect(flaky.attempts()).toBe(0);
   });
@@ -106,9 +108,9 @@ describe('origin write-back (durable queue, filesystem backend)', () => {
     const blob = blobFixture(3000);
     const persisted = (e: RecordedEvent) =>
       e.type === 'BlobPersisted' && e.data.digest === blob.digest;
-    await client.putBlob(blob.digest, blob.content, { repo: freshRepo() });
+    await client.putBlob(blob.digest, blob.content, { repo: randomRepo() });
     await harness.waitForEvent(persisted);
-    await client.putBlob(blob.digest, blob.content, { repo: freshRepo() });
+    await client.putBlob(blob.digest, blob.content, { repo: randomRepo() });
     await secondJob;
     await origin.close(); // waits for the job in flight
     expect((await harness.events()).filter(persisted)).toHaveLength(1);
@@ -119,7 +121,7 @@ describe('origin write-back (durable queue, filesystem backend)', () => {
     const blob = blobFixture(80_000);
     const flaky = flakyBackend(harness.backend);
     const first = await harness.start({ id: 'o1' }, { backend: flaky.store });
-    await clientOf(first.url).putBlob(blob.digest, blob.content, { repo: freshRepo() });
+    await clientOf(first.url).putBlob(blob.digest, blob.content, { repo: randomRepo() });
     await flaky.attempted(1); // the worker ran and failed: the job waits for a retry
     await first.close();
     expect(await harness.backend.stat(blobObjectName(blob.digest))).toBeUndefined();
@@ -147,7 +149,7 @@ describe('origin write-back (durable queue, filesystem backend)', () => {
     const released = new Promise<void>((resolve) => (release = resolve));
     let started: () => void = () => undefined;
     const streaming = new Promise<void>((resolve) => (started = resolve));
-    const { id } = await client.startUpload({ repo: freshRepo() });
+    const { id } = await client.startUpload({ repo: randomRepo() });
     const upload = client.appendUpload(
       id,
       Readable.from(
@@ -160,7 +162,7 @@ describe('origin write-back (durable queue, filesystem backend)', () => {
       ),
     );
     await streaming;
-    await client.putBlob(blob.digest, blob.content, { repo: freshRepo() });
+    await client.putBlob(blob.digest, blob.content, { repo: randomRepo() });
     // A negative can only be watched for a while: many quiet periods pass, no write-back.
     await new Promise((resolve) => setTimeout(resolve, quietMs * 5));
     const events = await harness.events();
@@ -179,7 +181,7 @@ describe('origin write-back (durable queue, filesystem backend)', () => {
       { id: 'o1', writeBack: { minBackoffMs: 10, maxBackoffMs: 40 } },
       { backend: flaky.store },
     );
-    await clientOf(origin.url).putBlob(blob.digest, blob.content, { repo: freshRepo() });
+    await clientOf(origin.url).putBlob(blob.digest, blob.content, { repo: randomRepo() });
     // Let it fail a few times, then heal the backend.
     await flaky.attempted(3);
     flaky.heal();

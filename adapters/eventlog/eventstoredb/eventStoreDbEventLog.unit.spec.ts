@@ -1,6 +1,6 @@
 import { describeEventLogContract } from '../../../test/contracts/eventLogContract';
 import { createEventStoreDbEventLog } from './eventStoreDbEventLog';
-import { createFakeEventStoreDbClient } from './fakeEventStoreDbClient';
+import { createFakeEventStoreDbClient } from '../../../test/doubles/fakeEventStoreDbClient';
 
 // The contract against an in-memory stand-in of the EventStoreDB client: it checks the
 // adapter's own logic (stream and id mapping, idempotency, positions, resuming reads and

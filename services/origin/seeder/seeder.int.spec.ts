@@ -14,8 +14,10 @@ import { TrackerConfigSchema } from '../../tracker/config';
 import type { RunningTracker } from '../../tracker/main';
 import { startTracker } from '../../tracker/main';
 import { createOriginClient } from '../client/originClient';
-import type { OriginHarness } from '../testing/harness';
-import { blobFixture, createOriginHarness, freshRepo } from '../testing/harness';
+import type { OriginHarness } from '../../../test/doubles/originHarness';
+import { blobFixture } from '../../../test/fixtures/blobs';
+import { randomRepo } from '../../../test/fixtures/events';
+import { createOriginHarness } from '../../../test/doubles/originHarness';
 
 const MiB = 1024 * 1024;
 
@@ -49,7 +51,7 @@ describe('the origin seeder in a swarm', () => {
     });
     const blob = blobFixture(4 * MiB);
     const client = createOriginClient(origin.url);
-    await client.putBlob(blob.digest, blob.content, { repo: freshRepo(), size: blob.size });
+    await client.putBlob(blob.digest, blob.content, { repo: randomRepo(), size: blob.size });
     tracker = await startTracker({
       config: validateConfig(TrackerConfigSchema, {
         listen: { port: 0 },

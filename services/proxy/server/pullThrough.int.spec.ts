@@ -16,7 +16,7 @@ import { createTagService } from '../../build-index/tagService';
 import { createHttpApp } from '../../shared/http';
 import { silentLogger } from '../../shared/logger';
 import { createRegistry } from '../registry';
-import { createFsBlobAccess } from '../testing/fsBlobAccess';
+import { createFsBlobAccess } from '../../../test/doubles/fsBlobAccess';
 import { createMemoryProjections } from '../testing/memoryProjections';
 import { registryRoutes } from './routes';
 

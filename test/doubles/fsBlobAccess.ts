@@ -4,11 +4,11 @@ import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Digest, EventLog } from '../../../domain';
-import { ShoalError, digestAlgorithm } from '../../../domain';
-import type { BlobAccess } from '../../origin/client/blobAccess';
-import type { WriterContext } from '../../shared/events';
-import { newEvent } from '../../shared/events';
+import type { Digest, EventLog } from '../../domain';
+import { ShoalError, digestAlgorithm } from '../../domain';
+import type { BlobAccess } from '../../services/origin/client/blobAccess';
+import type { WriterContext } from '../../services/shared/events';
+import { newEvent } from '../../services/shared/events';
 
 /**
  * A `BlobAccess` test double on a temporary directory: one "origin", no ring, no write-back.

@@ -1,37 +1,20 @@
-import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { filter, firstValueFrom, timeout } from 'rxjs';
-import type {
-  BlobStore,
-  Clock,
-  Digest,
-  EventLog,
-  ProjectionStore,
-  RecordedEvent,
-} from '../../../domain';
-import { createFilesystemBlobStore } from '../../../adapters/blobstore/filesystem';
-import { createMemoryEventLog } from '../../../adapters/eventlog/memory/memoryEventLog';
-import { createMemoryProjectionStore } from '../../../adapters/projection-store/memory/memoryProjectionStore';
-import { systemClock } from '../../shared/clock';
-import { validateConfig } from '../../shared/config';
-import { openDataDir } from '../../shared/dataDir';
-import { silentLogger } from '../../shared/logger';
-import type { BackendRoute } from '../backends';
-import type { OriginConfig } from '../config';
-import { OriginConfigSchema } from '../config';
-import type { RunningOrigin } from '../main';
-import { startOrigin } from '../main';
-
-/** Random content with its digest, for tests. */
-export const blobFixture = (size: number) => {
-  const content = randomBytes(size);
-  const digest = `sha256:${createHash('sha256').update(content).digest('hex')}` as Digest;
-  return { content, digest, size };
-};
-
-export const freshRepo = (): string => `test/r-${randomBytes(5).toString('hex')}`;
+import type { BlobStore, Clock, EventLog, ProjectionStore, RecordedEvent } from '../../domain';
+import { createFilesystemBlobStore } from '../../adapters/blobstore/filesystem';
+import { createMemoryEventLog } from '../../adapters/eventlog/memory/memoryEventLog';
+import { createMemoryProjectionStore } from '../../adapters/projection-store/memory/memoryProjectionStore';
+import { systemClock } from '../../services/shared/clock';
+import { validateConfig } from '../../services/shared/config';
+import { openDataDir } from '../../services/shared/dataDir';
+import { silentLogger } from '../../services/shared/logger';
+import type { BackendRoute } from '../../services/origin/backends';
+import type { OriginConfig } from '../../services/origin/config';
+import { OriginConfigSchema } from '../../services/origin/config';
+import type { RunningOrigin } from '../../services/origin/main';
+import { startOrigin } from '../../services/origin/main';
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
 

@@ -1,6 +1,7 @@
-import type { PeerConnectionOptions } from '../../wire';
-import { PeerConnection, duplexPair, wireErrorCodes } from '../../wire';
-import type { BlobScheduler } from '../scheduler';
+import type { PeerConnectionOptions } from '../../p2p/wire';
+import { PeerConnection, wireErrorCodes } from '../../p2p/wire';
+import { duplexPair } from './duplexPair';
+import type { BlobScheduler } from '../../p2p/scheduler';
 
 /**
  * An in-memory network for scheduler tests: `dial(address)` returns one end of a duplex pair

@@ -1,12 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { Result } from '../../../domain';
-import { fail, ok } from '../../../domain';
-import type { Metainfo } from '../../metainfo';
-import { MetainfoBuilder, infoHash, pieceBounds } from '../../metainfo';
-import type { FinalizeOutcome, PieceOutcome, PieceRefusal } from '../../pieces';
-import { Bitfield } from '../../wire';
-import type { PieceSink, PieceSource, PieceWriterLike } from '../pieceSource';
+import type { Result } from '../../domain';
+import { fail, ok } from '../../domain';
+import type { Metainfo } from '../../p2p/metainfo';
+import { MetainfoBuilder, infoHash, pieceBounds } from '../../p2p/metainfo';
+import type { FinalizeOutcome, PieceOutcome, PieceRefusal } from '../../p2p/pieces';
+import { Bitfield } from '../../p2p/wire';
+import type { PieceSink, PieceSource, PieceWriterLike } from '../../p2p/scheduler';
 
 export type TestBlob = { data: Buffer; metainfo: Metainfo; infoHash: string };
 
