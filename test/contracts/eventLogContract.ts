@@ -5,8 +5,8 @@ import { firstValueFrom, takeWhile, tap, toArray } from 'rxjs';
 import type { EventLog, Position, RecordedEvent, ShoalEvent } from '../../domain';
 import { isShoalError } from '../../domain';
 import { randomDigest, randomRepo, tagHistory, tagPushed } from '../fixtures/events';
-import type { WorkerJob, WorkerMessage } from './fixtures/eventLogWorker';
-import { workerBatchIds } from './fixtures/eventLogWorker';
+import type { WorkerJob, WorkerMessage } from '../fixtures/eventLogWorker';
+import { workerBatchIds } from '../fixtures/eventLogWorker';
 
 /** A fresh, empty log for one test, and how to reach it again. */
 export type LogUnderTest = {
@@ -38,7 +38,7 @@ export type EventLogContractOptions = {
   readonly persistent?: boolean;
   /**
    * Several processes can append to and follow one log. `spawnWorker` starts a process that
-   * runs `runEventLogWorker` from `fixtures/eventLogWorker.ts` on the log at `location`, with
+   * runs `runEventLogWorker` from `test/fixtures/eventLogWorker.ts` on the log at `location`, with
    * `{ location, job }` as JSON in argv[2] (the factory must provide `location`).
    */
   readonly multiProcess?: {

@@ -6,6 +6,7 @@ import { Kafka as KafkaClient, logLevel } from 'kafkajs';
 import type { EventLog, RecordedEvent } from '../../../domain';
 import { isShoalError } from '../../../domain';
 import { describeEventLogContract } from '../../../test/contracts/eventLogContract';
+import { spawnEventLogWorker } from '../../../test/fixtures/eventLogWorker';
 import { tagHistory, tagPushed } from '../../../test/fixtures/events';
 import { createKafkaEventLog } from './kafkaEventLog';
 
@@ -20,8 +21,6 @@ if (brokers.length === 0) {
 }
 
 const root = join(__dirname, '../../..');
-const register = join(root, 'test/contracts/fixtures/register.js');
-const worker = join(__dirname, 'kafkaWorker.ts');
 
 const client = (retries = 5): Kafka =>
   new KafkaClient({
@@ -72,10 +71,7 @@ describeEventLogContract(
     liveDelayMs: 2000,
     persistent: true,
     multiProcess: {
-      spawnWorker: (location, job) =>
-        spawn(process.execPath, ['-r', register, worker, JSON.stringify({ location, job })], {
-          stdio: ['pipe', 'pipe', 'inherit'],
-        }),
+      spawnWorker: (location, job) => spawnEventLogWorker('kafka', location, job),
     },
     crashSafety: true,
   },

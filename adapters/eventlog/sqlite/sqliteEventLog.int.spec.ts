@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,12 +6,9 @@ import Database from 'better-sqlite3';
 import type { EventLog } from '../../../domain';
 import { isShoalError } from '../../../domain';
 import { describeEventLogContract } from '../../../test/contracts/eventLogContract';
+import { spawnEventLogWorker } from '../../../test/fixtures/eventLogWorker';
 import { tagHistory, tagPushed } from '../../../test/fixtures/events';
 import { createSqliteEventLog, openSqliteEventLog } from './sqliteEventLog';
-
-const root = join(__dirname, '../../..');
-const register = join(root, 'test/contracts/fixtures/register.js');
-const worker = join(root, 'test/contracts/fixtures/sqliteWorker.ts');
 
 let dir: string;
 beforeAll(() => {
@@ -43,10 +39,7 @@ describeEventLogContract(
     liveDelayMs: 1000,
     persistent: true,
     multiProcess: {
-      spawnWorker: (location, job) =>
-        spawn(process.execPath, ['-r', register, worker, JSON.stringify({ location, job })], {
-          stdio: ['pipe', 'pipe', 'inherit'],
-        }),
+      spawnWorker: (location, job) => spawnEventLogWorker('sqlite', location, job),
     },
     crashSafety: true,
   },
