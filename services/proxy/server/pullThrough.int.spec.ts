@@ -3,9 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Digest, ProjectionStore, RecordedEvent, RepoName, Tag } from '../../../domain';
+import type { Digest, RecordedEvent, RepoName, Tag } from '../../../domain';
 import { ShoalError } from '../../../domain';
 import { createMemoryEventLog } from '../../../adapters/eventlog';
+import { createMemoryProjectionStore } from '../../../adapters/projection-store/memory/memoryProjectionStore';
 import {
   buildIndexProjection,
   manifestIndexProjection,
@@ -15,9 +16,9 @@ import type { TagApi } from '../../build-index/tagApi';
 import { createTagService } from '../../build-index/tagService';
 import { createHttpApp } from '../../shared/http';
 import { silentLogger } from '../../shared/logger';
+import { createProjectionRunner } from '../../shared/projectionRunner';
 import { createRegistry } from '../registry';
 import { createFsBlobAccess } from '../../../test/doubles/fsBlobAccess';
-import { createMemoryProjections } from '../testing/memoryProjections';
 import { registryRoutes } from './routes';
 
 const sha256 = (bytes: Buffer | string) =>
@@ -84,15 +85,16 @@ describe('pull-through of manifests and tags (proxy routes over a BlobAccess dou
   beforeAll(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'shoal-proxy-pull-'));
     const log = createMemoryEventLog();
-    const runner = createMemoryProjections(log, [
-      manifestIndexProjection,
-      buildIndexProjection,
-      tagHistoryProjection,
-    ]);
+    // The proxy's projections, kept by the real runner on the memory projection store.
+    const store = createMemoryProjectionStore();
+    const runner = createProjectionRunner({
+      log,
+      store,
+      projections: [manifestIndexProjection, buildIndexProjection, tagHistoryProjection],
+    });
     runner.start();
     const writer = { clock: { now: () => Date.now() }, cluster: 'test', actor: 'proxy' };
-    const store = runner.store as unknown as ProjectionStore;
-    const waitFor = (position: number) => runner.waitFor(position);
+    const waitFor = (position: number) => runner.waitFor(position, 2000);
     // Only `hub/…` is pulled through, as an origin routes it to a `registry` backend.
     const blobs = await createFsBlobAccess({
       dir,
@@ -137,6 +139,7 @@ describe('pull-through of manifests and tags (proxy routes over a BlobAccess dou
     close = async () => {
       await app.close();
       await runner.stop();
+      await store.close();
       rmSync(dir, { recursive: true, force: true });
     };
   });

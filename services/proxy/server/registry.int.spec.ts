@@ -4,8 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import type { ProjectionStore } from '../../../domain';
 import { createMemoryEventLog } from '../../../adapters/eventlog';
+import { createMemoryProjectionStore } from '../../../adapters/projection-store/memory/memoryProjectionStore';
 import {
   buildIndexProjection,
   manifestIndexProjection,
@@ -15,9 +15,9 @@ import { createTagService } from '../../build-index/tagService';
 import type { BlobAccess } from '../../origin/client/blobAccess';
 import { createHttpApp } from '../../shared/http';
 import { silentLogger } from '../../shared/logger';
+import { createProjectionRunner } from '../../shared/projectionRunner';
 import { createRegistry } from '../registry';
 import { createFsBlobAccess } from '../../../test/doubles/fsBlobAccess';
-import { createMemoryProjections } from '../testing/memoryProjections';
 import { registryRoutes } from './routes';
 
 const sha256 = (bytes: Buffer | string) =>
@@ -39,15 +39,16 @@ describe('the OCI Distribution API (proxy routes over a BlobAccess double)', () 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'shoal-proxy-int-'));
     const log = createMemoryEventLog();
-    const runner = createMemoryProjections(log, [
-      manifestIndexProjection,
-      buildIndexProjection,
-      tagHistoryProjection,
-    ]);
+    // The proxy's projections, kept by the real runner on the memory projection store.
+    const store = createMemoryProjectionStore();
+    const runner = createProjectionRunner({
+      log,
+      store,
+      projections: [manifestIndexProjection, buildIndexProjection, tagHistoryProjection],
+    });
     runner.start();
     const writer = { clock: { now: () => Date.now() }, cluster: 'test', actor: 'proxy' };
-    const store = runner.store as unknown as ProjectionStore;
-    const waitFor = (position: number) => runner.waitFor(position);
+    const waitFor = (position: number) => runner.waitFor(position, 2000);
     const fsBlobs = await createFsBlobAccess({ dir, log, writer });
     // Reads of the digests in `cutShort` fail half-way, as an origin's do when its fill
     // turns out not to match the digest.
@@ -89,6 +90,7 @@ describe('the OCI Distribution API (proxy routes over a BlobAccess double)', () 
     close = async () => {
       await app.close();
       await runner.stop();
+      await store.close();
       rmSync(dir, { recursive: true, force: true });
     };
   });
