@@ -10,10 +10,10 @@ RUN npm ci --no-audit --no-fund --ignore-scripts && npm rebuild better-sqlite3
 COPY tsconfig.json tsconfig.build.json ./
 COPY domain domain
 COPY projections projections
+COPY kit kit
 COPY adapters adapters
 COPY p2p p2p
 COPY services services
-COPY test test
 RUN npm run build && npm prune --omit=dev --ignore-scripts
 
 FROM node:20-bookworm-slim

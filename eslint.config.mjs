@@ -51,7 +51,16 @@ const ioImports = {
 };
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.tools/**', '.shoal/**'] },
+  {
+    ignores: [
+      'dist/**',
+      'dist-bench/**',
+      'node_modules/**',
+      'coverage/**',
+      '.tools/**',
+      '.shoal/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
