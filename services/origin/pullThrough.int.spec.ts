@@ -1,13 +1,11 @@
-import { createHash } from 'node:crypto';
-import type { BlobStore, Digest } from '../../domain';
-import { ShoalError, isShoalError } from '../../domain';
+import { isShoalError } from '../../domain';
 import type { OriginClient } from './client/originClient';
 import { createOriginClient } from './client/originClient';
 import type { OriginHarness } from '../../test/doubles/originHarness';
 import { createOriginHarness } from '../../test/doubles/originHarness';
+import { upstreamManifestStore } from '../../test/doubles/upstreamManifestStore';
+import { sha256 } from '../../test/fixtures/blobs';
 
-const sha256 = (bytes: Buffer) =>
-  `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
 const indexType = 'application/vnd.oci.image.index.v1+json';
 
 const drain = async (stream: AsyncIterable<unknown>) => {
@@ -22,41 +20,6 @@ const errorOf = (promise: Promise<unknown>) =>
     (error: unknown) => error,
   );
 
-/**
- * A read-only backend fronting another registry, as the `registry` backend looks to the
- * origin: per repository, manifests by tag or digest (`fetchManifest`), no blobs.
- */
-const upstreamStore = (
-  manifests: Map<string, Buffer>,
-  state: { down: boolean; asked: string[] },
-): BlobStore => {
-  const refuse = () => Promise.reject(new ShoalError('UNSUPPORTED', 'read-only'));
-  const base = {
-    name: 'hub',
-    readOnly: true,
-    stat: async () => undefined,
-    get: () => Promise.reject(new ShoalError('BLOB_UNKNOWN', 'no blobs here')),
-    put: refuse,
-    delete: refuse,
-    list: () => ({
-      [Symbol.asyncIterator]: () => ({ next: () => refuse() as Promise<IteratorResult<string>> }),
-    }),
-  };
-  return {
-    ...base,
-    forRepository: (repo: string) => ({
-      ...base,
-      fetchManifest: async (reference: string) => {
-        state.asked.push(`${repo}:${reference}`);
-        if (state.down) throw new ShoalError('STORAGE_UNAVAILABLE', 'hub cannot be reached');
-        const bytes = manifests.get(reference);
-        if (bytes === undefined) throw new ShoalError('MANIFEST_UNKNOWN', `no ${reference}`);
-        return { bytes, mediaType: indexType, digest: sha256(bytes) };
-      },
-    }),
-  };
-};
-
 describe('origin pull-through of manifests (POST /internal/pull-through/manifests)', () => {
   let harness: OriginHarness;
   const clients: OriginClient[] = [];
@@ -65,8 +28,8 @@ describe('origin pull-through of manifests (POST /internal/pull-through/manifest
     JSON.stringify({ schemaVersion: 2, mediaType: indexType, manifests: [] }),
   );
   const manifests = new Map([
-    ['v1', index],
-    [sha256(index), index],
+    ['v1', { bytes: index, mediaType: indexType }],
+    [sha256(index), { bytes: index, mediaType: indexType }],
   ]);
 
   beforeEach(() => {
@@ -82,7 +45,7 @@ describe('origin pull-through of manifests (POST /internal/pull-through/manifest
   const start = async (id: string, replicas = 1) => {
     const origin = await harness.start(
       { id, replicas },
-      { routes: [{ namespace: 'hub/.*', store: upstreamStore(manifests, state) }] },
+      { routes: [{ namespace: 'hub/.*', store: upstreamManifestStore(manifests, state) }] },
     );
     const client = createOriginClient(origin.url);
     clients.push(client);

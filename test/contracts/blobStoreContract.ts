@@ -1,7 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { BlobStore, Digest } from '../../domain';
-import { blobObjectName, isShoalError } from '../../domain';
+import { blobObjectName } from '../../domain';
+import { drain } from '../fixtures/streams';
+import { codeOf } from '../fixtures/errors';
 
 /** What an adapter can do, where adapters differ; absent fields: what the port asks. */
 export type BlobStoreCapabilities = {
@@ -38,25 +40,10 @@ export type BlobStoreFactory = () => Promise<{
   readonly cleanup?: () => Promise<void>;
 }>;
 
-const drain = async (stream: AsyncIterable<unknown>): Promise<Buffer> => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array));
-  return Buffer.concat(chunks);
-};
-
 const collect = async (names: AsyncIterable<string>): Promise<string[]> => {
   const out: string[] = [];
   for await (const name of names) out.push(name);
   return out;
-};
-
-const codeOf = async (promise: Promise<unknown>): Promise<string | undefined> => {
-  try {
-    await promise;
-    return undefined;
-  } catch (error) {
-    return isShoalError(error) ? error.code : `not a ShoalError: ${String(error)}`;
-  }
 };
 
 /** A stream of `chunks` buffers of `size` bytes that fails instead of ending. */

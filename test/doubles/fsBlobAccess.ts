@@ -14,7 +14,8 @@ import { newEvent } from '../../services/shared/events';
  * A `BlobAccess` test double on a temporary directory: one "origin", no ring, no write-back.
  * It keeps the contract the proxy relies on — sessions, offsets checked before anything is
  * written, the digest verified before a blob becomes visible, `BlobUploaded{repo}` appended
- * on every commit — so proxy tests run without the origin service.
+ * on every commit — so proxy tests run without the origin service. The BlobAccess contract
+ * (test/contracts/blobAccessContract.ts) holds it to what the real access over origins does.
  */
 export const createFsBlobAccess = async (deps: {
   dir: string;
