@@ -1,41 +1,13 @@
-import type { EventData, EventType, RecordedEvent } from '../domain';
-import { makeEvent } from '../domain';
-import type { BlobLinkDoc, DeletedDoc, ManifestIndexDoc } from './manifestIndex';
+import { given } from '../test/fixtures/projections';
+import type { BlobLinkDoc, DeletedDoc } from './manifestIndex';
 import { isLinked, manifestIndexKeys as keys, manifestIndexProjection } from './manifestIndex';
 
 const d = (c: string) => `sha256:${c.repeat(64)}`;
 
-/** Applies events the way the runner does: load the touched docs, evolve each, store. */
-const given = () => {
-  const docs = new Map<string, ManifestIndexDoc>();
-  let position = 0;
-  const apply = <T extends EventType>(type: T, data: EventData<T>) => {
-    position += 1;
-    const event = {
-      ...makeEvent(type, data, {
-        id: `e${position}`,
-        metadata: { at: '2026-01-01T00:00:00Z', actor: 't', cluster: 'c' },
-      }),
-      position,
-      streamVersion: 0,
-    } as RecordedEvent;
-    for (const key of manifestIndexProjection.keysOf(event)) {
-      const id = `${key.partition}|${key.id}`;
-      const next = manifestIndexProjection.evolve(docs.get(id), event, key);
-      if (next === undefined) docs.delete(id);
-      else docs.set(id, next);
-    }
-  };
-  const get = (partition: string, id: string) => docs.get(`${partition}|${id}`);
-  const list = (partition: string) =>
-    [...docs.keys()].filter((id) => id.startsWith(`${partition}|`)).map((id) => id.split('|')[1]);
-  return { apply, get, list };
-};
-
 describe('manifest-index projection', () => {
   it('records a pushed manifest with its subject as a referrer, and forgets both on delete', () => {
-    const state = given();
-    state.apply('ManifestPushed', {
+    const state = given(manifestIndexProjection);
+    state.when('ManifestPushed', {
       repo: 'a/b',
       digest: d('1'),
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
@@ -53,46 +25,46 @@ describe('manifest-index projection', () => {
       artifactType: 'application/vnd.example',
       annotations: { note: 'x' },
     });
-    expect(state.list(keys.usedBy(d('2')))).toEqual([`a/b@${d('1')}`]);
+    expect(state.ids(keys.usedBy(d('2')))).toEqual([`a/b@${d('1')}`]);
 
-    state.apply('ManifestDeleted', {
+    state.when('ManifestDeleted', {
       repo: 'a/b',
       digest: d('1'),
       references: [d('2'), d('3')],
       subject: d('9'),
     });
     expect(state.get('a/b', d('1'))).toBeUndefined();
-    expect(state.list(keys.referrers('a/b', d('9')))).toEqual([]);
-    expect(state.list(keys.usedBy(d('2')))).toEqual([]);
+    expect(state.ids(keys.referrers('a/b', d('9')))).toEqual([]);
+    expect(state.ids(keys.usedBy(d('2')))).toEqual([]);
   });
 
   it('links uploaded and mounted blobs to repositories until a later BlobDeleted', () => {
-    const state = given();
-    state.apply('BlobUploaded', { digest: d('5'), size: 3, repo: 'a/b' });
-    state.apply('BlobUploaded', { digest: d('5'), size: 3, repo: 'c' }); // a mount
+    const state = given(manifestIndexProjection);
+    state.when('BlobUploaded', { digest: d('5'), size: 3, repo: 'a/b' });
+    state.when('BlobUploaded', { digest: d('5'), size: 3, repo: 'c' }); // a mount
     const linked = (repo: string) =>
       isLinked(
         state.get(keys.blobLink(repo, d('5')).partition, d('5')) as BlobLinkDoc,
         state.get('~deleted', d('5')) as DeletedDoc | undefined,
       );
     expect([linked('a/b'), linked('c'), linked('x')]).toEqual([true, true, false]);
-    expect(state.list(keys.blobRepos(d('5')))).toEqual(['a/b', 'c']);
+    expect(state.ids(keys.blobRepos(d('5')))).toEqual(['a/b', 'c']);
 
-    state.apply('BlobDeleted', { digest: d('5') });
+    state.when('BlobDeleted', { digest: d('5') });
     expect([linked('a/b'), linked('c')]).toEqual([false, false]);
-    state.apply('BlobUploaded', { digest: d('5'), size: 3, repo: 'c' });
+    state.when('BlobUploaded', { digest: d('5'), size: 3, repo: 'c' });
     expect([linked('a/b'), linked('c')]).toEqual([false, true]);
   });
 
   it('knows which tags point at a manifest as tags move and go', () => {
-    const state = given();
-    state.apply('TagPushed', { repo: 'a', tag: 'latest', digest: d('1') });
-    state.apply('TagPushed', { repo: 'a', tag: 'v1', digest: d('1') });
-    expect(state.list(keys.tagsOf('a', d('1')))).toEqual(['latest', 'v1']);
-    state.apply('TagPushed', { repo: 'a', tag: 'latest', digest: d('2'), previous: d('1') });
-    expect(state.list(keys.tagsOf('a', d('1')))).toEqual(['v1']);
-    expect(state.list(keys.tagsOf('a', d('2')))).toEqual(['latest']);
-    state.apply('TagDeleted', { repo: 'a', tag: 'v1', previous: d('1') });
-    expect(state.list(keys.tagsOf('a', d('1')))).toEqual([]);
+    const state = given(manifestIndexProjection);
+    state.when('TagPushed', { repo: 'a', tag: 'latest', digest: d('1') });
+    state.when('TagPushed', { repo: 'a', tag: 'v1', digest: d('1') });
+    expect(state.ids(keys.tagsOf('a', d('1')))).toEqual(['latest', 'v1']);
+    state.when('TagPushed', { repo: 'a', tag: 'latest', digest: d('2'), previous: d('1') });
+    expect(state.ids(keys.tagsOf('a', d('1')))).toEqual(['v1']);
+    expect(state.ids(keys.tagsOf('a', d('2')))).toEqual(['latest']);
+    state.when('TagDeleted', { repo: 'a', tag: 'v1', previous: d('1') });
+    expect(state.ids(keys.tagsOf('a', d('1')))).toEqual([]);
   });
 });

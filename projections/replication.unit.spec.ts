@@ -1,41 +1,21 @@
-import type { EventData, EventType, RecordedEvent } from '../domain';
-import { docKeyString, makeEvent } from '../domain';
-import type { ReplicationRuleDoc } from './replication';
+import type { GivenEvent } from '../test/fixtures/projections';
+import { given } from '../test/fixtures/projections';
 import { replicationProjection } from './replication';
 
 const digest = (n: number) => `sha256:${String(n).repeat(64).slice(0, 64)}`;
 const destination = 'http://b:5000';
 
-/** Given events at positions 1, 2, …, the documents the projection holds after them. */
-const project = (...events: Array<[EventType, unknown]>) => {
-  const docs = new Map<string, ReplicationRuleDoc | undefined>();
-  events.forEach(([type, data], i) => {
-    const event = {
-      ...makeEvent(type, data as EventData<typeof type>, {
-        id: `e${i + 1}`,
-        metadata: {
-          at: `2026-01-01T00:00:${String(i).padStart(2, '0')}Z`,
-          actor: 't',
-          cluster: 'a',
-        },
-      }),
-      position: i + 1,
-      streamVersion: 0,
-    } as RecordedEvent;
-    if (!replicationProjection.eventTypes.includes(event.type)) return;
-    for (const key of replicationProjection.keysOf(event)) {
-      const k = docKeyString(key);
-      docs.set(k, replicationProjection.evolve(docs.get(k), event, key));
-    }
-  });
-  return (id: string) => docs.get(docKeyString({ partition: 'rules', id }));
+/** Given events at positions 1, 2, …, a rule's document after them. */
+const project = (...events: GivenEvent[]) => {
+  const state = given(replicationProjection, ...events);
+  return (id: string) => state.get('rules', id);
 };
 
-const added = (id: string, backfill = false): [EventType, unknown] => [
+const added = (id: string, backfill = false): GivenEvent => [
   'ReplicationRuleAdded',
   { id, name: id, repoPattern: 'team/**', tagPattern: '*', destination, backfill },
 ];
-const succeeded = (ruleId: string, sourcePosition: number, tag = 'v1'): [EventType, unknown] => [
+const succeeded = (ruleId: string, sourcePosition: number, tag = 'v1'): GivenEvent => [
   'ReplicationSucceeded',
   { ruleId, repo: 'team/app', tag, digest: digest(1), destination, sourcePosition },
 ];
@@ -44,7 +24,7 @@ const failed = (
   sourcePosition: number,
   attempt: number,
   retryAt?: string,
-): [EventType, unknown] => [
+): GivenEvent => [
   'ReplicationFailed',
   {
     ruleId,

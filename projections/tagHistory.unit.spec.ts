@@ -1,5 +1,5 @@
-import type { EventData, EventType, RecordedEvent } from '../domain';
-import { docKeyString, makeEvent } from '../domain';
+import type { RecordedEvent } from '../domain';
+import { given, recorded } from '../test/fixtures/projections';
 import type { TagChangeDoc } from './tagHistory';
 import {
   changeAsOf,
@@ -11,36 +11,12 @@ import {
 
 const digest = (n: number) => `sha256:${String(n).repeat(64).slice(0, 64)}`;
 
-const recorded = (...events: Array<[EventType, unknown, string]>): RecordedEvent[] =>
-  events.map(
-    ([type, data, at], i) =>
-      ({
-        ...makeEvent(type, data as EventData<typeof type>, {
-          id: `e${i + 1}`,
-          metadata: { at, actor: `user-${i + 1}`, cluster: 'c' },
-        }),
-        position: i + 1,
-        streamVersion: i,
-      }) as RecordedEvent,
-  );
-
 /** Given events, a tag's history as the store lists it: ids in code-point order. */
-const historyOf = (events: RecordedEvent[], repo: string, tag: string): TagChangeDoc[] => {
-  const docs = new Map<string, { id: string; doc: TagChangeDoc }>();
-  for (const event of events) {
-    if (!tagHistoryProjection.eventTypes.includes(event.type)) continue;
-    for (const key of tagHistoryProjection.keysOf(event)) {
-      const doc = tagHistoryProjection.evolve(undefined, event, key);
-      if (doc !== undefined) docs.set(docKeyString(key), { id: key.id, doc });
-    }
-  }
-  const partition = historyPartition(repo, tag);
-  return [...docs.entries()]
-    .filter(([k]) => k.startsWith(`${partition}\u0000`))
-    .map(([, row]) => row)
-    .sort((a, b) => (a.id < b.id ? -1 : 1))
-    .map((row) => row.doc);
-};
+const historyOf = (events: RecordedEvent[], repo: string, tag: string): TagChangeDoc[] =>
+  given(tagHistoryProjection)
+    .apply(...events)
+    .list(historyPartition(repo, tag))
+    .map(({ doc }) => doc);
 
 const pushedDeletedPushed = () =>
   recorded(
