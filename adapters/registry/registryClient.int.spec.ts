@@ -1,13 +1,11 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { Digest } from '../../domain';
 import type { FakeRegistry } from '../../test/doubles/fakeRegistry';
 import { startFakeRegistry } from '../../test/doubles/fakeRegistry';
 import { parseChallenge } from './registryAuth';
 import { createRegistryClient } from './registryClient';
+import { sha256 } from '../../test/fixtures/blobs';
 
-const sha256 = (bytes: Buffer) =>
-  `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
 const opener = (bytes: Buffer) => async (start: number, end: number) =>
   Readable.from([bytes.subarray(start, end + 1)]);
 

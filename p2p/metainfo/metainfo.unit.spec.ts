@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Metainfo } from './metainfo';
 import {
   canonicalMetainfo,
@@ -13,6 +13,7 @@ import {
   targetPieceCount,
 } from './metainfo';
 import { MetainfoBuilder, metainfoOf } from './metainfoBuilder';
+import { sha256 } from '../../test/fixtures/blobs';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -77,7 +78,7 @@ describe('MetainfoBuilder', () => {
       expect(builder.digest()).toEqual(whole);
     }
     expect(whole.pieceHashes).toHaveLength(10);
-    expect(whole.digest).toBe(`sha256:${createHash('sha256').update(data).digest('hex')}`);
+    expect(whole.digest).toBe(sha256(data));
   });
 
   it('handles the empty blob and an exact multiple of the piece length', () => {
@@ -98,7 +99,7 @@ describe('MetainfoBuilder', () => {
     const built = builder.finish();
     expect(built.metainfo).toBeUndefined();
     expect(built.length).toBe(5000);
-    expect(built.digest).toBe(`sha256:${createHash('sha256').update(data).digest('hex')}`);
+    expect(built.digest).toBe(sha256(data));
     expect(() => builder.digest()).toThrow('dropped');
   });
 

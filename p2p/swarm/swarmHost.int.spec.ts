@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +9,7 @@ import type { Announcement, Announcer } from './announcer';
 import { openFilePieceSource } from './filePieceSource';
 import type { SwarmHost } from './swarmHost';
 import { createSwarmHost, parseAddress } from './swarmHost';
+import { sha256 } from '../../test/fixtures/blobs';
 
 const KiB = 1024;
 
@@ -83,9 +83,7 @@ describe('SwarmHost over TCP with piece stores on disk', () => {
 
     for (const store of stores) {
       expect(store.complete).toBe(true);
-      const hex = createHash('sha256').update(readFileSync(store.path)).digest('hex');
-      const digest = `sha256:${hex}`;
-      expect(digest).toBe(blob.metainfo.digest);
+      expect(sha256(readFileSync(store.path))).toBe(blob.metainfo.digest);
     }
     const originSent = origin.totals().bytesUploaded;
     expect(originSent).toBeLessThan(4 * blob.data.length);

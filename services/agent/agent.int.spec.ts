@@ -1,11 +1,10 @@
-import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Digest, RepoName } from '../../domain';
 import { ShoalError } from '../../domain';
 import type { TagApi } from '../build-index/tagApi';
 import { createOriginClient } from '../origin/client/originClient';
-import { blobFixture } from '../../test/fixtures/blobs';
+import { blobFixture, sha256 } from '../../test/fixtures/blobs';
 import { randomRepo } from '../../test/fixtures/events';
 import type { OriginHarness } from '../../test/doubles/originHarness';
 import { createOriginHarness } from '../../test/doubles/originHarness';
@@ -20,7 +19,6 @@ import type { RunningAgent } from './main';
 import { startAgent } from './main';
 
 const MiB = 1024 * 1024;
-const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 const freePort = () =>
   new Promise<number>((resolve) => {

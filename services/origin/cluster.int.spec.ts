@@ -13,12 +13,7 @@ import type { OriginHarness } from '../../test/doubles/originHarness';
 import { blobFixture } from '../../test/fixtures/blobs';
 import { randomRepo } from '../../test/fixtures/events';
 import { createOriginHarness } from '../../test/doubles/originHarness';
-
-const drain = async (stream: AsyncIterable<unknown>) => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-};
+import { drain } from '../../test/fixtures/streams';
 
 const localPath = (origin: RunningOrigin, digest: string) => {
   const hex = digest.slice('sha256:'.length);

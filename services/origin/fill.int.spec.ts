@@ -9,6 +9,7 @@ import type { RunningOrigin } from './main';
 import type { OriginHarness } from '../../test/doubles/originHarness';
 import { blobFixture } from '../../test/fixtures/blobs';
 import { createOriginHarness } from '../../test/doubles/originHarness';
+import { drain } from '../../test/fixtures/streams';
 
 const MiB = 1024 * 1024;
 
@@ -28,12 +29,6 @@ const readBytes = async (stream: Readable, n: number): Promise<Buffer> => {
     have += (chunk as Buffer).length;
     if (have >= n) break;
   }
-  return Buffer.concat(chunks);
-};
-
-const drain = async (stream: AsyncIterable<unknown>) => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 };
 

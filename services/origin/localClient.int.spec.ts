@@ -1,6 +1,5 @@
 import { Readable } from 'node:stream';
 import type { RepoName } from '../../domain';
-import { isShoalError } from '../../domain';
 import { createBlobAccess, staticRing } from './client/createBlobAccess';
 import type { OriginClient } from './client/originClient';
 import { createOriginClient } from './client/originClient';
@@ -9,21 +8,8 @@ import type { OriginHarness } from '../../test/doubles/originHarness';
 import { blobFixture } from '../../test/fixtures/blobs';
 import { randomRepo } from '../../test/fixtures/events';
 import { createOriginHarness } from '../../test/doubles/originHarness';
-
-const drain = async (stream: AsyncIterable<unknown>) => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-};
-
-const codeOf = async (promise: Promise<unknown>) => {
-  try {
-    await promise;
-    return 'resolved';
-  } catch (error) {
-    return isShoalError(error) ? error.code : String(error);
-  }
-};
+import { drain } from '../../test/fixtures/streams';
+import { codeOf } from '../../test/fixtures/errors';
 
 /** Requests the origin's HTTP server answered on `/internal/…` routes, from its metrics. */
 const internalRequests = async (origin: RunningOrigin) => {

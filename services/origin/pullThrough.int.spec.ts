@@ -5,14 +5,9 @@ import type { OriginHarness } from '../../test/doubles/originHarness';
 import { createOriginHarness } from '../../test/doubles/originHarness';
 import { upstreamManifestStore } from '../../test/doubles/upstreamManifestStore';
 import { sha256 } from '../../test/fixtures/blobs';
+import { drain } from '../../test/fixtures/streams';
 
 const indexType = 'application/vnd.oci.image.index.v1+json';
-
-const drain = async (stream: AsyncIterable<unknown>) => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-};
 
 const errorOf = (promise: Promise<unknown>) =>
   promise.then(

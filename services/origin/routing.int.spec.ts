@@ -10,12 +10,7 @@ import { createOriginClient } from './client/originClient';
 import type { OriginHarness } from '../../test/doubles/originHarness';
 import { blobFixture } from '../../test/fixtures/blobs';
 import { createOriginHarness } from '../../test/doubles/originHarness';
-
-const drain = async (stream: AsyncIterable<unknown>) => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-};
+import { drain } from '../../test/fixtures/streams';
 
 /** A read-only view of a real store, as a pull-through backend looks to the origin. */
 const readOnly = (inner: BlobStore, name: string): BlobStore => ({

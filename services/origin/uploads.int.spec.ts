@@ -1,32 +1,19 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { blobObjectName, isShoalError } from '../../domain';
+import { blobObjectName } from '../../domain';
 import { MetainfoBuilder, infoHash, pieceLengthFor } from '../../p2p/metainfo';
 import type { OriginClient } from './client/originClient';
 import { createOriginClient } from './client/originClient';
 import { openOriginDb } from './store/originDb';
 import type { RunningOrigin } from './main';
 import type { OriginHarness } from '../../test/doubles/originHarness';
-import { blobFixture } from '../../test/fixtures/blobs';
+import { blobFixture, sha256 } from '../../test/fixtures/blobs';
 import { randomRepo } from '../../test/fixtures/events';
 import { createOriginHarness } from '../../test/doubles/originHarness';
-
-const codeOf = async (promise: Promise<unknown>) => {
-  try {
-    await promise;
-    return 'resolved';
-  } catch (error) {
-    return isShoalError(error) ? error.code : String(error);
-  }
-};
-
-const drain = async (stream: AsyncIterable<unknown>) => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-};
+import { drain } from '../../test/fixtures/streams';
+import { codeOf } from '../../test/fixtures/errors';
 
 describe('origin upload sessions (real disk, real HTTP)', () => {
   let harness: OriginHarness;
@@ -275,9 +262,7 @@ describe('origin upload sessions (real disk, real HTTP)', () => {
     expect(metainfo).toEqual(expected);
     const raw = await fetch(`${origin.url}/internal/blobs/${blob.digest}/metainfo`);
     expect(raw.headers.get('shoal-info-hash')).toBe(infoHash(expected));
-    expect(createHash('sha256').update(blob.content).digest('hex')).toBe(
-      blob.digest.slice('sha256:'.length),
-    );
+    expect(sha256(blob.content)).toBe(blob.digest);
   });
 
   it('drops a local copy on DELETE, but not while its write-back is pending', async () => {

@@ -7,12 +7,7 @@ import type { OriginHarness } from '../../test/doubles/originHarness';
 import { blobFixture } from '../../test/fixtures/blobs';
 import { randomRepo } from '../../test/fixtures/events';
 import { createOriginHarness } from '../../test/doubles/originHarness';
-
-const drain = async (stream: AsyncIterable<unknown>) => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-};
+import { drain } from '../../test/fixtures/streams';
 
 /** A backend whose puts fail until `heal()`; `attempted(n)` resolves at the n-th put. */
 const flakyBackend = (inner: BlobStore) => {

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,9 +22,7 @@ import { sourceFromBlobAccess } from './copier';
 import { createReplicationService } from './replicationService';
 import type { Replicator } from './replicator';
 import { createReplicator } from './replicator';
-
-const sha256 = (bytes: Buffer) =>
-  `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
+import { sha256 } from '../../test/fixtures/blobs';
 
 /** Waits on a signal (a status, the log), polling, bounded. */
 const eventually = async <T>(what: string, check: () => Promise<T | undefined>) => {

@@ -30,6 +30,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { TokenBucket } from '../../p2p/bandwidth';
+import { sha256 } from '../fixtures/blobs';
 
 const { values: args } = parseArgs({
   options: {
@@ -178,8 +179,6 @@ const childCpuSeconds = (): number => {
   }
   return ticks / 100;
 };
-
-const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 type SwarmStats = {
   startedAt: number;

@@ -17,15 +17,15 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import type { Digest } from '../../domain';
 import { createRegistryClient } from '../../adapters/registry/registryClient';
+import { sha256 } from '../fixtures/blobs';
 
 const { values: args } = parseArgs({
   options: {
@@ -102,9 +102,6 @@ const stop = (child: ChildProcess) =>
     child.once('exit', () => done());
     child.kill('SIGTERM');
   });
-
-const sha256 = (bytes: Buffer) =>
-  `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
 
 const percentile = (values: readonly number[], p: number): number => {
   if (values.length === 0) return 0;

@@ -4,6 +4,7 @@ import type { BlobStore, Digest } from '../../domain';
 import { blobObjectName } from '../../domain';
 import { drain } from '../fixtures/streams';
 import { codeOf } from '../fixtures/errors';
+import { sha256 } from '../fixtures/blobs';
 
 /** What an adapter can do, where adapters differ; absent fields: what the port asks. */
 export type BlobStoreCapabilities = {
@@ -271,7 +272,7 @@ export const describeBlobStoreContract = (
 
       it('lists blob object names that map back to digests', async () => {
         const prefix = freshPrefix();
-        const digest = `sha256:${createHash('sha256').update(prefix).digest('hex')}` as Digest;
+        const digest = sha256(prefix);
         const key = blobObjectName(digest, prefix);
         await store.put(key, Readable.from([Buffer.from(prefix)]));
         await expect(collect(store.list(prefix))).resolves.toEqual([key]);

@@ -1,7 +1,8 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { sha256 } from '../fixtures/blobs';
 
 /**
  * A small OCI registry in memory for replication tests: blobs (monolithic and chunked
@@ -36,8 +37,6 @@ export type FakeRegistryOptions = {
   /** Delete by tag answers 400 UNSUPPORTED (the CNCF registry's behaviour). */
   readonly noTagDelete?: boolean;
 };
-
-const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 const readBody = async (request: IncomingMessage): Promise<Buffer> => {
   const chunks: Buffer[] = [];

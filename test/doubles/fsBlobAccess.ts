@@ -9,6 +9,7 @@ import { ShoalError, digestAlgorithm } from '../../domain';
 import type { BlobAccess } from '../../services/origin/client/blobAccess';
 import type { WriterContext } from '../../services/shared/events';
 import { newEvent } from '../../services/shared/events';
+import { sha256 } from '../fixtures/blobs';
 
 /**
  * A `BlobAccess` test double on a temporary directory: one "origin", no ring, no write-back.
@@ -127,11 +128,7 @@ export const createFsBlobAccess = async (deps: {
       if (found === undefined) {
         throw new ShoalError('MANIFEST_UNKNOWN', `${repo} has no upstream manifest ${reference}`);
       }
-      const digest = (
-        reference.includes(':')
-          ? reference
-          : `sha256:${createHash('sha256').update(found.bytes).digest('hex')}`
-      ) as Digest;
+      const digest = (reference.includes(':') ? reference : sha256(found.bytes)) as Digest;
       const path = join(uploads, `pull-${randomUUID()}`);
       await writeFile(path, found.bytes);
       await commitFile(path, digest, { repo, mediaType: found.mediaType });

@@ -7,6 +7,7 @@ import { MetainfoBuilder, infoHash, pieceBounds } from '../../p2p/metainfo';
 import type { FinalizeOutcome, PieceOutcome, PieceRefusal } from '../../p2p/pieces';
 import { Bitfield } from '../../p2p/wire';
 import type { PieceSink, PieceSource, PieceWriterLike } from '../../p2p/scheduler';
+import { sha256 } from '../fixtures/blobs';
 
 export type TestBlob = { data: Buffer; metainfo: Metainfo; infoHash: string };
 
@@ -120,7 +121,7 @@ export const memoryPieces = (
     beginPiece,
     finalize: async (): Promise<FinalizeOutcome> => {
       if (!present.complete) return { kind: 'incomplete', missing: count - present.count };
-      const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+      const digest = sha256(data);
       if (digest !== metainfo.digest) return { kind: 'corrupt', badPieces: [] };
       complete = true;
       return { kind: 'complete', path: ':memory:' };

@@ -1,13 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Service } from '../fixtures/cli';
 import { shoal, shoalAsync, startService, tempDir } from '../fixtures/cli';
+import { randomDigest, randomRepo } from '../fixtures/events';
 
-const digestOf = (content: Buffer | string) =>
-  `sha256:${createHash('sha256').update(content).digest('hex')}`;
-const randomDigest = () => digestOf(randomBytes(32));
-const freshRepo = () => `e2e/app-${randomBytes(4).toString('hex')}`;
 const listening = /build-index listening on (http:\/\/\S+)/;
 
 describe('build-index service and the shoal CLI on one data directory', () => {
@@ -28,7 +25,7 @@ describe('build-index service and the shoal CLI on one data directory', () => {
   });
 
   it('puts a tag over HTTP and reads it back at once, with its position', async () => {
-    const repo = freshRepo();
+    const repo = randomRepo('e2e/app');
     const digest = randomDigest();
     const put = await fetch(`${service.url}/v1/repositories/${repo}/tags/v1`, {
       method: 'PUT',
@@ -45,7 +42,7 @@ describe('build-index service and the shoal CLI on one data directory', () => {
   });
 
   it('moves a tag and answers what it pointed to at an earlier position and time', async () => {
-    const repo = freshRepo();
+    const repo = randomRepo('e2e/app');
     const [first, second] = [randomDigest(), randomDigest()];
     const put1 = shoal(['tags', 'put', `${repo}:latest`, first, '--url', service.url, '--json']);
     expect(put1.status).toBe(0);
@@ -81,7 +78,7 @@ describe('build-index service and the shoal CLI on one data directory', () => {
   });
 
   it('sees a write made by the CLI process on the data directory (read-your-writes)', async () => {
-    const repo = freshRepo();
+    const repo = randomRepo('e2e/app');
     const digest = randomDigest();
     const put = await shoalAsync([
       'tags',
@@ -112,7 +109,7 @@ describe('build-index service and the shoal CLI on one data directory', () => {
   });
 
   it('lists tags and the catalog, deletes a tag, and keeps the deletion in history', async () => {
-    const repo = freshRepo();
+    const repo = randomRepo('e2e/app');
     for (const tag of ['b', 'a', 'c']) {
       expect(
         shoal(['tags', 'put', `${repo}:${tag}`, randomDigest(), '--url', service.url]).status,

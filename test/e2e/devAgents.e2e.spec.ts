@@ -1,10 +1,11 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Service } from '../fixtures/cli';
 import { startService, stopChild, tempDir } from '../fixtures/cli';
 import { generateImage } from '../fixtures/images';
 import { childPids, commandLine, isAlive, runTool, until } from '../fixtures/processes';
+import { sha256 } from '../fixtures/blobs';
 
 // `shoal dev --agents N` as users run it: agent 1 in the dev process, agents 2…N as child
 // `shoal agent` processes on documented ports. An image pushed with skopeo through the proxy
@@ -12,8 +13,6 @@ import { childPids, commandLine, isAlive, runTool, until } from '../fixtures/pro
 // killing it (SIGKILL) leaves none behind either: they notice their parent is gone.
 const root = resolve(__dirname, '../..');
 const skopeo = '/usr/bin/skopeo';
-
-const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 const run = (command: string, args: string[]) => runTool(command, args, { cwd: root });
 

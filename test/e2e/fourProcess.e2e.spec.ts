@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Service } from '../fixtures/cli';
@@ -6,6 +6,7 @@ import { startService, stopChild, tempDir } from '../fixtures/cli';
 import { runTool as run, until } from '../fixtures/processes';
 import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
+import { sha256 } from '../fixtures/blobs';
 
 // The roles as separate processes on one host, as `shoal proxy`, `shoal origin` and
 // `shoal build-index` run them from YAML files: a build-index, two origins (R = 2) and a
@@ -13,8 +14,6 @@ import { generateImage } from '../fixtures/images';
 // it) and one projection store. skopeo pushes and pulls through the proxy; then an origin
 // is killed with SIGKILL and the image is still pulled whole from the other.
 const skopeo = '/usr/bin/skopeo';
-
-const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 /** Every blob an image's tag needs: its manifests, configs and layers. */
 const blobsOf = (image: GeneratedImage) => [

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -11,6 +11,7 @@ import { openSqliteProjectionStore } from '../../adapters/projection-store/sqlit
 import { cliPath } from '../fixtures/cli';
 import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
+import { sha256 } from '../fixtures/blobs';
 
 // Issue 5's cluster of processes on Kafka: a proxy, two origins and two build-index instances,
 // each its own OS process with its own YAML config and data directory (projection store and
@@ -53,8 +54,6 @@ if (!restartableBroker.ok && brokers !== '') {
   );
 }
 
-const sha256 = (bytes: Buffer | string) =>
-  `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 const suffix = () => randomBytes(4).toString('hex');
 const randomDigest = () => sha256(randomBytes(32));
 

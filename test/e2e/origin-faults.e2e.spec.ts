@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -9,20 +8,10 @@ import type { OriginClient } from '../../services/origin/client/originClient';
 import { createOriginClient } from '../../services/origin/client/originClient';
 import type { Service } from '../fixtures/cli';
 import { cliPath, shoal, startService, tempDir } from '../fixtures/cli';
+import { blobFixture } from '../fixtures/blobs';
+import { drain } from '../fixtures/streams';
 
 const listening = /origin \S+ listening on (http:\/\/\S+)/;
-
-const blobFixture = (size: number) => {
-  const content = randomBytes(size);
-  const digest = `sha256:${createHash('sha256').update(content).digest('hex')}`;
-  return { content, digest, size };
-};
-
-const drain = async (stream: AsyncIterable<unknown>) => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-};
 
 /** Kills a service the hard way and waits until it is gone. */
 const kill9 = (service: Service): Promise<void> =>

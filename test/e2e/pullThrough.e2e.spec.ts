@@ -1,5 +1,4 @@
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Service } from '../fixtures/cli';
@@ -9,6 +8,7 @@ import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
 import type { UpstreamRegistry } from '../fixtures/upstreamRegistry';
 import { upstreamCredentials, useUpstreamRegistry } from '../fixtures/upstreamRegistry';
+import { sha256 } from '../fixtures/blobs';
 
 // Pull-through of manifests and tags, as separate processes (build-index, an origin, a proxy)
 // in front of the real CNCF registry with htpasswd auth. `hub/…` routes to a `registry`
@@ -19,9 +19,6 @@ import { upstreamCredentials, useUpstreamRegistry } from '../fixtures/upstreamRe
 const skopeo = '/usr/bin/skopeo';
 const upstreamPort = checkoutPort(11);
 const { username, password } = upstreamCredentials;
-
-const sha256 = (bytes: Buffer | string) =>
-  `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 type OciErrorBody = { errors: Array<{ code: string; message: string }> };
 

@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Service } from '../fixtures/cli';
 import { startService, tempDir } from '../fixtures/cli';
 import { generateImage } from '../fixtures/images';
+import { sha256 } from '../fixtures/blobs';
 
 // The OCI registry through `shoal dev`, driven by the clients users use: the conformance
 // suite, skopeo, crane and oras. Missing tools fail the suite (never skip it).
@@ -33,8 +34,6 @@ const run = (command: string, args: string[], options: { env?: NodeJS.ProcessEnv
   return result.stdout;
 };
 
-const sha256 = (bytes: Buffer | string) =>
-  `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 const fresh = (prefix: string) => `e2e/${prefix}-${randomBytes(4).toString('hex')}`;
 
 type OciErrorBody = { errors: Array<{ code: string; message: string }> };

@@ -1,12 +1,12 @@
 import type { ChildProcess } from 'node:child_process';
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Service } from '../fixtures/cli';
 import { shoal, startService, stopChild, tempDir } from '../fixtures/cli';
 import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
+import { sha256 } from '../fixtures/blobs';
 
 // Replication from a Shoal cluster to a registry Shoal does not run: the CNCF distribution
 // registry (Debian's docker-registry) on loopback, with deletes enabled. It cannot delete a
@@ -28,9 +28,6 @@ const run = (command: string, args: string[]) => {
   }
   return result.stdout.trim();
 };
-
-const sha256 = (bytes: Buffer | string) =>
-  `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 type RuleStatus = {
   id: string;

@@ -1,11 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Service } from '../fixtures/cli';
 import { shoal, startService, tempDir } from '../fixtures/cli';
 import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
+import { sha256 } from '../fixtures/blobs';
 
 // Lossless replication between two real Shoal clusters: two `shoal dev` processes, each with
 // its own data directory, log and ports, and rules between them. Images are pushed with
@@ -28,9 +28,6 @@ const run = (command: string, args: string[]) => {
   }
   return result.stdout;
 };
-
-const sha256 = (bytes: Buffer | string) =>
-  `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 type RuleStatus = {
   id: string;

@@ -1,12 +1,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { Service } from '../fixtures/cli';
 import { startService, stopChild, tempDir } from '../fixtures/cli';
 import { generateImage } from '../fixtures/images';
+import { sha256 } from '../fixtures/blobs';
 
 // containerd pulls through the agent the way users deploy it: the agent as a registry mirror
 // in hosts.toml. Its daemon runs as root with a private config, root, state and socket; the
@@ -14,8 +15,6 @@ import { generateImage } from '../fixtures/images';
 const root = resolve(__dirname, '../..');
 const tools = { containerd: '/usr/bin/containerd', ctr: '/usr/bin/ctr', skopeo: '/usr/bin/skopeo' };
 const upstream = 'shoal.invalid';
-
-const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 const run = (command: string, args: string[]) => {
   const result = spawnSync(command, args, {

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Transform } from 'node:stream';
@@ -13,6 +13,7 @@ import type { Service } from '../fixtures/cli';
 import { startService, tempDir } from '../fixtures/cli';
 import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
+import { sha256 } from '../fixtures/blobs';
 
 // The swarm end to end, with separate processes: `shoal dev` (proxy, build-index, origin with
 // its seeder), two `shoal tracker`s and eight `shoal agent`s, each agent limited to 8 MiB/s in
@@ -23,8 +24,6 @@ const MiB = 1024 * 1024;
 const agentCount = 8;
 const layerSize = 16 * MiB;
 const rate = 8 * MiB;
-
-const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 const run = (command: string, args: string[]) => {
   const result = spawnSync(command, args, {

@@ -1,9 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Service } from '../fixtures/cli';
 import { startService, stopChild, tempDir } from '../fixtures/cli';
 import { until } from '../fixtures/processes';
+import { sha256 } from '../fixtures/blobs';
 
 // Origins failing under a swarm, with separate processes: two origins holding every blob
 // (R = 2, one SQLite log in a shared data directory), a tracker over both and four agents.
@@ -15,8 +16,6 @@ const agentCount = 4;
 const blobSize = 24 * MiB;
 const agentRate = 4 * MiB;
 const originRate = 3 * MiB;
-
-const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 type P2pStatus = {
   totals: { bytesUploaded: number };

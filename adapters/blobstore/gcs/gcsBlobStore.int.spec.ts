@@ -6,9 +6,9 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Storage } from '@google-cloud/storage';
 import type { BlobStore } from '../../../domain';
-import { isShoalError } from '../../../domain';
 import { describeBlobStoreContract } from '../../../test/contracts/blobStoreContract';
 import { createGcsBlobStore } from './gcsBlobStore';
+import { codeOf } from '../../../test/fixtures/errors';
 
 // The BlobStore contract against a real fake-gcs-server (test/services/gcs.sh). CI exports
 // GCS_ENDPOINT; run alone, this spec starts the server itself (idempotent).
@@ -70,15 +70,6 @@ describeBlobStoreContract(
   },
   { timeoutMs: 60_000, largeObjectBytes: 2 * 1024 * 1024 + 5 },
 );
-
-const codeOf = async (promise: Promise<unknown>): Promise<string | undefined> => {
-  try {
-    await promise;
-    return undefined;
-  } catch (error) {
-    return isShoalError(error) ? error.code : `not a ShoalError: ${String(error)}`;
-  }
-};
 
 const messageOf = async (promise: Promise<unknown>): Promise<string> =>
   promise.then(

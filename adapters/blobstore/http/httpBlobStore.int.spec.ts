@@ -6,9 +6,11 @@ import { createServer as createHttpServer } from 'node:http';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Digest } from '../../../domain';
-import { blobObjectName, isShoalError } from '../../../domain';
+import { blobObjectName } from '../../../domain';
 import { describeBlobStoreContract } from '../../../test/contracts/blobStoreContract';
 import { createHttpBlobStore } from './httpBlobStore';
+import { drain } from '../../../test/fixtures/streams';
+import { codeOf } from '../../../test/fixtures/errors';
 
 // The BlobStore contract against a real nginx (test/services/http.sh: WebDAV PUT/DELETE, JSON
 // directory index). CI exports HTTP_BACKEND_URL; run alone, this spec starts nginx itself.
@@ -37,21 +39,6 @@ const freshDir = () => {
 const putDirect = async (url: string, bytes: Buffer) => {
   const res = await fetch(url, { method: 'PUT', body: bytes });
   expect([201, 204]).toContain(res.status);
-};
-
-const codeOf = async (promise: Promise<unknown>): Promise<string | undefined> => {
-  try {
-    await promise;
-    return undefined;
-  } catch (error) {
-    return isShoalError(error) ? error.code : `not a ShoalError: ${String(error)}`;
-  }
-};
-
-const drain = async (stream: AsyncIterable<unknown>): Promise<Buffer> => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 };
 
 describeBlobStoreContract('http (nginx, listUrl)', async () => {

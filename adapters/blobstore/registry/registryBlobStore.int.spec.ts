@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer } from 'node:http';
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { Value } from '@sinclair/typebox/value';
 import type { Digest } from '../../../domain';
-import { blobObjectName, isShoalError, mediaTypes } from '../../../domain';
+import { blobObjectName, mediaTypes } from '../../../domain';
 import { describeBlobStoreContract } from '../../../test/contracts/blobStoreContract';
 import { generateImage } from '../../../test/fixtures/images';
 import type { TokenIssuer, UpstreamRegistry } from '../../../test/fixtures/upstreamRegistry';
@@ -22,6 +22,9 @@ import {
 import type { RegistryBackendConfig, RegistryBlobStore } from './config';
 import { RegistryBackendConfigSchema } from './config';
 import { createRegistryBlobStore } from './registryBlobStore';
+import { sha256 } from '../../../test/fixtures/blobs';
+import { drain } from '../../../test/fixtures/streams';
+import { codeOf } from '../../../test/fixtures/errors';
 
 // The real CNCF registry as the upstream: UPSTREAM_REGISTRY when set, else this spec starts
 // it with test/services/upstream-registry.sh (and stops it again when it did).
@@ -30,9 +33,6 @@ beforeAll(() => {
   upstream = useUpstreamRegistry('basic');
 }, 300_000);
 afterAll(() => upstream.stop());
-
-const sha256 = (bytes: Buffer) =>
-  `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
 
 const freshRepo = (what: string) => `${what}/r${randomBytes(5).toString('hex')}`;
 
@@ -44,21 +44,6 @@ const config = (overrides: Partial<RegistryBackendConfig> = {}): RegistryBackend
     stripPrefix: 'hub/',
     ...overrides,
   }) as RegistryBackendConfig;
-
-const drain = async (stream: AsyncIterable<unknown>): Promise<Buffer> => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array));
-  return Buffer.concat(chunks);
-};
-
-const codeOf = async (promise: Promise<unknown>): Promise<string | undefined> => {
-  try {
-    await promise;
-    return undefined;
-  } catch (error) {
-    return isShoalError(error) ? error.code : `not a ShoalError: ${String(error)}`;
-  }
-};
 
 const errorOf = async (promise: Promise<unknown>): Promise<Error> => {
   try {

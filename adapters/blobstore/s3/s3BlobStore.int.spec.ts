@@ -26,6 +26,7 @@ import {
   createS3Client,
   s3MinPartSizeBytes,
 } from './s3BlobStore';
+import { drain } from '../../../test/fixtures/streams';
 
 // A real S3-compatible server: versitygw run by test/services/s3.sh. CI may export
 // S3_ENDPOINT; without it this spec starts the script's server itself (building versitygw
@@ -89,12 +90,6 @@ const dropBucket = async (bucket: string): Promise<void> => {
 
 const pendingUploads = async (bucket: string) =>
   (await admin.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? [];
-
-const drain = async (stream: AsyncIterable<unknown>): Promise<Buffer> => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array));
-  return Buffer.concat(chunks);
-};
 
 /**
  * `total` random bytes in 64 KiB chunks, failing after `failAfter` bytes if given; `digest()`

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { describeEventLogContract } from '../../../test/contracts/eventLogContra
 import { spawnEventLogWorker } from '../../../test/fixtures/eventLogWorker';
 import { tagHistory, tagPushed } from '../../../test/fixtures/events';
 import { createSqliteEventLog, openSqliteEventLog } from './sqliteEventLog';
+import { sha256 } from '../../../test/fixtures/blobs';
 
 let dir: string;
 beforeAll(() => {
@@ -45,7 +46,7 @@ describeEventLogContract(
   },
 );
 
-const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+const fingerprint = (path: string) => sha256(readFileSync(path));
 
 const openError = (path: string): unknown => {
   try {
@@ -88,11 +89,11 @@ describe('sqlite EventLog files', () => {
   it('refuses a file of random bytes and leaves it as it was', () => {
     const path = freshPath();
     writeFileSync(path, randomBytes(64 * 1024));
-    const before = sha256(path);
+    const before = fingerprint(path);
     const error = openError(path);
     expect(isShoalError(error, 'DATA_DIR_INVALID')).toBe(true);
     expect((error as Error).message).toMatch(/not a Shoal event log.*not a SQLite database/);
-    expect(sha256(path)).toBe(before);
+    expect(fingerprint(path)).toBe(before);
   });
 
   it('refuses a SQLite database of another program and leaves it as it was', () => {
@@ -108,7 +109,7 @@ describe('sqlite EventLog files', () => {
       readdirSync(dir)
         .filter((name) => name.startsWith(path.slice(dir.length + 1)) && !name.endsWith('-shm'))
         .sort()
-        .map((name) => [name, sha256(join(dir, name))]);
+        .map((name) => [name, fingerprint(join(dir, name))]);
     const before = files();
     const error = openError(path);
     expect(isShoalError(error, 'DATA_DIR_INVALID')).toBe(true);
@@ -124,11 +125,11 @@ describe('sqlite EventLog files', () => {
     const db = new Database(path);
     db.prepare("UPDATE meta SET value = '99' WHERE key = 'format'").run();
     db.close();
-    const before = sha256(path);
+    const before = fingerprint(path);
     const error = openError(path);
     expect(isShoalError(error, 'DATA_DIR_INVALID')).toBe(true);
     expect((error as Error).message).toContain('newer');
-    expect(sha256(path)).toBe(before);
+    expect(fingerprint(path)).toBe(before);
   });
 
   it('refuses a Shoal log of the older format 1, naming it, and leaves it as it was', () => {
@@ -137,11 +138,11 @@ describe('sqlite EventLog files', () => {
     const db = new Database(path);
     db.prepare("UPDATE meta SET value = '1' WHERE key = 'format'").run();
     db.close();
-    const before = sha256(path);
+    const before = fingerprint(path);
     const error = openError(path);
     expect(isShoalError(error, 'DATA_DIR_INVALID')).toBe(true);
     expect((error as Error).message).toContain('older format (log format 1');
-    expect(sha256(path)).toBe(before);
+    expect(fingerprint(path)).toBe(before);
   });
 
   it('reports a damaged log as LOG_CORRUPT and does not change it', async () => {
@@ -161,10 +162,10 @@ describe('sqlite EventLog files', () => {
     const pageSize = bytes.readUInt16BE(16);
     bytes.fill(0xa5, (root - 1) * pageSize, root * pageSize);
     writeFileSync(path, bytes);
-    const before = sha256(path);
+    const before = fingerprint(path);
     const error = openError(path);
     expect(isShoalError(error, 'LOG_CORRUPT')).toBe(true);
-    expect(sha256(path)).toBe(before);
+    expect(fingerprint(path)).toBe(before);
   });
 
   it('reports an undecodable event as LOG_CORRUPT naming its position', async () => {

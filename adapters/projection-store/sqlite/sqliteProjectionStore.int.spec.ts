@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import {
   openSqliteProjectionStore,
   sqliteProjectionStoreMagic,
 } from './sqliteProjectionStore';
+import { sha256 } from '../../../test/fixtures/blobs';
 
 const tempDir = () => mkdtempSync(join(tmpdir(), 'shoal-projections-'));
 
@@ -47,8 +47,7 @@ describe('sqlite ProjectionStore files', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  const fingerprint = (path: string) =>
-    createHash('sha256').update(readFileSync(path)).digest('hex');
+  const fingerprint = (path: string) => sha256(readFileSync(path));
 
   /**
    * Opening `path` as a projection store fails with DATA_DIR_INVALID and changes nothing: the

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -15,7 +14,7 @@ import type { RunningTracker } from '../../tracker/main';
 import { startTracker } from '../../tracker/main';
 import { createOriginClient } from '../client/originClient';
 import type { OriginHarness } from '../../../test/doubles/originHarness';
-import { blobFixture } from '../../../test/fixtures/blobs';
+import { blobFixture, sha256 } from '../../../test/fixtures/blobs';
 import { randomRepo } from '../../../test/fixtures/events';
 import { createOriginHarness } from '../../../test/doubles/originHarness';
 
@@ -78,7 +77,7 @@ describe('the origin seeder in a swarm', () => {
     await Promise.all(agents.map((agent, i) => agent.join(metainfo, stores[i] as never).done));
     for (const store of stores) {
       const bytes = readFileSync(store.path);
-      expect(`sha256:${createHash('sha256').update(bytes).digest('hex')}`).toBe(blob.digest);
+      expect(sha256(bytes)).toBe(blob.digest);
       await store.close();
     }
 

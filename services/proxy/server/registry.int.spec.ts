@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,9 +19,8 @@ import { createProjectionRunner } from '../../shared/projectionRunner';
 import { createRegistry } from '../registry';
 import { createFsBlobAccess } from '../../../test/doubles/fsBlobAccess';
 import { registryRoutes } from './routes';
+import { sha256 } from '../../../test/fixtures/blobs';
 
-const sha256 = (bytes: Buffer | string) =>
-  `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 const oci = {
   manifest: 'application/vnd.oci.image.manifest.v1+json',
   index: 'application/vnd.oci.image.index.v1+json',
