@@ -23,17 +23,10 @@ import { createReplicationService } from './replicationService';
 import type { Replicator } from './replicator';
 import { createReplicator } from './replicator';
 import { sha256 } from '../../test/fixtures/blobs';
+import { eventually } from '../../test/fixtures/processes';
 
-/** Waits on a signal (a status, the log), polling, bounded. */
-const eventually = async <T>(what: string, check: () => Promise<T | undefined>) => {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-};
+/** Waits on a signal (a status, the log): polled every 20 ms, at most 15 s. */
+const quick = [15_000, 20] as const;
 
 /** A source cluster in memory: log, projections, blobs on disk, tags; replicators on it. */
 const sourceCluster = async () => {
@@ -154,10 +147,14 @@ const statusOf = async (api: ReplicationApi, ruleId: string): Promise<RuleStatus
 };
 
 const caughtUp = (api: ReplicationApi, ruleId: string) =>
-  eventually(`rule ${ruleId} caught up`, async () => {
-    const rule = await statusOf(api, ruleId);
-    return rule.lag.positions === 0 && rule.state === 'caught-up' ? rule : undefined;
-  });
+  eventually(
+    `rule ${ruleId} caught up`,
+    async () => {
+      const rule = await statusOf(api, ruleId);
+      return rule.lag.positions === 0 && rule.state === 'caught-up' ? rule : undefined;
+    },
+    ...quick,
+  );
 
 describe('the replicator (in-memory source, fake destination registries)', () => {
   let source: Source;
@@ -186,10 +183,14 @@ describe('the replicator (in-memory source, fake destination registries)', () =>
     await source.tag('team/app', 'gone', digests[0] as Digest);
     await source.tags.delete({ repo: 'team/app' as RepoName, tag: 'gone' as Tag });
 
-    const failing = await eventually('failures while down', async () => {
-      const s = await statusOf(api, rule.id);
-      return s.failures.consecutive > 0 ? s : undefined;
-    });
+    const failing = await eventually(
+      'failures while down',
+      async () => {
+        const s = await statusOf(api, rule.id);
+        return s.failures.consecutive > 0 ? s : undefined;
+      },
+      ...quick,
+    );
     expect(failing.state).toBe('retrying');
     expect(failing.failures.last?.retryAt).toBeDefined();
     fake.down = false;

@@ -6,6 +6,7 @@ import type { Service } from '../fixtures/cli';
 import { startService, tempDir } from '../fixtures/cli';
 import { generateImage } from '../fixtures/images';
 import { sha256 } from '../fixtures/blobs';
+import { runTool } from '../fixtures/processes';
 
 // The OCI registry through `shoal dev`, driven by the clients users use: the conformance
 // suite, skopeo, crane and oras. Missing tools fail the suite (never skip it).
@@ -17,22 +18,8 @@ const tools = {
   skopeo: '/usr/bin/skopeo',
 };
 
-const run = (command: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}) => {
-  const result = spawnSync(command, args, {
-    encoding: 'utf8',
-    cwd: root,
-    env: { ...process.env, ...options.env },
-    timeout: 240_000,
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  const output = `${result.stdout ?? ''}${result.stderr ?? ''}`;
-  if (result.status !== 0) {
-    throw new Error(
-      `${command} ${args.join(' ')} exited ${result.status}:\n${output.slice(-4000)}`,
-    );
-  }
-  return result.stdout;
-};
+const run = (command: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}) =>
+  runTool(command, args, { cwd: root, ...options });
 
 const fresh = (prefix: string) => `e2e/${prefix}-${randomBytes(4).toString('hex')}`;
 

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Service } from '../fixtures/cli';
@@ -7,6 +7,7 @@ import { shoal, startService, stopChild, tempDir } from '../fixtures/cli';
 import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
 import { sha256 } from '../fixtures/blobs';
+import { eventually, runTool } from '../fixtures/processes';
 
 // Replication from a Shoal cluster to a registry Shoal does not run: the CNCF distribution
 // registry (Debian's docker-registry) on loopback, with deletes enabled. It cannot delete a
@@ -19,15 +20,7 @@ const tools = {
   registry: '/usr/bin/docker-registry',
 };
 
-const run = (command: string, args: string[]) => {
-  const result = spawnSync(command, args, { encoding: 'utf8', cwd: root, timeout: 120_000 });
-  if (result.status !== 0) {
-    throw new Error(
-      `${command} ${args.join(' ')} exited ${result.status}:\n${result.stdout}${result.stderr}`,
-    );
-  }
-  return result.stdout.trim();
-};
+const run = (command: string, args: string[]) => runTool(command, args, { cwd: root }).trim();
 
 type RuleStatus = {
   id: string;
@@ -35,16 +28,6 @@ type RuleStatus = {
   lag: { positions: number };
   skipped: number;
   failures: { last?: { error: string; retryAt?: string } };
-};
-
-const eventually = async <T>(what: string, check: () => Promise<T | undefined>) => {
-  const deadline = Date.now() + 90_000;
-  for (;;) {
-    const value = await check().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 };
 
 describe('replication to the CNCF registry', () => {
@@ -59,13 +42,17 @@ describe('replication to the CNCF registry', () => {
 
   const crane = (...args: string[]) => run(tools.crane, [...args, '--insecure']);
   const caughtUp = () =>
-    eventually('the rule to catch up', async () => {
-      const response = await fetch(`${buildIndex}/v1/replication/status`);
-      const rule = ((await response.json()) as { rules: RuleStatus[] }).rules.find(
-        (r) => r.id === ruleId,
-      );
-      return rule?.state === 'caught-up' && rule.lag.positions === 0 ? rule : undefined;
-    });
+    eventually(
+      'the rule to catch up',
+      async () => {
+        const response = await fetch(`${buildIndex}/v1/replication/status`);
+        const rule = ((await response.json()) as { rules: RuleStatus[] }).rules.find(
+          (r) => r.id === ruleId,
+        );
+        return rule?.state === 'caught-up' && rule.lag.positions === 0 ? rule : undefined;
+      },
+      90_000,
+    );
   const tagsAt = (host: string) =>
     crane('ls', `${host}/e2e/cn/app`).split('\n').filter(Boolean).sort();
   const digestAt = (host: string, tag: string) => crane('digest', `${host}/e2e/cn/app:${tag}`);
@@ -96,8 +83,10 @@ describe('replication to the CNCF registry', () => {
       ].join('\n'),
     );
     registry = spawn(tools.registry, ['serve', config], { stdio: 'ignore' });
-    await eventually('the CNCF registry', async () =>
-      (await fetch(`http://${cncf}/v2/`)).status === 200 ? true : undefined,
+    await eventually(
+      'the CNCF registry',
+      async () => ((await fetch(`http://${cncf}/v2/`)).status === 200 ? true : undefined),
+      90_000,
     );
     a = await startService(
       ['dev', '--data-dir', join(dir.path, 'a'), '--port-base', String(base), '--cluster', 'a'],

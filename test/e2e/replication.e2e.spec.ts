@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Service } from '../fixtures/cli';
@@ -6,6 +5,7 @@ import { shoal, startService, tempDir } from '../fixtures/cli';
 import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
 import { sha256 } from '../fixtures/blobs';
+import { eventually, runTool } from '../fixtures/processes';
 
 // Lossless replication between two real Shoal clusters: two `shoal dev` processes, each with
 // its own data directory, log and ports, and rules between them. Images are pushed with
@@ -14,20 +14,7 @@ import { sha256 } from '../fixtures/blobs';
 const root = resolve(__dirname, '../..');
 const tools = { crane: join(root, '.tools/bin/crane'), skopeo: '/usr/bin/skopeo' };
 
-const run = (command: string, args: string[]) => {
-  const result = spawnSync(command, args, {
-    encoding: 'utf8',
-    cwd: root,
-    timeout: 120_000,
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  if (result.status !== 0) {
-    throw new Error(
-      `${command} ${args.join(' ')} exited ${result.status}:\n${result.stdout}${result.stderr}`,
-    );
-  }
-  return result.stdout;
-};
+const run = (command: string, args: string[]) => runTool(command, args, { cwd: root });
 
 type RuleStatus = {
   id: string;
@@ -96,29 +83,6 @@ const getJson = async <T>(url: string, headers: Record<string, string> = {}): Pr
   const response = await fetch(url, { headers });
   if (!response.ok) throw new Error(`GET ${url}: ${response.status} ${await response.text()}`);
   return (await response.json()) as T;
-};
-
-/** Polls `check` until it returns a value, at most `timeoutMs`; fails with `what`. */
-const eventually = async <T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 60_000,
-  everyMs = 100,
-): Promise<T> => {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${String(last ?? '')}`);
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
 };
 
 const ruleStatus = async (c: Cluster, ruleId: string): Promise<RuleStatus> => {

@@ -8,6 +8,7 @@ import type { Service } from '../fixtures/cli';
 import { startService, stopChild, tempDir } from '../fixtures/cli';
 import { generateImage } from '../fixtures/images';
 import { sha256 } from '../fixtures/blobs';
+import { runTool } from '../fixtures/processes';
 
 // containerd pulls through the agent the way users deploy it: the agent as a registry mirror
 // in hosts.toml. Its daemon runs as root with a private config, root, state and socket; the
@@ -16,20 +17,7 @@ const root = resolve(__dirname, '../..');
 const tools = { containerd: '/usr/bin/containerd', ctr: '/usr/bin/ctr', skopeo: '/usr/bin/skopeo' };
 const upstream = 'shoal.invalid';
 
-const run = (command: string, args: string[]) => {
-  const result = spawnSync(command, args, {
-    encoding: 'utf8',
-    cwd: root,
-    timeout: 240_000,
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  if (result.status !== 0) {
-    throw new Error(
-      `${command} ${args.join(' ')} exited ${result.status}:\n${result.stdout}${result.stderr}`,
-    );
-  }
-  return result.stdout;
-};
+const run = (command: string, args: string[]) => runTool(command, args, { cwd: root });
 
 /** The one regular file in a gzipped single-file tar layer: its name and content digest. */
 const fileOfLayer = (gz: Buffer): { name: string; digest: string } => {

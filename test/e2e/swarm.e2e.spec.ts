@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -14,6 +13,7 @@ import { startService, tempDir } from '../fixtures/cli';
 import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
 import { sha256 } from '../fixtures/blobs';
+import { runTool, until } from '../fixtures/processes';
 
 // The swarm end to end, with separate processes: `shoal dev` (proxy, build-index, origin with
 // its seeder), two `shoal tracker`s and eight `shoal agent`s, each agent limited to 8 MiB/s in
@@ -25,18 +25,7 @@ const agentCount = 8;
 const layerSize = 16 * MiB;
 const rate = 8 * MiB;
 
-const run = (command: string, args: string[]) => {
-  const result = spawnSync(command, args, {
-    encoding: 'utf8',
-    cwd: root,
-    timeout: 240_000,
-    maxBuffer: 64 * MiB,
-  });
-  if (result.status !== 0) {
-    throw new Error(`${command} ${args.join(' ')} exited ${result.status}:\n${result.stderr}`);
-  }
-  return result.stdout;
-};
+const run = (command: string, args: string[]) => runTool(command, args, { cwd: root });
 
 type P2pStatus = {
   totals: { bytesUploaded: number; bytesDownloaded: number; badPieces: number };
@@ -44,15 +33,6 @@ type P2pStatus = {
 };
 
 const json = async <T>(url: string): Promise<T> => (await (await fetch(url)).json()) as T;
-
-/** Resolves once `check` holds (polled), or fails after `ms`. */
-const until = async (check: () => Promise<boolean>, ms: number, what: string) => {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-};
 
 describe('pulling through the swarm (separate processes)', () => {
   let dir: ReturnType<typeof tempDir>;
