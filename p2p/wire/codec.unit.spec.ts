@@ -9,7 +9,7 @@ import {
   encodePieceHeader,
   encodeRequest,
 } from './codec';
-import { goldenFrames } from './codec.fixtures';
+import { goldenFrames } from '../../test/fixtures/goldenFrames';
 import {
   maxBlockLength,
   maxErrorMessageLength,

@@ -1,6 +1,6 @@
 import type { Message } from './codec';
 import { encodeHandshake, encodeMessage } from './codec';
-import { goldenFrames } from './codec.fixtures';
+import { goldenFrames } from '../../test/fixtures/goldenFrames';
 import { maxBlockLength } from './constants';
 import type { ControlMessage, PieceFrame } from './framer';
 import { Framer } from './framer';

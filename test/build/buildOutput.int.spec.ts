@@ -65,6 +65,11 @@ describe('the build output', () => {
       ),
     );
     expect(doublesShipped).toEqual([]);
+    // And anything named as test code.
+    const named = files.filter((file) =>
+      /fixture|fake|mock|stub|harness|double|golden/i.test(file.split('/').pop() ?? ''),
+    );
+    expect(named).toEqual([]);
   });
 
   it('dist/ needs nothing outside itself: every relative require resolves inside it', () => {
