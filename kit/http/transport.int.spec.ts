@@ -9,6 +9,7 @@ import {
   sliceBody,
   unavailableStatuses,
 } from './transport';
+import { drain } from '../../test/fixtures/streams';
 
 /** A loopback server answering with `handle`; counts requests. */
 const serve = async (handle: (req: IncomingMessage, res: ServerResponse) => void) => {
@@ -32,12 +33,6 @@ const serve = async (handle: (req: IncomingMessage, res: ServerResponse) => void
       await new Promise((resolve) => server.close(resolve));
     },
   };
-};
-
-const drain = async (stream: Readable): Promise<Buffer> => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 };
 
 const quick = { initialMs: 10, maxMs: 20 };
