@@ -6,6 +6,7 @@ import { ShoalError } from '../../domain';
 import { createBandwidth } from '../../p2p/bandwidth';
 import type { SwarmHost, SwarmTotals } from '../../p2p/swarm';
 import { createSwarmHost } from '../../p2p/swarm';
+import { formatHost } from '../../kit/http/host';
 import { createBuildIndexClient } from '../build-index/client/buildIndexClient';
 import type { TagApi } from '../build-index/tagApi';
 import { openDataDir } from '../shared/dataDir';
@@ -27,8 +28,6 @@ export type RunningAgent = {
   readonly host: SwarmHost;
   readonly close: () => Promise<void>;
 };
-
-const formatHost = (host: string): string => (host.includes(':') ? `[${host}]` : host);
 
 const totalsHelp: Record<keyof SwarmTotals, string> = {
   bytesReceived: 'Piece payload bytes received from peers, useful or not',

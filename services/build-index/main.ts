@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Clock, EventLog, Projection, ProjectionStore } from '../../domain';
 import { buildIndexProjection, tagHistoryProjection } from '../../projections';
+import { formatHost } from '../../kit/http/host';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
 import { createProjectionRunner } from '../shared/projectionRunner';
@@ -96,5 +97,3 @@ export const startBuildIndex = async (deps: {
     },
   };
 };
-
-export const formatHost = (host: string): string => (host.includes(':') ? `[${host}]` : host);

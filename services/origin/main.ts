@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { BlobStore, Clock, EventLog, Position, ProjectionStore } from '../../domain';
 import { ShoalError, ringStream } from '../../domain';
 import { placementProjection } from '../../projections';
+import { formatHost } from '../../kit/http/host';
 import { openDataDir } from '../shared/dataDir';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
@@ -322,5 +323,3 @@ export const leaveRing = async (deps: {
     ),
   ]);
 };
-
-export const formatHost = (host: string): string => (host.includes(':') ? `[${host}]` : host);

@@ -6,7 +6,7 @@ import {
   placementProjection,
   tagHistoryProjection,
 } from '../../projections';
-import { formatHost } from '../build-index/main';
+import { formatHost } from '../../kit/http/host';
 import { createBuildIndexClient } from '../build-index/client/buildIndexClient';
 import type { TagApi } from '../build-index/tagApi';
 import { createTagService } from '../build-index/tagService';

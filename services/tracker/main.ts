@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge } from 'prom-client';
 import type { Clock, Digest } from '../../domain';
 import { ShoalError } from '../../domain';
+import { formatHost } from '../../kit/http/host';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
 import { createAnnounceHandler } from './announce';
@@ -19,8 +20,6 @@ export type RunningTracker = {
 };
 
 const wildcardHosts = new Set(['0.0.0.0', '::', '[::]', '']);
-const formatHost = (host: string): string => (host.includes(':') ? `[${host}]` : host);
-
 /**
  * Runs a tracker: matchmaking for swarms (`POST /announce`) over soft state in memory, and
  * metainfo (`GET /metainfo/:digest`) cached from the origins that own each blob. It moves no

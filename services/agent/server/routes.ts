@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Digest, RepoName } from '../../../domain';
 import { ShoalError, orThrow, parseDigest, parseRepoName } from '../../../domain';
+import { parseRangeWithin } from '../../../kit/http/range';
 import type { BlobFetcher } from '../blobs';
 import type { AgentRegistry } from '../registry';
 import { agentErrorHandler } from './errors';
@@ -29,30 +30,6 @@ const parseTarget = (path: string): Target => {
     return { kind: 'blob', repo: repo(m[1] as string), digest: m[2] as string };
   }
   throw new ShoalError('NAME_UNKNOWN', `no OCI endpoint at /v2/${path.slice(0, 120)}`);
-};
-
-/** One `Range: bytes=…` (RFC 9110); an unreadable header serves the whole blob. */
-const parseRange = (value: string | undefined, size: number) => {
-  if (value === undefined) return undefined;
-  const m = /^bytes=(\d{0,15})-(\d{0,15})$/.exec(value.trim());
-  if (m === null || (m[1] === '' && m[2] === '')) return undefined;
-  let start: number;
-  let end: number;
-  if (m[1] === '') {
-    start = Math.max(size - Number(m[2]), 0);
-    end = size - 1;
-    if (Number(m[2]) === 0) start = size;
-  } else {
-    start = Number(m[1]);
-    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
-    if (m[2] !== '' && Number(m[2]) < start) return undefined;
-  }
-  if (start >= size) {
-    throw new ShoalError('RANGE_INVALID', `range ${value.slice(0, 60)} is outside the blob`, {
-      detail: { size },
-    });
-  }
-  return { start, end };
 };
 
 const digestOf = (text: string): Digest => orThrow(parseDigest(text));
@@ -100,7 +77,7 @@ export const agentRoutes =
       // connection is ended gracefully instead, after every byte.
       reply.header('Connection', 'close');
       try {
-        const range = parseRange(request.headers.range, blob.size);
+        const range = parseRangeWithin(request.headers.range, blob.size);
         const start = range?.start ?? 0;
         const end = range?.end ?? blob.size - 1;
         if (range !== undefined) {

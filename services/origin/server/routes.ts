@@ -10,7 +10,7 @@ import type { BlobService, ReadOptions } from '../blobs';
 import type { RingView } from '../ring';
 import type { BlobRead } from '../store/contentStore';
 import type { UploadSessions } from '../uploads';
-import { absoluteRange, parseContentRange, parseRangeHeader } from './ranges';
+import { absoluteRange, parseContentRange, parseRangeHeader } from '../../../kit/http/range';
 
 export type OriginRoutesDeps = {
   readonly uploads: UploadSessions;

@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Digest, Position, RepoName } from '../../../domain';
 import { ShoalError, isShoalError, mediaTypes, parseDigest, parseRepoName } from '../../../domain';
+import { parseContentRange, parseRangeWithin } from '../../../kit/http/range';
 import { positionHeader, positionHeaders } from '../../shared/http';
 import type { Registry } from '../registry';
 import { digestParam } from '../registry';
@@ -46,49 +47,19 @@ const lengthOf = (request: FastifyRequest): number | undefined => {
 /** `Range: 0-<last byte>` as upload responses report progress ("0-0" when empty). */
 const uploadRange = (size: number) => `0-${Math.max(size - 1, 0)}`;
 
-/** Parses a chunk's `Content-Range: <start>-<end>` (a `bytes ` prefix and total allowed). */
-const parseContentRange = (value: string): { start: number; end: number } => {
-  const m = /^(?:bytes[ =])?(\d{1,15})-(\d{1,15})(?:\/(?:\d{1,15}|\*))?$/.exec(value.trim());
-  const start = Number(m?.[1]);
-  const end = Number(m?.[2]);
-  if (m === null || end < start) {
-    throw new ShoalError('RANGE_INVALID', `invalid Content-Range "${value.slice(0, 80)}"`);
-  }
-  return { start, end };
-};
-
 /**
- * A blob `Range: bytes=…` request, single range only (RFC 9110). A header it cannot read is
- * ignored (the whole blob is served); a range that starts past the end is refused with 416.
+ * A blob `Range: bytes=…` request against the blob's size; one that starts past the end is
+ * refused with 416 and a `Content-Range` naming the size, as RFC 9110 asks.
  */
-const parseByteRange = (
-  value: string | undefined,
-  size: number,
-): { start: number; end: number } | undefined => {
-  if (value === undefined) return undefined;
-  const m = /^bytes=(\d{0,15})-(\d{0,15})$/.exec(value.trim());
-  if (m === null || (m[1] === '' && m[2] === '')) return undefined;
-  let start: number;
-  let end: number;
-  if (m[1] === '') {
-    const suffix = Number(m[2]);
-    start = Math.max(size - suffix, 0);
-    end = size - 1;
-    if (suffix === 0) start = size;
-  } else {
-    start = Number(m[1]);
-    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
-    if (m[2] !== '' && Number(m[2]) < start) return undefined;
+const byteRange = (value: string | undefined, size: number) => {
+  try {
+    return parseRangeWithin(value, size);
+  } catch (error) {
+    throw withStatus(error as Error, {
+      status: 416,
+      headers: { 'Content-Range': `bytes */${size}` },
+    });
   }
-  if (start >= size) {
-    throw withStatus(
-      new ShoalError('RANGE_INVALID', `range ${value.slice(0, 60)} is outside the blob`, {
-        detail: { size },
-      }),
-      { status: 416, headers: { 'Content-Range': `bytes */${size}` } },
-    );
-  }
-  return { start, end };
 };
 
 const parsePageSize = (value: string | undefined): number | undefined => {
@@ -267,7 +238,7 @@ export const registryRoutes =
           if (request.method === 'HEAD') {
             return reply.header('Content-Length', String(size)).send();
           }
-          const range = parseByteRange(request.headers.range, size);
+          const range = byteRange(request.headers.range, size);
           const blob = await registry.getBlob(repo, digest, range);
           if (range !== undefined) {
             reply
@@ -330,8 +301,7 @@ export const registryRoutes =
 
       upload: {
         PATCH: async ({ repo, id }, _q, request, reply) => {
-          const header = request.headers['content-range'];
-          const range = header === undefined ? undefined : parseContentRange(header);
+          const range = parseContentRange(request.headers['content-range']);
           const body = bodyOf(request) ?? Readable.from([]);
           try {
             const { size } = await registry.appendUpload(id, body, range?.start, lengthOf(request));

@@ -1,4 +1,4 @@
-import { absoluteRange, parseContentRange, parseRangeHeader } from './ranges';
+import { absoluteRange, parseContentRange, parseRangeHeader, parseRangeWithin } from './range';
 
 describe('Range header', () => {
   it('parses single byte ranges', () => {
@@ -27,6 +27,30 @@ describe('Range header', () => {
     expect(absoluteRange({ suffix: 500 }, 100)).toEqual({ start: 0, end: 99 });
     expect(absoluteRange({ start: 3 }, 100)).toEqual({ start: 3 });
     expect(absoluteRange(undefined, 100)).toBeUndefined();
+  });
+});
+
+describe('Range header against a known size', () => {
+  it('makes ranges absolute and cuts them at the end', () => {
+    expect(parseRangeWithin('bytes=0-99', 1000)).toEqual({ start: 0, end: 99 });
+    expect(parseRangeWithin('bytes=100-', 1000)).toEqual({ start: 100, end: 999 });
+    expect(parseRangeWithin('bytes=990-2000', 1000)).toEqual({ start: 990, end: 999 });
+    expect(parseRangeWithin('bytes=-5', 100)).toEqual({ start: 95, end: 99 });
+    expect(parseRangeWithin('bytes=-500', 100)).toEqual({ start: 0, end: 99 });
+  });
+
+  it('ignores what it does not serve, and a range that ends before it starts', () => {
+    for (const value of [undefined, 'items=0-1', 'bytes=0-1,5-6', 'bytes=-', 'bytes=5-2']) {
+      expect(parseRangeWithin(value, 100)).toBeUndefined();
+    }
+  });
+
+  it('refuses a range that starts at or past the end, naming the size', () => {
+    for (const value of ['bytes=100-', 'bytes=-0', 'bytes=200-300']) {
+      expect(() => parseRangeWithin(value, 100)).toThrow(
+        expect.objectContaining({ code: 'RANGE_INVALID', detail: { size: 100 } }),
+      );
+    }
   });
 });
 
