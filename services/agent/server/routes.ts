@@ -1,36 +1,12 @@
 import { createReadStream } from 'node:fs';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { Digest, RepoName } from '../../../domain';
-import { ShoalError, orThrow, parseDigest, parseRepoName } from '../../../domain';
+import type { Digest } from '../../../domain';
+import { ShoalError, orThrow, parseDigest } from '../../../domain';
 import { parseRangeWithin } from '../../../kit/http/range';
 import type { BlobFetcher } from '../blobs';
 import type { AgentRegistry } from '../registry';
-import { agentErrorHandler } from './errors';
-
-type Target =
-  | { kind: 'ping' }
-  | { kind: 'catalog' }
-  | { kind: 'tags'; repo: RepoName }
-  | { kind: 'manifest'; repo: RepoName; reference: string }
-  | { kind: 'blob'; repo: RepoName; digest: string }
-  | { kind: 'write' };
-
-/** What follows `/v2/`: repository names take the greedy rest, as in the distribution spec. */
-const parseTarget = (path: string): Target => {
-  if (path === '' || path === '/') return { kind: 'ping' };
-  if (path === '_catalog') return { kind: 'catalog' };
-  const repo = (name: string) => orThrow(parseRepoName(name));
-  let m: RegExpExecArray | null;
-  if ((m = /^(.+)\/tags\/list$/.exec(path))) return { kind: 'tags', repo: repo(m[1] as string) };
-  if ((m = /^(.+)\/manifests\/([^/]+)$/.exec(path))) {
-    return { kind: 'manifest', repo: repo(m[1] as string), reference: m[2] as string };
-  }
-  if (/^.+\/blobs\/uploads(\/[^/]*)?$/.test(path)) return { kind: 'write' };
-  if ((m = /^(.+)\/blobs\/([^/]+)$/.exec(path))) {
-    return { kind: 'blob', repo: repo(m[1] as string), digest: m[2] as string };
-  }
-  throw new ShoalError('NAME_UNKNOWN', `no OCI endpoint at /v2/${path.slice(0, 120)}`);
-};
+import { ociErrorHandler } from '../../shared/oci/ociErrorHandler';
+import { parseV2Path, unknownV2Path } from '../../shared/oci/parseV2Path';
 
 const digestOf = (text: string): Digest => orThrow(parseDigest(text));
 
@@ -56,7 +32,7 @@ export const agentRoutes =
   async (app) => {
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
-    app.setErrorHandler(agentErrorHandler);
+    app.setErrorHandler(ociErrorHandler);
 
     /** Serves a blob, whole or a range, pinned in the cache until the response ends. */
     const sendBlob = async (request: FastifyRequest, reply: FastifyReply, text: string) => {
@@ -103,7 +79,7 @@ export const agentRoutes =
         (request.body as NodeJS.ReadableStream | undefined)?.resume?.();
         throw new ShoalError('UNSUPPORTED', 'this registry is read-only (a Shoal agent)');
       }
-      const target = parseTarget(rest);
+      const target = parseV2Path(rest, request.method);
       const query = request.query as Record<string, string | undefined>;
       switch (target.kind) {
         case 'ping':
@@ -128,8 +104,11 @@ export const agentRoutes =
         }
         case 'blob':
           return sendBlob(request, reply, target.digest);
-        case 'write':
+        case 'uploads':
+        case 'upload':
           throw new ShoalError('UNSUPPORTED', 'this registry is read-only (a Shoal agent)');
+        case 'referrers':
+          throw unknownV2Path(rest);
       }
     };
 

@@ -6,9 +6,9 @@ import { parseContentRange, parseRangeWithin } from '../../../kit/http/range';
 import { positionHeader, positionHeaders } from '../../shared/http';
 import type { Registry } from '../registry';
 import { digestParam } from '../registry';
-import { methodNotAllowed, ociErrorHandler, withStatus } from './errors';
-import type { V2Path } from './paths';
-import { parseV2Path, v2Paths } from './paths';
+import { methodNotAllowed, ociErrorHandler, withStatus } from '../../shared/oci/ociErrorHandler';
+import type { V2Path } from '../../shared/oci/parseV2Path';
+import { parseV2Path, v2Paths } from '../../shared/oci/parseV2Path';
 
 export type RegistryRouteOptions = {
   readonly manifestMaxBytes: number;

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ErrorCode } from '../../../domain';
 import { ShoalError, isShoalError } from '../../../domain';
-import { describeError } from '../../shared/http';
+import { describeError } from '../http';
 
 /**
  * Shoal's codes as OCI Distribution error codes. Codes the spec names pass through; the
@@ -16,6 +16,12 @@ const ociCodes: Partial<Record<ErrorCode, string>> = {
   LOG_UNAVAILABLE: 'UNAVAILABLE',
   LOG_CLOSED: 'UNAVAILABLE',
 };
+
+/**
+ * Status codes the OCI API uses for a code, whatever Shoal's table says (today the same:
+ * kept here so the OCI edge does not depend on the table staying so).
+ */
+const statusByCode: Partial<Record<ErrorCode, number>> = { RANGE_INVALID: 416 };
 
 /** Status codes the OCI API uses where Shoal's table has another (per error instance). */
 export type HttpOverride = { readonly status: number; readonly headers?: Record<string, string> };
@@ -34,14 +40,22 @@ export const methodNotAllowed = (method: string, what: string) =>
   });
 
 /**
- * The `/v2/` error handler: every error in the spec's JSON format
- * `{"errors":[{"code","message","detail"}]}`, never a 5xx message or stack.
+ * The `/v2/` error handler of the proxy and the agent: every error in the spec's JSON format
+ * `{"errors":[{"code","message","detail"}]}`, never a 5xx message or stack. A failure the
+ * client may retry (the log or a store unavailable, `Retry-After: 1`) is logged as a warning,
+ * any other 5xx as an error.
  */
 export const ociErrorHandler = (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
   const described = describeError(error);
   const override = typeof error === 'object' && error !== null ? overrides.get(error) : undefined;
-  const status = override?.status ?? described.statusCode;
-  if (status >= 500) request.log.error({ err: error }, 'request failed');
+  const status =
+    override?.status ??
+    (isShoalError(error) ? statusByCode[error.code] : undefined) ??
+    described.statusCode;
+  if (status >= 500) {
+    if (isShoalError(error) && error.retriable) request.log.warn({ err: error }, 'request failed');
+    else request.log.error({ err: error }, 'request failed');
+  }
   const code = isShoalError(error)
     ? (ociCodes[error.code] ?? error.code)
     : status >= 500

@@ -1,7 +1,10 @@
 import type { RepoName } from '../../../domain';
 import { ShoalError, orThrow, parseRepoName } from '../../../domain';
 
-/** A request path under `/v2/`, split into the repository and what it addresses. */
+/**
+ * A request path under `/v2/`, split into the repository and what it addresses: the whole
+ * OCI Distribution API, as the proxy serves it; the agent serves the read-only part.
+ */
 export type V2Path =
   | { kind: 'ping' }
   | { kind: 'catalog' }
@@ -16,7 +19,8 @@ export type V2Path =
 // what follows them never contains a slash, so each shape is anchored at the end of the path
 // and the (greedy) name takes the rest.
 
-const unknownPath = (path: string) =>
+/** `NAME_UNKNOWN` for a path under `/v2/` that names no endpoint (this service serves). */
+export const unknownV2Path = (path: string) =>
   new ShoalError('NAME_UNKNOWN', `no OCI endpoint at /v2/${path.slice(0, 120)}`, {
     detail: { path: path.slice(0, 120) },
   });
@@ -47,7 +51,7 @@ export const parseV2Path = (path: string, method: string): V2Path => {
   if ((m = /^(.+)\/blobs\/([^/]+)$/.exec(path))) {
     return { kind: 'blob', repo: repo(m[1] as string), digest: m[2] as string };
   }
-  throw unknownPath(path);
+  throw unknownV2Path(path);
 };
 
 /** Paths for `Location` headers. */

@@ -1,4 +1,4 @@
-import { parseV2Path } from './paths';
+import { parseV2Path } from './parseV2Path';
 
 describe('parseV2Path', () => {
   it.each([
