@@ -19,7 +19,7 @@ import {
 } from '../../p2p/metainfo';
 import type { Backend } from './backends';
 import type { OriginContext } from './context';
-import { originEvent } from './context';
+import { newEvent } from '../shared/events';
 import type { BlobRead } from './store/contentStore';
 import { blobUnknown, sizeMismatch, usableMetainfo } from './store/contentStore';
 import type { GrowingBlob } from './store/growingBlob';
@@ -118,7 +118,7 @@ export const createBlobService = (ctx: OriginContext) => {
       ctx.wakeJobs();
     }
     const position = await log.append([
-      originEvent(
+      newEvent(
         writer,
         'BlobUploaded',
         {
@@ -127,9 +127,9 @@ export const createBlobService = (ctx: OriginContext) => {
           repo: blob.repo,
           ...(blob.mediaType !== undefined && { mediaType: blob.mediaType }),
         },
-        eventIds[0],
+        { id: eventIds[0] },
       ),
-      originEvent(writer, 'BlobPlaced', { digest: blob.digest, origin: selfId }, eventIds[1]),
+      newEvent(writer, 'BlobPlaced', { digest: blob.digest, origin: selfId }, { id: eventIds[1] }),
     ]);
     if (enqueue !== undefined) {
       enqueue(jobs);
@@ -151,7 +151,7 @@ export const createBlobService = (ctx: OriginContext) => {
   };
 
   const placedHere = async (digest: Digest): Promise<Position> =>
-    log.append([originEvent(writer, 'BlobPlaced', { digest, origin: selfId })]);
+    log.append([newEvent(writer, 'BlobPlaced', { digest, origin: selfId })]);
 
   const storeMetainfo = (metainfo: Metainfo | undefined) => {
     if (metainfo !== undefined) db.putMetainfo(metainfo.digest, encodeMetainfo(metainfo));

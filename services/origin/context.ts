@@ -1,6 +1,4 @@
-import { randomUUID } from 'node:crypto';
-import type { Clock, EventData, EventLog, EventType, ShoalEvent } from '../../domain';
-import { makeEvent } from '../../domain';
+import type { Clock, EventLog } from '../../domain';
 import type { WriterContext } from '../shared/events';
 import type { Logger } from '../shared/logger';
 import type { BackendRouter } from './backends';
@@ -33,22 +31,3 @@ export type OriginContext = {
   /** Waits (bounded) until the placement projection has applied the log's current head. */
   readonly catchUpRing: () => Promise<void>;
 };
-
-/**
- * An event with this origin's metadata. `id` is fixed by callers that may retry an append
- * (a crash between enqueue and append): the log then ignores the repeat.
- */
-export const originEvent = <T extends EventType>(
-  writer: WriterContext,
-  type: T,
-  data: EventData<T>,
-  id: string = randomUUID(),
-): ShoalEvent<T> =>
-  makeEvent(type, data, {
-    id,
-    metadata: {
-      at: new Date(writer.clock.now()).toISOString(),
-      actor: writer.actor,
-      cluster: writer.cluster,
-    },
-  });

@@ -16,7 +16,7 @@ import type { OriginClient } from './client/originClient';
 import { createOriginClient } from './client/originClient';
 import type { OriginConfig } from './config';
 import type { OriginContext } from './context';
-import { originEvent } from './context';
+import { newEvent } from '../shared/events';
 import { replicateHandler, writeBackHandler } from './jobs/handlers';
 import type { JobWorker } from './jobs/jobWorker';
 import { createJobWorker } from './jobs/jobWorker';
@@ -294,7 +294,7 @@ const joinRing = async (ctx: OriginContext, address: string): Promise<Position> 
   }
   if (current?.address === address) return current.position;
   const position = await ctx.log.append([
-    originEvent(ctx.writer, 'OriginJoined', { id: ctx.selfId, address }),
+    newEvent(ctx.writer, 'OriginJoined', { id: ctx.selfId, address }),
   ]);
   ctx.logger.info({ address, position }, 'joined the ring');
   return position;
@@ -316,7 +316,7 @@ export const leaveRing = async (deps: {
   }
   if (!member) return undefined;
   return deps.log.append([
-    originEvent(
+    newEvent(
       { clock: deps.clock, cluster: deps.cluster, actor: deps.actor ?? 'cli' },
       'OriginLeft',
       { id: deps.id },

@@ -9,16 +9,27 @@ export type WriterContext = {
   readonly cluster: string;
 };
 
+/** Ids an event may be given: its own, and those that tie it to a flow and its cause. */
+export type EventIds = {
+  /**
+   * The event's id; a fresh UUID by default. Fixed by a writer that may append the same
+   * event again (a retry after a crash, two writers recording one outcome: see
+   * {@link deterministicEventId}): the log keeps an id once, so the repeat is a no-op.
+   */
+  readonly id?: string;
+  readonly correlationId?: string;
+  readonly causationId?: string;
+};
+
 /**
- * An event written now by `ctx`. Its id is a fresh UUID unless `ids.id` names one (an
- * outcome that must be recorded once however often it is written: see
- * {@link deterministicEventId}).
+ * The one way services build an event: `type` and `data`, with `at`, `actor` and `cluster`
+ * from the writer stamped into its metadata.
  */
 export const newEvent = <T extends EventType>(
   ctx: WriterContext,
   type: T,
   data: EventData<T>,
-  ids: { id?: string; correlationId?: string; causationId?: string } = {},
+  ids: EventIds = {},
 ): ShoalEvent<T> =>
   makeEvent(type, data, {
     id: ids.id ?? randomUUID(),

@@ -4,7 +4,7 @@ import type { BuiltBlob } from '../../../p2p/metainfo';
 import { MetainfoBuilder, encodeMetainfo, pieceLengthFor } from '../../../p2p/metainfo';
 import type { Backend } from '../backends';
 import type { OriginContext } from '../context';
-import { originEvent } from '../context';
+import { newEvent } from '../../shared/events';
 import type { JobHandler } from './jobWorker';
 
 /**
@@ -89,7 +89,7 @@ export const writeBackHandler =
       }
     }
     await ctx.log.append([
-      originEvent(ctx.writer, 'BlobPersisted', { digest, backend: backend.name }, job.eventId),
+      newEvent(ctx.writer, 'BlobPersisted', { digest, backend: backend.name }, { id: job.eventId }),
     ]);
     return 'done';
   };
