@@ -20,8 +20,8 @@ import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
 import { createProjectionRunner } from '../shared/projectionRunner';
 import type { ProxyConfig } from './config';
-import { createRegistry } from './registry';
-import { registryRoutes } from './server/routes';
+import { createDistribution } from './distribution';
+import { distributionRoutes } from './server/routes';
 
 export type RunningProxy = {
   /** `http://host:port` the proxy listens on. */
@@ -78,7 +78,7 @@ export const startProxy = async (deps: {
         })
       : undefined;
   const blobs = deps.blobs ?? (originAccess as BlobAccess);
-  const registry = createRegistry({
+  const distribution = createDistribution({
     log,
     store,
     blobs,
@@ -91,7 +91,7 @@ export const startProxy = async (deps: {
   // Layer uploads and downloads may take longer than Node's default request timeout.
   app.server.requestTimeout = 0;
   await app.register(
-    registryRoutes(registry, { manifestMaxBytes: config.limits.manifestMaxBytes, waitFor }),
+    distributionRoutes(distribution, { manifestMaxBytes: config.limits.manifestMaxBytes, waitFor }),
   );
   try {
     await app.listen({ host: config.listen.host, port: config.listen.port });

@@ -16,9 +16,9 @@ import type { BlobAccess } from '../../origin/client/blobAccess';
 import { createHttpApp } from '../../shared/http';
 import { silentLogger } from '../../shared/logger';
 import { createProjectionRunner } from '../../shared/projectionRunner';
-import { createRegistry } from '../registry';
+import { createDistribution } from '../distribution';
 import { createFsBlobAccess } from '../../../test/doubles/fsBlobAccess';
-import { registryRoutes } from './routes';
+import { distributionRoutes } from './routes';
 import { sha256 } from '../../../test/fixtures/blobs';
 
 const oci = {
@@ -73,7 +73,7 @@ describe('the OCI Distribution API (proxy routes over a BlobAccess double)', () 
       },
     };
     const tags = createTagService({ log, store, writer, waitFor });
-    const registry = createRegistry({
+    const distribution = createDistribution({
       log,
       store,
       blobs,
@@ -83,7 +83,7 @@ describe('the OCI Distribution API (proxy routes over a BlobAccess double)', () 
       limits: { manifestMaxBytes: 64 * 1024, manifestCacheBytes: 1024 * 1024 },
     });
     const { app } = createHttpApp({ service: 'proxy', logger: silentLogger() });
-    await app.register(registryRoutes(registry, { manifestMaxBytes: 64 * 1024, waitFor }));
+    await app.register(distributionRoutes(distribution, { manifestMaxBytes: 64 * 1024, waitFor }));
     await app.listen({ host: '127.0.0.1', port: 0 });
     url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
     close = async () => {

@@ -17,9 +17,9 @@ import { createTagService } from '../../build-index/tagService';
 import { createHttpApp } from '../../shared/http';
 import { silentLogger } from '../../shared/logger';
 import { createProjectionRunner } from '../../shared/projectionRunner';
-import { createRegistry } from '../registry';
+import { createDistribution } from '../distribution';
 import { createFsBlobAccess } from '../../../test/doubles/fsBlobAccess';
-import { registryRoutes } from './routes';
+import { distributionRoutes } from './routes';
 import { sha256 } from '../../../test/fixtures/blobs';
 
 const oci = {
@@ -117,7 +117,7 @@ describe('pull-through of manifests and tags (proxy routes over a BlobAccess dou
       }
     };
     tags = createTagService({ log, store, writer, waitFor });
-    const registry = createRegistry({
+    const distribution = createDistribution({
       log,
       store,
       blobs,
@@ -127,7 +127,7 @@ describe('pull-through of manifests and tags (proxy routes over a BlobAccess dou
       limits: { manifestMaxBytes: 64 * 1024, manifestCacheBytes: 1024 * 1024 },
     });
     const { app } = createHttpApp({ service: 'proxy', logger: silentLogger() });
-    await app.register(registryRoutes(registry, { manifestMaxBytes: 64 * 1024, waitFor }));
+    await app.register(distributionRoutes(distribution, { manifestMaxBytes: 64 * 1024, waitFor }));
     await app.listen({ host: '127.0.0.1', port: 0 });
     url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
     events = async () => {

@@ -4,13 +4,12 @@ import type { Digest, Position, RepoName } from '../../../domain';
 import { ShoalError, isShoalError, mediaTypes, parseDigest, parseRepoName } from '../../../domain';
 import { parseContentRange, parseRangeWithin } from '../../../kit/http/range';
 import { positionHeader, positionHeaders } from '../../shared/http';
-import type { Registry } from '../registry';
-import { digestParam } from '../registry';
+import type { Distribution } from '../distribution';
 import { methodNotAllowed, ociErrorHandler, withStatus } from '../../shared/oci/ociErrorHandler';
 import type { V2Path } from '../../shared/oci/parseV2Path';
-import { parseV2Path, v2Paths } from '../../shared/oci/parseV2Path';
+import { digestParam, parseV2Path, v2Paths } from '../../shared/oci/parseV2Path';
 
-export type RegistryRouteOptions = {
+export type DistributionRouteOptions = {
   readonly manifestMaxBytes: number;
   /** Waits until the proxy's projections reflect a position (for `Shoal-Min-Position`). */
   readonly waitFor: (position: Position) => Promise<void>;
@@ -108,8 +107,8 @@ const nextLink = (path: string, n: number, last: string) =>
  * (OCI JSON errors), and request bodies passed through as raw streams so blob uploads are
  * never buffered (manifests are read here, capped).
  */
-export const registryRoutes =
-  (registry: Registry, options: RegistryRouteOptions): FastifyPluginAsync =>
+export const distributionRoutes =
+  (distribution: Distribution, options: DistributionRouteOptions): FastifyPluginAsync =>
   async (app) => {
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
@@ -158,7 +157,7 @@ export const registryRoutes =
       catalog: {
         GET: async (_p, q, _r, reply) => {
           const n = parsePageSize(q['n']);
-          const page = await registry.catalog(n, q['last']);
+          const page = await distribution.catalog(n, q['last']);
           const last = page.items[page.items.length - 1];
           if (page.more && n !== undefined && last !== undefined) {
             reply.header('Link', nextLink(v2Paths.catalog(), n, last));
@@ -170,7 +169,7 @@ export const registryRoutes =
       tags: {
         GET: async ({ repo }, q, _r, reply) => {
           const n = parsePageSize(q['n']);
-          const page = await registry.listTags(repo, n, q['last']);
+          const page = await distribution.listTags(repo, n, q['last']);
           const last = page.items[page.items.length - 1];
           if (page.more && n !== undefined && last !== undefined) {
             reply.header('Link', nextLink(v2Paths.tags(repo), n, last));
@@ -183,7 +182,7 @@ export const registryRoutes =
         GET: async ({ repo, digest }, q, _r, reply) => {
           const subject = digestParam(digest);
           const artifactType = q['artifactType'] || undefined;
-          const manifests = await registry.referrers(repo, subject, artifactType);
+          const manifests = await distribution.referrers(repo, subject, artifactType);
           if (artifactType !== undefined) reply.header(h.filters, 'artifactType');
           return reply.type(mediaTypes.ociIndex).send(
             // A Buffer, so that fastify adds no charset: clients compare the media type.
@@ -196,7 +195,7 @@ export const registryRoutes =
 
       manifest: {
         GET: async ({ repo, reference }, _q, request, reply) => {
-          const manifest = await registry.getManifest(repo, reference);
+          const manifest = await distribution.getManifest(repo, reference);
           reply
             .header('Content-Type', manifest.mediaType)
             .header(h.digest, manifest.digest)
@@ -206,7 +205,7 @@ export const registryRoutes =
         },
         PUT: async ({ repo, reference }, _q, request, reply) => {
           const bytes = await readManifestBody(request, options.manifestMaxBytes);
-          const result = await registry.putManifest(
+          const result = await distribution.putManifest(
             repo,
             reference,
             bytes,
@@ -221,7 +220,7 @@ export const registryRoutes =
             .send();
         },
         DELETE: async ({ repo, reference }, _q, _r, reply) => {
-          const position = await registry.deleteManifest(repo, reference);
+          const position = await distribution.deleteManifest(repo, reference);
           return written(reply, position).code(202).header('Content-Length', '0').send();
         },
       },
@@ -229,7 +228,7 @@ export const registryRoutes =
       blob: {
         GET: async ({ repo, digest: text }, _q, request, reply) => {
           const digest = digestParam(text);
-          const { size } = await registry.statBlob(repo, digest);
+          const { size } = await distribution.statBlob(repo, digest);
           reply
             .header(h.digest, digest)
             .header('Accept-Ranges', 'bytes')
@@ -239,7 +238,7 @@ export const registryRoutes =
             return reply.header('Content-Length', String(size)).send();
           }
           const range = byteRange(request.headers.range, size);
-          const blob = await registry.getBlob(repo, digest, range);
+          const blob = await distribution.getBlob(repo, digest, range);
           if (range !== undefined) {
             reply
               .code(206)
@@ -251,7 +250,7 @@ export const registryRoutes =
           return reply.send(blob.stream);
         },
         DELETE: async ({ repo, digest }, _q, _r, reply) => {
-          const position = await registry.deleteBlob(repo, digestParam(digest));
+          const position = await distribution.deleteBlob(repo, digestParam(digest));
           return written(reply, position).code(202).header('Content-Length', '0').send();
         },
       },
@@ -265,7 +264,7 @@ export const registryRoutes =
             const source = parseRepoName(from);
             const position =
               digest.ok && source.ok
-                ? await registry.mount(repo, source.value, digest.value)
+                ? await distribution.mount(repo, source.value, digest.value)
                 : undefined;
             if (digest.ok && position !== undefined) {
               return written(reply, position)
@@ -277,14 +276,14 @@ export const registryRoutes =
             }
           }
           const monolithic = q['digest'] === undefined ? undefined : digestParam(q['digest']);
-          const { id } = await registry.startUpload(repo);
+          const { id } = await distribution.startUpload(repo);
           if (monolithic === undefined) {
             bodyOf(request)?.resume();
             return uploadAccepted(reply, repo, id, 0).code(202).send();
           }
           try {
             const body = bodyOf(request);
-            const result = await registry.commitUpload(
+            const result = await distribution.commitUpload(
               repo,
               id,
               monolithic,
@@ -293,7 +292,7 @@ export const registryRoutes =
             );
             return blobCreated(reply, repo, result.digest, result.position);
           } catch (error) {
-            await registry.cancelUpload(id).catch(() => undefined);
+            await distribution.cancelUpload(id).catch(() => undefined);
             throw error;
           }
         },
@@ -304,13 +303,18 @@ export const registryRoutes =
           const range = parseContentRange(request.headers['content-range']);
           const body = bodyOf(request) ?? Readable.from([]);
           try {
-            const { size } = await registry.appendUpload(id, body, range?.start, lengthOf(request));
+            const { size } = await distribution.appendUpload(
+              id,
+              body,
+              range?.start,
+              lengthOf(request),
+            );
             return uploadAccepted(reply, repo, id, size).code(202).send();
           } catch (error) {
             body.resume();
             if (isShoalError(error, 'RANGE_INVALID')) {
               // Tell the client where the session stands so it can resume from there.
-              const status = await registry.uploadStatus(id).catch(() => undefined);
+              const status = await distribution.uploadStatus(id).catch(() => undefined);
               if (status !== undefined) {
                 throw withStatus(error, {
                   status: 416,
@@ -332,7 +336,7 @@ export const registryRoutes =
             throw new ShoalError('DIGEST_INVALID', 'PUT to an upload needs ?digest=<digest>');
           }
           const body = bodyOf(request);
-          const result = await registry.commitUpload(
+          const result = await distribution.commitUpload(
             repo,
             id,
             digestParam(text),
@@ -342,11 +346,11 @@ export const registryRoutes =
           return blobCreated(reply, repo, result.digest, result.position);
         },
         GET: async ({ repo, id }, _q, _r, reply) => {
-          const { size } = await registry.uploadStatus(id);
+          const { size } = await distribution.uploadStatus(id);
           return uploadAccepted(reply, repo, id, size).code(204).send();
         },
         DELETE: async ({ id }, _q, _r, reply) => {
-          await registry.cancelUpload(id);
+          await distribution.cancelUpload(id);
           return reply.code(204).send();
         },
       },

@@ -1,5 +1,5 @@
-import type { RepoName } from '../../../domain';
-import { ShoalError, orThrow, parseRepoName } from '../../../domain';
+import type { Digest, RepoName } from '../../../domain';
+import { ShoalError, orThrow, parseDigest, parseRepoName } from '../../../domain';
 
 /**
  * A request path under `/v2/`, split into the repository and what it addresses: the whole
@@ -62,3 +62,9 @@ export const v2Paths = {
   tags: (repo: string) => `/v2/${repo}/tags/list`,
   catalog: () => '/v2/_catalog',
 } as const;
+
+/** A reference in a URL is a digest when it has a colon: tags never do. */
+export const isDigestReference = (reference: string): boolean => reference.includes(':');
+
+/** Parses a digest from a URL or query; `DIGEST_INVALID` otherwise. */
+export const digestParam = (value: string): Digest => orThrow(parseDigest(value));

@@ -7,7 +7,6 @@ import type {
   Position,
   ProjectionStore,
   RepoName,
-  ShoalEvent,
   Tag,
 } from '../../domain';
 import {
@@ -18,7 +17,6 @@ import {
   isShoalError,
   manifestReferences,
   orThrow,
-  parseDigest,
   parseManifest,
   parseTag,
   truncate,
@@ -40,7 +38,11 @@ import type { TagApi } from '../build-index/tagApi';
 import type { BlobAccess } from '../origin/client/blobAccess';
 import type { WriterContext } from '../shared/events';
 import { newEvent } from '../shared/events';
-import { createManifestCache } from './manifestCache';
+import { createManifestCache } from '../shared/oci/manifestCache';
+import { digestParam, isDigestReference } from '../shared/oci/parseV2Path';
+import { createManifestIndexReader } from './manifestIndexReader';
+import type { RecordManifest } from './pullThrough';
+import { createPullThrough } from './pullThrough';
 
 const projection = manifestIndexProjection.name;
 
@@ -60,7 +62,7 @@ export type ManifestPutResult = {
 /** A page of names and whether more follow (for `Link: <…>; rel="next"`). */
 export type NamePage = { readonly items: string[]; readonly more: boolean };
 
-export type RegistryDeps = {
+export type DistributionDeps = {
   readonly log: EventLog;
   readonly store: ProjectionStore;
   readonly blobs: BlobAccess;
@@ -71,10 +73,7 @@ export type RegistryDeps = {
   readonly limits: { readonly manifestMaxBytes: number; readonly manifestCacheBytes: number };
 };
 
-export type Registry = ReturnType<typeof createRegistry>;
-
-/** Parses a digest from a URL or query; `DIGEST_INVALID` otherwise. */
-export const digestParam = (value: string): Digest => orThrow(parseDigest(value));
+export type Distribution = ReturnType<typeof createDistribution>;
 
 const manifestUnknown = (repo: string, reference: string) =>
   new ShoalError('MANIFEST_UNKNOWN', `manifest ${truncate(reference)} is not in ${repo}`, {
@@ -86,14 +85,11 @@ const blobUnknown = (repo: string, digest: string) =>
     detail: { name: repo, digest: truncate(digest) },
   });
 
-/** A reference in a URL is a digest when it has a colon: tags never do. */
-export const isDigestReference = (reference: string): boolean => reference.includes(':');
-
 const hashOf = (digest: Digest, bytes: Buffer): Digest =>
   `${digestAlgorithm(digest)}:${createHash(digestAlgorithm(digest)).update(bytes).digest('hex')}` as Digest;
 
 /**
- * The registry's behaviour behind the OCI Distribution API, free of HTTP: what exists in a
+ * The proxy's OCI Distribution API, free of HTTP: what exists in a
  * repository (the manifest-index projection), blob bytes (BlobAccess, i.e. the origins), tags
  * (build-index's TagApi) and the events the proxy writes (ManifestPushed/Deleted, BlobUploaded
  * for mounts, BlobDeleted).
@@ -102,57 +98,15 @@ const hashOf = (digest: Digest, bytes: Buffer): Digest =>
  * before it returns; a read that misses catches up with the log's head once and looks again,
  * so a write made through another proxy or process is seen as soon as it is on the log.
  */
-export const createRegistry = (deps: RegistryDeps) => {
+export const createDistribution = (deps: DistributionDeps) => {
   const { log, store, blobs, tags, writer, waitFor, limits } = deps;
   const cache = createManifestCache(limits.manifestCacheBytes);
 
-  const syncToHead = async () => {
-    const head = await log.head();
-    if (head > 0) await waitFor(head);
-  };
-
-  /** Reads a document; on a miss, catches up with the log's head and reads once more. */
-  const getFresh = async <D>(
-    partition: string,
-    id: string,
-    present: (doc: D | undefined) => boolean = (doc) => doc !== undefined,
-  ) => {
-    let doc = await store.get<D>(projection, { partition, id });
-    if (!present(doc)) {
-      await syncToHead();
-      doc = await store.get<D>(projection, { partition, id });
-    }
-    return doc;
-  };
-
-  const linkOf = async (repo: string, digest: string, fresh: boolean) => {
-    const read = async () => {
-      const [link, deleted] = await Promise.all([
-        store.get<BlobLinkDoc>(projection, keys.blobLink(repo, digest)),
-        store.get<DeletedDoc>(projection, keys.deleted(digest)),
-      ]);
-      return isLinked(link, deleted) ? link : undefined;
-    };
-    const link = await read();
-    if (link !== undefined || !fresh) return link;
-    await syncToHead();
-    return read();
-  };
-
-  const manifestDoc = (repo: string, digest: string) => getFresh<ManifestDoc>(repo, digest);
-
-  const listAll = async <D>(partition: string) => {
-    const out: Array<{ id: string; doc: D }> = [];
-    for (;;) {
-      const after = out.length > 0 ? out[out.length - 1]?.id : undefined;
-      const page = await store.list<D>(projection, partition, {
-        ...(after !== undefined && { after }),
-        limit: 1000,
-      });
-      out.push(...page);
-      if (page.length < 1000) return out;
-    }
-  };
+  const { syncToHead, linkOf, manifestDoc, listAll } = createManifestIndexReader({
+    log,
+    store,
+    waitFor,
+  });
 
   /** Resolves a reference to a digest; tags through build-index. */
   const resolve = async (repo: RepoName, reference: string): Promise<Digest> => {
@@ -206,14 +160,14 @@ export const createRegistry = (deps: RegistryDeps) => {
    * `ManifestPushed` in the same batch — and waits until the proxy's projections have it.
    * The manifest's bytes are stored on the origins already.
    */
-  const recordManifest = async (
-    repo: RepoName,
-    digest: Digest,
-    bytes: Buffer,
-    manifest: Manifest,
-    references: readonly Digest[],
-    options: { links?: readonly ShoalEvent[]; writer?: WriterContext } = {},
-  ): Promise<Position> => {
+  const recordManifest: RecordManifest = async (
+    repo,
+    digest,
+    bytes,
+    manifest,
+    references,
+    options = {},
+  ) => {
     cache.set(digest, bytes);
     const subject = manifest.subject?.digest;
     const artifactType =
@@ -238,107 +192,15 @@ export const createRegistry = (deps: RegistryDeps) => {
     return position;
   };
 
-  /** Who pull-through writes as, in the events the proxy appends for it. */
-  const pullWriter: WriterContext = { ...writer, actor: 'pull-through' };
-  /** Pulls running, by repository and reference: concurrent misses share one. */
-  const pulls = new Map<string, Promise<Digest>>();
-  /** An index of indexes of … is followed this deep at most. */
-  const maxPullDepth = 4;
-  /** Child manifests of an index pulled at once. */
-  const pullConcurrency = 4;
-
-  /**
-   * Pull-through of a manifest a repository lacks: an origin fetches it from the upstream
-   * registry the repository's namespace routes to (`BlobAccess.pullManifest`: verified, and
-   * stored as a blob of the repository). The proxy then records it as a push would leave it:
-   * the children of an index are pulled the same way (by digest), config and layers are
-   * linked to the repository (`BlobUploaded`, their bytes stay upstream until a read fills an
-   * origin from the `registry` backend), then `ManifestPushed`, and a tag is set through the
-   * TagApi (so it has a history). Resolves with the manifest's digest.
-   * `MANIFEST_UNKNOWN` when the repository is no pull-through namespace or the upstream lacks
-   * the manifest. Concurrent pulls of one reference through this proxy share one pull.
-   */
-  const pullThrough = (repo: RepoName, reference: string, depth = 0): Promise<Digest> => {
-    const key = `${repo}@${reference}`;
-    let running = pulls.get(key);
-    if (running === undefined) {
-      running = pullOnce(repo, reference, depth).finally(() => pulls.delete(key));
-      pulls.set(key, running);
-    }
-    return running;
-  };
-
-  const pullOnce = async (repo: RepoName, reference: string, depth: number): Promise<Digest> => {
-    const tag = isDigestReference(reference) ? undefined : orThrow(parseTag(reference));
-    const pulled = await blobs.pullManifest(repo, reference);
-    const { digest, bytes } = pulled;
-    if (tag === undefined && digest !== reference) {
-      throw new ShoalError(
-        'DIGEST_INVALID',
-        `the upstream answered ${truncate(reference)} with manifest ${digest}`,
-        { detail: { digest: truncate(reference) } },
-      );
-    }
-    orThrow(checkManifestSize(bytes.length, limits.manifestMaxBytes));
-    if ((await manifestDoc(repo, digest)) === undefined) {
-      const manifest = orThrow(
-        parseManifest(bytes.toString('utf8'), pulled.mediaType || undefined),
-      );
-      const refs = manifestReferences(manifest);
-      if (refs.manifests.length > 0 && depth >= maxPullDepth) {
-        throw new ShoalError(
-          'MANIFEST_INVALID',
-          `upstream manifest ${digest} of ${repo} nests indexes more than ${maxPullDepth} deep`,
-        );
-      }
-      for (let i = 0; i < refs.manifests.length; i += pullConcurrency) {
-        await Promise.all(
-          refs.manifests.slice(i, i + pullConcurrency).map(async (child) => {
-            if ((await manifestDoc(repo, child)) !== undefined) return;
-            try {
-              await pullThrough(repo, child, depth + 1);
-            } catch (error) {
-              if (!isShoalError(error, 'MANIFEST_UNKNOWN')) throw error;
-              // Not "no such manifest": the one asked for exists, the upstream lacks a child.
-              throw new ShoalError(
-                'STORAGE_UNAVAILABLE',
-                `upstream index ${digest} of ${repo} references manifest ${child}, which the ` +
-                  'upstream does not have',
-                { retriable: false, detail: { name: repo, digest: child } },
-              );
-            }
-          }),
-        );
-      }
-      const descriptors = new Map(
-        [...(manifest.config ? [manifest.config] : []), ...manifest.layers].map((d) => [
-          d.digest,
-          d,
-        ]),
-      );
-      const links: ShoalEvent[] = [];
-      for (const blob of refs.blobs) {
-        const descriptor = descriptors.get(blob);
-        if (descriptor === undefined || (await linkOf(repo, blob, false)) !== undefined) continue;
-        links.push(
-          newEvent(pullWriter, 'BlobUploaded', {
-            digest: blob,
-            size: descriptor.size,
-            repo,
-            mediaType: descriptor.mediaType,
-          }),
-        );
-      }
-      await recordManifest(repo, digest, bytes, manifest, [...refs.blobs, ...refs.manifests], {
-        links,
-        writer: pullWriter,
-      });
-    } else {
-      cache.set(digest, bytes);
-    }
-    if (tag !== undefined) await tags.put({ repo, tag }, digest);
-    return digest;
-  };
+  const pullThrough = createPullThrough({
+    blobs,
+    tags,
+    writer,
+    manifestMaxBytes: limits.manifestMaxBytes,
+    index: { linkOf, manifestDoc },
+    recordManifest,
+    remember: cache.set,
+  });
 
   const pageOf = (names: string[], n: number | undefined): NamePage =>
     n !== undefined && names.length > n
