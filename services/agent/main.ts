@@ -16,7 +16,7 @@ import { createTrackerClient } from '../tracker/client/trackerClient';
 import { createBlobFetcher } from './blobs';
 import { createBlobCache } from './cache';
 import type { AgentConfig } from './config';
-import { createAgentRegistry } from './registry';
+import { createAgentDistribution } from './distribution';
 import { agentRoutes } from './server/routes';
 
 export type RunningAgent = {
@@ -91,7 +91,7 @@ export const startAgent = async (deps: {
   const tags =
     deps.tags ??
     (config.buildIndex.url === '' ? undefined : createBuildIndexClient(config.buildIndex.url));
-  const registry = createAgentRegistry({ tags, proxyUrl: config.proxy.url, blobs });
+  const distribution = createAgentDistribution({ tags, proxyUrl: config.proxy.url, blobs });
 
   const { app, metrics } = createHttpApp({ service: 'agent', logger });
   app.server.requestTimeout = 0;
@@ -136,7 +136,7 @@ export const startAgent = async (deps: {
       stats: s.scheduler.stats,
     })),
   }));
-  await app.register(agentRoutes({ registry, blobs }));
+  await app.register(agentRoutes({ distribution, blobs }));
   try {
     await app.listen({ host: config.listen.host, port: config.listen.port });
   } catch (error) {

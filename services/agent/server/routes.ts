@@ -4,7 +4,7 @@ import type { Digest } from '../../../domain';
 import { ShoalError, orThrow, parseDigest } from '../../../domain';
 import { parseRangeWithin } from '../../../kit/http/range';
 import type { BlobFetcher } from '../blobs';
-import type { AgentRegistry } from '../registry';
+import type { AgentDistribution } from '../distribution';
 import { ociErrorHandler } from '../../shared/oci/ociErrorHandler';
 import { parseV2Path, unknownV2Path } from '../../shared/oci/parseV2Path';
 
@@ -28,7 +28,7 @@ const pageOf = (query: Record<string, string | undefined>) => {
  * `GET /blobs/<digest>` for any content-addressed file.
  */
 export const agentRoutes =
-  (deps: { registry: AgentRegistry; blobs: BlobFetcher }): FastifyPluginAsync =>
+  (deps: { distribution: AgentDistribution; blobs: BlobFetcher }): FastifyPluginAsync =>
   async (app) => {
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
@@ -86,15 +86,15 @@ export const agentRoutes =
           return reply.type('application/json').send('{}');
         case 'catalog':
           return reply.send({
-            repositories: (await deps.registry.catalog(pageOf(query))).repositories,
+            repositories: (await deps.distribution.catalog(pageOf(query))).repositories,
           });
         case 'tags':
           return reply.send({
             name: target.repo,
-            tags: (await deps.registry.tags(target.repo, pageOf(query))).tags,
+            tags: (await deps.distribution.tags(target.repo, pageOf(query))).tags,
           });
         case 'manifest': {
-          const manifest = await deps.registry.manifest(target.repo, target.reference);
+          const manifest = await deps.distribution.manifest(target.repo, target.reference);
           reply
             .header('Content-Type', manifest.mediaType)
             .header('Docker-Content-Digest', manifest.digest)

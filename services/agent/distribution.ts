@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type { Digest, RepoName, Tag } from '../../domain';
-import { ShoalError, isShoalError, orThrow, parseDigest } from '../../domain';
+import type { Digest, RepoName } from '../../domain';
+import { ShoalError, isShoalError, orThrow, parseDigest, parseTag } from '../../domain';
 import type { TagApi } from '../build-index/tagApi';
+import { createManifestCache } from '../shared/oci/manifestCache';
 import type { BlobFetcher } from './blobs';
 
 export type Manifest = {
@@ -35,19 +36,25 @@ const mediaTypeOf = (bytes: Buffer): string => {
   }
 };
 
+/** Memory for manifests read recently (content addressed, least recently used dropped). */
+const defaultManifestCacheBytes = 64 * 1024 * 1024;
+
 /**
- * The agent's read-only registry logic: tags resolved through build-index on every request
- * (never cached, so a moved tag is never stale), manifests by digest (immutable, so cached)
- * from the proxy — or, without one, through the swarm like any blob — and always checked
- * against their digest.
+ * The agent's read-only OCI Distribution API: tags resolved through build-index on every
+ * request (never cached, so a moved tag is never stale), manifests by digest (immutable, so
+ * cached) from the proxy — or, without one, through the swarm like any blob — and always
+ * checked against their digest.
  */
-export const createAgentRegistry = (deps: {
+export const createAgentDistribution = (deps: {
   tags: TagApi | undefined;
   proxyUrl: string;
   blobs: BlobFetcher;
   timeoutMs?: number;
+  manifestCacheBytes?: number;
 }) => {
-  const manifests = new Map<string, Manifest>();
+  const manifests = createManifestCache<Manifest>(
+    deps.manifestCacheBytes ?? defaultManifestCacheBytes,
+  );
   const proxy = deps.proxyUrl.replace(/\/+$/, '');
 
   const tagApi = (): TagApi => {
@@ -104,7 +111,6 @@ export const createAgentRegistry = (deps: {
       throw new ShoalError('MANIFEST_INVALID', `manifest bytes do not match ${digest}`);
     }
     manifests.set(digest, manifest);
-    if (manifests.size > 1000) manifests.delete(manifests.keys().next().value as string);
     return manifest;
   };
 
@@ -113,10 +119,8 @@ export const createAgentRegistry = (deps: {
     manifest: async (repo: RepoName, reference: string): Promise<Manifest> => {
       const byDigest = parseDigest(reference);
       if (byDigest.ok) return manifestByDigest(repo, byDigest.value);
-      if (!/^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/.test(reference)) {
-        throw new ShoalError('TAG_INVALID', `invalid tag "${reference.slice(0, 80)}"`);
-      }
-      const view = await tagApi().get({ repo, tag: reference as Tag });
+      const tag = orThrow(parseTag(reference));
+      const view = await tagApi().get({ repo, tag });
       return manifestByDigest(repo, orThrow(parseDigest(view.digest)));
     },
     tags: (repo: RepoName, paging: { n?: number; last?: string }) => tagApi().list(repo, paging),
@@ -124,4 +128,4 @@ export const createAgentRegistry = (deps: {
   };
 };
 
-export type AgentRegistry = ReturnType<typeof createAgentRegistry>;
+export type AgentDistribution = ReturnType<typeof createAgentDistribution>;
