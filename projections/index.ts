@@ -4,4 +4,4 @@ export * from './blobIndex';
 export * from './placement';
 export * from './manifestIndex';
 export * from './replication';
-export * from './registry';
+export * from './allProjections';

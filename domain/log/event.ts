@@ -1,4 +1,4 @@
-import type { EventData, EventType } from './registry';
+import type { EventData, EventType } from './eventTypes';
 
 /** A position in a cluster's log. Positions start at 1 and strictly increase; 0 means "none". */
 export type Position = number;

@@ -1,4 +1,4 @@
 export * from './event';
 export * from './eventLog';
-export * from './registry';
+export * from './eventTypes';
 export * from './validate';

@@ -6,8 +6,8 @@ import { ShoalError } from '../shared/errors';
 import type { Result } from '../shared/result';
 import { fail, ok } from '../shared/result';
 import type { EventMetadata, ShoalEvent } from './event';
-import type { EventData, EventType } from './registry';
-import { eventDefinitions, isEventType } from './registry';
+import type { EventData, EventType } from './eventTypes';
+import { eventDefinitions, isEventType } from './eventTypes';
 
 const Envelope = Type.Object(
   {

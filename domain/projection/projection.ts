@@ -1,5 +1,5 @@
 import type { Position, RecordedEvent } from '../log/event';
-import type { EventType } from '../log/registry';
+import type { EventType } from '../log/eventTypes';
 
 /**
  * A projection's state is a set of JSON documents, each addressed by a partition and an id

@@ -2,19 +2,19 @@ import type { Command } from 'commander';
 import type { Projection } from '../../../domain';
 import { ShoalError } from '../../../domain';
 import { createMemoryProjectionStore } from '../../../adapters/projection-store/memory/memoryProjectionStore';
-import { projections } from '../../../projections';
+import { allProjections } from '../../../projections';
 import { rebuildProjection, verifyProjection } from '../../shared/projectionRunner';
 import { note, print, printJson } from '../output';
 import type { GlobalOptions } from './common';
 import { addConfigOption, addDataDirOption, withState } from './common';
 
 const selected = (name: string | undefined): Projection[] => {
-  if (name === undefined) return Object.values(projections);
-  const projection = projections[name];
+  if (name === undefined) return Object.values(allProjections);
+  const projection = allProjections[name];
   if (projection === undefined) {
     throw new ShoalError(
       'PROJECTION_UNKNOWN',
-      `unknown projection "${name}"; known: ${Object.keys(projections).join(', ')}`,
+      `unknown projection "${name}"; known: ${Object.keys(allProjections).join(', ')}`,
     );
   }
   return [projection];
@@ -26,7 +26,7 @@ export const registerReplayCommand = (program: Command): void => {
       'rebuild projections by replaying the log from position 1; with --verify, rebuild into ' +
         'scratch state and compare it with the live state (exit 1 when they differ)',
     )
-    .option('--projection <name>', `one projection (${Object.keys(projections).join(', ')})`)
+    .option('--projection <name>', `one projection (${Object.keys(allProjections).join(', ')})`)
     .option('--verify', 'compare a fresh rebuild with the live state instead of replacing it')
     .option('--json', 'print JSON')
     .action(

@@ -7,7 +7,7 @@ import { replicationProjection } from './replication';
 import { tagHistoryProjection } from './tagHistory';
 
 /** Every projection by name, for the runner, `shoal replay` and `--projection NAME`. */
-export const projections: Readonly<Record<string, Projection>> = {
+export const allProjections: Readonly<Record<string, Projection>> = {
   [buildIndexProjection.name]: buildIndexProjection as Projection,
   [tagHistoryProjection.name]: tagHistoryProjection as Projection,
   [blobIndexProjection.name]: blobIndexProjection as Projection,
