@@ -2,7 +2,7 @@ import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Digest, RepoName } from '../../domain';
 import { ShoalError } from '../../domain';
-import type { TagApi } from '../build-index/tagApi';
+import type { TagApi } from '../build-index/client/tagApi';
 import { createOriginClient } from '../origin/client/originClient';
 import { blobFixture, sha256 } from '../../test/fixtures/blobs';
 import { randomRepo } from '../../test/fixtures/events';

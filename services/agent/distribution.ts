@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Digest, RepoName } from '../../domain';
 import { ShoalError, isShoalError, orThrow, parseDigest, parseTag } from '../../domain';
-import type { TagApi } from '../build-index/tagApi';
+import type { TagApi } from '../build-index/client/tagApi';
 import { createManifestCache } from '../shared/oci/manifestCache';
 import type { BlobFetcher } from './blobs';
 

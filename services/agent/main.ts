@@ -8,7 +8,7 @@ import type { SwarmHost, SwarmTotals } from '../../p2p/swarm';
 import { createSwarmHost } from '../../p2p/swarm';
 import { formatHost } from '../../kit/http/host';
 import { createBuildIndexClient } from '../build-index/client/buildIndexClient';
-import type { TagApi } from '../build-index/tagApi';
+import type { TagApi } from '../build-index/client/tagApi';
 import { openDataDir } from '../shared/dataDir';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';

@@ -16,8 +16,8 @@ import {
 } from '../../projections';
 import type { WriterContext } from '../shared/events';
 import { newEvent } from '../shared/events';
-import type { Paging, ReadOptions, TagApi, TagView } from './tagApi';
-import { maxPageSize } from './tagApi';
+import type { Paging, ReadOptions, TagApi, TagView } from './client/tagApi';
+import { maxPageSize } from './client/tagApi';
 
 /** Waits until the projections reflect a position (the projection runner's `waitFor`). */
 export type PositionWaiter = (position: Position) => Promise<void>;

@@ -34,7 +34,7 @@ import {
   manifestIndexKeys as keys,
   manifestIndexProjection,
 } from '../../projections';
-import type { TagApi } from '../build-index/tagApi';
+import type { TagApi } from '../build-index/client/tagApi';
 import type { BlobAccess } from '../origin/client/blobAccess';
 import type { WriterContext } from '../shared/events';
 import { newEvent } from '../shared/events';

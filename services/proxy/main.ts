@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
-import type { Clock, EventLog, Projection, ProjectionStore } from '../../domain';
+import type { Clock, EventLog, Position, Projection, ProjectionStore } from '../../domain';
+import { ShoalError } from '../../domain';
 import {
   buildIndexProjection,
   manifestIndexProjection,
@@ -8,14 +9,14 @@ import {
 } from '../../projections';
 import { formatHost } from '../../kit/http/host';
 import { createBuildIndexClient } from '../build-index/client/buildIndexClient';
-import type { TagApi } from '../build-index/tagApi';
-import { createTagService } from '../build-index/tagService';
+import type { TagApi } from '../build-index/client/tagApi';
 import type { BlobAccess } from '../origin/client/blobAccess';
 import {
   createBlobAccess,
   ringFromOrigin,
   ringFromPlacement,
 } from '../origin/client/createBlobAccess';
+import type { WriterContext } from '../shared/events';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
 import { createProjectionRunner } from '../shared/projectionRunner';
@@ -30,12 +31,24 @@ export type RunningProxy = {
 };
 
 /**
+ * Tags kept in the proxy's own process, on the log and the build-index projections the
+ * proxy then keeps itself: build-index's tag service, handed in by the composition root.
+ */
+export type LocalTags = (deps: {
+  log: EventLog;
+  store: ProjectionStore;
+  writer: WriterContext;
+  waitFor: (position: Position) => Promise<void>;
+}) => TagApi;
+
+/**
  * Runs the proxy: the OCI Distribution API at `/v2/`, over the manifest-index projection it
  * keeps from the log, blob bytes through `BlobAccess` (the origins), and tags through
- * build-index — in-process when `tags` is given (the dev cluster) or `buildIndex.url` is
- * empty, else over HTTP. Without `blobs`, it reaches the origins itself: the ring as the
- * first of `origins.urls` reports it, or (no URLs) from the placement projection it keeps.
- * The only place that listens; the composition root picks adapters.
+ * build-index: `tags` when given (the dev cluster), else over HTTP at `buildIndex.url`, else
+ * (no URL) in-process with `localTags`, keeping the build-index and tag-history projections.
+ * Without `blobs`, it reaches the origins itself: the ring as the first of `origins.urls`
+ * reports it, or (no URLs) from the placement projection it keeps. The only place that
+ * listens; the composition root picks adapters.
  */
 export const startProxy = async (deps: {
   config: ProxyConfig;
@@ -45,11 +58,18 @@ export const startProxy = async (deps: {
   store: ProjectionStore;
   blobs?: BlobAccess;
   tags?: TagApi;
+  localTags?: LocalTags;
   actor?: string;
 }): Promise<RunningProxy> => {
   const { config, logger, clock, log, store } = deps;
   const writer = { clock, cluster: config.cluster, actor: deps.actor ?? 'proxy' };
   const ownTags = deps.tags === undefined && config.buildIndex.url === '';
+  if (ownTags && deps.localTags === undefined) {
+    throw new ShoalError(
+      'CONFIG_INVALID',
+      'proxy: buildIndex.url is empty and no in-process tag service was given',
+    );
+  }
   const projections: Projection[] = [manifestIndexProjection as Projection];
   if (ownTags)
     projections.push(buildIndexProjection as Projection, tagHistoryProjection as Projection);
@@ -66,7 +86,7 @@ export const startProxy = async (deps: {
   const tags: TagApi =
     deps.tags ??
     (ownTags
-      ? createTagService({ log, store, writer, waitFor })
+      ? (deps.localTags as LocalTags)({ log, store, writer, waitFor })
       : createBuildIndexClient(config.buildIndex.url));
   const originAccess =
     deps.blobs === undefined

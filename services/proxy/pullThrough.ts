@@ -9,7 +9,7 @@ import {
   parseTag,
   truncate,
 } from '../../domain';
-import type { TagApi } from '../build-index/tagApi';
+import type { TagApi } from '../build-index/client/tagApi';
 import type { BlobAccess } from '../origin/client/blobAccess';
 import type { WriterContext } from '../shared/events';
 import { newEvent } from '../shared/events';

@@ -5,8 +5,8 @@ import type { Metainfo } from '../../p2p/metainfo';
 import { infoHash as infoHashOf, validateMetainfo } from '../../p2p/metainfo';
 import type { OriginClient, RingInfo } from '../origin/client/originClient';
 import { createOriginClient } from '../origin/client/originClient';
-import type { SeederJoined } from '../origin/seeder/client';
-import { createSeederClient } from '../origin/seeder/client';
+import type { SeederJoined } from '../origin/client/seederClient';
+import { createSeederClient } from '../origin/client/seederClient';
 import type { Logger } from '../shared/logger';
 
 /**

@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox';
 import { ShoalError, orThrow, parseDigest } from '../../../domain';
 import { parseAsOf } from '../../../projections';
 import { positionHeader, positionHeaders } from '../../shared/http';
-import type { TagApi } from '../tagApi';
+import type { TagApi } from '../client/tagApi';
 import { parseTagPath } from './paths';
 
 const Paging = Type.Object({

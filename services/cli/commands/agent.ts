@@ -5,7 +5,7 @@ import { ShoalError } from '../../../domain';
 import { AgentConfigSchema } from '../../agent/config';
 import type { RunningAgent } from '../../agent/main';
 import { startAgent } from '../../agent/main';
-import type { TagApi } from '../../build-index/tagApi';
+import type { TagApi } from '../../build-index/client/tagApi';
 import { systemClock } from '../../shared/clock';
 import { loadConfig } from '../../shared/config';
 import type { Logger } from '../../shared/logger';

@@ -130,7 +130,8 @@ export const registerServiceCommands = (program: Command): void => {
     name: 'proxy',
     description: 'run the proxy: the OCI Distribution API (push and pull) at /v2/',
     schema: ProxyConfigSchema,
-    start: startProxy,
+    // Without buildIndex.url the proxy keeps tags itself, with build-index's tag service.
+    start: (deps) => startProxy({ ...deps, localTags: createTagService }),
   });
 
   addDataDirOption(program.command('dev'))

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { orThrow, parseDigest, parseRepoName, parseTagReference } from '../../../domain';
 import { buildIndexProjection, parseAsOf, tagHistoryProjection } from '../../../projections';
 import { createBuildIndexClient } from '../../build-index/client/buildIndexClient';
-import type { TagApi } from '../../build-index/tagApi';
+import type { TagApi } from '../../build-index/client/tagApi';
 import { createTagService } from '../../build-index/tagService';
 import { systemClock } from '../../shared/clock';
 import { createProjectionRunner } from '../../shared/projectionRunner';

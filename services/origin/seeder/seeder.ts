@@ -11,7 +11,7 @@ import type { Announcer, Swarm, SwarmHost } from '../../../p2p/swarm';
 import { createSwarmHost, openFilePieceSource } from '../../../p2p/swarm';
 import { createTrackerClient } from '../../tracker/client/trackerClient';
 import type { Logger } from '../../shared/logger';
-import type { SeederJoined } from './client';
+import type { SeederJoined } from '../client/seederClient';
 import type { SeederConfig } from './config';
 import { originSchedulerConfig } from './config';
 

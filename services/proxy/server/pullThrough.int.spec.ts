@@ -12,7 +12,7 @@ import {
   manifestIndexProjection,
   tagHistoryProjection,
 } from '../../../projections';
-import type { TagApi } from '../../build-index/tagApi';
+import type { TagApi } from '../../build-index/client/tagApi';
 import { createTagService } from '../../build-index/tagService';
 import { createHttpApp } from '../../shared/http';
 import { silentLogger } from '../../shared/logger';

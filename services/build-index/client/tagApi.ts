@@ -1,5 +1,5 @@
-import type { Digest, Position, RepoName, TagReference } from '../../domain';
-import type { AsOf, TagChangeDoc } from '../../projections';
+import type { Digest, Position, RepoName, TagReference } from '../../../domain';
+import type { AsOf, TagChangeDoc } from '../../../projections';
 
 /** A tag as build-index answers it. */
 export type TagView = {
@@ -22,8 +22,9 @@ export type Paging = { readonly n?: number; readonly last?: string };
 
 /**
  * What build-index does with tags. Implemented locally over the log and projections
- * (`createTagService`) and remotely over HTTP (`createBuildIndexClient`), so the CLI and
- * other services use either without caring which.
+ * (`createTagService`) and remotely over HTTP (`createBuildIndexClient`, beside this file),
+ * so the CLI and other services use either without caring which. Other services import it
+ * from here, build-index's client folder, never build-index's own files.
  */
 export interface TagApi {
   /** Points a tag at a digest. Unchanged tags append nothing and return the old position. */
