@@ -2,7 +2,7 @@ import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import { BandwidthConfigSchema } from '../../p2p/bandwidth';
 import { SchedulerConfigSchema } from '../../p2p/scheduler';
-import { LogLevelSchema } from '../shared/logConfig';
+import { dataDirSchema, listenSchema, logLevelSchema } from '../shared/roleConfig';
 
 const GiB = 1024 * 1024 * 1024;
 
@@ -18,17 +18,10 @@ export const AgentConfigSchema = Type.Object({
     pattern: '^[A-Za-z0-9._-]+$',
     description: 'agent name; its files live in <dataDir>/agent-<id>/',
   }),
-  dataDir: Type.String({ default: './.shoal', description: 'data directory (blob cache)' }),
-  listen: Type.Object(
-    {
-      host: Type.String({
-        default: '127.0.0.1',
-        description: 'the registry listens here: containerd and docker on this host pull from it',
-      }),
-      port: Type.Integer({ default: 5001, minimum: 0, maximum: 65535 }),
-    },
-    { default: {} },
-  ),
+  dataDir: dataDirSchema('blob cache'),
+  listen: listenSchema(5001, {
+    hostDescription: 'the registry listens here: containerd and docker on this host pull from it',
+  }),
   p2p: Type.Object(
     {
       host: Type.String({
@@ -108,7 +101,7 @@ export const AgentConfigSchema = Type.Object({
     },
     { default: {} },
   ),
-  logLevel: LogLevelSchema,
+  logLevel: logLevelSchema(),
 });
 
 export type AgentConfig = Static<typeof AgentConfigSchema>;

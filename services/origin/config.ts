@@ -1,6 +1,13 @@
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
-import { LogConfigSchema, LogLevelSchema } from '../shared/logConfig';
+import {
+  clusterSchema,
+  dataDirSchema,
+  listenSchema,
+  logLevelSchema,
+  logSchema,
+  readYourWritesSchema,
+} from '../shared/roleConfig';
 import { BackendConfigSchema, BackendRoutesSchema } from './backendConfig';
 import { SeederConfigSchema } from './seeder/config';
 
@@ -20,15 +27,9 @@ export const OriginConfigSchema = Type.Object({
       'origin id: its name on the ring (placement hashes it: keep it across restarts); ' +
       'its files live in <dataDir>/origin-<id>/',
   }),
-  cluster: Type.String({ default: 'default', minLength: 1, description: 'cluster name on events' }),
-  dataDir: Type.String({ default: './.shoal', description: 'data directory (log, origin files)' }),
-  listen: Type.Object(
-    {
-      host: Type.String({ default: '127.0.0.1' }),
-      port: Type.Integer({ default: 5003, minimum: 0, maximum: 65535 }),
-    },
-    { default: {} },
-  ),
+  cluster: clusterSchema(),
+  dataDir: dataDirSchema('log, origin files'),
+  listen: listenSchema(5003),
   advertiseUrl: Type.String({
     default: '',
     description:
@@ -106,19 +107,12 @@ export const OriginConfigSchema = Type.Object({
     },
     { default: {} },
   ),
-  readYourWrites: Type.Object(
-    {
-      timeoutMs: Type.Integer({
-        default: 5000,
-        minimum: 0,
-        description: 'how long to wait for the placement projection to reach a position',
-      }),
-    },
-    { default: {} },
+  readYourWrites: readYourWritesSchema(
+    'how long to wait for the placement projection to reach a position',
   ),
   p2p: SeederConfigSchema,
-  log: LogConfigSchema,
-  logLevel: LogLevelSchema,
+  log: logSchema(),
+  logLevel: logLevelSchema(),
 });
 
 export type OriginConfig = Static<typeof OriginConfigSchema>;

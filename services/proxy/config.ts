@@ -1,24 +1,21 @@
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import { manifestMaxBytes } from '../../domain';
-import { LogConfigSchema, LogLevelSchema } from '../shared/logConfig';
+import {
+  clusterSchema,
+  dataDirSchema,
+  listenSchema,
+  logLevelSchema,
+  logSchema,
+  readYourWritesSchema,
+} from '../shared/roleConfig';
 
 /** proxy configuration. Every field has a default; `shoal proxy --help` lists them. */
 export const ProxyConfigSchema = Type.Object({
-  cluster: Type.String({
-    default: 'default',
-    minLength: 1,
-    description: 'cluster name stamped on events',
-  }),
-  dataDir: Type.String({ default: './.shoal', description: 'data directory (log, projections)' }),
-  listen: Type.Object(
-    {
-      host: Type.String({ default: '127.0.0.1' }),
-      port: Type.Integer({ default: 5000, minimum: 0, maximum: 65535 }),
-    },
-    { default: {} },
-  ),
-  log: LogConfigSchema,
+  cluster: clusterSchema(),
+  dataDir: dataDirSchema('log, projections'),
+  listen: listenSchema(5000),
+  log: logSchema(),
   origins: Type.Object(
     {
       urls: Type.Array(Type.String({ minLength: 1 }), {
@@ -62,17 +59,8 @@ export const ProxyConfigSchema = Type.Object({
     },
     { default: {} },
   ),
-  readYourWrites: Type.Object(
-    {
-      timeoutMs: Type.Integer({
-        default: 5000,
-        minimum: 0,
-        description: 'how long a request waits for the projections to reach a position',
-      }),
-    },
-    { default: {} },
-  ),
-  logLevel: LogLevelSchema,
+  readYourWrites: readYourWritesSchema(),
+  logLevel: logLevelSchema(),
 });
 
 export type ProxyConfig = Static<typeof ProxyConfigSchema>;

@@ -1,6 +1,6 @@
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
-import { LogLevelSchema } from '../shared/logConfig';
+import { listenSchema, logLevelSchema } from '../shared/roleConfig';
 
 /**
  * tracker configuration. Every field has a default; `shoal tracker --help` lists them with
@@ -8,13 +8,7 @@ import { LogLevelSchema } from '../shared/logConfig';
  * A tracker keeps no durable state: peers are soft state with a TTL, metainfo a cache.
  */
 export const TrackerConfigSchema = Type.Object({
-  listen: Type.Object(
-    {
-      host: Type.String({ default: '127.0.0.1' }),
-      port: Type.Integer({ default: 5004, minimum: 0, maximum: 65535 }),
-    },
-    { default: {} },
-  ),
+  listen: listenSchema(5004),
   advertiseUrl: Type.String({
     default: '',
     description:
@@ -97,7 +91,7 @@ export const TrackerConfigSchema = Type.Object({
     },
     { default: {} },
   ),
-  logLevel: LogLevelSchema,
+  logLevel: logLevelSchema(),
 });
 
 export type TrackerConfig = Static<typeof TrackerConfigSchema>;

@@ -1,0 +1,43 @@
+import { Type } from '@sinclair/typebox';
+import { LogConfigSchema, LogLevelSchema } from './logConfig';
+
+// The blocks every role's config repeats, defined once. Each role's config.ts composes the
+// ones it has, in the order its `--help` lists them; the YAML keys (and so the `SHOAL_*`
+// environment variables, derived from the paths) and the defaults are the same in every
+// role. What differs by role is a parameter: the listen port, what the data directory holds.
+
+/** `cluster`: the cluster name stamped on every event a role writes. */
+export const clusterSchema = () =>
+  Type.String({ default: 'default', minLength: 1, description: 'cluster name stamped on events' });
+
+/** `dataDir`: the data directory; `holds` says what this role keeps there. */
+export const dataDirSchema = (holds: string) =>
+  Type.String({ default: './.shoal', description: `data directory (${holds})` });
+
+/** `listen`: where the role's HTTP server listens. */
+export const listenSchema = (port: number, options: { hostDescription?: string } = {}) =>
+  Type.Object(
+    {
+      host: Type.String({
+        default: '127.0.0.1',
+        ...(options.hostDescription !== undefined && { description: options.hostDescription }),
+      }),
+      port: Type.Integer({ default: port, minimum: 0, maximum: 65535 }),
+    },
+    { default: {} },
+  );
+
+/** `readYourWrites`: how long a read waits for the projections to reach a position. */
+export const readYourWritesSchema = (
+  description = 'how long a request waits for the projections to reach a position',
+) =>
+  Type.Object(
+    { timeoutMs: Type.Integer({ default: 5000, minimum: 0, description }) },
+    { default: {} },
+  );
+
+/** `log`: which event log the role reads and writes (roles on the log only). */
+export const logSchema = () => LogConfigSchema;
+
+/** `logLevel`: the level of the role's own (pino) logs. */
+export const logLevelSchema = () => LogLevelSchema;
