@@ -1,5 +1,3 @@
-import { existsSync } from 'node:fs';
-import Database from 'better-sqlite3';
 import type { Subscriber } from 'rxjs';
 import { Observable } from 'rxjs';
 import type {
@@ -10,7 +8,9 @@ import type {
   RecordedEvent,
   ShoalEvent,
 } from '../../../domain';
-import { ShoalError, isShoalError } from '../../../domain';
+import { ShoalError } from '../../../domain';
+import type { SqliteDatabase, SqliteFileErrors, SqliteFileFormat } from '../../../kit/sqlite';
+import { openSqliteFile, prepareSqliteFile, translateSqliteError } from '../../../kit/sqlite';
 import type { StreamExpectation } from '../appendRules';
 import {
   checkBatch,
@@ -86,7 +86,7 @@ export type OpenSqliteEventLogOptions = SqliteEventLogOptions & {
   readonly walAutocheckpointPages?: number;
 };
 
-type Db = Database.Database;
+type Db = SqliteDatabase;
 
 const positive = (name: string, value: number | undefined, fallback: number): number => {
   if (value === undefined) return fallback;
@@ -98,159 +98,39 @@ const positive = (name: string, value: number | undefined, fallback: number): nu
   return value;
 };
 
-const sqliteCode = (error: unknown): string | undefined => {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && code.startsWith('SQLITE_') ? code : undefined;
+/** How the log reports SQLite failures: locks and I/O as `LOG_UNAVAILABLE`. */
+const errors: SqliteFileErrors = {
+  what: 'event log',
+  closed: logClosed,
+  unavailable: 'LOG_UNAVAILABLE',
+  corrupt: 'LOG_CORRUPT',
 };
 
-/** Vendor errors stop here: every SQLite failure leaves as a ShoalError with a code. */
-const translate = (error: unknown, doing: string): ShoalError => {
-  if (isShoalError(error)) return error;
-  const code = sqliteCode(error);
-  const message = error instanceof Error ? error.message : String(error);
-  const detail = code === undefined ? undefined : { sqlite: code };
-  if (code === undefined) {
-    if (error instanceof TypeError && /database connection is not open/.test(message)) {
-      return logClosed();
-    }
-    return new ShoalError('INTERNAL', `event log: ${doing}: ${message}`, { cause: error });
-  }
-  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
-    return new ShoalError(
-      'LOG_UNAVAILABLE',
-      `event log: ${doing}: the log is locked by another writer (${message})`,
-      { cause: error, detail },
-    );
-  }
-  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') {
-    return new ShoalError('LOG_CORRUPT', `event log: ${doing}: ${message}`, {
-      cause: error,
-      detail,
-    });
-  }
-  if (
-    code.startsWith('SQLITE_IOERR') ||
-    code.startsWith('SQLITE_CANTOPEN') ||
-    code.startsWith('SQLITE_READONLY') ||
-    code === 'SQLITE_FULL' ||
-    code === 'SQLITE_NOMEM' ||
-    code === 'SQLITE_PROTOCOL'
-  ) {
-    return new ShoalError('LOG_UNAVAILABLE', `event log: ${doing}: ${message}`, {
-      cause: error,
-      detail,
-    });
-  }
-  return new ShoalError('INTERNAL', `event log: ${doing}: ${message}`, { cause: error, detail });
-};
+const translate = (error: unknown, doing: string): ShoalError =>
+  translateSqliteError(errors, error, doing);
 
-const notAShoalLog = (where: string, why: string, cause?: unknown) =>
-  new ShoalError(
-    'DATA_DIR_INVALID',
-    `${where} is not a Shoal event log (${why}); it was left untouched`,
-    { cause, detail: { path: where } },
-  );
-
-/**
- * What a database holds: nothing yet, or a Shoal log of a format this code reads. Anything
- * else throws, before a single byte is written: `DATA_DIR_INVALID` for a file that is not a
- * Shoal log or is one of a newer format, `LOG_CORRUPT` for a Shoal log that cannot be decoded.
- */
-const inspect = (db: Db, where: string): 'empty' | 'shoal' => {
-  let objects: { type: string; name: string }[];
-  try {
-    objects = db.prepare('SELECT type, name FROM sqlite_schema').all() as typeof objects;
-  } catch (error) {
-    if (sqliteCode(error) === 'SQLITE_NOTADB') {
-      throw notAShoalLog(where, 'not a SQLite database', error);
-    }
-    throw translate(error, `opening ${where}`);
-  }
-  if (objects.length === 0) return 'empty';
-  const tables = objects.filter((o) => o.type === 'table').map((o) => o.name);
-  if (!tables.includes('meta')) {
-    throw notAShoalLog(where, `a SQLite database with tables ${tables.join(', ')} and no meta`);
-  }
-  let meta: Map<string, string>;
-  try {
-    const rows = db.prepare('SELECT key, value FROM meta').raw().all() as [string, string][];
-    meta = new Map(rows);
-  } catch (error) {
-    throw notAShoalLog(where, 'its meta table is not Shoal’s', error);
-  }
-  if (meta.get('magic') !== sqliteLogMagic) {
-    throw notAShoalLog(where, `meta.magic is ${JSON.stringify(meta.get('magic') ?? null)}`);
-  }
-  const format = Number(meta.get('format'));
-  if (!Number.isSafeInteger(format) || format < 1) {
-    throw new ShoalError('LOG_CORRUPT', `${where}: unreadable log format "${meta.get('format')}"`, {
-      detail: { path: where },
-    });
-  }
-  if (format < sqliteLogFormat) {
-    throw new ShoalError(
-      'DATA_DIR_INVALID',
-      `${where} holds an event log of an older format (log format ${format}; this Shoal ` +
-        `reads ${sqliteLogFormat} only and does not migrate it); it was left untouched`,
-      { detail: { path: where, format } },
+/** The log's file: format 2, with the `events` table; format 1 is refused, naming it. */
+const logFile: SqliteFileFormat = {
+  errors,
+  magic: sqliteLogMagic,
+  format: sqliteLogFormat,
+  formatName: 'log',
+  applicationId,
+  schema: `
+    CREATE TABLE events (
+      position INTEGER PRIMARY KEY AUTOINCREMENT,
+      id TEXT NOT NULL UNIQUE,
+      stream TEXT NOT NULL,
+      stream_version INTEGER NOT NULL,
+      type TEXT NOT NULL,
+      event TEXT NOT NULL
     );
-  }
-  if (format > sqliteLogFormat) {
-    throw new ShoalError(
-      'DATA_DIR_INVALID',
-      `${where} was written by a newer Shoal (log format ${format}; this one reads ` +
-        `${sqliteLogFormat}); it was left untouched`,
-      { detail: { path: where, format } },
-    );
-  }
-  if (!tables.includes('events')) {
-    throw new ShoalError('LOG_CORRUPT', `${where}: the events table is missing`, {
-      detail: { path: where },
-    });
-  }
-  try {
-    // Touches the events b-tree's root and right edge: catches a damaged file early.
-    db.prepare('SELECT max(position) FROM events').pluck().get();
-  } catch (error) {
-    throw translate(error, `opening ${where}`);
-  }
-  return 'shoal';
-};
-
-const schema = `
-  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-  CREATE TABLE events (
-    position INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    stream TEXT NOT NULL,
-    stream_version INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    event TEXT NOT NULL
-  );
-  CREATE UNIQUE INDEX events_stream_version ON events (stream, stream_version);
-  PRAGMA application_id = ${applicationId};
-  PRAGMA user_version = ${sqliteLogFormat};
-`;
-
-/** Creates the schema in an empty database, or checks that it holds a Shoal log. */
-const prepareSchema = (db: Db, where: string) => {
-  const create = db.transaction(() => {
-    if (inspect(db, where) === 'shoal') return;
-    db.exec(schema);
-    db.prepare('INSERT INTO meta (key, value) VALUES (?, ?), (?, ?)').run(
-      'magic',
-      sqliteLogMagic,
-      'format',
-      String(sqliteLogFormat),
-    );
-  });
-  try {
-    // IMMEDIATE: two processes creating the same new file serialize, the second one sees
-    // the first one's schema and checks it instead of creating it again.
-    create.immediate();
-  } catch (error) {
-    throw translate(error, `preparing ${where}`);
-  }
+    CREATE UNIQUE INDEX events_stream_version ON events (stream, stream_version);
+  `,
+  tables: ['events'],
+  damaged: 'LOG_CORRUPT',
+  // Touches the events b-tree's root and right edge: catches a damaged file early.
+  probe: 'SELECT max(position) FROM events',
 };
 
 // One JSON text per row, stored as written: one string crosses into JS, one JSON.parse builds
@@ -267,7 +147,7 @@ export const createSqliteEventLog = (db: Db, options: SqliteEventLogOptions = {}
   const where = db.name;
   const pollIntervalMs = positive('pollIntervalMs', options.pollIntervalMs, defaultPollIntervalMs);
   const pageSize = positive('pageSize', options.pageSize, defaultPageSize);
-  prepareSchema(db, where);
+  prepareSqliteFile(logFile, db);
 
   const positionOfId = db.prepare('SELECT position FROM events WHERE id = ?').pluck();
   const lastVersionOf = db
@@ -633,53 +513,15 @@ export const createSqliteEventLog = (db: Db, options: SqliteEventLogOptions = {}
 export const openSqliteEventLog = (
   path: string,
   options: OpenSqliteEventLogOptions = {},
-): EventLog => {
-  if (existsSync(path)) {
-    let probe: Db | undefined;
-    try {
-      probe = new Database(path, { readonly: true, fileMustExist: true });
-      inspect(probe, path);
-    } catch (error) {
-      if (sqliteCode(error) === 'SQLITE_NOTADB') {
-        throw notAShoalLog(path, 'not a SQLite database', error);
-      }
-      throw translate(error, `opening ${path}`);
-    } finally {
-      probe?.close();
-    }
-  }
-  const busyTimeoutMs = positive('busyTimeoutMs', options.busyTimeoutMs, defaultBusyTimeoutMs);
-  let db: Db;
-  try {
-    db = new Database(path, { timeout: busyTimeoutMs });
-  } catch (error) {
-    // better-sqlite3 reports a missing directory as a TypeError, SQLite a bad path as CANTOPEN.
-    const code = sqliteCode(error);
-    if (code === undefined || code.startsWith('SQLITE_CANTOPEN')) {
-      throw new ShoalError(
-        'DATA_DIR_INVALID',
-        `cannot open the event log ${path}: ${(error as Error).message}`,
-        {
-          cause: error,
-          detail: { path },
-        },
-      );
-    }
-    throw translate(error, `opening ${path}`);
-  }
-  try {
-    const mode = db.pragma('journal_mode = WAL', { simple: true });
-    if (mode !== 'wal') {
-      throw new ShoalError('DATA_DIR_INVALID', `${path}: cannot use WAL mode here (got ${mode})`, {
-        detail: { path },
-      });
-    }
-    db.pragma(`synchronous = ${options.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
-    db.pragma(`cache_size = ${-1024 * (options.cacheSizeMiB ?? 64)}`);
-    db.pragma(`wal_autocheckpoint = ${options.walAutocheckpointPages ?? 10_000}`);
-    return createSqliteEventLog(db, { ...options, closeDatabase: true });
-  } catch (error) {
-    db.close();
-    throw translate(error, `opening ${path}`);
-  }
-};
+): EventLog =>
+  openSqliteFile(
+    logFile,
+    path,
+    {
+      busyTimeoutMs: positive('busyTimeoutMs', options.busyTimeoutMs, defaultBusyTimeoutMs),
+      ...(options.durability !== undefined && { durability: options.durability }),
+      ...(options.cacheSizeMiB !== undefined && { cacheSizeMiB: options.cacheSizeMiB }),
+      pragmas: [`wal_autocheckpoint = ${options.walAutocheckpointPages ?? 10_000}`],
+    },
+    (db) => createSqliteEventLog(db, { ...options, closeDatabase: true }),
+  );

@@ -1,7 +1,8 @@
-import { existsSync } from 'node:fs';
-import Database from 'better-sqlite3';
 import type { DocChange, DocKey, Position, ProjectionStore } from '../../../domain';
-import { ShoalError, docKeyString, isShoalError } from '../../../domain';
+import { docKeyString } from '../../../domain';
+import type { ShoalError } from '../../../domain';
+import type { SqliteDatabase, SqliteFileErrors, SqliteFileFormat } from '../../../kit/sqlite';
+import { openSqliteFile, prepareSqliteFile, translateSqliteError } from '../../../kit/sqlite';
 import { checkCommit, createDocDigest, listLimit, storeClosed } from '../storeRules';
 
 /**
@@ -41,138 +42,42 @@ export type OpenSqliteProjectionStoreOptions = {
   readonly cacheSizeMiB?: number;
 };
 
-type Db = Database.Database;
+type Db = SqliteDatabase;
 
-const sqliteCode = (error: unknown): string | undefined => {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && code.startsWith('SQLITE_') ? code : undefined;
+/** How the store reports SQLite failures: locks and I/O as `SERVICE_UNAVAILABLE`. */
+const errors: SqliteFileErrors = {
+  what: 'projection store',
+  closed: storeClosed,
+  unavailable: 'SERVICE_UNAVAILABLE',
+  corrupt: 'INTERNAL',
 };
 
-/** Vendor errors stop here: every SQLite failure leaves as a ShoalError with a code. */
-const translate = (error: unknown, doing: string): ShoalError => {
-  if (isShoalError(error)) return error;
-  const code = sqliteCode(error);
-  const message = error instanceof Error ? error.message : String(error);
-  const detail = code === undefined ? undefined : { sqlite: code };
-  if (code === undefined) {
-    if (error instanceof TypeError && /database connection is not open/.test(message)) {
-      return storeClosed();
-    }
-    return new ShoalError('INTERNAL', `projection store: ${doing}: ${message}`, { cause: error });
-  }
-  if (
-    code.startsWith('SQLITE_BUSY') ||
-    code.startsWith('SQLITE_LOCKED') ||
-    code.startsWith('SQLITE_IOERR') ||
-    code.startsWith('SQLITE_CANTOPEN') ||
-    code.startsWith('SQLITE_READONLY') ||
-    code === 'SQLITE_FULL' ||
-    code === 'SQLITE_NOMEM' ||
-    code === 'SQLITE_PROTOCOL'
-  ) {
-    return new ShoalError('SERVICE_UNAVAILABLE', `projection store: ${doing}: ${message}`, {
-      cause: error,
-      detail,
-    });
-  }
-  return new ShoalError('INTERNAL', `projection store: ${doing}: ${message}`, {
-    cause: error,
-    detail,
-  });
-};
+const translate = (error: unknown, doing: string): ShoalError =>
+  translateSqliteError(errors, error, doing);
 
-const notAStore = (where: string, why: string, cause?: unknown) =>
-  new ShoalError(
-    'DATA_DIR_INVALID',
-    `${where} is not a Shoal projection store (${why}); it was left untouched`,
-    { cause, detail: { path: where } },
-  );
-
-/**
- * What a database holds: nothing yet, or a projection store of a format this code reads.
- * Anything else throws `DATA_DIR_INVALID` before a single byte is written.
- */
-const inspect = (db: Db, where: string): 'empty' | 'shoal' => {
-  let objects: { type: string; name: string }[];
-  try {
-    objects = db.prepare('SELECT type, name FROM sqlite_schema').all() as typeof objects;
-  } catch (error) {
-    if (sqliteCode(error) === 'SQLITE_NOTADB') {
-      throw notAStore(where, 'not a SQLite database', error);
-    }
-    throw translate(error, `opening ${where}`);
-  }
-  if (objects.length === 0) return 'empty';
-  const tables = objects.filter((o) => o.type === 'table').map((o) => o.name);
-  if (!tables.includes('meta')) {
-    throw notAStore(where, `a SQLite database with tables ${tables.join(', ')} and no meta`);
-  }
-  let meta: Map<string, string>;
-  try {
-    meta = new Map(db.prepare('SELECT key, value FROM meta').raw().all() as [string, string][]);
-  } catch (error) {
-    throw notAStore(where, 'its meta table is not Shoal’s', error);
-  }
-  if (meta.get('magic') !== sqliteProjectionStoreMagic) {
-    throw notAStore(where, `meta.magic is ${JSON.stringify(meta.get('magic') ?? null)}`);
-  }
-  const format = Number(meta.get('format'));
-  if (!Number.isSafeInteger(format) || format < 1) {
-    throw notAStore(where, `unreadable format ${JSON.stringify(meta.get('format') ?? null)}`);
-  }
-  if (format > sqliteProjectionStoreFormat) {
-    throw new ShoalError(
-      'DATA_DIR_INVALID',
-      `${where} was written by a newer Shoal (projection store format ${format}; this one ` +
-        `reads ${sqliteProjectionStoreFormat}); it was left untouched`,
-      { detail: { path: where, format } },
-    );
-  }
-  for (const table of ['docs', 'checkpoints']) {
-    if (!tables.includes(table)) {
-      throw new ShoalError('DATA_DIR_INVALID', `${where}: the ${table} table is missing`, {
-        detail: { path: where },
-      });
-    }
-  }
-  return 'shoal';
-};
-
-const schema = `
-  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-  CREATE TABLE docs (
-    projection TEXT NOT NULL,
-    partition TEXT NOT NULL,
-    id TEXT NOT NULL,
-    doc TEXT NOT NULL,
-    PRIMARY KEY (projection, partition, id)
-  ) WITHOUT ROWID;
-  CREATE TABLE checkpoints (
-    projection TEXT PRIMARY KEY,
-    position INTEGER NOT NULL,
-    version INTEGER NOT NULL
-  ) WITHOUT ROWID;
-  PRAGMA application_id = ${applicationId};
-  PRAGMA user_version = ${sqliteProjectionStoreFormat};
-`;
-
-const prepareSchema = (db: Db, where: string) => {
-  const create = db.transaction(() => {
-    if (inspect(db, where) === 'shoal') return;
-    db.exec(schema);
-    db.prepare('INSERT INTO meta (key, value) VALUES (?, ?), (?, ?)').run(
-      'magic',
-      sqliteProjectionStoreMagic,
-      'format',
-      String(sqliteProjectionStoreFormat),
-    );
-  });
-  try {
-    // IMMEDIATE: two processes creating the same new file serialize; the second checks.
-    create.immediate();
-  } catch (error) {
-    throw translate(error, `preparing ${where}`);
-  }
+/** The store's file: format 1, with the `docs` and `checkpoints` tables. */
+const storeFile: SqliteFileFormat = {
+  errors,
+  magic: sqliteProjectionStoreMagic,
+  format: sqliteProjectionStoreFormat,
+  formatName: 'projection store',
+  applicationId,
+  schema: `
+    CREATE TABLE docs (
+      projection TEXT NOT NULL,
+      partition TEXT NOT NULL,
+      id TEXT NOT NULL,
+      doc TEXT NOT NULL,
+      PRIMARY KEY (projection, partition, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE checkpoints (
+      projection TEXT PRIMARY KEY,
+      position INTEGER NOT NULL,
+      version INTEGER NOT NULL
+    ) WITHOUT ROWID;
+  `,
+  tables: ['docs', 'checkpoints'],
+  damaged: 'DATA_DIR_INVALID',
 };
 
 const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
@@ -209,8 +114,7 @@ export const createSqliteProjectionStore = (
   db: Db,
   options: SqliteProjectionStoreOptions = {},
 ): ProjectionStore => {
-  const where = db.name;
-  prepareSchema(db, where);
+  prepareSqliteFile(storeFile, db);
 
   const checkpointRow = db
     .prepare('SELECT position, version FROM checkpoints WHERE projection = ?')
@@ -458,39 +362,14 @@ export const createSqliteProjectionStore = (
 export const openSqliteProjectionStore = (
   path: string,
   options: OpenSqliteProjectionStoreOptions = {},
-): ProjectionStore => {
-  if (existsSync(path)) {
-    let probe: Db | undefined;
-    try {
-      probe = new Database(path, { readonly: true, fileMustExist: true });
-      inspect(probe, path);
-    } catch (error) {
-      if (sqliteCode(error) === 'SQLITE_NOTADB') {
-        throw notAStore(path, 'not a SQLite database', error);
-      }
-      throw translate(error, `opening ${path}`);
-    } finally {
-      probe?.close();
-    }
-  }
-  let db: Db;
-  try {
-    db = new Database(path, { timeout: options.busyTimeoutMs ?? defaultBusyTimeoutMs });
-  } catch (error) {
-    throw translate(error, `opening ${path}`);
-  }
-  try {
-    const mode = db.pragma('journal_mode = WAL', { simple: true });
-    if (mode !== 'wal') {
-      throw new ShoalError('DATA_DIR_INVALID', `${path}: cannot use WAL mode here (got ${mode})`, {
-        detail: { path },
-      });
-    }
-    db.pragma(`synchronous = ${options.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
-    db.pragma(`cache_size = ${-1024 * (options.cacheSizeMiB ?? 64)}`);
-    return createSqliteProjectionStore(db, { closeDatabase: true });
-  } catch (error) {
-    db.close();
-    throw translate(error, `opening ${path}`);
-  }
-};
+): ProjectionStore =>
+  openSqliteFile(
+    storeFile,
+    path,
+    {
+      busyTimeoutMs: options.busyTimeoutMs ?? defaultBusyTimeoutMs,
+      ...(options.durability !== undefined && { durability: options.durability }),
+      ...(options.cacheSizeMiB !== undefined && { cacheSizeMiB: options.cacheSizeMiB }),
+    },
+    (db) => createSqliteProjectionStore(db, { closeDatabase: true }),
+  );

@@ -1,0 +1,2 @@
+export * from './sqliteErrors';
+export * from './sqliteFile';
