@@ -29,7 +29,9 @@ import {
   testMetadata,
 } from '../../test/fixtures/events';
 import type { ProjectionRunner } from './projectionRunner';
-import { createProjectionRunner, rebuildProjection, verifyProjection } from './projectionRunner';
+import { createProjectionRunner } from './projectionRunner';
+import { rebuildProjection } from './rebuildProjection';
+import { verifyProjection } from './verifyProjection';
 
 const all = [buildIndexProjection, tagHistoryProjection, blobIndexProjection] as Projection[];
 

@@ -29,7 +29,7 @@ import {
 import { createMemoryProjectionStore } from '../../adapters/projection-store/memory/memoryProjectionStore';
 import { openSqliteProjectionStore } from '../../adapters/projection-store/sqlite/sqliteProjectionStore';
 import { buildIndexProjection } from '../../projections';
-import { rebuildProjection } from '../../services/shared/projectionRunner';
+import { rebuildProjection } from '../../services/shared/rebuildProjection';
 
 const { values: args } = parseArgs({
   options: {
