@@ -66,11 +66,12 @@ const inspect = (kind: SqliteFileFormat, db: SqliteDatabase, where: string): 'em
   if (meta.get('magic') !== kind.magic) {
     throw notOurs(kind, where, `meta.magic is ${JSON.stringify(meta.get('magic') ?? null)}`);
   }
-  const format = Number(meta.get('format'));
+  const stored = meta.get('format');
+  const format = Number(stored);
   if (!Number.isSafeInteger(format) || format < 1) {
     throw new ShoalError(
       kind.damaged,
-      `${where}: unreadable ${kind.formatName} format ${JSON.stringify(meta.get('format') ?? null)}`,
+      `${where}: unreadable ${kind.formatName} format ${JSON.stringify(stored ?? null)}`,
       { detail: { path: where } },
     );
   }

@@ -69,7 +69,7 @@ const passedOn = new Set(['MANIFEST_UNKNOWN', 'DENIED', 'STORAGE_UNAVAILABLE']);
  * Blobs on this origin: reads (local, else — for an owner — fetched from a peer that holds
  * it or from the backend, kept, then served), whole-blob puts (pushes of manifests, copies
  * between owners), metainfo, and the bookkeeping every new blob needs: events on the log
- * and durable write-back and replication jobs.
+ * and durable write-back and placement jobs.
  */
 export const createBlobService = (ctx: OriginContext) => {
   const { content, db, ring, log, writer, selfId, logger } = ctx;
@@ -90,7 +90,7 @@ export const createBlobService = (ctx: OriginContext) => {
         : [{ kind: 'write-back', digest, target: backend.name, eventId: randomUUID() } as const]),
       ...owners
         .filter((o) => o.id !== selfId)
-        .map((o): NewJob => ({ kind: 'replicate', digest, target: o.id, eventId: randomUUID() })),
+        .map((o): NewJob => ({ kind: 'place', digest, target: o.id, eventId: randomUUID() })),
     ];
   };
 
@@ -533,7 +533,7 @@ export const createBlobService = (ctx: OriginContext) => {
       if (db.jobsOf(digest).length > 0) {
         throw new ShoalError(
           'SERVICE_UNAVAILABLE',
-          `blob ${digest} still has write-back or replication pending; try again later`,
+          `blob ${digest} still has write-back or placement pending; try again later`,
         );
       }
       const deleted = await content.remove(digest);

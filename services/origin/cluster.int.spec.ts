@@ -149,7 +149,7 @@ describe('origins on a ring (one log, R owners per blob)', () => {
   });
 
   it('lets an owner fetch a blob from the origin holding it before write-back', async () => {
-    // c holds a blob it does not own, and has not replicated or written it back yet.
+    // c holds a blob it does not own, and has not copied it to the owners or written it back yet.
     const c = await harness.start({ id: 'c', replicas: 2, writeBack: { startDelayMs: 60_000 } });
     await Promise.all([a, b, c].map(async (o) => o.runner.waitFor(await harness.log.head(), 5000)));
     let blob = blobFixture(30_000);

@@ -49,7 +49,7 @@ export const OriginConfigSchema = Type.Object({
       minBackoffMs: Type.Integer({
         default: 500,
         minimum: 1,
-        description: 'first retry delay of a failed write-back or replication',
+        description: 'first retry delay of a failed write-back or placement copy',
       }),
       maxBackoffMs: Type.Integer({
         default: 60_000,
@@ -60,7 +60,7 @@ export const OriginConfigSchema = Type.Object({
         default: 2,
         minimum: 1,
         maximum: 64,
-        description: 'write-back and replication jobs run at once',
+        description: 'write-back and placement jobs run at once',
       }),
       startDelayMs: Type.Integer({
         default: 0,

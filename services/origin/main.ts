@@ -17,7 +17,7 @@ import { createOriginClient } from './client/originClient';
 import type { OriginConfig } from './config';
 import type { OriginContext } from './context';
 import { newEvent } from '../shared/events';
-import { replicateHandler, writeBackHandler } from './jobs/handlers';
+import { placeHandler, writeBackHandler } from './jobs/handlers';
 import type { JobWorker } from './jobs/jobWorker';
 import { createJobWorker } from './jobs/jobWorker';
 import { createLocalOriginClient } from './localClient';
@@ -73,7 +73,7 @@ const shutdownGraceMs = 10_000;
 /**
  * Runs an origin: joins the ring (once; a restart with the same id and address appends
  * nothing, so placement never reshuffles), finishes what a crash interrupted (committed
- * uploads, queued write-backs and replications), and serves the internal blob API.
+ * uploads, queued write-backs and placements), and serves the internal blob API.
  * The only place that listens; the composition root picks the log, store and backend.
  */
 export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
@@ -170,7 +170,7 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
 
     const jobs = createJobWorker({
       db,
-      handlers: { 'write-back': writeBackHandler(ctx), replicate: replicateHandler(ctx) },
+      handlers: { 'write-back': writeBackHandler(ctx), place: placeHandler(ctx) },
       clock,
       logger: logger.child({ module: 'jobs' }),
       concurrency: config.writeBack.concurrency,

@@ -18,7 +18,7 @@ export const createOriginMetrics = (registry: Registry, db: () => OriginDb | und
   });
   const jobs = new Counter({
     name: 'shoal_origin_jobs_total',
-    help: 'Write-back and replication job runs by outcome (done, dropped, failed)',
+    help: 'Write-back and placement job runs by outcome (done, dropped, failed)',
     labelNames: ['kind', 'outcome'] as const,
     registers: [registry],
   });
@@ -30,13 +30,13 @@ export const createOriginMetrics = (registry: Registry, db: () => OriginDb | und
   });
   new Gauge({
     name: 'shoal_origin_jobs_pending',
-    help: 'Write-back and replication jobs queued, by kind',
+    help: 'Write-back and placement jobs queued, by kind',
     labelNames: ['kind'] as const,
     registers: [registry],
     collect() {
       const counts = db()?.jobCounts() ?? {};
       this.reset();
-      for (const kind of ['write-back', 'replicate']) this.set({ kind }, counts[kind] ?? 0);
+      for (const kind of ['write-back', 'place']) this.set({ kind }, counts[kind] ?? 0);
     },
   });
   new Gauge({

@@ -32,7 +32,7 @@ const unknownSession = (id: string) =>
  * file holds. Operations on one session run one at a time.
  *
  * Commit is an outbox: the session is marked committed (with fixed event ids) in the db,
- * then the file is moved under its digest, the write-back and replication jobs enqueued and
+ * then the file is moved under its digest, the write-back and placement jobs enqueued and
  * the events appended, then the row goes. A crash anywhere in between is finished by
  * `recover()` at the next start, and appends repeat harmlessly.
  */

@@ -95,22 +95,22 @@ export const writeBackHandler =
   };
 
 /**
- * Replication: copies the blob to another owner, which records `BlobPlaced` when it has it.
- * Skipped when the target has it already, dropped when the target left the ring.
+ * Placement: copies the blob to another owner of its digest, which records `BlobPlaced` when
+ * it has it. Skipped when the target has it already, dropped when the target left the ring.
  */
-export const replicateHandler =
+export const placeHandler =
   (ctx: OriginContext): JobHandler =>
   async (job, signal) => {
     const digest = job.digest as Digest;
     const target = (await ctx.ring.members()).find((m) => m.id === job.target);
     if (target === undefined) {
-      ctx.logger.info({ digest, target: job.target }, 'replication target left the ring');
+      ctx.logger.info({ digest, target: job.target }, 'placement target left the ring');
       return 'dropped';
     }
     const peer = ctx.peer(target.address);
     if ((await peer.statBlob(digest, { local: true })) !== undefined) return 'done';
     if ((await ctx.content.stat(digest)) === undefined) {
-      ctx.logger.error({ digest }, 'replication: the blob is gone from this origin; dropping');
+      ctx.logger.error({ digest }, 'placement: the blob is gone from this origin; dropping');
       return 'dropped';
     }
     const read = await ctx.content.read(digest);

@@ -50,7 +50,7 @@ describe('job worker (durable queue in SQLite)', () => {
   const worker = (handler: JobHandler, outcomes: string[] = [], startDelayMs = 0) =>
     createJobWorker({
       db,
-      handlers: { 'write-back': handler, replicate: handler },
+      handlers: { 'write-back': handler, place: handler },
       clock: systemClock,
       logger: silentLogger(),
       concurrency: 2,
@@ -125,12 +125,12 @@ describe('job worker (durable queue in SQLite)', () => {
     expect(h.seen.map((j) => j.digest).sort()).toEqual(['d4', 'd5']);
   });
 
-  it('holds write-back while the origin is busy; replication goes on', async () => {
+  it('holds write-back while the origin is busy; placement goes on', async () => {
     const h = scripted(['done']);
     let busyFor = 60_000;
     const w = createJobWorker({
       db,
-      handlers: { 'write-back': h.handler, replicate: h.handler },
+      handlers: { 'write-back': h.handler, place: h.handler },
       clock: systemClock,
       logger: silentLogger(),
       concurrency: 2,
@@ -139,24 +139,24 @@ describe('job worker (durable queue in SQLite)', () => {
       holdBack: { kinds: ['write-back'], delay: () => busyFor, maxHoldMs: 60_000 },
     });
     db.enqueue(
-      [job('d7'), { kind: 'replicate', digest: 'd7', target: 'o2', eventId: 'r-d7' }],
+      [job('d7'), { kind: 'place', digest: 'd7', target: 'o2', eventId: 'r-d7' }],
       systemClock.now(),
     );
     w.start();
-    // A worker picks jobs synchronously when it looks: only the replication ran.
-    expect(h.seen.map((j) => j.kind)).toEqual(['replicate']);
+    // A worker picks jobs synchronously when it looks: only the placement ran.
+    expect(h.seen.map((j) => j.kind)).toEqual(['place']);
     busyFor = 0;
     w.wake();
     await h.calls(2);
     await w.stop();
-    expect(h.seen.map((j) => j.kind)).toEqual(['replicate', 'write-back']);
+    expect(h.seen.map((j) => j.kind)).toEqual(['place', 'write-back']);
   });
 
   it('runs a held write-back anyway once it waited its longest', async () => {
     const h = scripted(['done']);
     const w = createJobWorker({
       db,
-      handlers: { 'write-back': h.handler, replicate: h.handler },
+      handlers: { 'write-back': h.handler, place: h.handler },
       clock: systemClock,
       logger: silentLogger(),
       concurrency: 2,

@@ -19,13 +19,16 @@ export type UploadRow = {
   };
 };
 
-export type JobKind = 'write-back' | 'replicate';
+export type JobKind = 'write-back' | 'place';
 
-/** A durable job: write a blob back to the backend, or copy it to another owner. */
+/**
+ * A durable job: write a blob back to the backend (`write-back`), or place a copy of it on
+ * another owner of its digest (`place`).
+ */
 export type JobRow = {
   readonly kind: JobKind;
   readonly digest: string;
-  /** Backend name (write-back) or origin id (replicate). */
+  /** Backend name (write-back) or origin id (place). */
   readonly target: string;
   /** Id of the event the job appends when done, fixed so a retried append is a no-op. */
   readonly eventId: string;
@@ -38,7 +41,7 @@ const schemaVersion = 1;
 
 /**
  * The origin's own state, in one SQLite file beside its blobs: upload sessions, the durable
- * job queue (write-back, replication) and computed metainfo. Nothing here is shared with
+ * job queue (write-back, placement) and computed metainfo. Nothing here is shared with
  * other processes; the log remains the cluster's source of truth. Writes are synchronous
  * and fsynced (`synchronous=FULL`): an enqueued job survives kill -9 and power loss.
  */
@@ -78,6 +81,9 @@ export const openOriginDb = (path: string) => {
       json TEXT NOT NULL
     ) STRICT;
   `);
+  // Placement jobs were called `replicate` before "replication" came to mean copying to
+  // other clusters only; a queue written then is carried over.
+  db.exec("UPDATE OR REPLACE jobs SET kind = 'place' WHERE kind = 'replicate'");
   db.pragma(`user_version = ${schemaVersion}`);
 
   type UploadRecord = {
