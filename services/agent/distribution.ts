@@ -4,7 +4,7 @@ import type { Digest, RepoName } from '../../domain';
 import { ShoalError, isShoalError, orThrow, parseDigest, parseTag } from '../../domain';
 import type { TagApi } from '../build-index/client/tagApi';
 import { createManifestCache } from '../shared/oci/manifestCache';
-import type { BlobFetcher } from './blobs';
+import type { BlobFetcher } from './blobFetcher';
 
 export type Manifest = {
   readonly digest: Digest;

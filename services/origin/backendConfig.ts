@@ -11,8 +11,8 @@ import {
 import { GcsBackendConfigSchema, createGcsBlobStore } from '../../adapters/blobstore/gcs';
 import { HttpBackendConfigSchema, createHttpBlobStore } from '../../adapters/blobstore/http';
 import { S3BackendConfigSchema, createS3BlobStore } from '../../adapters/blobstore/s3';
-import type { BackendRoute } from './backends';
-import { compileNamespace } from './backends';
+import type { BackendRoute } from './backendRouter';
+import { compileNamespace } from './backendRouter';
 
 export const backendTypes = ['filesystem', 's3', 'gcs', 'http', 'registry'] as const;
 export type BackendType = (typeof backendTypes)[number];

@@ -1,11 +1,11 @@
 import type { Clock, EventLog } from '../../domain';
 import type { WriterContext } from '../shared/events';
 import type { Logger } from '../shared/logger';
-import type { BackendRouter } from './backends';
+import type { BackendRouter } from './backendRouter';
 import type { OriginClient } from './client/originClient';
 import type { OriginConfig } from './config';
 import type { OriginMetrics } from './metrics';
-import type { RingView } from './ring';
+import type { RingView } from './ringView';
 import type { ContentStore } from './store/contentStore';
 import type { OriginDb } from './store/originDb';
 

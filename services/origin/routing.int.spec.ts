@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import type { BlobStore } from '../../domain';
 import { ShoalError, blobObjectName, isShoalError } from '../../domain';
 import { createFilesystemBlobStore } from '../../adapters/blobstore/filesystem';
-import { createBackendRouter } from './backends';
+import { createBackendRouter } from './backendRouter';
 import type { OriginClient } from './client/originClient';
 import { createOriginClient } from './client/originClient';
 import type { OriginHarness } from '../../test/doubles/originHarness';

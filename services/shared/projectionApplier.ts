@@ -10,7 +10,7 @@ import type {
 import { ShoalError, docKeyString } from '../../domain';
 
 // Feeds pure projections from the log into a ProjectionStore. Three entry points share this
-// engine (`createApplier`, `replay`): the long-running runner that services start
+// engine (`createProjectionApplier`, `replay`): the long-running runner that services start
 // (projectionRunner.ts), `rebuildProjection` (reset and replay; `shoal replay`, version
 // bumps) and `verifyProjection` (replay into scratch state and compare digests;
 // `shoal replay --verify`).
@@ -27,7 +27,7 @@ import { ShoalError, docKeyString } from '../../domain';
  * `complete` means no document outside the cache exists (the projection was empty when the
  * applier started), which spares a rebuild every read.
  */
-export type Applier = {
+export type ProjectionApplier = {
   readonly projection: Projection;
   /** Position of the last event the store has applied (what `flush` commits from). */
   readonly checkpoint: () => Position;
@@ -44,11 +44,11 @@ export type Applier = {
 /** A document as the applier knows it: `doc` undefined means absent. */
 type Entry = { readonly key: DocKey; doc: unknown; dirty: boolean };
 
-export const createApplier = (
+export const createProjectionApplier = (
   store: ProjectionStore,
   projection: Projection,
   start: { checkpoint: Position; empty: boolean; cacheDocs: number },
-): Applier => {
+): ProjectionApplier => {
   const { name, version } = projection;
   const types = new Set<string>(projection.eventTypes);
   let checkpoint = start.checkpoint;
@@ -167,7 +167,7 @@ export type ReplayOptions = {
  */
 export const replay = async (
   log: EventLog,
-  applier: Applier,
+  applier: ProjectionApplier,
   options: ReplayOptions,
 ): Promise<{ events: number; conflict: boolean }> => {
   const until = options.until ?? Infinity;

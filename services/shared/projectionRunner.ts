@@ -4,8 +4,8 @@ import type { EventLog, Position, Projection, ProjectionStore, RecordedEvent } f
 import { ShoalError } from '../../domain';
 import type { Logger } from './logger';
 import { silentLogger } from './logger';
-import type { Applier } from './projectionApplier';
-import { createApplier } from './projectionApplier';
+import type { ProjectionApplier } from './projectionApplier';
+import { createProjectionApplier } from './projectionApplier';
 import { rebuildProjection } from './rebuildProjection';
 
 const conflicted = Symbol('conflicted');
@@ -109,7 +109,7 @@ export const createProjectionRunner = (options: ProjectionRunnerOptions): Projec
     return position;
   };
 
-  const publish = (applier: Applier) => {
+  const publish = (applier: ProjectionApplier) => {
     const { name } = applier.projection;
     if (committed.get(name) === applier.checkpoint()) return;
     committed.set(name, applier.checkpoint());
@@ -118,8 +118,8 @@ export const createProjectionRunner = (options: ProjectionRunnerOptions): Projec
   };
 
   /** Loads checkpoints; rebuilds projections whose stored version differs from the code's. */
-  const openSession = async (signal?: AbortSignal): Promise<Applier[]> => {
-    const appliers: Applier[] = [];
+  const openSession = async (signal?: AbortSignal): Promise<ProjectionApplier[]> => {
+    const appliers: ProjectionApplier[] = [];
     for (const projection of projections) {
       const stored = await store.storedVersion(projection.name);
       let checkpoint = await store.checkpoint(projection.name);
@@ -139,19 +139,19 @@ export const createProjectionRunner = (options: ProjectionRunnerOptions): Projec
       }
       // No stored version: nothing was ever committed (or it was reset), so no documents.
       const empty = stored === undefined;
-      const applier = createApplier(store, projection, { checkpoint, empty, cacheDocs });
+      const applier = createProjectionApplier(store, projection, { checkpoint, empty, cacheDocs });
       appliers.push(applier);
       publish(applier);
     }
     return appliers;
   };
 
-  const nextPosition = (appliers: readonly Applier[]) =>
+  const nextPosition = (appliers: readonly ProjectionApplier[]) =>
     Math.min(...appliers.map((a) => a.position())) + 1;
 
   /** Applies one batch to every projection and commits each. */
   const applyBatch = async (
-    appliers: readonly Applier[],
+    appliers: readonly ProjectionApplier[],
     events: readonly RecordedEvent[],
   ): Promise<Conflict | undefined> => {
     for (const applier of appliers) {
@@ -167,7 +167,7 @@ export const createProjectionRunner = (options: ProjectionRunnerOptions): Projec
    * takes over); with `until`, until every projection has applied it.
    */
   const pull = async (
-    appliers: readonly Applier[],
+    appliers: readonly ProjectionApplier[],
     until?: Position,
   ): Promise<Conflict | undefined> => {
     for (;;) {
@@ -180,7 +180,7 @@ export const createProjectionRunner = (options: ProjectionRunnerOptions): Projec
   };
 
   /** Follows the log live until stopped, too far behind, or another writer interferes. */
-  const follow = (appliers: readonly Applier[]) =>
+  const follow = (appliers: readonly ProjectionApplier[]) =>
     new Promise<'stopped' | 'behind' | Conflict>((resolve, reject) => {
       const queue: RecordedEvent[] = [];
       // Assigned after `subscribe` returns; a log may deliver (and we may finish) before that.

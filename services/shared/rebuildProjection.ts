@@ -1,6 +1,6 @@
 import type { EventLog, Position, Projection, ProjectionStore } from '../../domain';
 import type { Logger } from './logger';
-import { changedUnderneath, createApplier, replay } from './projectionApplier';
+import { changedUnderneath, createProjectionApplier, replay } from './projectionApplier';
 
 /**
  * Events per log page when rebuilding. Large enough that round trips don't matter, small
@@ -43,7 +43,11 @@ export const rebuildProjection = async (options: {
   const started = performance.now();
   await store.reset(projection.name);
   const cacheDocs = options.cacheDocs ?? defaultRebuildCacheDocs;
-  const applier = createApplier(store, projection, { checkpoint: 0, empty: true, cacheDocs });
+  const applier = createProjectionApplier(store, projection, {
+    checkpoint: 0,
+    empty: true,
+    cacheDocs,
+  });
   const { events, conflict } = await replay(log, applier, {
     pageSize: options.pageSize ?? defaultRebuildPageSize,
     flushDocs: options.flushDocs ?? defaultRebuildFlushDocs,

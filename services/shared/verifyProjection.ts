@@ -1,6 +1,6 @@
 import type { EventLog, Position, Projection, ProjectionStore } from '../../domain';
 import { ShoalError } from '../../domain';
-import { changedUnderneath, createApplier, replay } from './projectionApplier';
+import { changedUnderneath, createProjectionApplier, replay } from './projectionApplier';
 import {
   defaultRebuildCacheDocs,
   defaultRebuildFlushDocs,
@@ -42,7 +42,7 @@ export const verifyProjection = async (options: {
     );
   }
 
-  const caughtUp = createApplier(store, projection, {
+  const caughtUp = createProjectionApplier(store, projection, {
     checkpoint: await store.checkpoint(name),
     empty: stored === undefined,
     cacheDocs: 0,
@@ -66,7 +66,7 @@ export const verifyProjection = async (options: {
   }
 
   await scratch.reset(name);
-  const rebuilding = createApplier(scratch, projection, {
+  const rebuilding = createProjectionApplier(scratch, projection, {
     checkpoint: 0,
     empty: true,
     cacheDocs: defaultRebuildCacheDocs,

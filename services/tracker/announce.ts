@@ -1,5 +1,5 @@
 import type { Logger } from '../shared/logger';
-import type { OriginDirectory } from './origins';
+import type { OriginDirectory } from './originDirectory';
 import type { HandoutPeer, PeerStore } from './peerStore';
 
 export type AnnounceResult = { readonly peers: HandoutPeer[]; readonly intervalMs: number };

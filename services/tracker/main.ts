@@ -7,7 +7,7 @@ import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
 import { createAnnounceHandler } from './announce';
 import type { TrackerConfig } from './config';
-import { createOriginDirectory } from './origins';
+import { createOriginDirectory } from './originDirectory';
 import { createPeerStore } from './peerStore';
 import { trackerRoutes } from './server/routes';
 

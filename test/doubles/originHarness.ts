@@ -10,7 +10,7 @@ import { systemClock } from '../../services/shared/clock';
 import { validateConfig } from '../../services/shared/config';
 import { openDataDir } from '../../services/shared/dataDir';
 import { silentLogger } from '../../services/shared/logger';
-import type { BackendRoute } from '../../services/origin/backends';
+import type { BackendRoute } from '../../services/origin/backendRouter';
 import type { OriginConfig } from '../../services/origin/config';
 import { OriginConfigSchema } from '../../services/origin/config';
 import type { RunningOrigin } from '../../services/origin/main';

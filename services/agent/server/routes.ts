@@ -3,7 +3,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Digest } from '../../../domain';
 import { ShoalError, orThrow, parseDigest } from '../../../domain';
 import { parseRangeWithin } from '../../../kit/http/range';
-import type { BlobFetcher } from '../blobs';
+import type { BlobFetcher } from '../blobFetcher';
 import type { AgentDistribution } from '../distribution';
 import { ociErrorHandler } from '../../shared/oci/ociErrorHandler';
 import { parseV2Path, unknownV2Path } from '../../shared/oci/parseV2Path';

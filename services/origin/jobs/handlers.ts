@@ -2,7 +2,7 @@ import type { Digest } from '../../../domain';
 import { ShoalError, blobStream } from '../../../domain';
 import type { BuiltBlob } from '../../../p2p/metainfo';
 import { MetainfoBuilder, encodeMetainfo, pieceLengthFor } from '../../../p2p/metainfo';
-import type { Backend } from '../backends';
+import type { Backend } from '../backendRouter';
 import type { OriginContext } from '../context';
 import { newEvent } from '../../shared/events';
 import type { JobHandler } from './jobWorker';

@@ -6,10 +6,10 @@ import { ShoalError, orThrow, parseDigest, parseRepoName } from '../../../domain
 import { encodeMetainfo, infoHash } from '../../../p2p/metainfo';
 import { positionHeaders } from '../../shared/http';
 import type { Activity } from '../activity';
-import type { BlobService, ReadOptions } from '../blobs';
-import type { RingView } from '../ring';
+import type { BlobService, ReadOptions } from '../blobService';
+import type { RingView } from '../ringView';
 import type { BlobRead } from '../store/contentStore';
-import type { UploadSessions } from '../uploads';
+import type { UploadSessions } from '../uploadSessions';
 import { absoluteRange, parseContentRange, parseRangeHeader } from '../../../kit/http/range';
 
 export type OriginRoutesDeps = {

@@ -11,7 +11,7 @@ import { MetainfoBuilder, pieceLengthFor } from '../../../p2p/metainfo';
 import { appendStream, readChunkBytes } from './files';
 import type { GrowingBlob } from './growingBlob';
 import { createGrowingBlob } from './growingBlob';
-import { sessionBuilder } from './hashing';
+import { sessionBuilder } from './sessionBuilder';
 
 export type BlobRead = {
   readonly stream: Readable;

@@ -5,7 +5,7 @@ import { infoHash as infoHashOf } from '../../p2p/metainfo';
 import { openPieceStore } from '../../p2p/pieces';
 import type { Swarm, SwarmHost } from '../../p2p/swarm';
 import type { Logger } from '../shared/logger';
-import type { BlobCache } from './cache';
+import type { BlobCache } from './blobCache';
 
 /** A complete, verified blob in the cache, pinned until `release`. */
 export type CachedBlob = {

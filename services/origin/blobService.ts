@@ -17,7 +17,7 @@ import {
   encodeMetainfo,
   pieceLengthFor,
 } from '../../p2p/metainfo';
-import type { Backend } from './backends';
+import type { Backend } from './backendRouter';
 import type { OriginContext } from './context';
 import { newEvent } from '../shared/events';
 import type { BlobRead } from './store/contentStore';

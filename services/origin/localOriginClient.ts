@@ -2,11 +2,11 @@ import { Readable } from 'node:stream';
 import type { ByteSource, Digest } from '../../domain';
 import { ShoalError, isShoalError, orThrow, parseDigest, parseRepoName } from '../../domain';
 import type { Activity } from './activity';
-import type { BlobService } from './blobs';
+import type { BlobService } from './blobService';
 import type { OriginClient } from './client/originClient';
 import type { RequestBody } from './client/originClient';
-import type { RingView } from './ring';
-import type { UploadSessions } from './uploads';
+import type { RingView } from './ringView';
+import type { UploadSessions } from './uploadSessions';
 
 /**
  * This origin as an `OriginClient` for a caller in the same process (the proxy of

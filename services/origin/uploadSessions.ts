@@ -6,12 +6,12 @@ import type { ByteSource, Digest, RepoName } from '../../domain';
 import { ShoalError } from '../../domain';
 import { ensureDir, isMissing, syncDir } from '../../kit/fs';
 import type { MetainfoBuilder } from '../../p2p/metainfo';
-import type { BlobService, Published } from './blobs';
+import type { BlobService, Published } from './blobService';
 import type { OriginContext } from './context';
 import { newSessionId, parseSessionId } from './sessionId';
 import { digestMismatch, tooLarge } from './store/contentStore';
 import { appendStream, readChunkBytes } from './store/files';
-import { sessionBuilder } from './store/hashing';
+import { sessionBuilder } from './store/sessionBuilder';
 import type { UploadRow } from './store/originDb';
 
 /** How stale a session's `updatedAt` may get before an append refreshes it. */
