@@ -1,5 +1,4 @@
 import type { Subscriber } from 'rxjs';
-import { Observable } from 'rxjs';
 import type {
   AppendOptions,
   EventLog,
@@ -17,6 +16,7 @@ import {
   firstPosition,
   logClosed,
   readLimit,
+  subscribeFrom,
   wrongExpectedVersion,
   yieldToEventLoop,
 } from '../appendRules';
@@ -458,18 +458,7 @@ export const createSqliteEventLog = (db: Db, options: SqliteEventLogOptions = {}
     },
 
     subscribe(from?: Position) {
-      return new Observable<RecordedEvent>((subscriber) => {
-        if (closed) {
-          subscriber.error(logClosed());
-          return undefined;
-        }
-        let start: Position;
-        try {
-          start = firstPosition(from);
-        } catch (error) {
-          subscriber.error(error);
-          return undefined;
-        }
+      return subscribeFrom(from, ensureOpen, (start, subscriber) => {
         const feed: Feed = {
           last: start - 1,
           done: false,
