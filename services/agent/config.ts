@@ -2,7 +2,7 @@ import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import { BandwidthConfigSchema } from '../../p2p/bandwidth';
 import { SchedulerConfigSchema } from '../../p2p/scheduler';
-import { dataDirSchema, listenSchema, logLevelSchema } from '../shared/roleConfig';
+import { roleConfig } from '../shared/roleConfig';
 
 const GiB = 1024 * 1024 * 1024;
 
@@ -18,8 +18,8 @@ export const AgentConfigSchema = Type.Object({
     pattern: '^[A-Za-z0-9._-]+$',
     description: 'agent name; its files live in <dataDir>/agent-<id>/',
   }),
-  dataDir: dataDirSchema('blob cache'),
-  listen: listenSchema(5001, {
+  dataDir: roleConfig.dataDir('blob cache'),
+  listen: roleConfig.listen(5001, {
     hostDescription: 'the registry listens here: containerd and docker on this host pull from it',
   }),
   p2p: Type.Object(
@@ -101,7 +101,7 @@ export const AgentConfigSchema = Type.Object({
     },
     { default: {} },
   ),
-  logLevel: logLevelSchema(),
+  logLevel: roleConfig.logLevel(),
 });
 
 export type AgentConfig = Static<typeof AgentConfigSchema>;

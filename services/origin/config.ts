@@ -1,13 +1,6 @@
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
-import {
-  clusterSchema,
-  dataDirSchema,
-  listenSchema,
-  logLevelSchema,
-  logSchema,
-  readYourWritesSchema,
-} from '../shared/roleConfig';
+import { roleConfig } from '../shared/roleConfig';
 import { BackendConfigSchema, BackendRoutesSchema } from './backendConfig';
 import { SeederConfigSchema } from './seeder/config';
 
@@ -27,9 +20,9 @@ export const OriginConfigSchema = Type.Object({
       'origin id: its name on the ring (placement hashes it: keep it across restarts); ' +
       'its files live in <dataDir>/origin-<id>/',
   }),
-  cluster: clusterSchema(),
-  dataDir: dataDirSchema('log, origin files'),
-  listen: listenSchema(5003),
+  cluster: roleConfig.cluster(),
+  dataDir: roleConfig.dataDir('log, origin files'),
+  listen: roleConfig.listen(5003),
   advertiseUrl: Type.String({
     default: '',
     description:
@@ -107,12 +100,12 @@ export const OriginConfigSchema = Type.Object({
     },
     { default: {} },
   ),
-  readYourWrites: readYourWritesSchema(
+  readYourWrites: roleConfig.readYourWrites(
     'how long to wait for the placement projection to reach a position',
   ),
   p2p: SeederConfigSchema,
-  log: logSchema(),
-  logLevel: logLevelSchema(),
+  log: roleConfig.log(),
+  logLevel: roleConfig.logLevel(),
 });
 
 export type OriginConfig = Static<typeof OriginConfigSchema>;

@@ -1,21 +1,14 @@
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import { manifestMaxBytes } from '../../domain';
-import {
-  clusterSchema,
-  dataDirSchema,
-  listenSchema,
-  logLevelSchema,
-  logSchema,
-  readYourWritesSchema,
-} from '../shared/roleConfig';
+import { roleConfig } from '../shared/roleConfig';
 
 /** proxy configuration. Every field has a default; `shoal proxy --help` lists them. */
 export const ProxyConfigSchema = Type.Object({
-  cluster: clusterSchema(),
-  dataDir: dataDirSchema('log, projections'),
-  listen: listenSchema(5000),
-  log: logSchema(),
+  cluster: roleConfig.cluster(),
+  dataDir: roleConfig.dataDir('log, projections'),
+  listen: roleConfig.listen(5000),
+  log: roleConfig.log(),
   origins: Type.Object(
     {
       urls: Type.Array(Type.String({ minLength: 1 }), {
@@ -59,8 +52,8 @@ export const ProxyConfigSchema = Type.Object({
     },
     { default: {} },
   ),
-  readYourWrites: readYourWritesSchema(),
-  logLevel: logLevelSchema(),
+  readYourWrites: roleConfig.readYourWrites(),
+  logLevel: roleConfig.logLevel(),
 });
 
 export type ProxyConfig = Static<typeof ProxyConfigSchema>;

@@ -7,15 +7,15 @@ import { LogConfigSchema, LogLevelSchema } from './logConfig';
 // role. What differs by role is a parameter: the listen port, what the data directory holds.
 
 /** `cluster`: the cluster name stamped on every event a role writes. */
-export const clusterSchema = () =>
+const cluster = () =>
   Type.String({ default: 'default', minLength: 1, description: 'cluster name stamped on events' });
 
 /** `dataDir`: the data directory; `holds` says what this role keeps there. */
-export const dataDirSchema = (holds: string) =>
+const dataDir = (holds: string) =>
   Type.String({ default: './.shoal', description: `data directory (${holds})` });
 
 /** `listen`: where the role's HTTP server listens. */
-export const listenSchema = (port: number, options: { hostDescription?: string } = {}) =>
+const listen = (port: number, options: { hostDescription?: string } = {}) =>
   Type.Object(
     {
       host: Type.String({
@@ -28,7 +28,7 @@ export const listenSchema = (port: number, options: { hostDescription?: string }
   );
 
 /** `readYourWrites`: how long a read waits for the projections to reach a position. */
-export const readYourWritesSchema = (
+const readYourWrites = (
   description = 'how long a request waits for the projections to reach a position',
 ) =>
   Type.Object(
@@ -37,7 +37,13 @@ export const readYourWritesSchema = (
   );
 
 /** `log`: which event log the role reads and writes (roles on the log only). */
-export const logSchema = () => LogConfigSchema;
+const log = () => LogConfigSchema;
 
 /** `logLevel`: the level of the role's own (pino) logs. */
-export const logLevelSchema = () => LogLevelSchema;
+const logLevel = () => LogLevelSchema;
+
+/**
+ * The fragment: a builder per block, e.g. `listen: roleConfig.listen(5000)` in the proxy's
+ * schema.
+ */
+export const roleConfig = { cluster, dataDir, listen, readYourWrites, log, logLevel } as const;

@@ -1,6 +1,6 @@
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
-import { listenSchema, logLevelSchema } from '../shared/roleConfig';
+import { roleConfig } from '../shared/roleConfig';
 
 /**
  * tracker configuration. Every field has a default; `shoal tracker --help` lists them with
@@ -8,7 +8,7 @@ import { listenSchema, logLevelSchema } from '../shared/roleConfig';
  * A tracker keeps no durable state: peers are soft state with a TTL, metainfo a cache.
  */
 export const TrackerConfigSchema = Type.Object({
-  listen: listenSchema(5004),
+  listen: roleConfig.listen(5004),
   advertiseUrl: Type.String({
     default: '',
     description:
@@ -91,7 +91,7 @@ export const TrackerConfigSchema = Type.Object({
     },
     { default: {} },
   ),
-  logLevel: logLevelSchema(),
+  logLevel: roleConfig.logLevel(),
 });
 
 export type TrackerConfig = Static<typeof TrackerConfigSchema>;
