@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox';
 import { loadConfig, validateConfig } from '../../shared/config';
 import type { LogConfig } from '../../shared/logConfig';
 import { LogConfigSchema } from '../../shared/logConfig';
+import { roleConfig } from '../../shared/roleConfig';
 import type { LocalState } from '../compose';
 import { openLocalState } from '../compose';
 
@@ -22,9 +23,9 @@ export const defaultLogConfig = {
  * origin, build-index) has these keys; the others are ignored.
  */
 export const StateConfigSchema = Type.Object({
-  cluster: Type.String({ default: 'default', minLength: 1 }),
-  dataDir: Type.String({ default: defaultDataDir }),
-  log: LogConfigSchema,
+  cluster: roleConfig.cluster(),
+  dataDir: roleConfig.dataDir('log, projections'),
+  log: roleConfig.log(),
 });
 
 /** Every command takes `--data-dir` (also `SHOAL_DATA_DIR`). */
