@@ -1,7 +1,6 @@
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
-import { ShoalError } from '../../../domain';
 import { AgentConfigSchema } from '../../agent/config';
 import type { RunningAgent } from '../../agent/main';
 import { startAgent } from '../../agent/main';
@@ -15,16 +14,7 @@ import type { RunningTracker } from '../../tracker/main';
 import { startTracker } from '../../tracker/main';
 import { note } from '../output';
 import type { GlobalOptions } from './common';
-import { addDataDirOption } from './common';
-import { envHelp, runUntilSignal } from './tracker';
-
-const parsePort = (text: string): number => {
-  const port = Number(text);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new ShoalError('CONFIG_INVALID', `invalid port "${text}"`);
-  }
-  return port;
-};
+import { addDataDirOption, envHelp, parsePort, runUntilSignal } from './common';
 
 type AgentOptions = GlobalOptions & {
   config?: string;

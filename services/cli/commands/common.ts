@@ -1,11 +1,13 @@
 import type { Command } from 'commander';
 import { Type } from '@sinclair/typebox';
-import { loadConfig, validateConfig } from '../../shared/config';
+import { ShoalError } from '../../../domain';
+import { describeEnv, loadConfig, validateConfig } from '../../shared/config';
 import type { LogConfig } from '../../shared/logConfig';
 import { LogConfigSchema } from '../../shared/logConfig';
 import { roleConfig } from '../../shared/roleConfig';
 import type { LocalState } from '../compose';
 import { openLocalState } from '../compose';
+import { note } from '../output';
 
 export type GlobalOptions = { dataDir?: string; config?: string };
 
@@ -76,3 +78,45 @@ export const withState = async <T>(
     await state.close();
   }
 };
+
+/** A `--port` value: an integer 0–65535. */
+export const parsePort = (text: string): number => {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new ShoalError('CONFIG_INVALID', `invalid port "${text}"`);
+  }
+  return port;
+};
+
+/**
+ * Keeps a service running until SIGINT/SIGTERM (or until `until` resolves with a reason),
+ * then closes it.
+ */
+export const runUntilSignal = (
+  close: () => Promise<void>,
+  until?: Promise<string>,
+): Promise<void> =>
+  new Promise((resolve) => {
+    let stopped = false;
+    const stop = (reason?: string) => {
+      if (stopped) return;
+      stopped = true;
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      note(reason === undefined ? 'shutting down…' : `${reason}: shutting down…`);
+      close().then(resolve, (error: unknown) => {
+        note(`error while shutting down: ${String(error)}`);
+        process.exitCode = 1;
+        resolve();
+      });
+    };
+    const onSignal = () => stop();
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    void until?.then(stop);
+  });
+
+export const envHelp = (schema: Parameters<typeof describeEnv>[0]): string =>
+  `\nConfiguration (YAML keys; environment variables override the file):\n${describeEnv(schema)
+    .map((e) => `  ${e.name.padEnd(44)} default: ${JSON.stringify(e.default)}`)
+    .join('\n')}\n`;

@@ -1,47 +1,22 @@
 import type { Command } from 'commander';
-import { ShoalError, ringStream } from '../../../domain';
+import { ringStream } from '../../../domain';
 import { createOriginBackends } from '../../origin/backendConfig';
 import { systemClock } from '../../shared/clock';
-import { describeEnv, loadConfig } from '../../shared/config';
+import { loadConfig } from '../../shared/config';
 import { createLogger } from '../../shared/logger';
 import { OriginConfigSchema } from '../../origin/config';
 import { leaveRing, startOrigin } from '../../origin/main';
 import { openLocalState } from '../compose';
 import { note, print, printJson } from '../output';
 import type { GlobalOptions } from './common';
-import { addDataDirOption, defaultLogConfig, withState } from './common';
-
-const parsePort = (text: string): number => {
-  const port = Number(text);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new ShoalError('CONFIG_INVALID', `invalid port "${text}"`);
-  }
-  return port;
-};
-
-const envHelp = () =>
-  `\nConfiguration (YAML keys; environment variables override the file):\n${describeEnv(
-    OriginConfigSchema,
-  )
-    .map((e) => `  ${e.name.padEnd(44)} default: ${JSON.stringify(e.default)}`)
-    .join('\n')}\n`;
-
-/** Runs until SIGINT/SIGTERM, then closes (no OriginLeft: a restart keeps its blobs). */
-const runUntilSignal = (close: () => Promise<void>): Promise<void> =>
-  new Promise((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      note('shutting down…');
-      close().then(resolve, (error: unknown) => {
-        note(`error while shutting down: ${String(error)}`);
-        process.exitCode = 1;
-        resolve();
-      });
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+import {
+  addDataDirOption,
+  defaultLogConfig,
+  envHelp,
+  parsePort,
+  runUntilSignal,
+  withState,
+} from './common';
 
 type OriginOptions = GlobalOptions & { config?: string; host?: string; port?: number; id?: string };
 
@@ -55,7 +30,7 @@ export const registerOriginCommands = (program: Command): void => {
     .option('--id <id>', 'origin id on the ring (overrides id)')
     .option('--host <host>', 'listen address (overrides listen.host)')
     .option('--port <port>', 'listen port (overrides listen.port)', parsePort)
-    .addHelpText('after', envHelp())
+    .addHelpText('after', envHelp(OriginConfigSchema))
     .action(async (options: OriginOptions) => {
       const config = loadConfig(OriginConfigSchema, {
         ...(options.config !== undefined && { file: options.config }),
@@ -86,6 +61,7 @@ export const registerOriginCommands = (program: Command): void => {
         `origin ${service.id} listening on ${service.url} ` +
           `(advertised as ${service.advertiseUrl}, data directory ${state.dataDir.root})`,
       );
+      // No OriginLeft on a signal: a restart keeps its blobs (`shoal origin leave` for good).
       await runUntilSignal(async () => {
         await service.close();
         await state.close();

@@ -2,7 +2,6 @@ import { writeFileSync } from 'node:fs';
 import type { Static, TObject } from '@sinclair/typebox';
 import type { Command } from 'commander';
 import type { Clock, EventLog, ProjectionStore } from '../../../domain';
-import { ShoalError } from '../../../domain';
 import { createTagService } from '../../build-index/tagService';
 import type { BlobAccess } from '../../origin/client/blobAccess';
 import { createBlobAccess, staticRing } from '../../origin/client/createBlobAccess';
@@ -14,7 +13,7 @@ import type { ProxyConfig } from '../../proxy/config';
 import { ProxyConfigSchema } from '../../proxy/config';
 import { startProxy } from '../../proxy/main';
 import { systemClock } from '../../shared/clock';
-import { describeEnv, loadConfig } from '../../shared/config';
+import { loadConfig } from '../../shared/config';
 import type { LogConfig } from '../../shared/logConfig';
 import type { Logger, LogLevel } from '../../shared/logger';
 import { createLogger } from '../../shared/logger';
@@ -23,7 +22,7 @@ import { openLocalState } from '../compose';
 import { note } from '../output';
 import { freePort, startDevSwarm } from './agent';
 import type { GlobalOptions } from './common';
-import { addDataDirOption, dataDirOf } from './common';
+import { addDataDirOption, dataDirOf, envHelp, parsePort, runUntilSignal } from './common';
 import type { DevAgentProcess } from './devAgents';
 import type { BuildIndexRoleConfig } from './replicator';
 import { BuildIndexRoleConfigSchema, replicatorRole, startBuildIndexRole } from './replicator';
@@ -34,36 +33,6 @@ import {
   parseAgentCount,
   startDevAgentProcess,
 } from './devAgents';
-
-/** Keeps a service running until SIGINT/SIGTERM, then closes it. */
-const runUntilSignal = async (close: () => Promise<void>): Promise<void> =>
-  new Promise((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      note('shutting down…');
-      close().then(resolve, (error: unknown) => {
-        note(`error while shutting down: ${String(error)}`);
-        process.exitCode = 1;
-        resolve();
-      });
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
-
-const envHelp = (schema: Parameters<typeof describeEnv>[0]) =>
-  `\nConfiguration (YAML keys; environment variables override the file):\n${describeEnv(schema)
-    .map((e) => `  ${e.name.padEnd(44)} default: ${JSON.stringify(e.default)}`)
-    .join('\n')}\n`;
-
-const parsePort = (text: string): number => {
-  const port = Number(text);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new ShoalError('CONFIG_INVALID', `invalid port "${text}"`);
-  }
-  return port;
-};
 
 /**
  * `shoal <role> [--config FILE] [--host H] [--port P]` for a role that runs on the data
