@@ -6,17 +6,14 @@ import { parseRangeWithin } from '../../../kit/http/range';
 import type { BlobFetcher } from '../blobFetcher';
 import type { AgentDistribution } from '../distribution';
 import { ociErrorHandler } from '../../shared/oci/ociErrorHandler';
-import { parseV2Path, unknownV2Path } from '../../shared/oci/parseV2Path';
+import { parsePageSize, parseV2Path, unknownV2Path } from '../../shared/oci/parseV2Path';
 
 const digestOf = (text: string): Digest => orThrow(parseDigest(text));
 
 const pageOf = (query: Record<string, string | undefined>) => {
-  const n = query['n'];
-  if (n !== undefined && !/^\d{1,9}$/.test(n)) {
-    throw new ShoalError('PARAMETER_INVALID', 'n must be a non-negative integer');
-  }
+  const n = parsePageSize(query['n']);
   return {
-    ...(n !== undefined && { n: Number(n) }),
+    ...(n !== undefined && { n }),
     ...(query['last'] !== undefined && { last: query['last'] }),
   };
 };

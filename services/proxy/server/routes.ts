@@ -7,7 +7,7 @@ import { positionHeader, positionHeaders } from '../../shared/http';
 import type { Distribution } from '../distribution';
 import { methodNotAllowed, ociErrorHandler, withStatus } from '../../shared/oci/ociErrorHandler';
 import type { V2Path } from '../../shared/oci/parseV2Path';
-import { digestParam, parseV2Path, v2Paths } from '../../shared/oci/parseV2Path';
+import { digestParam, parsePageSize, parseV2Path, v2Paths } from '../../shared/oci/parseV2Path';
 
 export type DistributionRouteOptions = {
   readonly manifestMaxBytes: number;
@@ -59,14 +59,6 @@ const byteRange = (value: string | undefined, size: number) => {
       headers: { 'Content-Range': `bytes */${size}` },
     });
   }
-};
-
-const parsePageSize = (value: string | undefined): number | undefined => {
-  if (value === undefined || value === '') return undefined;
-  if (!/^\d{1,9}$/.test(value)) {
-    throw new ShoalError('PARAMETER_INVALID', 'n must be a non-negative integer');
-  }
-  return Number(value);
 };
 
 const tooLarge = (size: number | string, limit: number) =>

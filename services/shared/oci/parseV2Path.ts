@@ -68,3 +68,12 @@ export const isDigestReference = (reference: string): boolean => reference.inclu
 
 /** Parses a digest from a URL or query; `DIGEST_INVALID` otherwise. */
 export const digestParam = (value: string): Digest => orThrow(parseDigest(value));
+
+/** The `n` of a paged list (`?n=<count>`); absent or empty gives undefined. */
+export const parsePageSize = (value: string | undefined): number | undefined => {
+  if (value === undefined || value === '') return undefined;
+  if (!/^\d{1,9}$/.test(value)) {
+    throw new ShoalError('PARAMETER_INVALID', 'n must be a non-negative integer');
+  }
+  return Number(value);
+};
