@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox';
 import type { RegistryCredential } from '../../adapters/registry/registryAuth';
 import { RegistryCredentialSchema } from '../../adapters/registry/registryAuth';
 import { ShoalError } from '../../domain';
-import { LogConfigSchema, LogLevelSchema } from '../shared/logConfig';
+import { roleConfig } from '../shared/roleConfig';
 
 /**
  * The replicator's settings: the `replication` section of its role config, and of build-index's
@@ -109,32 +109,15 @@ export type ReplicationConfig = Static<typeof ReplicationConfigSchema>;
  * as build-index's, so one file can serve both). Every field has a default.
  */
 export const ReplicatorConfigSchema = Type.Object({
-  cluster: Type.String({
-    default: 'default',
-    minLength: 1,
-    description: 'cluster name stamped on events',
-  }),
-  dataDir: Type.String({ default: './.shoal', description: 'data directory (log, projections)' }),
-  listen: Type.Object(
-    {
-      host: Type.String({ default: '127.0.0.1' }),
-      port: Type.Integer({ default: 5005, minimum: 0, maximum: 65535 }),
-    },
-    { default: {} },
-  ),
-  log: LogConfigSchema,
-  readYourWrites: Type.Object(
-    {
-      timeoutMs: Type.Integer({
-        default: 5000,
-        minimum: 0,
-        description: 'how long a read with Shoal-Min-Position waits before answering 503',
-      }),
-    },
-    { default: {} },
+  cluster: roleConfig.cluster(),
+  dataDir: roleConfig.dataDir('log, projections'),
+  listen: roleConfig.listen(5005),
+  log: roleConfig.log(),
+  readYourWrites: roleConfig.readYourWrites(
+    'how long a read with Shoal-Min-Position waits before answering 503',
   ),
   replication: ReplicationConfigSchema,
-  logLevel: LogLevelSchema,
+  logLevel: roleConfig.logLevel(),
 });
 
 export type ReplicatorConfig = Static<typeof ReplicatorConfigSchema>;
