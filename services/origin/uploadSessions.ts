@@ -8,7 +8,7 @@ import { ensureDir, isMissing, syncDir } from '../../kit/fs';
 import type { MetainfoBuilder } from '../../p2p/metainfo';
 import type { BlobService, Published } from './blobService';
 import type { OriginContext } from './context';
-import { newSessionId, parseSessionId } from './sessionId';
+import { newSessionId, parseSessionId } from './client/sessionId';
 import { digestMismatch, tooLarge } from './store/contentStore';
 import { appendStream, readChunkBytes } from './store/files';
 import { sessionBuilder } from './store/sessionBuilder';

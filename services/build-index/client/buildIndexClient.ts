@@ -1,7 +1,7 @@
 import type { Position } from '../../../domain';
 import { positionHeaders } from '../../shared/http';
 import { createJsonClient } from '../../shared/httpClient';
-import { tagPath } from '../server/paths';
+import { tagPath } from './tagPath';
 import type { Paging, ReadOptions, TagApi, TagChange, TagView } from './tagApi';
 
 /** TagApi over a running build-index's HTTP API. */

@@ -4,7 +4,7 @@ import { ShoalError, orThrow, parseDigest } from '../../../domain';
 import { parseAsOf } from '../../../projections';
 import { positionHeader, positionHeaders } from '../../shared/http';
 import type { TagApi } from '../client/tagApi';
-import { parseTagPath } from './paths';
+import { parseTagPath } from '../client/tagPath';
 
 const Paging = Type.Object({
   n: Type.Optional(Type.Integer({ minimum: 0 })),

@@ -3,7 +3,7 @@ import { ShoalError, isShoalError, parseDigest } from '../../../domain';
 import { owners as ownersOf, rankMembers } from '../../../domain/placement';
 import type { RingMemberDoc } from '../../../projections';
 import { placementPartitions, placementProjection } from '../../../projections';
-import { parseSessionId } from '../sessionId';
+import { parseSessionId } from './sessionId';
 import type { BlobAccess } from './blobAccess';
 import type { OriginClient } from './originClient';
 import { createOriginClient } from './originClient';
