@@ -1,5 +1,5 @@
 // Lint rules. The one that matters most: domain/ and projections/ do no I/O, so they may not
-// import Node's built-ins, servers, vendor clients or loggers (CONVENTIONS.md, "Where things live").
+// import Node's built-ins, servers, vendor clients or loggers (docs/architecture.md, "Layers").
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 

@@ -1,4 +1,4 @@
-// Three tiers by file suffix (see CONVENTIONS.md): unit (pure), int (one real dependency),
+// Three tiers by file suffix (see the README, "Development"): unit (pure), int (one real dependency),
 // e2e (composed services, real clients). swc strips types; `npm run typecheck` checks them.
 const transform = { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] };
 const common = {

@@ -28,8 +28,8 @@ import { readSidecar, sidecarHeaderLength, writeSidecar } from './sidecar';
  * Durability: pieces are written without fsync. Every `checkpointIntervalMs` (and on close)
  * a checkpoint fdatasyncs the .part and then writes the bitfield as it was before the sync, in
  * place. So the sidecar on disk only ever names pieces whose bytes reached the disk first, at
- * the cost of one fdatasync per interval instead of one per piece (perf.md: no per-piece
- * fsync); a crash loses at most the last interval's pieces, which are fetched again. Bits only
+ * the cost of one fdatasync per interval instead of one per piece (an fsync per
+ * piece would bound the download rate); a crash loses at most the last interval's pieces, which are fetched again. Bits only
  * go from 0 to 1 between checkpoints, so a torn sidecar write mixes old and new bits, each of
  * which is true. A process crash (kill -9) loses nothing the kernel has: only power loss or a
  * kernel crash reaches the fsync ordering.

@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox';
 
 /**
  * Settings of one blob's scheduler (`p2p.scheduler` in the agent's and the origin seeder's
- * YAML). Defaults follow `../shared/reference/perf.md` §6 and Kraken's tested values; every
+ * YAML). Defaults follow Kraken's tested values and the swarm benchmark (`npm run bench:p2p`); every
  * one is documented here and in the README.
  */
 export const SchedulerConfigSchema = Type.Object(
@@ -75,7 +75,7 @@ export const SchedulerConfigSchema = Type.Object(
       maximum: 1024,
       description:
         'piece uploads in flight per blob; further requests queue (origins: least-sent ' +
-        'pieces first). Few uploads at full rate spread new pieces fastest (perf.md §3 #15), ' +
+        'pieces first). Few uploads at full rate spread new pieces fastest, ' +
         'but each receiver caps its ingress: with 4, an uploader whose few receivers are ' +
         'busy elsewhere idles (bench N=32: η p99 0.62 with 4, 0.89 with 16)',
     }),

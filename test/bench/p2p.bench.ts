@@ -2,7 +2,7 @@
  * `npm run bench:p2p -- --agents N --size BYTES --rate BYTES_PER_S --origin-rate BYTES_PER_S
  *  [--layers K] [--baseline-size BYTES] [--no-baseline] [--json]`
  *
- * Efficiency of the swarm against the physical bound (`../shared/reference/perf.md`). Starts
+ * Efficiency of the swarm against the physical bound (T_bound, below). Starts
  * an origin (its seeder limited to `--origin-rate`), a tracker and N agents (each limited to
  * `--rate` in and out) as separate processes on loopback — spawning is not timed — stores
  * `--size` bytes of random content as K blobs on the origin, and has every agent fetch all of

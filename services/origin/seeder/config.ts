@@ -31,7 +31,7 @@ export const SeederConfigSchema = Type.Object(
         maxConnections: Type.Integer({
           default: 64,
           minimum: 1,
-          description: 'most agents connected per blob (origins feed many: perf.md §3 #8)',
+          description: 'most agents connected per blob (an origin feeds many agents at once)',
         }),
         maxUploads: Type.Integer({
           default: 8,
