@@ -1,6 +1,6 @@
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
-import { ShoalError, mediaTypes } from '../../domain';
+import { ShoalError } from '../../domain';
 import type { ResponseHeaders } from '../../kit/http/transport';
 
 /*
@@ -26,14 +26,6 @@ export type Challenge = {
   readonly scheme: 'basic' | 'bearer';
   readonly params: Readonly<Record<string, string>>;
 };
-
-/** Every manifest media type Shoal serves, for `Accept` on manifest requests. */
-export const manifestAccept = [
-  mediaTypes.ociIndex,
-  mediaTypes.ociManifest,
-  mediaTypes.dockerManifestList,
-  mediaTypes.dockerManifest,
-].join(', ');
 
 /** Parses `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` (one challenge). */
 export const parseChallenge = (header: string | undefined): Challenge | undefined => {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
 import type { Digest } from '../../domain';
-import { ShoalError, digestAlgorithm, errorCodes, truncate } from '../../domain';
+import { ShoalError, digestAlgorithm, errorCodes, manifestAccept, truncate } from '../../domain';
 import type { ErrorCode } from '../../domain';
 import {
   HttpExchangeError,
@@ -10,7 +10,7 @@ import {
   readBody,
 } from '../../kit/http/transport';
 import type { BufferedResponse, RegistryCredential } from './registryAuth';
-import { createRegistryAuth, manifestAccept, parseOciError } from './registryAuth';
+import { createRegistryAuth, parseOciError } from './registryAuth';
 
 /**
  * A client of the OCI Distribution API for pushing to another registry — a Shoal proxy, the

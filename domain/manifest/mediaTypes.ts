@@ -10,6 +10,14 @@ export const mediaTypes = {
   ociEmpty: 'application/vnd.oci.empty.v1+json',
 } as const;
 
+/** Every manifest media type Shoal serves, for `Accept` on manifest requests. */
+export const manifestAccept = [
+  mediaTypes.ociIndex,
+  mediaTypes.ociManifest,
+  mediaTypes.dockerManifestList,
+  mediaTypes.dockerManifest,
+].join(', ');
+
 export type ManifestKind = 'image' | 'index';
 
 /** Whether a media type names an image manifest (config + layers) or an index (manifests). */

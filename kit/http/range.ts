@@ -85,6 +85,28 @@ export const parseRangeWithin = (
 };
 
 /**
+ * What an answer's `Content-Range` says it carries: `bytes <start>-<end>/<size>`, `size`
+ * undefined when the server writes `*`. Undefined when the header is absent or not that.
+ */
+export const parseServedRange = (
+  value: string | undefined,
+): { start: number; end: number; size?: number } | undefined => {
+  const match = /^bytes (\d{1,15})-(\d{1,15})\/(\d{1,15}|\*)$/.exec((value ?? '').trim());
+  if (match === null) return undefined;
+  return {
+    start: Number(match[1]),
+    end: Number(match[2]),
+    ...(match[3] !== '*' && { size: Number(match[3]) }),
+  };
+};
+
+/** The size a 416 answer names in `Content-Range: bytes *\/<size>`, if it names one. */
+export const unsatisfiedRangeSize = (value: string | undefined): number | undefined => {
+  const size = /^bytes \*\/(\d{1,15})$/.exec((value ?? '').trim())?.[1];
+  return size === undefined ? undefined : Number(size);
+};
+
+/**
  * Where an upload chunk claims to start and end, from `Content-Range` (`<start>-<end>` as OCI
  * sends it, or `bytes <start>-<end>/<total|*>`). `RANGE_INVALID` when it cannot be read.
  */

@@ -1,4 +1,11 @@
-import { absoluteRange, parseContentRange, parseRangeHeader, parseRangeWithin } from './range';
+import {
+  absoluteRange,
+  parseContentRange,
+  parseRangeHeader,
+  parseRangeWithin,
+  parseServedRange,
+  unsatisfiedRangeSize,
+} from './range';
 
 describe('Range header', () => {
   it('parses single byte ranges', () => {
@@ -67,6 +74,23 @@ describe('Content-Range header', () => {
       expect(() => parseContentRange(value)).toThrow(
         expect.objectContaining({ code: 'RANGE_INVALID' }),
       );
+    }
+  });
+});
+
+describe("an answer's Content-Range", () => {
+  it('reads the range served and the size, when the server names it', () => {
+    expect(parseServedRange('bytes 0-9/1234')).toEqual({ start: 0, end: 9, size: 1234 });
+    expect(parseServedRange('bytes 100-199/*')).toEqual({ start: 100, end: 199 });
+    for (const value of [undefined, '', '0-9', 'bytes 0-9', 'bytes */1234', 'items 0-9/10']) {
+      expect(parseServedRange(value)).toBeUndefined();
+    }
+  });
+
+  it("reads the size of a 416's unsatisfied range", () => {
+    expect(unsatisfiedRangeSize('bytes */1234')).toBe(1234);
+    for (const value of [undefined, 'bytes 0-9/1234', 'bytes */*']) {
+      expect(unsatisfiedRangeSize(value)).toBeUndefined();
     }
   });
 });

@@ -23,6 +23,7 @@ import {
   sliceBody,
   unavailableStatuses,
 } from '../../../kit/http/transport';
+import { parseServedRange, unsatisfiedRangeSize } from '../../../kit/http/range';
 import type { IndexEntry } from './directoryIndex';
 import { listIndex } from './directoryIndex';
 
@@ -203,16 +204,16 @@ export const createHttpBlobStore = (options: HttpBlobStoreOptions): BlobStore =>
       try {
         if (isMissing(res, url)) throw unknown(name);
         if (status === 416) {
-          const size = /^bytes \*\/(\d+)$/.exec(headerOf(res.headers, 'content-range') ?? '')?.[1];
-          if (size !== undefined) orThrow(resolveRange(Number(size), range));
+          const size = unsatisfiedRangeSize(headerOf(res.headers, 'content-range'));
+          if (size !== undefined) orThrow(resolveRange(size, range));
           throw new ShoalError(
             'RANGE_INVALID',
             `range ${headers.range} of ${name} is unsatisfiable`,
           );
         }
         if (status === 206 && range !== undefined) {
-          const served = parseContentRange(headerOf(res.headers, 'content-range'));
-          if (served === undefined)
+          const served = parseServedRange(headerOf(res.headers, 'content-range'));
+          if (served?.size === undefined)
             throw unavailable(url, 'GET answered 206 without a Content-Range');
           const wanted = orThrow(resolveRange(served.size, range));
           if (served.start !== wanted.start || served.end < wanted.end) {
@@ -355,12 +356,6 @@ const checkUrl = (url: string, field: string) => {
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new ShoalError('CONFIG_INVALID', `http backend: ${field} "${url}" is not http(s)`);
   }
-};
-
-const parseContentRange = (value: string | undefined) => {
-  const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(value ?? '');
-  if (!match) return undefined;
-  return { start: Number(match[1]), end: Number(match[2]), size: Number(match[3]) };
 };
 
 /** Not there: 404/410, or a redirect to the same path as a directory (nginx's answer). */

@@ -4,6 +4,7 @@ import {
   ShoalError,
   digestAlgorithm,
   digestOfObjectName,
+  manifestAccept,
   orThrow,
   parseDigest,
   parseObjectName,
@@ -22,7 +23,7 @@ import {
   readBody,
   sliceBody,
 } from '../../../kit/http/transport';
-import { manifestAccept } from '../../registry/registryAuth';
+import { parseServedRange } from '../../../kit/http/range';
 import { mediaTypeOf, relay, verifying } from './bodies';
 import type {
   RegistryBlobStore,
@@ -218,10 +219,8 @@ export const createRegistryBlobStore = (
       }
       const partial = response.status === 206;
       if (partial) {
-        const match = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(
-          headerOf(response.headers, 'content-range') ?? '',
-        );
-        if (match === null || Number(match[1]) !== start || Number(match[2]) !== end) {
+        const served = parseServedRange(headerOf(response.headers, 'content-range'));
+        if (served === undefined || served.start !== start || served.end !== end) {
           drop(response.body);
           throw new ShoalError(
             'STORAGE_UNAVAILABLE',

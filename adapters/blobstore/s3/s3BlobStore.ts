@@ -12,6 +12,7 @@ import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import type { BlobStore, ByteRange, ByteSource, ObjectRead, ObjectStat } from '../../../domain';
 import { ShoalError, isShoalError, orThrow, parseObjectName, resolveRange } from '../../../domain';
+import { parseServedRange } from '../../../kit/http/range';
 import { uploadObject } from './uploadObject';
 
 const MiB = 1024 * 1024;
@@ -206,7 +207,7 @@ export const createS3BlobStore = (
       }
       const body = out.Body as Readable | undefined;
       const total =
-        sizeFromContentRange(out.ContentRange) ??
+        parseServedRange(out.ContentRange)?.size ??
         (range === undefined ? out.ContentLength : undefined);
       if (body === undefined || total === undefined) {
         body?.destroy();
@@ -418,12 +419,6 @@ const wellFormed = ({ start, end }: ByteRange) =>
   Number.isSafeInteger(start) &&
   start >= 0 &&
   (end === undefined || (Number.isSafeInteger(end) && end >= start));
-
-/** The total size from `Content-Range: bytes 0-9/1234`. */
-const sizeFromContentRange = (header: string | undefined): number | undefined => {
-  const total = header === undefined ? undefined : /\/(\d+)\s*$/.exec(header)?.[1];
-  return total === undefined ? undefined : Number(total);
-};
 
 type SdkError = {
   name?: string;

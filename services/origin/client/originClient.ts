@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import type { ByteRange, ErrorCode, Position } from '../../../domain';
 import { ShoalError, isShoalError } from '../../../domain';
 import type { HttpResponse } from '../../../kit/http/transport';
+import { parseServedRange } from '../../../kit/http/range';
 import { discard, drop, headerOf, readBody, sliceBody } from '../../../kit/http/transport';
 import type { Metainfo } from '../../../p2p/metainfo';
 import { positionHeaders } from '../../shared/http';
@@ -128,14 +129,6 @@ const blobPath = (digest: string) => `/internal/blobs/${encodeURIComponent(diges
 const positionOf = (response: HttpResponse): Position | undefined => {
   const raw = headerOf(response.headers, positionHeaders.written);
   return raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : undefined;
-};
-
-/** Parses `Content-Range: bytes start-end/size`. */
-const contentRange = (response: HttpResponse) => {
-  const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(
-    headerOf(response.headers, 'content-range') ?? '',
-  );
-  return match && { start: Number(match[1]), end: Number(match[2]), size: Number(match[3]) };
 };
 
 /** Manifests are at most 4 MiB; an answer past this is not one. */
@@ -266,12 +259,12 @@ export const createOriginClient = (
       });
       let served: { start: number; end: number; size: number };
       if (response.status === 206) {
-        const parsed = contentRange(response);
-        if (parsed === null) {
+        const parsed = parseServedRange(headerOf(response.headers, 'content-range'));
+        if (parsed?.size === undefined) {
           drop(response.body);
           throw new ShoalError('INTERNAL', 'partial answer without a valid Content-Range');
         }
-        served = parsed;
+        served = { start: parsed.start, end: parsed.end, size: parsed.size };
       } else {
         const size = lengthOf(response);
         served = { start: 0, end: size - 1, size };
