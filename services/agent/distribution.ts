@@ -1,8 +1,18 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Digest, RepoName } from '../../domain';
-import { ShoalError, isShoalError, orThrow, parseDigest, parseTag } from '../../domain';
+import {
+  ShoalError,
+  isShoalError,
+  manifestAccept,
+  mediaTypes,
+  orThrow,
+  parseDigest,
+  parseTag,
+} from '../../domain';
+import { headerOf, readBody } from '../../kit/http/transport';
 import type { TagApi } from '../build-index/client/tagApi';
+import { createServiceClient } from '../shared/httpClient';
 import { createManifestCache } from '../shared/oci/manifestCache';
 import type { BlobFetcher } from './blobFetcher';
 
@@ -11,14 +21,6 @@ export type Manifest = {
   readonly mediaType: string;
   readonly bytes: Buffer;
 };
-
-const manifestTypes = [
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.oci.artifact.manifest.v1+json',
-];
 
 const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
@@ -30,11 +32,14 @@ const mediaTypeOf = (bytes: Buffer): string => {
       manifests?: unknown;
     };
     if (typeof parsed.mediaType === 'string') return parsed.mediaType;
-    return Array.isArray(parsed.manifests) ? manifestTypes[0]! : manifestTypes[1]!;
+    return Array.isArray(parsed.manifests) ? mediaTypes.ociIndex : mediaTypes.ociManifest;
   } catch {
     throw new ShoalError('MANIFEST_INVALID', 'manifest is not JSON');
   }
 };
+
+/** Largest manifest read from the proxy: the most a proxy may be configured to accept. */
+const maxManifestBytes = 64 * 1024 * 1024;
 
 /** Memory for manifests read recently (content addressed, least recently used dropped). */
 const defaultManifestCacheBytes = 64 * 1024 * 1024;
@@ -55,7 +60,12 @@ export const createAgentDistribution = (deps: {
   const manifests = createManifestCache<Manifest>(
     deps.manifestCacheBytes ?? defaultManifestCacheBytes,
   );
-  const proxy = deps.proxyUrl.replace(/\/+$/, '');
+  // The proxy is a Shoal service: its client (on the kit's transport) gives the timeouts,
+  // and a proxy it cannot reach is SERVICE_UNAVAILABLE.
+  const proxy =
+    deps.proxyUrl === ''
+      ? undefined
+      : createServiceClient(deps.proxyUrl, { timeoutMs: deps.timeoutMs ?? 30_000 });
 
   const tagApi = (): TagApi => {
     if (deps.tags === undefined) {
@@ -64,28 +74,31 @@ export const createAgentDistribution = (deps: {
     return deps.tags;
   };
 
-  const fromProxy = async (repo: RepoName, digest: Digest): Promise<Manifest> => {
-    let response: Response;
-    try {
-      response = await fetch(`${proxy}/v2/${repo}/manifests/${digest}`, {
-        headers: { accept: manifestTypes.join(', ') },
-        signal: AbortSignal.timeout(deps.timeoutMs ?? 30_000),
-      });
-    } catch (error) {
-      throw new ShoalError('SERVICE_UNAVAILABLE', `cannot reach the proxy: ${String(error)}`);
-    }
-    const bytes = Buffer.from(await response.arrayBuffer());
+  const fromProxy = async (
+    client: NonNullable<typeof proxy>,
+    repo: RepoName,
+    digest: Digest,
+  ): Promise<Manifest> => {
+    const response = await client.request({
+      method: 'GET',
+      path: `/v2/${repo}/manifests/${digest}`,
+      headers: { accept: manifestAccept },
+    });
+    const { bytes, truncated } = await readBody(response.body, maxManifestBytes);
     if (response.status === 404) {
       throw new ShoalError('MANIFEST_UNKNOWN', `manifest ${digest} is not in ${repo}`);
     }
-    if (!response.ok) {
+    if (response.status < 200 || response.status >= 300) {
       throw new ShoalError('SERVICE_UNAVAILABLE', `proxy answered ${response.status}`);
     }
-    return {
-      digest,
-      bytes,
-      mediaType: response.headers.get('content-type')?.split(';')[0]?.trim() || mediaTypeOf(bytes),
-    };
+    if (truncated) {
+      throw new ShoalError(
+        'MANIFEST_INVALID',
+        `manifest ${digest} is over ${maxManifestBytes} bytes`,
+      );
+    }
+    const contentType = headerOf(response.headers, 'content-type')?.split(';')[0]?.trim();
+    return { digest, bytes, mediaType: contentType || mediaTypeOf(bytes) };
   };
 
   const fromSwarm = async (digest: Digest): Promise<Manifest> => {
@@ -106,7 +119,8 @@ export const createAgentDistribution = (deps: {
   const manifestByDigest = async (repo: RepoName, digest: Digest): Promise<Manifest> => {
     const cached = manifests.get(digest);
     if (cached !== undefined) return cached;
-    const manifest = proxy === '' ? await fromSwarm(digest) : await fromProxy(repo, digest);
+    const manifest =
+      proxy === undefined ? await fromSwarm(digest) : await fromProxy(proxy, repo, digest);
     if (sha256(manifest.bytes) !== digest) {
       throw new ShoalError('MANIFEST_INVALID', `manifest bytes do not match ${digest}`);
     }
@@ -125,6 +139,10 @@ export const createAgentDistribution = (deps: {
     },
     tags: (repo: RepoName, paging: { n?: number; last?: string }) => tagApi().list(repo, paging),
     catalog: (paging: { n?: number; last?: string }) => tagApi().catalog(paging),
+    /** Closes the connections to the proxy. */
+    close: async (): Promise<void> => {
+      await proxy?.close();
+    },
   };
 };
 

@@ -140,6 +140,7 @@ export const startAgent = async (deps: {
   try {
     await app.listen({ host: config.listen.host, port: config.listen.port });
   } catch (error) {
+    await distribution.close();
     await host.close();
     throw error;
   }
@@ -160,6 +161,7 @@ export const startAgent = async (deps: {
         clearInterval(reap);
         clearTimeout(force);
       }
+      await distribution.close();
       await host.close();
     },
   };
