@@ -1,19 +1,9 @@
+import type { Announcement } from '../../p2p/swarm';
 import type { Logger } from '../shared/logger';
 import type { OriginDirectory } from './originDirectory';
 import type { HandoutPeer, PeerStore } from './peerStore';
 
 export type AnnounceResult = { readonly peers: HandoutPeer[]; readonly intervalMs: number };
-
-export type AnnounceRequest = {
-  readonly infoHash: string;
-  readonly digest: string;
-  readonly peerId: string;
-  readonly address: string;
-  readonly complete: boolean;
-  readonly have: number;
-  readonly origin: boolean;
-  readonly stopped?: boolean;
-};
 
 /**
  * Handles one announce: records the peer, and answers an incomplete agent with a random
@@ -44,7 +34,7 @@ export const createAnnounceHandler = (deps: {
 
   const needsOrigins = (completeAgents: number) => completeAgents < config.originsBelowComplete;
 
-  const joinOrigins = (request: AnnounceRequest): Promise<void> => {
+  const joinOrigins = (request: Announcement): Promise<void> => {
     let pending = joining.get(request.infoHash);
     if (pending !== undefined) return pending;
     const last = lastJoin.get(request.infoHash);
@@ -76,7 +66,7 @@ export const createAnnounceHandler = (deps: {
   const withTimeout = (work: Promise<void>, ms: number) =>
     Promise.race([work, new Promise<void>((resolve) => setTimeout(resolve, ms).unref())]);
 
-  return async (request: AnnounceRequest): Promise<AnnounceResult> => {
+  return async (request: Announcement): Promise<AnnounceResult> => {
     peers.announce(request.infoHash, request);
     if (request.stopped) return { peers: [], intervalMs: config.intervalMs };
     if (request.complete) return { peers: [], intervalMs: config.intervalMs };

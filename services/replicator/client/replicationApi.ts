@@ -27,14 +27,11 @@ export type InFlightChange = {
 /** A rule as the rules API answers it: the projection's document. */
 export type RuleView = ReplicationRuleDoc;
 
-/** Where one rule's destination stands. */
-export type RuleStatus = {
-  readonly id: string;
-  readonly name?: string;
-  readonly repoPattern: string;
-  readonly tagPattern: string;
-  readonly destination: string;
-  readonly backfill: boolean;
+/** Where one rule's destination stands: the rule as the projection has it, and its progress. */
+export type RuleStatus = Pick<
+  ReplicationRuleDoc,
+  'id' | 'name' | 'repoPattern' | 'tagPattern' | 'destination' | 'backfill'
+> & {
   readonly state: 'caught-up' | 'replicating' | 'retrying' | 'standby' | 'not-running' | 'removed';
   /** Recorded position: every matching change up to here is replicated or given up. */
   readonly lastPosition: Position;
