@@ -94,6 +94,19 @@ export const createRegistryBlobStore = (
     }),
   });
 
+  /** Read-only: puts, deletes and listings are refused (a bad object name as such first). */
+  const refuseWrites = {
+    put: async (objectName: string): Promise<never> => {
+      orThrow(parseObjectName(objectName));
+      return unsupported('store objects');
+    },
+    delete: async (objectName: string): Promise<never> => {
+      orThrow(parseObjectName(objectName));
+      return unsupported('delete objects');
+    },
+    list: refuseList,
+  };
+
   /** The digest an object name stands for; names with a prefix (`cluster-a/blobs/…`) too. */
   const digestOf = (objectName: string): Digest | undefined => {
     orThrow(parseObjectName(objectName));
@@ -319,15 +332,7 @@ export const createRegistryBlobStore = (
           ? readWhole(objectName, digest)
           : readRange(objectName, digest, range);
       },
-      put: async (objectName) => {
-        orThrow(parseObjectName(objectName));
-        return unsupported('store objects');
-      },
-      delete: async (objectName) => {
-        orThrow(parseObjectName(objectName));
-        return unsupported('delete objects');
-      },
-      list: refuseList,
+      ...refuseWrites,
       fetchManifest,
     };
   };
@@ -343,15 +348,7 @@ export const createRegistryBlobStore = (
       orThrow(parseObjectName(objectName));
       return unscoped();
     },
-    put: async (objectName) => {
-      orThrow(parseObjectName(objectName));
-      return unsupported('store objects');
-    },
-    delete: async (objectName) => {
-      orThrow(parseObjectName(objectName));
-      return unsupported('delete objects');
-    },
-    list: refuseList,
+    ...refuseWrites,
     forRepository: scoped,
     fetchManifest: (repo, reference) => scoped(repo).fetchManifest(reference),
     check: async () => {
