@@ -25,7 +25,13 @@ const cruise = (cwd: string, outputType: 'json' | 'err') =>
       outputType,
       ...folders,
     ],
-    { cwd, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
+    {
+      cwd,
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+      // CI sets FORCE_COLOR; the report is read as text, so it must come without colour codes.
+      env: { ...process.env, FORCE_COLOR: '0', NO_COLOR: '1' },
+    },
   );
 
 describe('the layer rules', () => {
