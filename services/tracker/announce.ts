@@ -1,13 +1,15 @@
 import type { Announcement } from '../../p2p/swarm';
 import type { Logger } from '../shared/logger';
+import type { AnnouncePolicyConfig } from './announcePolicy';
+import { answerAnnounce, wantsOriginJoin } from './announcePolicy';
 import type { OriginDirectory } from './originDirectory';
 import type { HandoutPeer, PeerStore } from './peerStore';
 
 export type AnnounceResult = { readonly peers: HandoutPeer[]; readonly intervalMs: number };
 
 /**
- * Handles one announce: records the peer, and answers an incomplete agent with a random
- * subset of the swarm (origins included while few complete agents exist). When a swarm that
+ * Handles one announce: records the peer, and answers it by the tracker's policy
+ * (`announcePolicy.ts`: a random subset of the swarm, origins while few agents are complete). When a swarm that
  * needs origins has none, the owning origins are asked to join it (at most once per
  * `originJoinRetryMs` per swarm): that is how origins learn a swarm started, and how a
  * swarm re-forms on another tracker after this one's restart or loss.
@@ -17,11 +19,7 @@ export const createAnnounceHandler = (deps: {
   origins: OriginDirectory;
   /** The URL origins announce to. */
   selfUrl: () => string;
-  config: {
-    intervalMs: number;
-    emptyIntervalMs: number;
-    handoutSize: number;
-    originsBelowComplete: number;
+  config: AnnouncePolicyConfig & {
     originJoinTimeoutMs: number;
     originJoinRetryMs: number;
   };
@@ -31,8 +29,6 @@ export const createAnnounceHandler = (deps: {
   const { peers, config } = deps;
   const lastJoin = new Map<string, number>();
   const joining = new Map<string, Promise<void>>();
-
-  const needsOrigins = (completeAgents: number) => completeAgents < config.originsBelowComplete;
 
   const joinOrigins = (request: Announcement): Promise<void> => {
     let pending = joining.get(request.infoHash);
@@ -68,21 +64,9 @@ export const createAnnounceHandler = (deps: {
 
   return async (request: Announcement): Promise<AnnounceResult> => {
     peers.announce(request.infoHash, request);
-    if (request.stopped) return { peers: [], intervalMs: config.intervalMs };
-    if (request.complete) return { peers: [], intervalMs: config.intervalMs };
-    const counts = peers.counts(request.infoHash);
-    if (!request.origin && counts.origins === 0 && needsOrigins(counts.completeAgents)) {
+    if (wantsOriginJoin(peers, request, config)) {
       await withTimeout(joinOrigins(request), config.originJoinTimeoutMs);
     }
-    const handout = peers.handout(
-      request.infoHash,
-      request.peerId,
-      config.handoutSize,
-      needsOrigins,
-    );
-    return {
-      peers: handout,
-      intervalMs: handout.length === 0 ? config.emptyIntervalMs : config.intervalMs,
-    };
+    return answerAnnounce(peers, request, config);
   };
 };
