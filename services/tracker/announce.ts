@@ -1,4 +1,6 @@
 import type { Announcement } from '../../p2p/swarm';
+import type { Timers } from '../../p2p/timers';
+import { systemTimers } from '../../p2p/timers';
 import type { Logger } from '../shared/logger';
 import type { AnnouncePolicyConfig } from './announcePolicy';
 import { answerAnnounce, wantsOriginJoin } from './announcePolicy';
@@ -16,7 +18,8 @@ export type AnnounceResult = { readonly peers: HandoutPeer[]; readonly intervalM
  */
 export const createAnnounceHandler = (deps: {
   peers: PeerStore;
-  origins: OriginDirectory;
+  /** Only `join` is used: asking a blob's owners to join its swarm. */
+  origins: Pick<OriginDirectory, 'join'>;
   /** The URL origins announce to. */
   selfUrl: () => string;
   config: AnnouncePolicyConfig & {
@@ -25,6 +28,8 @@ export const createAnnounceHandler = (deps: {
   };
   now: () => number;
   logger: Logger;
+  /** How long an announce waits for the origins is timed on these (default: the system's). */
+  timers?: Timers;
 }) => {
   const { peers, config } = deps;
   const lastJoin = new Map<string, number>();
@@ -59,8 +64,9 @@ export const createAnnounceHandler = (deps: {
     return pending;
   };
 
+  const timers = deps.timers ?? systemTimers;
   const withTimeout = (work: Promise<void>, ms: number) =>
-    Promise.race([work, new Promise<void>((resolve) => setTimeout(resolve, ms).unref())]);
+    Promise.race([work, new Promise<void>((resolve) => timers.after(ms, resolve))]);
 
   return async (request: Announcement): Promise<AnnounceResult> => {
     peers.announce(request.infoHash, request);
