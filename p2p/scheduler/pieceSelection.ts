@@ -3,9 +3,9 @@
  * the eligible pieces, those with the lowest rank (how many neighbours hold them) first; among
  * equals, uniformly at random (reservoir sampling), so peers that see the same availability
  * still ask for different pieces. Pure: the rank, eligibility and randomness come in.
- * O(count × candidates); count is a pipeline's worth (≤ 64); the candidates are every piece
- * unless the caller narrows them (the pieces a peer has that we lack: few at the start and
- * the end of a download).
+ * Eligibility is asked once per candidate (the candidates are every piece unless the caller
+ * narrows them: the pieces a peer has that we lack); each of the `count` picks (a pipeline's
+ * worth, ≤ 64) then scans the eligible ones.
  */
 export const pickRarest = (input: {
   readonly count: number;
@@ -19,16 +19,21 @@ export const pickRarest = (input: {
   readonly random: () => number;
 }): number[] => {
   const picked: number[] = [];
-  const taken = new Set<number>();
+  if (input.count <= 0) return picked;
   const { candidates } = input;
   const size = candidates === undefined ? input.pieceCount : candidates.length;
+  const pool: number[] = [];
+  for (let i = 0; i < size; i += 1) {
+    const index = candidates === undefined ? i : (candidates[i] as number);
+    if (input.eligible(index)) pool.push(index);
+  }
+  const taken = new Set<number>();
   for (let n = 0; n < input.count; n += 1) {
     let best = -1;
     let bestRank = Number.POSITIVE_INFINITY;
     let ties = 0;
-    for (let i = 0; i < size; i += 1) {
-      const index = candidates === undefined ? i : (candidates[i] as number);
-      if (taken.has(index) || !input.eligible(index)) continue;
+    for (const index of pool) {
+      if (taken.has(index)) continue;
       const rank = input.rank(index);
       if (rank < bestRank) {
         best = index;
