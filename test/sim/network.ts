@@ -89,7 +89,11 @@ export class Network {
   private readonly active: Stream[] = [];
   private stepping = false;
   private refilledAt = 0;
+  private readonly allocator = new IterativeMaxMin();
   private lastStepAt = 0;
+  /** Bytes sent and received per host (payload, whole pieces or not). */
+  readonly sentBy: Float64Array;
+  readonly receivedBy: Float64Array;
   /** Bytes sent across zones, and in all. */
   interZoneBytes = 0;
   totalBytes = 0;
@@ -110,6 +114,8 @@ export class Network {
     this.used = new Float64Array(size);
     this.capNow = new Float64Array(size);
     this.zones = new Int32Array(hosts.length);
+    this.sentBy = new Float64Array(hosts.length);
+    this.receivedBy = new Float64Array(hosts.length);
     hosts.forEach((host, i) => {
       this.cap[i] = host.up / 1000;
       this.cap[hosts.length + i] = host.down / 1000;
@@ -241,7 +247,13 @@ export class Network {
     stream.carried += bytes;
     this.totalBytes += bytes;
     if (stream.resources.length > 2) this.interZoneBytes += bytes;
-    for (const r of stream.resources) this.used[r] = (this.used[r] as number) + bytes;
+    this.sentBy[stream.src] = (this.sentBy[stream.src] as number) + bytes;
+    this.receivedBy[stream.dst] = (this.receivedBy[stream.dst] as number) + bytes;
+    const res = stream.resources;
+    for (let k = 0; k < res.length; k += 1) {
+      const r = res[k] as number;
+      this.used[r] = (this.used[r] as number) + bytes;
+    }
   }
 
   /** Schedules the head's end if it falls before the next step. */
@@ -344,12 +356,18 @@ export class Network {
     const rates =
       this.options.allocation === 'exact'
         ? exactMaxMin(this.capNow, streams)
-        : iterativeMaxMin(this.capNow, streams, this.options.passes);
+        : this.allocator.allocate(this.capNow, streams, this.options.passes);
     this.load.fill(0);
+    const load = this.load;
     for (let f = 0; f < n; f += 1) {
       const stream = streams[f] as Stream;
-      stream.rate = rates[f] as number;
-      for (const r of stream.resources) this.load[r] = (this.load[r] as number) + stream.rate;
+      const rate = rates[f] as number;
+      stream.rate = rate;
+      const res = stream.resources;
+      for (let k = 0; k < res.length; k += 1) {
+        const r = res[k] as number;
+        load[r] = (load[r] as number) + rate;
+      }
     }
   }
 }
@@ -404,69 +422,133 @@ export const exactMaxMin = (cap: Float64Array, flows: readonly Flow[]): Float64A
 };
 
 /**
- * Max-min fairness approximated in `passes` rounds, O(flows) each: every resource shares
- * what its flows limited elsewhere leave among the flows it limits; then every resource that
- * would be overcommitted scales its flows down, so no capacity is ever exceeded.
+ * Max-min fairness approximated in `passes` rounds, O(flows) each, on flat arrays (it runs
+ * over every stream of the fleet each step): every resource shares what its flows limited
+ * elsewhere leave among the flows it limits; then every resource that would be overcommitted
+ * scales its flows down, so no capacity is ever exceeded.
  */
+export class IterativeMaxMin {
+  private size = 0;
+  private a = new Int32Array(0);
+  private b = new Int32Array(0);
+  private c = new Int32Array(0);
+  private d = new Int32Array(0);
+  private rates = new Float64Array(0);
+  private count = new Float64Array(0);
+  private share = new Float64Array(0);
+  private fixedSum = new Float64Array(0);
+  private freeCount = new Float64Array(0);
+
+  allocate(cap: Float64Array, flows: readonly Flow[], passes: number): Float64Array {
+    const n = flows.length;
+    if (n > this.size) {
+      this.size = Math.max(n, 2 * this.size, 1024);
+      this.a = new Int32Array(this.size);
+      this.b = new Int32Array(this.size);
+      this.c = new Int32Array(this.size);
+      this.d = new Int32Array(this.size);
+      this.rates = new Float64Array(this.size);
+    }
+    if (this.count.length !== cap.length) {
+      this.count = new Float64Array(cap.length);
+      this.share = new Float64Array(cap.length);
+      this.fixedSum = new Float64Array(cap.length);
+      this.freeCount = new Float64Array(cap.length);
+    }
+    const { a, b, c, d, rates, count, share, fixedSum, freeCount } = this;
+    count.fill(0);
+    for (let f = 0; f < n; f += 1) {
+      const res = (flows[f] as Flow).resources;
+      const ra = res[0] as number;
+      const rb = res[1] as number;
+      a[f] = ra;
+      b[f] = rb;
+      count[ra] = (count[ra] as number) + 1;
+      count[rb] = (count[rb] as number) + 1;
+      if (res.length > 2) {
+        const rc = res[2] as number;
+        const rd = res[3] as number;
+        c[f] = rc;
+        d[f] = rd;
+        count[rc] = (count[rc] as number) + 1;
+        count[rd] = (count[rd] as number) + 1;
+      } else {
+        c[f] = -1;
+        d[f] = -1;
+      }
+    }
+    const resources = cap.length;
+    for (let r = 0; r < resources; r += 1) {
+      const k = count[r] as number;
+      share[r] = k > 0 ? (cap[r] as number) / k : Infinity;
+    }
+    const assign = () => {
+      for (let f = 0; f < n; f += 1) {
+        let rate = Math.min(share[a[f] as number] as number, share[b[f] as number] as number);
+        const rc = c[f] as number;
+        if (rc >= 0) {
+          rate = Math.min(rate, share[rc] as number, share[d[f] as number] as number);
+        }
+        rates[f] = rate;
+      }
+    };
+    const tally = (r: number, rate: number) => {
+      if (rate < (share[r] as number) * (1 - 1e-9)) fixedSum[r] = (fixedSum[r] as number) + rate;
+      else freeCount[r] = (freeCount[r] as number) + 1;
+    };
+    assign();
+    for (let pass = 0; pass < passes; pass += 1) {
+      fixedSum.fill(0);
+      freeCount.fill(0);
+      for (let f = 0; f < n; f += 1) {
+        const rate = rates[f] as number;
+        tally(a[f] as number, rate);
+        tally(b[f] as number, rate);
+        const rc = c[f] as number;
+        if (rc >= 0) {
+          tally(rc, rate);
+          tally(d[f] as number, rate);
+        }
+      }
+      for (let r = 0; r < resources; r += 1) {
+        if ((count[r] as number) === 0) continue;
+        const free = freeCount[r] as number;
+        share[r] =
+          free > 0 ? Math.max(0, (cap[r] as number) - (fixedSum[r] as number)) / free : Infinity;
+      }
+      assign();
+    }
+    // No resource overcommitted.
+    const load = fixedSum;
+    load.fill(0);
+    for (let f = 0; f < n; f += 1) {
+      const rate = rates[f] as number;
+      load[a[f] as number] = (load[a[f] as number] as number) + rate;
+      load[b[f] as number] = (load[b[f] as number] as number) + rate;
+      const rc = c[f] as number;
+      if (rc >= 0) {
+        load[rc] = (load[rc] as number) + rate;
+        load[d[f] as number] = (load[d[f] as number] as number) + rate;
+      }
+    }
+    const factor = (r: number) => {
+      const l = load[r] as number;
+      const k = cap[r] as number;
+      return l > k ? k / l : 1;
+    };
+    for (let f = 0; f < n; f += 1) {
+      let scale = Math.min(factor(a[f] as number), factor(b[f] as number));
+      const rc = c[f] as number;
+      if (rc >= 0) scale = Math.min(scale, factor(rc), factor(d[f] as number));
+      rates[f] = (rates[f] as number) * scale;
+    }
+    return rates;
+  }
+}
+
+/** The iterative approximation as a function (tests compare it with `exactMaxMin`). */
 export const iterativeMaxMin = (
   cap: Float64Array,
   flows: readonly Flow[],
   passes: number,
-): Float64Array => {
-  const n = flows.length;
-  const rates = new Float64Array(n);
-  const count = new Float64Array(cap.length);
-  const share = new Float64Array(cap.length);
-  const fixedSum = new Float64Array(cap.length);
-  const freeCount = new Float64Array(cap.length);
-  for (let f = 0; f < n; f += 1) {
-    for (const r of (flows[f] as Flow).resources) count[r] = (count[r] as number) + 1;
-  }
-  for (let r = 0; r < cap.length; r += 1) {
-    const c = count[r] as number;
-    share[r] = c > 0 ? (cap[r] as number) / c : Infinity;
-  }
-  const assign = () => {
-    for (let f = 0; f < n; f += 1) {
-      let rate = Infinity;
-      for (const r of (flows[f] as Flow).resources) rate = Math.min(rate, share[r] as number);
-      rates[f] = rate;
-    }
-  };
-  assign();
-  for (let pass = 0; pass < passes; pass += 1) {
-    fixedSum.fill(0);
-    freeCount.fill(0);
-    for (let f = 0; f < n; f += 1) {
-      const rate = rates[f] as number;
-      for (const r of (flows[f] as Flow).resources) {
-        if (rate < (share[r] as number) * (1 - 1e-9)) fixedSum[r] = (fixedSum[r] as number) + rate;
-        else freeCount[r] = (freeCount[r] as number) + 1;
-      }
-    }
-    for (let r = 0; r < cap.length; r += 1) {
-      if ((count[r] as number) === 0) continue;
-      const free = freeCount[r] as number;
-      share[r] =
-        free > 0 ? Math.max(0, (cap[r] as number) - (fixedSum[r] as number)) / free : Infinity;
-    }
-    assign();
-  }
-  // No resource overcommitted.
-  const load = fixedSum;
-  load.fill(0);
-  for (let f = 0; f < n; f += 1) {
-    for (const r of (flows[f] as Flow).resources)
-      load[r] = (load[r] as number) + (rates[f] as number);
-  }
-  for (let f = 0; f < n; f += 1) {
-    let factor = 1;
-    for (const r of (flows[f] as Flow).resources) {
-      const l = load[r] as number;
-      const c = cap[r] as number;
-      if (l > c) factor = Math.min(factor, c / l);
-    }
-    rates[f] = (rates[f] as number) * factor;
-  }
-  return rates;
-};
+): Float64Array => new IterativeMaxMin().allocate(cap, flows, passes).slice(0, flows.length);
