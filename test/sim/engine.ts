@@ -1,5 +1,32 @@
 import type { CancelTimer, Timers } from '../../p2p/timers';
 
+/** Something a message can be delivered to without a closure (the hot path: haves, blocks). */
+export interface Recipient {
+  deliver(kind: number, a: number, b: number): void;
+}
+
+/** One instant's events, in order: closures, or messages for recipients. */
+class Bucket {
+  readonly runs: Array<(() => void) | undefined> = [];
+  readonly to: Array<Recipient | undefined> = [];
+  readonly kinds: number[] = [];
+  readonly as: number[] = [];
+  readonly bs: number[] = [];
+
+  get size(): number {
+    return this.runs.length;
+  }
+
+  run(): void {
+    const { runs, to, kinds, as, bs } = this;
+    for (let i = 0; i < runs.length; i += 1) {
+      const fn = runs[i];
+      if (fn !== undefined) fn();
+      else (to[i] as Recipient).deliver(kinds[i] as number, as[i] as number, bs[i] as number);
+    }
+  }
+}
+
 /**
  * The simulator's clock and event calendar. Time is in milliseconds on a grid of `gridMs`
  * (every event lands on a grid instant, never earlier than asked); events of one instant run
@@ -15,7 +42,7 @@ export class SimEngine {
   /** Distinct instants run so far. */
   instants = 0;
   private tick = 0;
-  private readonly buckets = new Map<number, Array<() => void>>();
+  private readonly buckets = new Map<number, Bucket>();
   private readonly heap = new TickHeap();
   private stopped = false;
 
@@ -30,14 +57,33 @@ export class SimEngine {
 
   /** Runs `run` at `atMs` (on the grid, never before the current instant). */
   at(atMs: number, run: () => void): void {
+    const bucket = this.bucketAt(atMs);
+    bucket.runs.push(run);
+    bucket.to.push(undefined);
+    bucket.kinds.push(0);
+    bucket.as.push(0);
+    bucket.bs.push(0);
+  }
+
+  /** Delivers a message to `to` `ms` from now (`to.deliver(kind, a, b)`). */
+  send(ms: number, to: Recipient, kind: number, a: number, b: number): void {
+    const bucket = this.bucketAt(this.now + ms);
+    bucket.runs.push(undefined);
+    bucket.to.push(to);
+    bucket.kinds.push(kind);
+    bucket.as.push(a);
+    bucket.bs.push(b);
+  }
+
+  private bucketAt(atMs: number): Bucket {
     const tick = Math.max(this.tick, Math.ceil(atMs / this.gridMs - 1e-6));
     let bucket = this.buckets.get(tick);
     if (bucket === undefined) {
-      bucket = [];
+      bucket = new Bucket();
       this.buckets.set(tick, bucket);
       this.heap.push(tick);
     }
-    bucket.push(run);
+    return bucket;
   }
 
   /** Runs `run` `ms` from now. */
@@ -101,10 +147,10 @@ export class SimEngine {
       }
       this.tick = tick;
       this.instants += 1;
-      for (let bucket: Array<() => void> | undefined = first; bucket !== undefined;) {
+      for (let bucket: Bucket | undefined = first; bucket !== undefined;) {
         this.buckets.delete(tick);
-        for (let i = 0; i < bucket.length; i += 1) (bucket[i] as () => void)();
-        this.events += bucket.length;
+        bucket.run();
+        this.events += bucket.size;
         await drainMicrotasks();
         bucket = this.buckets.get(tick);
       }

@@ -24,6 +24,12 @@ export type NetworkOptions = {
   /** Per zone: bytes/s its traffic to (up) and from (down) other zones may use; 0: no cap. */
   readonly zoneUp?: readonly number[];
   readonly zoneDown?: readonly number[];
+  /**
+   * Bytes of a connection's send buffer (the kernel's socket buffers): a response counts as
+   * sent (its upload slot is free) once no more than this is left to deliver; the rest
+   * still reaches the peer at the stream's rate, before the next response. 0: none.
+   */
+  readonly sendBufferBytes?: number;
   /** Exact progressive filling, or `passes` rounds of the iterative approximation. */
   readonly allocation: 'exact' | 'iterative';
   readonly passes: number;
@@ -39,9 +45,20 @@ export interface Response {
   lastEmitAt: number;
   /** Bytes left the sender (the receiver gets them a latency later). */
   onBlock(bytes: number, done: boolean): void;
-  /** The response ended: sent in full, or stopped (cancelled, closed). */
+  /**
+   * The sender is done with the response: all of it written (its tail may still be in the
+   * send buffer), or stopped (cancelled, closed). Called once.
+   */
   onDone(sent: boolean): void;
+  /** Set by the network once `onDone` was called. */
+  released?: boolean;
 }
+
+const release = (response: Response, sent: boolean): void => {
+  if (response.released === true) return;
+  response.released = true;
+  response.onDone(sent);
+};
 
 export class Stream {
   readonly src: number;
@@ -171,16 +188,17 @@ export class Network {
   stop(stream: Stream, response: Response): void {
     const at = stream.queue.indexOf(response);
     if (at < 0) return;
+    if (response.released === true) return;
     if (at > 0) {
       stream.queue.splice(at, 1);
-      response.onDone(false);
+      release(response, false);
       return;
     }
     this.advance(stream, this.engine.now);
     if (response.sent > response.emitted) this.emit(response, false);
     stream.queue.shift();
     stream.version += 1;
-    response.onDone(false);
+    release(response, false);
     this.next(stream);
   }
 
@@ -190,7 +208,7 @@ export class Network {
     this.advance(stream, this.engine.now);
     const queue = stream.queue.splice(0);
     this.deactivate(stream);
-    for (const response of queue) response.onDone(false);
+    for (const response of queue) release(response, false);
   }
 
   private activate(stream: Stream): void {
@@ -256,13 +274,32 @@ export class Network {
     }
   }
 
-  /** Schedules the head's end if it falls before the next step. */
+  /**
+   * Schedules the head's release (its tail fits the send buffer) and its end, when they fall
+   * before the next step.
+   */
   private scheduleHead(stream: Stream): void {
     const head = stream.queue[0];
-    if (head === undefined || stream.rate <= 0) return;
-    const end = stream.lastAt + (head.length - head.sent) / stream.rate;
-    if (end > this.lastStepAt + this.options.stepMs) return;
+    if (head === undefined) return;
+    const buffer = this.options.sendBufferBytes ?? 0;
+    if (head.released !== true && head.length - head.sent <= buffer) {
+      release(head, true);
+    }
+    if (stream.rate <= 0) return;
+    const horizon = this.lastStepAt + this.options.stepMs;
     const version = (stream.version += 1);
+    if (head.released !== true && buffer > 0) {
+      const at = stream.lastAt + (head.length - buffer - head.sent) / stream.rate;
+      if (at <= horizon) {
+        this.engine.at(at, () => {
+          if (stream.version !== version || stream.queue[0] !== head) return;
+          this.advance(stream, this.engine.now);
+          release(head, true);
+        });
+      }
+    }
+    const end = stream.lastAt + (head.length - head.sent) / stream.rate;
+    if (end > horizon) return;
     this.engine.at(end, () => {
       if (stream.version === version) this.finish(stream);
     });
@@ -274,7 +311,7 @@ export class Network {
     this.carry(stream, head, head.length - head.sent);
     this.emit(head, true);
     stream.queue.shift();
-    head.onDone(true);
+    release(head, true);
     this.next(stream);
   }
 

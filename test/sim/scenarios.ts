@@ -33,6 +33,7 @@ const datacenter = (overrides: Partial<NetworkOptions> = {}): NetworkOptions => 
   interZoneLatencyMs: 1,
   allocation: 'iterative',
   passes: 4,
+  sendBufferBytes: 512 * 1024,
   ...overrides,
 });
 
@@ -195,6 +196,7 @@ export const scenarios: Record<ScenarioName, Scenario> = {
             interZoneLatencyMs: 0.5,
             allocation: 'exact',
             passes: 4,
+            sendBufferBytes: 512 * 1024,
           },
           agents: Array.from({ length: hosts }, () => ({
             up: rate,

@@ -12,7 +12,7 @@ import type {
 } from '../../p2p/wire';
 import { isRequestErrorCode, wireErrorCodes } from '../../p2p/wire';
 import type { Bitfield } from '../../p2p/wire';
-import type { SimEngine } from './engine';
+import type { Recipient, SimEngine } from './engine';
 import type { Network, Response, Stream } from './network';
 
 /*
@@ -53,7 +53,14 @@ export type SimResolver = (remote: {
 /** What both ends of a link share. */
 export type LinkContext = { readonly engine: SimEngine; readonly network: Network };
 
-export class SimConnection implements WireConnection {
+/** Messages delivered without a closure (`SimConnection.deliver`). */
+const HAVE = 1;
+const REQUEST = 2;
+const CANCEL = 3;
+const BLOCK = 4;
+const LAST_BLOCK = 5;
+
+export class SimConnection implements WireConnection, Recipient {
   readonly host: number;
   readonly remoteHost: number;
   peer!: SimConnection;
@@ -145,6 +152,32 @@ export class SimConnection implements WireConnection {
     });
   }
 
+  /** The frequent messages, as (kind, a, b) without a closure. */
+  private post(kind: number, a: number, b: number): void {
+    this.context.engine.send(this.latency, this.peer, kind, a, b);
+  }
+
+  deliver(kind: number, a: number, b: number): void {
+    if (this.phase === 'closed') return;
+    switch (kind) {
+      case HAVE:
+        this.onHave(a);
+        return;
+      case REQUEST:
+        this.onRequest(a, b);
+        return;
+      case CANCEL:
+        this.onCancel(a);
+        return;
+      case BLOCK:
+        this.onPiece(a, b, false);
+        return;
+      case LAST_BLOCK:
+        this.onPiece(a, b, true);
+        return;
+    }
+  }
+
   // --- handshake -------------------------------------------------------------------------------
 
   handshake(
@@ -233,7 +266,7 @@ export class SimConnection implements WireConnection {
 
   sendHave(index: number): boolean {
     if (!this.isOpen || !this.inRange(index)) return false;
-    this.send((peer) => peer.onHave(index));
+    this.post(HAVE, index, 0);
     return true;
   }
 
@@ -259,10 +292,12 @@ export class SimConnection implements WireConnection {
 
   request(index: number, begin = 0, length?: number): boolean {
     if (!this.isOpen || !this.inRange(index)) return false;
+    if (begin !== 0) throw new RangeError('SimConnection: only whole pieces are requested');
     const size = length ?? this.pieceSize(index) - begin;
     if (this.outgoing.has(index) || this.outgoing.size >= 64) return false;
+    // Whole pieces only (what the scheduler asks for): the message carries index and length.
     this.outgoing.set(index, { index, begin, length: size, received: 0, cancelled: false });
-    this.send((peer) => peer.onRequest({ index, begin, length: size }));
+    this.post(REQUEST, index, size);
     return true;
   }
 
@@ -270,7 +305,7 @@ export class SimConnection implements WireConnection {
     const request = this.outgoing.get(index);
     if (!this.isOpen || request === undefined || request.cancelled) return false;
     request.cancelled = true;
-    this.send((peer) => peer.onCancel(index));
+    this.post(CANCEL, index, 0);
     return true;
   }
 
@@ -305,10 +340,13 @@ export class SimConnection implements WireConnection {
 
   // --- the peer's requests ---------------------------------------------------------------------
 
-  private onRequest(request: PieceRequest): void {
-    if (!this.isOpen || this.incoming.has(request.index)) return;
-    this.incoming.set(request.index, {
-      ...request,
+  private onRequest(index: number, length: number): void {
+    if (!this.isOpen || this.incoming.has(index)) return;
+    const request: PieceRequest = { index, begin: 0, length };
+    this.incoming.set(index, {
+      index,
+      begin: 0,
+      length,
       state: 'open',
       cancelled: false,
       response: undefined,
@@ -339,10 +377,11 @@ export class SimConnection implements WireConnection {
         sent: 0,
         emitted: 0,
         lastEmitAt: 0,
-        onBlock: (bytes, done) => this.send((peer) => peer.onPiece(index, bytes, done)),
+        onBlock: (bytes, done) => this.post(done ? LAST_BLOCK : BLOCK, index, bytes),
         onDone: (sent) => {
           request.response = undefined;
           if (sent) {
+            // The tail may still be in the send buffer: it arrives, a cancel no longer stops it.
             request.state = 'answered';
             if (this.incoming.get(index) === request) this.incoming.delete(index);
           } else if (request.cancelled && this.isOpen) {
