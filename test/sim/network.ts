@@ -9,8 +9,11 @@ import type { SimEngine } from './engine';
  * host's connections, and a work-conserving token bucket). Rates are recomputed for every
  * stream each `stepMs`; between steps a stream keeps its rate across the pieces it sends, a
  * stream that becomes busy takes what its hosts have free, and a piece ends at its exact
- * time. Pieces reach the receiver as blocks: one within a step of the start, then at least
- * every `blockEveryMs`, and the last at the end.
+ * time. A response reaches the receiver as blocks: the last at its end, and one every
+ * `blockEveryMs` before that when it takes longer.
+ *
+ * Streams live in typed arrays (a slot each): a step touches every busy stream of the
+ * fleet, and objects scattered in memory made it the simulator's bottleneck.
  */
 
 export type NetworkOptions = {
@@ -35,14 +38,9 @@ export type NetworkOptions = {
   readonly passes: number;
 };
 
-/** One answer being sent on a stream. */
+/** One answer to send on a stream. */
 export interface Response {
   readonly length: number;
-  /** Bytes sent so far (kept by the network). */
-  sent: number;
-  /** Bytes already handed over as blocks. */
-  emitted: number;
-  lastEmitAt: number;
   /** Bytes left the sender (the receiver gets them a latency later). */
   onBlock(bytes: number, done: boolean): void;
   /**
@@ -50,32 +48,22 @@ export interface Response {
    * send buffer), or stopped (cancelled, closed). Called once.
    */
   onDone(sent: boolean): void;
-  /** Set by the network once `onDone` was called. */
-  released?: boolean;
 }
 
-const release = (response: Response, sent: boolean): void => {
-  if (response.released === true) return;
-  response.released = true;
-  response.onDone(sent);
-};
-
+/** One direction of a connection: the responses it carries, in order. */
 export class Stream {
+  readonly slot: number;
   readonly src: number;
   readonly dst: number;
-  readonly resources: Int32Array;
   readonly queue: Response[] = [];
-  rate = 0;
-  lastAt = 0;
-  version = 0;
-  activeIndex = -1;
-  /** Bytes this stream carried (responses, whole or in part). */
-  carried = 0;
+  /** Whether the head's `onDone` was called. */
+  released = false;
+  closed = false;
 
-  constructor(src: number, dst: number, resources: Int32Array) {
+  constructor(slot: number, src: number, dst: number) {
+    this.slot = slot;
     this.src = src;
     this.dst = dst;
-    this.resources = resources;
   }
 }
 
@@ -94,7 +82,7 @@ export class Network {
   private readonly engine: SimEngine;
   private readonly hostCount: number;
   private readonly zoneCount: number;
-  /** Capacity per resource, bytes per ms: hosts' up, hosts' down, zones' up, zones' down. */
+  /** Per resource (hosts' up, hosts' down, zones' up, zones' down), bytes per ms. */
   private readonly cap: Float64Array;
   private readonly load: Float64Array;
   /** Token buckets per resource: tokens now, the most they hold, bytes used since the step. */
@@ -103,11 +91,30 @@ export class Network {
   private readonly used: Float64Array;
   private readonly capNow: Float64Array;
   private readonly zones: Int32Array;
-  private readonly active: Stream[] = [];
+  // Streams, by slot.
+  private slots = 0;
+  private objects: Array<Stream | undefined> = [];
+  private freeSlots: number[] = [];
+  private rate = new Float64Array(0);
+  private lastAt = new Float64Array(0);
+  /** The head response: its length, bytes sent, bytes handed over as blocks, when last. */
+  private length = new Float64Array(0);
+  private sent = new Float64Array(0);
+  private emitted = new Float64Array(0);
+  private lastEmit = new Float64Array(0);
+  private version = new Int32Array(0);
+  /** Resources of each stream: its sender's up, its receiver's down, zone links or −1. */
+  private ra = new Int32Array(0);
+  private rb = new Int32Array(0);
+  private rc = new Int32Array(0);
+  private rd = new Int32Array(0);
+  private activeAt = new Int32Array(0);
+  private active = new Int32Array(1024);
+  private activeCount = 0;
   private stepping = false;
+  private lastStepAt = 0;
   private refilledAt = 0;
   private readonly allocator = new IterativeMaxMin();
-  private lastStepAt = 0;
   /** Bytes sent and received per host (payload, whole pieces or not). */
   readonly sentBy: Float64Array;
   readonly receivedBy: Float64Array;
@@ -140,20 +147,16 @@ export class Network {
       this.burst[hosts.length + i] = host.burstDown;
       this.zones[i] = host.zone;
     });
-    // Buckets start full, as the agents' do.
-    this.tokens.set(this.burst);
     for (let z = 0; z < zoneCount; z += 1) {
       const up = options.zoneUp?.[z] ?? 0;
       const down = options.zoneDown?.[z] ?? 0;
       this.cap[2 * hosts.length + z] = up > 0 ? up / 1000 : Infinity;
       this.cap[2 * hosts.length + zoneCount + z] = down > 0 ? down / 1000 : Infinity;
     }
-  }
-
-  /** Changes a host's capacities from now on (bytes/s). */
-  setCapacity(host: number, up: number, down: number): void {
-    this.cap[host] = up / 1000;
-    this.cap[this.hostCount + host] = down / 1000;
+    // Buckets start full, as the agents' do.
+    this.tokens.set(this.burst);
+    this.capNow.set(this.cap);
+    this.grow(1024);
   }
 
   zoneOf(host: number): number {
@@ -168,197 +171,314 @@ export class Network {
 
   /** A stream from `src` to `dst` (one direction of a connection). */
   stream(src: number, dst: number): Stream {
+    const slot = this.freeSlots.pop() ?? this.newSlot();
     const zs = this.zoneOf(src);
     const zd = this.zoneOf(dst);
     const h = this.hostCount;
-    const resources =
-      zs === zd
-        ? Int32Array.of(src, h + dst)
-        : Int32Array.of(src, h + dst, 2 * h + zs, 2 * h + this.zoneCount + zd);
-    return new Stream(src, dst, resources);
+    this.ra[slot] = src;
+    this.rb[slot] = h + dst;
+    this.rc[slot] = zs === zd ? -1 : 2 * h + zs;
+    this.rd[slot] = zs === zd ? -1 : 2 * h + this.zoneCount + zd;
+    this.rate[slot] = 0;
+    this.activeAt[slot] = -1;
+    this.version[slot] = (this.version[slot] as number) + 1;
+    const stream = new Stream(slot, src, dst);
+    this.objects[slot] = stream;
+    return stream;
   }
 
   /** Queues a response on a stream; it starts when the ones before it are sent. */
   send(stream: Stream, response: Response): void {
+    if (stream.closed) {
+      response.onDone(false);
+      return;
+    }
     stream.queue.push(response);
-    if (stream.queue.length === 1) this.activate(stream);
+    if (stream.queue.length === 1) {
+      this.startHead(stream);
+      this.activate(stream.slot);
+    }
   }
 
-  /** Stops a response (cancelled): sent bytes so far are handed over, the rest never sent. */
+  /** Stops a response (cancelled): bytes sent so far are handed over, the rest never sent. */
   stop(stream: Stream, response: Response): void {
     const at = stream.queue.indexOf(response);
     if (at < 0) return;
-    if (response.released === true) return;
     if (at > 0) {
       stream.queue.splice(at, 1);
-      release(response, false);
+      response.onDone(false);
       return;
     }
-    this.advance(stream, this.engine.now);
-    if (response.sent > response.emitted) this.emit(response, false);
+    if (stream.released) return;
+    const slot = stream.slot;
+    this.advance(slot, this.engine.now);
+    if ((this.sent[slot] as number) > (this.emitted[slot] as number)) this.emit(stream, false);
     stream.queue.shift();
-    stream.version += 1;
-    release(response, false);
+    stream.released = true;
+    response.onDone(false);
     this.next(stream);
   }
 
-  /** The connection closed: every queued response ends unsent. */
+  /** The connection closed: every queued response ends unsent; the stream is gone. */
   close(stream: Stream): void {
-    if (stream.queue.length === 0) return;
-    this.advance(stream, this.engine.now);
+    if (stream.closed) return;
+    stream.closed = true;
+    const slot = stream.slot;
+    if (stream.queue.length > 0) this.advance(slot, this.engine.now);
+    this.deactivate(slot);
     const queue = stream.queue.splice(0);
-    this.deactivate(stream);
-    for (const response of queue) release(response, false);
+    if (queue.length > 0 && stream.released) queue.shift();
+    for (const response of queue) response.onDone(false);
+    this.objects[slot] = undefined;
+    this.version[slot] = (this.version[slot] as number) + 1;
+    this.freeSlots.push(slot);
   }
 
-  private activate(stream: Stream): void {
+  // --- slots ------------------------------------------------------------------------------------
+
+  private newSlot(): number {
+    if (this.slots === this.rate.length) this.grow(this.rate.length * 2);
+    const slot = this.slots;
+    this.slots += 1;
+    return slot;
+  }
+
+  private grow(size: number): void {
+    const f64 = (old: Float64Array) => {
+      const next = new Float64Array(size);
+      next.set(old);
+      return next;
+    };
+    const i32 = (old: Int32Array) => {
+      const next = new Int32Array(size);
+      next.set(old);
+      return next;
+    };
+    this.rate = f64(this.rate);
+    this.lastAt = f64(this.lastAt);
+    this.length = f64(this.length);
+    this.sent = f64(this.sent);
+    this.emitted = f64(this.emitted);
+    this.lastEmit = f64(this.lastEmit);
+    this.version = i32(this.version);
+    this.ra = i32(this.ra);
+    this.rb = i32(this.rb);
+    this.rc = i32(this.rc);
+    this.rd = i32(this.rd);
+    this.activeAt = i32(this.activeAt);
+  }
+
+  private startHead(stream: Stream): void {
+    const slot = stream.slot;
+    const head = stream.queue[0] as Response;
     const now = this.engine.now;
-    stream.lastAt = now;
-    stream.activeIndex = this.active.length;
-    this.active.push(stream);
-    this.peakStreams = Math.max(this.peakStreams, this.active.length);
+    this.length[slot] = head.length;
+    this.sent[slot] = 0;
+    this.emitted[slot] = 0;
+    this.lastEmit[slot] = now;
+    this.lastAt[slot] = now;
+    stream.released = false;
+  }
+
+  private activate(slot: number): void {
+    if ((this.activeAt[slot] as number) >= 0) return;
+    if (this.activeCount === this.active.length) {
+      const next = new Int32Array(this.active.length * 2);
+      next.set(this.active);
+      this.active = next;
+    }
+    this.activeAt[slot] = this.activeCount;
+    this.active[this.activeCount] = slot;
+    this.activeCount += 1;
+    this.peakStreams = Math.max(this.peakStreams, this.activeCount);
     // Until the next step, what its hosts have free.
     let free = Infinity;
-    for (const r of stream.resources)
-      free = Math.min(free, (this.cap[r] as number) - (this.load[r] as number));
-    this.setRate(stream, Math.max(0, free * 0.999999));
-    this.scheduleHead(stream);
+    this.forResources(slot, (r) => {
+      free = Math.min(free, (this.capNow[r] as number) - (this.load[r] as number));
+    });
+    this.setRate(slot, Math.max(0, free * 0.999999));
+    this.scheduleHead(slot);
     if (!this.stepping) {
       this.stepping = true;
-      this.lastStepAt = now;
+      this.lastStepAt = this.engine.now;
       this.engine.after(0, () => this.step());
     }
   }
 
-  private deactivate(stream: Stream): void {
-    this.setRate(stream, 0);
-    stream.version += 1;
-    const at = stream.activeIndex;
+  private deactivate(slot: number): void {
+    this.setRate(slot, 0);
+    this.version[slot] = (this.version[slot] as number) + 1;
+    const at = this.activeAt[slot] as number;
     if (at < 0) return;
-    const last = this.active.pop() as Stream;
-    if (last !== stream) {
+    this.activeCount -= 1;
+    const last = this.active[this.activeCount] as number;
+    if (last !== slot) {
       this.active[at] = last;
-      last.activeIndex = at;
+      this.activeAt[last] = at;
     }
-    stream.activeIndex = -1;
+    this.activeAt[slot] = -1;
   }
 
-  private setRate(stream: Stream, rate: number): void {
-    const delta = rate - stream.rate;
+  private forResources(slot: number, visit: (r: number) => void): void {
+    visit(this.ra[slot] as number);
+    visit(this.rb[slot] as number);
+    const rc = this.rc[slot] as number;
+    if (rc >= 0) {
+      visit(rc);
+      visit(this.rd[slot] as number);
+    }
+  }
+
+  private setRate(slot: number, rate: number): void {
+    const delta = rate - (this.rate[slot] as number);
     if (delta === 0) return;
-    for (const r of stream.resources) this.load[r] = (this.load[r] as number) + delta;
-    stream.rate = rate;
-  }
-
-  private advance(stream: Stream, now: number): void {
-    const head = stream.queue[0];
-    if (head !== undefined && stream.rate > 0 && now > stream.lastAt) {
-      const bytes = Math.min(head.length - head.sent, stream.rate * (now - stream.lastAt));
-      this.carry(stream, head, bytes);
+    const load = this.load;
+    load[this.ra[slot] as number] = (load[this.ra[slot] as number] as number) + delta;
+    load[this.rb[slot] as number] = (load[this.rb[slot] as number] as number) + delta;
+    const rc = this.rc[slot] as number;
+    if (rc >= 0) {
+      load[rc] = (load[rc] as number) + delta;
+      load[this.rd[slot] as number] = (load[this.rd[slot] as number] as number) + delta;
     }
-    stream.lastAt = now;
+    this.rate[slot] = rate;
   }
 
-  private carry(stream: Stream, head: Response, bytes: number): void {
-    if (bytes <= 0) return;
-    head.sent += bytes;
-    stream.carried += bytes;
+  // --- moving bytes -----------------------------------------------------------------------------
+
+  private advance(slot: number, now: number): void {
+    const rate = this.rate[slot] as number;
+    const last = this.lastAt[slot] as number;
+    this.lastAt[slot] = now;
+    if (rate <= 0 || now <= last) return;
+    const left = (this.length[slot] as number) - (this.sent[slot] as number);
+    const bytes = Math.min(left, rate * (now - last));
+    if (bytes > 0) this.carry(slot, bytes);
+  }
+
+  private carry(slot: number, bytes: number): void {
+    this.sent[slot] = (this.sent[slot] as number) + bytes;
     this.totalBytes += bytes;
-    if (stream.resources.length > 2) this.interZoneBytes += bytes;
-    this.sentBy[stream.src] = (this.sentBy[stream.src] as number) + bytes;
-    this.receivedBy[stream.dst] = (this.receivedBy[stream.dst] as number) + bytes;
-    const res = stream.resources;
-    for (let k = 0; k < res.length; k += 1) {
-      const r = res[k] as number;
-      this.used[r] = (this.used[r] as number) + bytes;
+    const src = this.ra[slot] as number;
+    const dstR = this.rb[slot] as number;
+    this.sentBy[src] = (this.sentBy[src] as number) + bytes;
+    this.receivedBy[dstR - this.hostCount] =
+      (this.receivedBy[dstR - this.hostCount] as number) + bytes;
+    const used = this.used;
+    used[src] = (used[src] as number) + bytes;
+    used[dstR] = (used[dstR] as number) + bytes;
+    const rc = this.rc[slot] as number;
+    if (rc >= 0) {
+      this.interZoneBytes += bytes;
+      used[rc] = (used[rc] as number) + bytes;
+      const rd = this.rd[slot] as number;
+      used[rd] = (used[rd] as number) + bytes;
     }
+  }
+
+  private emit(stream: Stream, done: boolean): void {
+    const slot = stream.slot;
+    const bytes = (this.sent[slot] as number) - (this.emitted[slot] as number);
+    this.emitted[slot] = this.sent[slot] as number;
+    this.lastEmit[slot] = this.engine.now;
+    (stream.queue[0] as Response).onBlock(bytes, done);
   }
 
   /**
    * Schedules the head's release (its tail fits the send buffer) and its end, when they fall
    * before the next step.
    */
-  private scheduleHead(stream: Stream): void {
-    const head = stream.queue[0];
-    if (head === undefined) return;
+  private scheduleHead(slot: number): void {
+    // Whatever was scheduled for this head assumed the old rate.
+    const version = (this.version[slot] = (this.version[slot] as number) + 1);
+    const stream = this.objects[slot] as Stream;
+    if (stream.queue.length === 0) return;
     const buffer = this.options.sendBufferBytes ?? 0;
-    if (head.released !== true && head.length - head.sent <= buffer) {
-      release(head, true);
-    }
-    if (stream.rate <= 0) return;
+    const length = this.length[slot] as number;
+    const sent = this.sent[slot] as number;
+    if (!stream.released && length - sent <= buffer) this.release(stream);
+    const rate = this.rate[slot] as number;
+    if (rate <= 0) return;
     const horizon = this.lastStepAt + this.options.stepMs;
-    const version = (stream.version += 1);
-    if (head.released !== true && buffer > 0) {
-      const at = stream.lastAt + (head.length - buffer - head.sent) / stream.rate;
-      if (at <= horizon) {
-        this.engine.at(at, () => {
-          if (stream.version !== version || stream.queue[0] !== head) return;
-          this.advance(stream, this.engine.now);
-          release(head, true);
-        });
-      }
+    const lastAt = this.lastAt[slot] as number;
+    const end = lastAt + (length - sent) / rate;
+    const releaseAt = stream.released ? Infinity : lastAt + (length - buffer - sent) / rate;
+    if (end > horizon && releaseAt > horizon) return;
+    if (releaseAt <= horizon && releaseAt < end) {
+      this.engine.at(releaseAt, () => {
+        if (this.version[slot] !== version) return;
+        this.advance(slot, this.engine.now);
+        this.release(stream);
+        this.scheduleHead(slot);
+      });
+      return;
     }
-    const end = stream.lastAt + (head.length - head.sent) / stream.rate;
-    if (end > horizon) return;
-    this.engine.at(end, () => {
-      if (stream.version === version) this.finish(stream);
-    });
+    if (end <= horizon) {
+      this.engine.at(end, () => {
+        if (this.version[slot] === version) this.finish(stream);
+      });
+    }
+  }
+
+  private release(stream: Stream): void {
+    if (stream.released) return;
+    stream.released = true;
+    (stream.queue[0] as Response).onDone(true);
   }
 
   private finish(stream: Stream): void {
-    const head = stream.queue[0] as Response;
-    this.advance(stream, this.engine.now);
-    this.carry(stream, head, head.length - head.sent);
-    this.emit(head, true);
-    stream.queue.shift();
-    release(head, true);
+    const slot = stream.slot;
+    this.advance(slot, this.engine.now);
+    const rest = (this.length[slot] as number) - (this.sent[slot] as number);
+    if (rest > 0) this.carry(slot, rest);
+    this.emit(stream, true);
+    const head = stream.queue.shift() as Response;
+    if (!stream.released) head.onDone(true);
+    stream.released = false;
     this.next(stream);
   }
 
   /** The head ended: the next response goes on at the stream's rate, or the stream idles. */
   private next(stream: Stream): void {
-    if (stream.activeIndex < 0) return;
+    const slot = stream.slot;
     if (stream.queue.length === 0) {
-      this.deactivate(stream);
+      stream.released = false;
+      this.deactivate(slot);
       return;
     }
-    stream.lastAt = this.engine.now;
-    this.scheduleHead(stream);
+    this.startHead(stream);
+    if ((this.activeAt[slot] as number) < 0) this.activate(slot);
+    else this.scheduleHead(slot);
   }
 
-  private emit(response: Response, done: boolean): void {
-    const bytes = response.sent - response.emitted;
-    response.emitted = response.sent;
-    response.lastEmitAt = this.engine.now;
-    response.onBlock(bytes, done);
-  }
+  // --- the step ---------------------------------------------------------------------------------
 
   private step(): void {
     const now = this.engine.now;
     this.steps += 1;
-    if (this.active.length === 0) {
+    if (this.activeCount === 0) {
       this.stepping = false;
       return;
     }
     this.lastStepAt = now;
     const every = this.options.blockEveryMs;
-    for (const stream of this.active) {
-      this.advance(stream, now);
-      const head = stream.queue[0];
-      if (
-        head !== undefined &&
-        head.sent > head.emitted &&
-        (head.emitted === 0 || now - head.lastEmitAt >= every)
-      ) {
-        this.emit(head, false);
+    const { active, rate, length, sent, emitted, lastEmit } = this;
+    const n = this.activeCount;
+    for (let i = 0; i < n; i += 1) {
+      const slot = active[i] as number;
+      this.advance(slot, now);
+      const s = sent[slot] as number;
+      const e = emitted[slot] as number;
+      if (s <= e) continue;
+      // A block when the response is long: now if none went yet, then every `every` ms.
+      const r = rate[slot] as number;
+      const longer = e === 0 ? ((length[slot] as number) - s) / r >= every : false;
+      if (longer || (e > 0 && now - (lastEmit[slot] as number) >= every)) {
+        this.emit(this.objects[slot] as Stream, false);
       }
     }
     this.refill(now);
     this.allocate();
-    for (const stream of this.active) {
-      stream.version += 1;
-      this.scheduleHead(stream);
-    }
+    for (let i = 0; i < this.activeCount; i += 1) this.scheduleHead(this.active[i] as number);
     this.engine.after(this.options.stepMs, () => this.step());
   }
 
@@ -371,66 +491,85 @@ export class Network {
     const elapsed = now - this.refilledAt;
     this.refilledAt = now;
     const step = this.options.stepMs;
-    for (let r = 0; r < this.cap.length; r += 1) {
-      const cap = this.cap[r] as number;
-      const burst = this.burst[r] as number;
-      if (burst > 0) {
-        const tokens = Math.min(
-          burst,
-          (this.tokens[r] as number) + cap * elapsed - (this.used[r] as number),
-        );
-        this.tokens[r] = tokens;
-        this.capNow[r] = cap + Math.max(0, tokens) / step;
-      } else this.capNow[r] = cap;
+    const { cap, burst, tokens, used, capNow } = this;
+    for (let r = 0; r < cap.length; r += 1) {
+      const c = cap[r] as number;
+      const b = burst[r] as number;
+      if (b > 0) {
+        const t = Math.min(b, (tokens[r] as number) + c * elapsed - (used[r] as number));
+        tokens[r] = t;
+        capNow[r] = c + Math.max(0, t) / step;
+      } else capNow[r] = c;
     }
-    this.used.fill(0);
+    used.fill(0);
   }
 
-  /** Max-min fair rates for the active streams. */
+  /** Max-min fair rates for the busy streams. */
   private allocate(): void {
-    const streams = this.active;
-    const n = streams.length;
+    const n = this.activeCount;
+    const flows: Flows = {
+      count: n,
+      slots: this.active,
+      a: this.ra,
+      b: this.rb,
+      c: this.rc,
+      d: this.rd,
+    };
     const rates =
       this.options.allocation === 'exact'
-        ? exactMaxMin(this.capNow, streams)
-        : this.allocator.allocate(this.capNow, streams, this.options.passes);
+        ? exactMaxMin(this.capNow, flows)
+        : this.allocator.allocate(this.capNow, flows, this.options.passes);
     this.load.fill(0);
-    const load = this.load;
-    for (let f = 0; f < n; f += 1) {
-      const stream = streams[f] as Stream;
-      const rate = rates[f] as number;
-      stream.rate = rate;
-      const res = stream.resources;
-      for (let k = 0; k < res.length; k += 1) {
-        const r = res[k] as number;
-        load[r] = (load[r] as number) + rate;
-      }
+    for (let i = 0; i < n; i += 1) {
+      const slot = this.active[i] as number;
+      this.rate[slot] = 0;
+      this.setRate(slot, rates[i] as number);
     }
   }
 }
 
-type Flow = { readonly resources: Int32Array };
+/** Flows for the solvers: `count` slots, each with two or four resources (c, d: −1 if none). */
+export type Flows = {
+  readonly count: number;
+  readonly slots: Int32Array;
+  readonly a: Int32Array;
+  readonly b: Int32Array;
+  readonly c: Int32Array;
+  readonly d: Int32Array;
+};
+
+const resourcesOf = (flows: Flows, i: number): number[] => {
+  const slot = flows.slots[i] as number;
+  const rc = flows.c[slot] as number;
+  const out = [flows.a[slot] as number, flows.b[slot] as number];
+  if (rc >= 0) out.push(rc, flows.d[slot] as number);
+  return out;
+};
 
 /**
  * Max-min fairness by progressive filling (exact): repeatedly the resource whose fair level
  * (remaining capacity ÷ flows not yet fixed) is lowest fixes its flows at that level.
  * O(resources × (resources + flows)): for small swarms and for checking the approximation.
  */
-export const exactMaxMin = (cap: Float64Array, flows: readonly Flow[]): Float64Array => {
-  const rates = new Float64Array(flows.length);
+export const exactMaxMin = (cap: Float64Array, flows: Flows): Float64Array => {
+  const n = flows.count;
+  const rates = new Float64Array(n);
   const remaining = Float64Array.from(cap);
   const unfixed = new Int32Array(cap.length);
   const byResource = new Map<number, number[]>();
-  flows.forEach((flow, f) => {
-    for (const r of flow.resources) {
+  const resources: number[][] = [];
+  for (let i = 0; i < n; i += 1) {
+    const res = resourcesOf(flows, i);
+    resources.push(res);
+    for (const r of res) {
       unfixed[r] = (unfixed[r] as number) + 1;
       let list = byResource.get(r);
       if (list === undefined) byResource.set(r, (list = []));
-      list.push(f);
+      list.push(i);
     }
-  });
-  const fixed = new Uint8Array(flows.length);
-  let left = flows.length;
+  }
+  const fixed = new Uint8Array(n);
+  let left = n;
   while (left > 0) {
     let best = -1;
     let level = Infinity;
@@ -444,12 +583,12 @@ export const exactMaxMin = (cap: Float64Array, flows: readonly Flow[]): Float64A
       }
     }
     if (best < 0) break;
-    for (const f of byResource.get(best) as number[]) {
-      if (fixed[f] === 1) continue;
-      fixed[f] = 1;
+    for (const i of byResource.get(best) as number[]) {
+      if (fixed[i] === 1) continue;
+      fixed[i] = 1;
       left -= 1;
-      rates[f] = level;
-      for (const r of (flows[f] as Flow).resources) {
+      rates[i] = level;
+      for (const r of resources[i] as number[]) {
         remaining[r] = (remaining[r] as number) - level;
         unfixed[r] = (unfixed[r] as number) - 1;
       }
@@ -460,58 +599,37 @@ export const exactMaxMin = (cap: Float64Array, flows: readonly Flow[]): Float64A
 
 /**
  * Max-min fairness approximated in `passes` rounds, O(flows) each, on flat arrays (it runs
- * over every stream of the fleet each step): every resource shares what its flows limited
- * elsewhere leave among the flows it limits; then every resource that would be overcommitted
- * scales its flows down, so no capacity is ever exceeded.
+ * over every busy stream of the fleet each step): every resource shares what its flows
+ * limited elsewhere leave among the flows it limits; then every resource that would be
+ * overcommitted scales its flows down, so no capacity is ever exceeded.
  */
 export class IterativeMaxMin {
-  private size = 0;
-  private a = new Int32Array(0);
-  private b = new Int32Array(0);
-  private c = new Int32Array(0);
-  private d = new Int32Array(0);
   private rates = new Float64Array(0);
   private count = new Float64Array(0);
   private share = new Float64Array(0);
   private fixedSum = new Float64Array(0);
   private freeCount = new Float64Array(0);
 
-  allocate(cap: Float64Array, flows: readonly Flow[], passes: number): Float64Array {
-    const n = flows.length;
-    if (n > this.size) {
-      this.size = Math.max(n, 2 * this.size, 1024);
-      this.a = new Int32Array(this.size);
-      this.b = new Int32Array(this.size);
-      this.c = new Int32Array(this.size);
-      this.d = new Int32Array(this.size);
-      this.rates = new Float64Array(this.size);
-    }
+  allocate(cap: Float64Array, flows: Flows, passes: number): Float64Array {
+    const n = flows.count;
+    if (n > this.rates.length) this.rates = new Float64Array(Math.max(n, 2 * this.rates.length));
     if (this.count.length !== cap.length) {
       this.count = new Float64Array(cap.length);
       this.share = new Float64Array(cap.length);
       this.fixedSum = new Float64Array(cap.length);
       this.freeCount = new Float64Array(cap.length);
     }
-    const { a, b, c, d, rates, count, share, fixedSum, freeCount } = this;
+    const { rates, count, share, fixedSum, freeCount } = this;
+    const { slots, a, b, c, d } = flows;
     count.fill(0);
-    for (let f = 0; f < n; f += 1) {
-      const res = (flows[f] as Flow).resources;
-      const ra = res[0] as number;
-      const rb = res[1] as number;
-      a[f] = ra;
-      b[f] = rb;
-      count[ra] = (count[ra] as number) + 1;
-      count[rb] = (count[rb] as number) + 1;
-      if (res.length > 2) {
-        const rc = res[2] as number;
-        const rd = res[3] as number;
-        c[f] = rc;
-        d[f] = rd;
+    for (let i = 0; i < n; i += 1) {
+      const slot = slots[i] as number;
+      count[a[slot] as number] = (count[a[slot] as number] as number) + 1;
+      count[b[slot] as number] = (count[b[slot] as number] as number) + 1;
+      const rc = c[slot] as number;
+      if (rc >= 0) {
         count[rc] = (count[rc] as number) + 1;
-        count[rd] = (count[rd] as number) + 1;
-      } else {
-        c[f] = -1;
-        d[f] = -1;
+        count[d[slot] as number] = (count[d[slot] as number] as number) + 1;
       }
     }
     const resources = cap.length;
@@ -520,13 +638,12 @@ export class IterativeMaxMin {
       share[r] = k > 0 ? (cap[r] as number) / k : Infinity;
     }
     const assign = () => {
-      for (let f = 0; f < n; f += 1) {
-        let rate = Math.min(share[a[f] as number] as number, share[b[f] as number] as number);
-        const rc = c[f] as number;
-        if (rc >= 0) {
-          rate = Math.min(rate, share[rc] as number, share[d[f] as number] as number);
-        }
-        rates[f] = rate;
+      for (let i = 0; i < n; i += 1) {
+        const slot = slots[i] as number;
+        let rate = Math.min(share[a[slot] as number] as number, share[b[slot] as number] as number);
+        const rc = c[slot] as number;
+        if (rc >= 0) rate = Math.min(rate, share[rc] as number, share[d[slot] as number] as number);
+        rates[i] = rate;
       }
     };
     const tally = (r: number, rate: number) => {
@@ -537,14 +654,15 @@ export class IterativeMaxMin {
     for (let pass = 0; pass < passes; pass += 1) {
       fixedSum.fill(0);
       freeCount.fill(0);
-      for (let f = 0; f < n; f += 1) {
-        const rate = rates[f] as number;
-        tally(a[f] as number, rate);
-        tally(b[f] as number, rate);
-        const rc = c[f] as number;
+      for (let i = 0; i < n; i += 1) {
+        const slot = slots[i] as number;
+        const rate = rates[i] as number;
+        tally(a[slot] as number, rate);
+        tally(b[slot] as number, rate);
+        const rc = c[slot] as number;
         if (rc >= 0) {
           tally(rc, rate);
-          tally(d[f] as number, rate);
+          tally(d[slot] as number, rate);
         }
       }
       for (let r = 0; r < resources; r += 1) {
@@ -558,14 +676,15 @@ export class IterativeMaxMin {
     // No resource overcommitted.
     const load = fixedSum;
     load.fill(0);
-    for (let f = 0; f < n; f += 1) {
-      const rate = rates[f] as number;
-      load[a[f] as number] = (load[a[f] as number] as number) + rate;
-      load[b[f] as number] = (load[b[f] as number] as number) + rate;
-      const rc = c[f] as number;
+    for (let i = 0; i < n; i += 1) {
+      const slot = slots[i] as number;
+      const rate = rates[i] as number;
+      load[a[slot] as number] = (load[a[slot] as number] as number) + rate;
+      load[b[slot] as number] = (load[b[slot] as number] as number) + rate;
+      const rc = c[slot] as number;
       if (rc >= 0) {
         load[rc] = (load[rc] as number) + rate;
-        load[d[f] as number] = (load[d[f] as number] as number) + rate;
+        load[d[slot] as number] = (load[d[slot] as number] as number) + rate;
       }
     }
     const factor = (r: number) => {
@@ -573,19 +692,13 @@ export class IterativeMaxMin {
       const k = cap[r] as number;
       return l > k ? k / l : 1;
     };
-    for (let f = 0; f < n; f += 1) {
-      let scale = Math.min(factor(a[f] as number), factor(b[f] as number));
-      const rc = c[f] as number;
-      if (rc >= 0) scale = Math.min(scale, factor(rc), factor(d[f] as number));
-      rates[f] = (rates[f] as number) * scale;
+    for (let i = 0; i < n; i += 1) {
+      const slot = slots[i] as number;
+      let scale = Math.min(factor(a[slot] as number), factor(b[slot] as number));
+      const rc = c[slot] as number;
+      if (rc >= 0) scale = Math.min(scale, factor(rc), factor(d[slot] as number));
+      rates[i] = (rates[i] as number) * scale;
     }
     return rates;
   }
 }
-
-/** The iterative approximation as a function (tests compare it with `exactMaxMin`). */
-export const iterativeMaxMin = (
-  cap: Float64Array,
-  flows: readonly Flow[],
-  passes: number,
-): Float64Array => new IterativeMaxMin().allocate(cap, flows, passes).slice(0, flows.length);

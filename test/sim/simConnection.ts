@@ -120,11 +120,6 @@ export class SimConnection implements WireConnection, Recipient {
     return this.incoming.size;
   }
 
-  /** Bytes this end sent (piece payload, whole or cut short). */
-  get payloadSent(): number {
-    return this.out.carried;
-  }
-
   on<E extends keyof PeerConnectionEvents>(
     event: E,
     listener: (...args: PeerConnectionEvents[E]) => void,
@@ -374,9 +369,6 @@ export class SimConnection implements WireConnection, Recipient {
     return new Promise<boolean>((resolve) => {
       const response: Response = {
         length: request.length,
-        sent: 0,
-        emitted: 0,
-        lastEmitAt: 0,
         onBlock: (bytes, done) => this.post(done ? LAST_BLOCK : BLOCK, index, bytes),
         onDone: (sent) => {
           request.response = undefined;
