@@ -115,8 +115,12 @@ export class Bitfield {
     return Buffer.from(this.bytes);
   }
 
+  /** A copy (the bytes copied as they are: no validation, no recount). */
   clone(): Bitfield {
-    return new Bitfield(this.length, this.bytes);
+    const copy = new Bitfield(this.length);
+    copy.bytes.set(this.bytes);
+    copy.set_ = this.set_;
+    return copy;
   }
 
   private inRange(index: number): boolean {
