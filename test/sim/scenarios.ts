@@ -32,8 +32,9 @@ const datacenter = (overrides: Partial<NetworkOptions> = {}): NetworkOptions => 
   blockEveryMs: 200,
   latencyMs: 0.25,
   interZoneLatencyMs: 1,
+  // 8 rounds: within 0.5 % of exact max-min on kraken at 200 hosts (p50, p99, origin egress).
   allocation: 'iterative',
-  passes: 4,
+  passes: 8,
   sendBufferBytes: 512 * 1024,
   ...overrides,
 });
