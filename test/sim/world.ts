@@ -11,7 +11,7 @@ import type { WireConnection } from '../../p2p/wire';
 import { AgentConfigSchema } from '../../services/agent/config';
 import { originSchedulerConfig, SeederConfigSchema } from '../../services/origin/seeder/config';
 import { validateConfig } from '../../services/shared/config';
-import type { SeederJoined } from '../../services/origin/seeder/client';
+import type { SeederJoined } from '../../services/origin/client/seederClient';
 import type { Logger } from '../../services/shared/logger';
 import { createAnnounceHandler } from '../../services/tracker/announce';
 import { TrackerConfigSchema } from '../../services/tracker/config';
