@@ -141,7 +141,13 @@ const main = async () => {
     series: [
       { name: 'healthy hosts', times: result.times, hosts: result.healthy.hosts },
       ...(result.impairedTimes.length > 0
-        ? [{ name: 'impaired hosts', times: result.impairedTimes }]
+        ? [
+            {
+              name: 'impaired hosts',
+              times: result.impairedTimes,
+              hosts: result.impaired?.hosts ?? result.impairedTimes.length,
+            },
+          ]
         : []),
     ],
     bounds: [{ name: 'bound', seconds: result.bound.bound }],
