@@ -1,5 +1,4 @@
-import type { Duplex } from 'node:stream';
-import type { LocalSwarm, SwarmRefusal } from '../wire';
+import type { Connector, LocalSwarm, SwarmRefusal, WireConnection } from '../wire';
 import { Bitfield, PeerConnection, wireErrorCodes } from '../wire';
 import { requestAll, requestMore } from './download';
 import type { PeerCandidate } from './events';
@@ -36,7 +35,23 @@ const slots = (s: SwarmState) => {
 };
 
 const canEverDial = (s: SwarmState): boolean =>
-  s.state === 'downloading' && s.options.dial !== undefined;
+  s.state === 'downloading' && (s.options.connect !== undefined || s.options.dial !== undefined);
+
+/** The scheduler's connector: the one given, or TCP (`dial`) wrapped in a `PeerConnection`. */
+const connectorOf = (s: SwarmState): Connector => {
+  const { connect, dial } = s.options;
+  if (connect !== undefined) return connect;
+  const open = dial as NonNullable<typeof dial>;
+  return (address) =>
+    open(address).then(
+      (socket) =>
+        new PeerConnection(socket, {
+          ...s.options.connection,
+          peerId: s.options.peerId,
+          origin: s.isOrigin,
+        }),
+    );
+};
 
 const isBlacklisted = (s: SwarmState, id: string): boolean => {
   const until = s.blacklist.get(id);
@@ -61,7 +76,7 @@ const connectedOrPending = (
 /** An incoming peer's handshake: our swarm, or why not. */
 export const admitIncoming = (
   s: SwarmState,
-  conn: PeerConnection,
+  conn: WireConnection,
   id: string,
   origin: boolean,
 ): LocalSwarm | SwarmRefusal => {
@@ -110,24 +125,18 @@ export const onDialFailed = (s: SwarmState, candidate: PeerCandidate, reason: st
 
 /**
  * Dials a candidate and starts the handshake; the outcome comes back as a `dialed` or
- * `dialFailed` event. The only place the scheduler makes a connection from a stream.
+ * `dialFailed` event. The only place the scheduler opens a connection (through its connector).
  */
 const dial = (s: SwarmState, candidate: PeerCandidate): void => {
-  const dialer = s.options.dial as (address: string) => Promise<Duplex>;
   s.dialing.add(candidate.peerId);
   const failed = (reason: string) => s.post({ type: 'dialFailed', candidate, reason });
-  dialer(candidate.address).then(
-    (socket) => {
+  connectorOf(s)(candidate.address).then(
+    (conn) => {
       if (isClosed(s)) {
-        socket.destroy();
+        conn.close('swarm closed');
         failed('swarm closed');
         return;
       }
-      const conn = new PeerConnection(socket, {
-        ...s.options.connection,
-        peerId: s.options.peerId,
-        origin: s.isOrigin,
-      });
       const snapshot = s.source.bitfield();
       s.dialing.delete(candidate.peerId);
       s.pending.set(conn, {
@@ -158,7 +167,7 @@ const localSwarm = (s: SwarmState, bitfield: Bitfield): LocalSwarm => ({
 });
 
 /** Every connection event becomes a loop event; listening starts before the handshake ends. */
-const listen = (s: SwarmState, conn: PeerConnection): void => {
+const listen = (s: SwarmState, conn: WireConnection): void => {
   conn.on('have', (index) => s.post({ type: 'have', conn, index }));
   conn.on('complete', () => s.post({ type: 'peerComplete', conn }));
   conn.on('request', (request) => s.post({ type: 'request', conn, request }));
@@ -172,7 +181,7 @@ const listen = (s: SwarmState, conn: PeerConnection): void => {
  * The peer of an open connection. A connection whose handshake finished but whose
  * `dialed`/`accepted` event is still queued is promoted on its first event.
  */
-export const peerOf = (s: SwarmState, conn: PeerConnection): Peer | undefined => {
+export const peerOf = (s: SwarmState, conn: WireConnection): Peer | undefined => {
   const peer = s.byConn.get(conn);
   if (peer !== undefined) return peer;
   if (s.pending.has(conn) && conn.isOpen) return promote(s, conn);
@@ -180,7 +189,7 @@ export const peerOf = (s: SwarmState, conn: PeerConnection): Peer | undefined =>
 };
 
 /** A connection whose handshake finished becomes a peer (unless it duplicates one). */
-export const promote = (s: SwarmState, conn: PeerConnection): Peer | undefined => {
+export const promote = (s: SwarmState, conn: WireConnection): Peer | undefined => {
   const known = s.byConn.get(conn);
   if (known !== undefined) return known;
   const pending = s.pending.get(conn);
@@ -238,7 +247,7 @@ export const promote = (s: SwarmState, conn: PeerConnection): Peer | undefined =
   return peer;
 };
 
-export const onClosed = (s: SwarmState, conn: PeerConnection, reason: string): void => {
+export const onClosed = (s: SwarmState, conn: WireConnection, reason: string): void => {
   const pending = s.pending.get(conn);
   if (pending !== undefined) {
     s.pending.delete(conn);

@@ -71,6 +71,8 @@ export const requestMore = (s: SwarmState, peer: Peer): void => {
   const picks = pickRarest({
     count: free,
     pieceCount: s.pieceCount,
+    // Only what the peer has and we lack can be eligible.
+    candidates: peer.has.missingFrom(source.bitfield()),
     random: s.random,
     rank: (index) => rank[index] ?? 0,
     eligible: (index) =>

@@ -3,10 +3,10 @@ import type {
   Bitfield,
   CloseReason,
   LocalSwarm,
-  PeerConnection,
   PieceBlock,
   PieceRequest,
   SwarmRefusal,
+  WireConnection,
 } from '../wire';
 import type { PieceWriterLike } from './pieceSource';
 
@@ -33,46 +33,46 @@ export type SchedulerEvent =
   | {
       readonly type: 'dialed';
       readonly candidate: PeerCandidate;
-      readonly conn: PeerConnection;
+      readonly conn: WireConnection;
       readonly snapshot: Bitfield;
     }
   | { readonly type: 'dialFailed'; readonly candidate: PeerCandidate; readonly reason: string }
   /** An incoming peer's handshake arrived: admit it (answer now) or refuse. */
   | {
       readonly type: 'admit';
-      readonly conn: PeerConnection;
+      readonly conn: WireConnection;
       readonly peerId: Buffer;
       readonly origin: boolean;
       readonly reply: (answer: LocalSwarm | SwarmRefusal) => void;
     }
   /** An admitted peer's handshake completed, or failed. */
-  | { readonly type: 'accepted'; readonly conn: PeerConnection }
-  | { readonly type: 'acceptFailed'; readonly conn: PeerConnection }
-  | { readonly type: 'closed'; readonly conn: PeerConnection; readonly reason: CloseReason }
-  | { readonly type: 'have'; readonly conn: PeerConnection; readonly index: number }
-  | { readonly type: 'peerComplete'; readonly conn: PeerConnection }
-  | { readonly type: 'block'; readonly conn: PeerConnection; readonly block: PieceBlock }
+  | { readonly type: 'accepted'; readonly conn: WireConnection }
+  | { readonly type: 'acceptFailed'; readonly conn: WireConnection }
+  | { readonly type: 'closed'; readonly conn: WireConnection; readonly reason: CloseReason }
+  | { readonly type: 'have'; readonly conn: WireConnection; readonly index: number }
+  | { readonly type: 'peerComplete'; readonly conn: WireConnection }
+  | { readonly type: 'block'; readonly conn: WireConnection; readonly block: PieceBlock }
   /** A piece writer that asked us to wait has room again. */
-  | { readonly type: 'drained'; readonly conn: PeerConnection }
+  | { readonly type: 'drained'; readonly conn: WireConnection }
   /** A piece finished writing: stored (verified), bad, or aborted. */
   | {
       readonly type: 'pieceEnded';
-      readonly conn: PeerConnection;
+      readonly conn: WireConnection;
       readonly index: number;
       readonly writer: PieceWriterLike;
       readonly outcome: PieceOutcome;
     }
   | {
       readonly type: 'rejected';
-      readonly conn: PeerConnection;
+      readonly conn: WireConnection;
       readonly request: PieceRequest;
       readonly code: number;
     }
-  | { readonly type: 'request'; readonly conn: PeerConnection; readonly request: PieceRequest }
-  | { readonly type: 'cancel'; readonly conn: PeerConnection; readonly request: PieceRequest }
+  | { readonly type: 'request'; readonly conn: WireConnection; readonly request: PieceRequest }
+  | { readonly type: 'cancel'; readonly conn: WireConnection; readonly request: PieceRequest }
   | {
       readonly type: 'uploaded';
-      readonly conn: PeerConnection;
+      readonly conn: WireConnection;
       readonly index: number;
       readonly ok: boolean;
       readonly bytes: number;

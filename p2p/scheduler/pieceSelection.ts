@@ -3,11 +3,15 @@
  * the eligible pieces, those with the lowest rank (how many neighbours hold them) first; among
  * equals, uniformly at random (reservoir sampling), so peers that see the same availability
  * still ask for different pieces. Pure: the rank, eligibility and randomness come in.
- * O(count × pieceCount); count is a pipeline's worth (≤ 64) and piece counts stay ≈ 1024.
+ * Eligibility is asked once per candidate (the candidates are every piece unless the caller
+ * narrows them: the pieces a peer has that we lack); each of the `count` picks (a pipeline's
+ * worth, ≤ 64) then scans the eligible ones.
  */
 export const pickRarest = (input: {
   readonly count: number;
   readonly pieceCount: number;
+  /** The only indices that may be eligible, ascending (default: 0 … pieceCount − 1). */
+  readonly candidates?: readonly number[];
   readonly eligible: (index: number) => boolean;
   /** Lower is picked first: usually the number of connected peers holding the piece. */
   readonly rank: (index: number) => number;
@@ -15,13 +19,21 @@ export const pickRarest = (input: {
   readonly random: () => number;
 }): number[] => {
   const picked: number[] = [];
+  if (input.count <= 0) return picked;
+  const { candidates } = input;
+  const size = candidates === undefined ? input.pieceCount : candidates.length;
+  const pool: number[] = [];
+  for (let i = 0; i < size; i += 1) {
+    const index = candidates === undefined ? i : (candidates[i] as number);
+    if (input.eligible(index)) pool.push(index);
+  }
   const taken = new Set<number>();
   for (let n = 0; n < input.count; n += 1) {
     let best = -1;
     let bestRank = Number.POSITIVE_INFINITY;
     let ties = 0;
-    for (let index = 0; index < input.pieceCount; index += 1) {
-      if (taken.has(index) || !input.eligible(index)) continue;
+    for (const index of pool) {
+      if (taken.has(index)) continue;
       const rank = input.rank(index);
       if (rank < bestRank) {
         best = index;

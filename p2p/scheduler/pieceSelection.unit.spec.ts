@@ -14,6 +14,20 @@ describe('pickRarest', () => {
     expect(picks.sort()).toEqual([1, 4]);
   });
 
+  it('picks the same pieces when the caller narrows the candidates to the eligible ones', () => {
+    const rank = counter([2, 0, 1, 0, 3, 0, 1, 2]);
+    const eligible = (index: number) => index % 2 === 1 || index === 2;
+    const draw = (candidates?: number[]) => {
+      let seed = 7;
+      const random = () => {
+        seed = (seed * 16807) % 2147483647;
+        return (seed - 1) / 2147483646;
+      };
+      return pickRarest({ count: 3, pieceCount: 8, candidates, rank, eligible, random });
+    };
+    expect(draw([1, 2, 3, 5, 7])).toEqual(draw());
+  });
+
   it('breaks ties uniformly at random', () => {
     let seed = 42;
     const random = () => {

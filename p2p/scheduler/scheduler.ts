@@ -1,6 +1,6 @@
 import type { Metainfo } from '../metainfo';
 import { systemTimers } from '../timers';
-import type { LocalSwarm, PeerConnection, SwarmRefusal } from '../wire';
+import type { LocalSwarm, SwarmRefusal, WireConnection } from '../wire';
 import { wireErrorCodes } from '../wire';
 import {
   addCandidates,
@@ -139,17 +139,17 @@ export class BlobScheduler {
    * or a refusal. Follow with {@link accepted} or {@link acceptFailed} once the connection's
    * `accept` settles.
    */
-  admit(conn: PeerConnection, remote: { peerId: Buffer; origin: boolean }) {
+  admit(conn: WireConnection, remote: { peerId: Buffer; origin: boolean }) {
     return new Promise<LocalSwarm | SwarmRefusal>((reply) =>
       this.post({ type: 'admit', conn, peerId: remote.peerId, origin: remote.origin, reply }),
     );
   }
 
-  accepted(conn: PeerConnection): void {
+  accepted(conn: WireConnection): void {
     this.post({ type: 'accepted', conn });
   }
 
-  acceptFailed(conn: PeerConnection): void {
+  acceptFailed(conn: WireConnection): void {
     this.post({ type: 'acceptFailed', conn });
   }
 

@@ -2,7 +2,7 @@ import type { Duplex } from 'node:stream';
 import type { Metainfo } from '../metainfo';
 import { infoHash as infoHashOf } from '../metainfo';
 import type { CancelTimer, Timers } from '../timers';
-import type { Bitfield, PeerConnection, PeerConnectionOptions } from '../wire';
+import type { Bitfield, Connector, PeerConnectionOptions, WireConnection } from '../wire';
 import { wireErrorCodes } from '../wire';
 import type { SchedulerConfig } from './config';
 import { schedulerConfigOf } from './config';
@@ -38,8 +38,13 @@ export type SchedulerOptions = {
   readonly origin?: boolean;
   /** Host-wide connection settings: bandwidth limiters, wire stats, timeouts. */
   readonly connection?: Omit<PeerConnectionOptions, 'peerId' | 'origin'>;
-  /** Opens a stream to `host:port`; without it this peer never dials. */
+  /** Opens a stream to `host:port`; without it (and `connect`) this peer never dials. */
   readonly dial?: (address: string) => Promise<Duplex>;
+  /**
+   * Opens a connection to `host:port` (the handshake not started): the port a simulator
+   * fills. Default: `dial`, wrapped in a `PeerConnection` with `connection`'s settings.
+   */
+  readonly connect?: Connector;
   readonly logger?: SchedulerLogger;
   /** Milliseconds, monotonic; default `timers.now`. */
   readonly now?: () => number;
@@ -84,7 +89,7 @@ export type Outstanding = {
 
 export type Peer = {
   readonly id: string;
-  readonly conn: PeerConnection;
+  readonly conn: WireConnection;
   readonly direction: 'in' | 'out';
   readonly origin: boolean;
   /** Our copy of the peer's pieces; availability counts follow its changes. */
@@ -144,8 +149,8 @@ export type SwarmState = {
   /** Stops the loop's tick (set once the tick runs). */
   stopTicking: CancelTimer;
   readonly peers: Map<string, Peer>;
-  readonly byConn: Map<PeerConnection, Peer>;
-  readonly pending: Map<PeerConnection, Pending>;
+  readonly byConn: Map<WireConnection, Peer>;
+  readonly pending: Map<WireConnection, Pending>;
   /** Peer ids being dialed (before a connection object exists). */
   readonly dialing: Set<string>;
   readonly candidates: Map<string, PeerCandidate>;

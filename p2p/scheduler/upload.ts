@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { PeerConnection, PieceRequest } from '../wire';
+import type { PieceRequest, WireConnection } from '../wire';
 import { wireErrorCodes } from '../wire';
 import type { Peer, QueuedUpload, SwarmState } from './swarmState';
 
@@ -12,7 +12,7 @@ import type { Peer, QueuedUpload, SwarmState } from './swarmState';
 /** A peer asks for a range (`peer` undefined: the connection is not one of ours). */
 export const onRequest = (
   s: SwarmState,
-  conn: PeerConnection,
+  conn: WireConnection,
   peer: Peer | undefined,
   request: PieceRequest,
 ): void => {
@@ -123,7 +123,7 @@ const shouldDeflect = (s: SwarmState, peer: Peer, index: number): boolean => {
 /** An upload finished (or failed): its slot goes to the next queued request. */
 export const onUploaded = (
   s: SwarmState,
-  conn: PeerConnection,
+  conn: WireConnection,
   ok: boolean,
   bytes: number,
 ): void => {

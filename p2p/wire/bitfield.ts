@@ -89,13 +89,38 @@ export class Bitfield {
     for (let i = 0; i < this.length; i += 1) if (this.has(i)) yield i;
   }
 
+  /**
+   * Indices set here and clear in `other` (a bitfield of the same length), ascending: the
+   * pieces a peer has that we lack. Byte at a time, so a sparse difference costs little.
+   */
+  missingFrom(other: Bitfield): number[] {
+    if (other.length !== this.length) throw new RangeError('bitfields differ in length');
+    const out: number[] = [];
+    const mine = this.bytes;
+    const theirs = other.bytes;
+    for (let b = 0; b < mine.length; b += 1) {
+      let bits = (mine[b] as number) & ~(theirs[b] as number) & 0xff;
+      while (bits !== 0) {
+        // Most significant bit first, i.e. ascending: piece 8b + (7 − position).
+        const position = 31 - Math.clz32(bits);
+        out.push(b * 8 + (7 - position));
+        bits &= ~(1 << position);
+      }
+    }
+    return out;
+  }
+
   /** A copy of the bytes, in wire layout. */
   toBuffer(): Buffer {
     return Buffer.from(this.bytes);
   }
 
+  /** A copy (the bytes copied as they are: no validation, no recount). */
   clone(): Bitfield {
-    return new Bitfield(this.length, this.bytes);
+    const copy = new Bitfield(this.length);
+    copy.bytes.set(this.bytes);
+    copy.set_ = this.set_;
+    return copy;
   }
 
   private inRange(index: number): boolean {

@@ -35,4 +35,14 @@ describe('Bitfield', () => {
     expect(field.has(-1)).toBe(false);
     expect(() => field.set(3)).toThrow(RangeError);
   });
+
+  it('lists the indices set here and clear in another field, ascending', () => {
+    const theirs = new Bitfield(20);
+    const mine = new Bitfield(20);
+    for (const i of [0, 3, 7, 8, 15, 19]) theirs.set(i);
+    for (const i of [3, 8, 12]) mine.set(i);
+    expect(theirs.missingFrom(mine)).toEqual([0, 7, 15, 19]);
+    expect(mine.missingFrom(theirs)).toEqual([12]);
+    expect(() => theirs.missingFrom(new Bitfield(21))).toThrow(RangeError);
+  });
 });

@@ -1,7 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
-import type { Result } from '../../domain';
 import { fail, ok } from '../../domain';
 import type { CancelTimer, Timers } from '../timers';
 import { systemTimers } from '../timers';
@@ -17,12 +16,14 @@ import {
 } from './codec';
 import type {
   CloseReason,
+  HandshakeResult,
   LocalSwarm,
   PeerConnectionEvents,
   PeerConnectionOptions,
   RemotePeer,
   SwarmRefusal,
   SwarmResolver,
+  WireConnection,
 } from './connectionTypes';
 import {
   defaultBlockLength,
@@ -47,6 +48,8 @@ import { violation } from './violations';
 export type {
   CloseKind,
   CloseReason,
+  Connector,
+  HandshakeResult,
   LocalSwarm,
   PeerConnectionEvents,
   PeerConnectionOptions,
@@ -55,11 +58,10 @@ export type {
   RemotePeer,
   SwarmRefusal,
   SwarmResolver,
+  WireConnection,
 } from './connectionTypes';
 
 type Phase = 'new' | 'dialing' | 'accepting' | 'resolving' | 'open' | 'closed';
-
-type HandshakeResult = Result<RemotePeer, CloseReason>;
 
 const noop = (): void => undefined;
 
@@ -81,7 +83,7 @@ const noop = (): void => undefined;
  * - A peer that breaks the protocol is disconnected (with an error frame), counted in
  *   `stats` and reported to `onViolation`; nothing it sends can make this object throw.
  */
-export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
+export class PeerConnection extends EventEmitter<PeerConnectionEvents> implements WireConnection {
   readonly socket: Duplex;
   private readonly options: PeerConnectionOptions;
   private readonly now: () => number;

@@ -1,3 +1,5 @@
+import type { Readable } from 'node:stream';
+import type { Result } from '../../domain';
 import type { RateLimiter } from '../bandwidth';
 import type { Timers } from '../timers';
 import type { Bitfield } from './bitfield';
@@ -114,3 +116,43 @@ export type PeerConnectionOptions = {
   /** The handshake timeout, keepalives, idle checks and the close grace; default the system's. */
   readonly timers?: Timers;
 };
+
+/** How a handshake ended: the remote peer, or why the connection closed. */
+export type HandshakeResult = Result<RemotePeer, CloseReason>;
+
+/**
+ * The verbs and events of one peer connection, as a scheduler uses them. `PeerConnection`
+ * implements it over a stream and Shoal's wire protocol; a simulator implements it over a
+ * simulated network (message objects, sizes only), so the scheduler runs unchanged on both.
+ * `PeerConnection` documents each verb's contract.
+ */
+export interface WireConnection {
+  /** The peer, once the handshakes are done. */
+  readonly remote: RemotePeer | undefined;
+  readonly isOpen: boolean;
+  /** The peer's requests not yet answered. */
+  readonly servingRequests: number;
+  on<E extends keyof PeerConnectionEvents>(
+    event: E,
+    listener: (...args: PeerConnectionEvents[E]) => void,
+  ): unknown;
+  /** Dials into a swarm: sends our handshake and waits for the acceptor's. */
+  handshake(swarm: LocalSwarm, options?: { expectedPeerId?: Buffer }): Promise<HandshakeResult>;
+  sendHave(index: number): boolean;
+  request(index: number, begin?: number, length?: number): boolean;
+  cancel(index: number): boolean;
+  sendPiece(index: number, begin: number, data: Buffer | Readable): Promise<boolean>;
+  reject(index: number, code?: number, message?: string): boolean;
+  /** Sends a connection-scoped error and closes. */
+  error(code: number, message: string): void;
+  close(message?: string): void;
+  pauseReading(): void;
+  resumeReading(): void;
+}
+
+/**
+ * Opens a connection to a peer's `host:port`, its handshake not started: the scheduler's
+ * port to the network (TCP and the wire protocol for a real host, a simulated link for the
+ * simulator). Rejects when the peer cannot be reached.
+ */
+export type Connector = (address: string) => Promise<WireConnection>;

@@ -1,38 +1,39 @@
 import type { Announcement } from '../../p2p/swarm';
+import type { Timers } from '../../p2p/timers';
+import { systemTimers } from '../../p2p/timers';
 import type { Logger } from '../shared/logger';
+import type { AnnouncePolicyConfig } from './announcePolicy';
+import { answerAnnounce, wantsOriginJoin } from './announcePolicy';
 import type { OriginDirectory } from './originDirectory';
 import type { HandoutPeer, PeerStore } from './peerStore';
 
 export type AnnounceResult = { readonly peers: HandoutPeer[]; readonly intervalMs: number };
 
 /**
- * Handles one announce: records the peer, and answers an incomplete agent with a random
- * subset of the swarm (origins included while few complete agents exist). When a swarm that
+ * Handles one announce: records the peer, and answers it by the tracker's policy
+ * (`announcePolicy.ts`: a random subset of the swarm, origins while few agents are complete). When a swarm that
  * needs origins has none, the owning origins are asked to join it (at most once per
  * `originJoinRetryMs` per swarm): that is how origins learn a swarm started, and how a
  * swarm re-forms on another tracker after this one's restart or loss.
  */
 export const createAnnounceHandler = (deps: {
   peers: PeerStore;
-  origins: OriginDirectory;
+  /** Only `join` is used: asking a blob's owners to join its swarm. */
+  origins: Pick<OriginDirectory, 'join'>;
   /** The URL origins announce to. */
   selfUrl: () => string;
-  config: {
-    intervalMs: number;
-    emptyIntervalMs: number;
-    handoutSize: number;
-    originsBelowComplete: number;
+  config: AnnouncePolicyConfig & {
     originJoinTimeoutMs: number;
     originJoinRetryMs: number;
   };
   now: () => number;
   logger: Logger;
+  /** How long an announce waits for the origins is timed on these (default: the system's). */
+  timers?: Timers;
 }) => {
   const { peers, config } = deps;
   const lastJoin = new Map<string, number>();
   const joining = new Map<string, Promise<void>>();
-
-  const needsOrigins = (completeAgents: number) => completeAgents < config.originsBelowComplete;
 
   const joinOrigins = (request: Announcement): Promise<void> => {
     let pending = joining.get(request.infoHash);
@@ -63,26 +64,15 @@ export const createAnnounceHandler = (deps: {
     return pending;
   };
 
+  const timers = deps.timers ?? systemTimers;
   const withTimeout = (work: Promise<void>, ms: number) =>
-    Promise.race([work, new Promise<void>((resolve) => setTimeout(resolve, ms).unref())]);
+    Promise.race([work, new Promise<void>((resolve) => timers.after(ms, resolve))]);
 
   return async (request: Announcement): Promise<AnnounceResult> => {
     peers.announce(request.infoHash, request);
-    if (request.stopped) return { peers: [], intervalMs: config.intervalMs };
-    if (request.complete) return { peers: [], intervalMs: config.intervalMs };
-    const counts = peers.counts(request.infoHash);
-    if (!request.origin && counts.origins === 0 && needsOrigins(counts.completeAgents)) {
+    if (wantsOriginJoin(peers, request, config)) {
       await withTimeout(joinOrigins(request), config.originJoinTimeoutMs);
     }
-    const handout = peers.handout(
-      request.infoHash,
-      request.peerId,
-      config.handoutSize,
-      needsOrigins,
-    );
-    return {
-      peers: handout,
-      intervalMs: handout.length === 0 ? config.emptyIntervalMs : config.intervalMs,
-    };
+    return answerAnnounce(peers, request, config);
   };
 };
