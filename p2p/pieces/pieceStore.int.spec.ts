@@ -80,6 +80,26 @@ describe('PieceStore', () => {
     await store.close();
   });
 
+  it('copies each chunk before write returns: the caller may reuse its buffer', async () => {
+    const store = await open_();
+    const begun = store.beginPiece(1);
+    if (!begun.ok) throw new Error(begun.error);
+    const piece = pieceOf(blob, 1);
+    const reused = Buffer.alloc(4096);
+    for (let at = 0; at < piece.length; at += reused.length) {
+      const n = piece.copy(reused, 0, at, at + reused.length);
+      if (!begun.value.write(reused.subarray(0, n))) await begun.value.drained();
+      reused.fill(0xa5);
+    }
+    expect(await begun.value.end()).toEqual({ kind: 'stored' });
+    expect((await store.read(1))?.equals(piece)).toBe(true);
+    const into = [Buffer.alloc(10), Buffer.alloc(20)];
+    expect(await store.readv(1, 5, into)).toBe(true);
+    expect(Buffer.concat(into).equals(piece.subarray(5, 35))).toBe(true);
+    expect(await store.readv(2, 0, [Buffer.alloc(1)])).toBe(false);
+    await store.close();
+  });
+
   it('rejects and counts a bad piece, which is neither present nor readable', async () => {
     const store = await open_();
     const bad = Buffer.from(pieceOf(blob, 2));

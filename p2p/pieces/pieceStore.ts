@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Result } from '../../domain';
 import { ShoalError, fail, ok } from '../../domain';
-import { syncDir } from '../../kit/fs';
+import { readvAll, syncDir } from '../../kit/fs';
 import type { Metainfo } from '../metainfo';
 import { infoHash, pieceBounds, pieceCountOf, validateMetainfo } from '../metainfo';
 import { Bitfield } from '../wire/bitfield';
@@ -231,6 +231,14 @@ export class PieceStore {
     const range = this.readable(index, begin, length);
     if (range === undefined) return undefined;
     return readFully(this.file, range.start, range.length);
+  }
+
+  /** Reads a present piece's bytes from `begin` into `targets` (see `PieceSource.readv`). */
+  async readv(index: number, begin: number, targets: readonly Buffer[]): Promise<boolean> {
+    const length = targets.reduce((n, t) => n + t.length, 0);
+    const range = length === 0 ? undefined : this.readable(index, begin, length);
+    if (range === undefined) return false;
+    return readvAll(this.file, targets, range.start);
   }
 
   /**

@@ -20,13 +20,6 @@ import {
  * at the end. Handlers of the scheduler's loop (see `scheduler.ts`).
  */
 
-/**
- * Blocks are handed to the piece writer in runs of at least this many bytes: each write is a
- * hand-off to the file system's thread pool, and one per socket chunk costs more CPU than the
- * bytes (a context switch each, under load). Bounded: pipeline × this per connection.
- */
-const writeCoalesceBytes = 256 * 1024;
-
 // --- what peers have -----------------------------------------------------------------------------
 
 export const onHave = (s: SwarmState, peer: Peer, index: number): void => {
@@ -93,13 +86,7 @@ export const requestMore = (s: SwarmState, peer: Peer): void => {
       s.config.requestTimeoutMs,
       s.config.requestTimeoutPerMiBMs,
     );
-    peer.outstanding.set(index, {
-      index,
-      deadline: now + timeout,
-      writer: undefined,
-      held: [],
-      heldBytes: 0,
-    });
+    peer.outstanding.set(index, { index, deadline: now + timeout, writer: undefined });
     let requested = s.requests.get(index);
     if (requested === undefined) s.requests.set(index, (requested = new Set()));
     requested.add(peer);
@@ -155,20 +142,13 @@ export const onBlock = (
     out.writer = begun.value;
     s.writers.set(block.index, { peer, writer: begun.value });
   }
+  // The writer copies the bytes before returning (they are the socket's read buffer) and
+  // writes them in its own staging buffers.
   const writer = out.writer;
-  for (const chunk of block.chunks) {
-    out.held.push(chunk);
-    out.heldBytes += chunk.length;
-  }
+  const chunks = block.chunks;
   let room = true;
-  if (block.done || out.heldBytes >= writeCoalesceBytes) {
-    const held = out.held;
-    out.held = [];
-    out.heldBytes = 0;
-    if (held.length === 1) room = writer.write(held[0] as Buffer);
-    else if (writer.writeAll !== undefined) room = writer.writeAll(held);
-    else room = writer.write(Buffer.concat(held));
-  }
+  if (writer.writeAll !== undefined) room = writer.writeAll(chunks);
+  else for (const chunk of chunks) room = writer.write(chunk) && room;
   if (!room && !peer.paused) {
     // The disk is behind: stop reading this peer until the writer has room.
     peer.paused = true;

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import type { Duplex, Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import type { Result } from '../../domain';
 import { fail, ok } from '../../domain';
 import type { CancelTimer, Timers } from '../timers';
@@ -20,6 +20,7 @@ import type {
   LocalSwarm,
   PeerConnectionEvents,
   PeerConnectionOptions,
+  PieceData,
   RemotePeer,
   SwarmRefusal,
   SwarmResolver,
@@ -40,6 +41,7 @@ import { FrameWriter } from './frameWriter';
 import type { ControlMessage, PieceFrame } from './framer';
 import { Framer } from './framer';
 import { RequestExchange } from './requestExchange';
+import { readInto } from './socketReads';
 import type { Violation } from './violations';
 import { violation } from './violations';
 
@@ -51,7 +53,9 @@ export type {
   PeerConnectionEvents,
   PeerConnectionOptions,
   PieceBlock,
+  PieceData,
   PieceRequest,
+  RangeReader,
   RemotePeer,
   SwarmRefusal,
   SwarmResolver,
@@ -240,11 +244,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   /**
    * Answers the peer's request for `index` starting at `begin` with `data` (a Buffer or a
-   * Readable of exactly the requested length), as piece frames. Resolves true once the whole
+   * Readable of exactly the requested length, or a `RangeReader` that reads it into the
+   * connection's frame buffers), as piece frames. Resolves true once the whole
    * range is written, false if it was not (cancelled, closed, no such request, source short
    * or failing: the peer then gets `CANCELLED` or `UNAVAILABLE`). Never rejects.
    */
-  sendPiece(index: number, begin: number, data: Buffer | Readable): Promise<boolean> {
+  sendPiece(index: number, begin: number, data: PieceData): Promise<boolean> {
     return this.exchange.sendPiece(index, begin, data);
   }
 
@@ -302,7 +307,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.cancelHandshakeTimer = this.timers.after(timeout, () =>
       this.shutdown({ kind: 'handshake-timeout', message: `no handshake in ${timeout} ms` }),
     );
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    readInto(this.socket, (chunk) => this.onData(chunk));
     return result;
   }
 

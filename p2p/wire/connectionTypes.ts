@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { RateLimiter } from '../bandwidth';
 import type { Timers } from '../timers';
 import type { Bitfield } from './bitfield';
@@ -42,16 +43,33 @@ export type PieceRequest = {
   readonly length: number;
 };
 
-/** One received block of a request, its payload as slices of the socket's buffers. */
+/**
+ * A requested range read on demand into buffers the connection provides (pooled frame
+ * buffers, so the bytes go from the file straight into the frames it sends):
+ * `readv(offset, targets)` fills `targets` in order with the range's bytes from `offset`
+ * (relative to the range's start). False, or a rejection: the bytes cannot be read.
+ */
+export type RangeReader = {
+  readonly readv: (offset: number, targets: readonly Buffer[]) => Promise<boolean>;
+};
+
+/** What a response's bytes come from. */
+export type PieceData = Buffer | Readable | RangeReader;
+
+/**
+ * Received bytes of a request, in order: a block frame's payload or part of it, as the
+ * socket delivered it. The chunks are views of the socket's read buffer, valid only until
+ * the 'piece' listener returns: copy what you keep.
+ */
 export type PieceBlock = {
   readonly index: number;
-  /** Offset of this block within the piece. */
+  /** Offset of these bytes within the piece. */
   readonly begin: number;
   readonly length: number;
   readonly chunks: readonly Buffer[];
   /** The request this block answers. */
   readonly request: PieceRequest;
-  /** Whether this block completes the request. */
+  /** Whether these bytes complete the request. */
   readonly done: boolean;
 };
 
