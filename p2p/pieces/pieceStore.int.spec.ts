@@ -242,6 +242,38 @@ describe('PieceStore', () => {
     await trusting.close();
   });
 
+  it('derives the whole digest from the pieces it hashed, and checks a resumed one whole', async () => {
+    const flipByteOf = async (index: number) => {
+      const file = await open(`${base()}.part`, 'r+');
+      const at = pieceBounds(blob.metainfo, index).start;
+      await file.write(Buffer.from([(blob.data[at] ?? 0) ^ 0xff]), 0, 1, at);
+      await file.close();
+    };
+    // Every piece hashed on its way in: finalize does not read the blob back (a byte
+    // flipped on disk afterwards goes unseen, as it would after any check).
+    const fresh = await open_({ wholeDigest: 'when-resumed' });
+    for (let index = 0; index < 10; index += 1) await fresh.writePiece(index, pieceOf(blob, index));
+    await flipByteOf(4);
+    expect((await fresh.finalize()).kind).toBe('complete');
+    await fresh.close();
+    await rm(base());
+
+    // Resumed: pieces taken from the sidecar were not hashed here, so the blob is checked.
+    const first = await open_({ wholeDigest: 'when-resumed' });
+    for (let index = 0; index < 5; index += 1) await first.writePiece(index, pieceOf(blob, index));
+    await first.close();
+    await flipByteOf(3);
+    const resumed = await open_({ wholeDigest: 'when-resumed' });
+    for (let index = 5; index < 10; index += 1) {
+      await resumed.writePiece(index, pieceOf(blob, index));
+    }
+    expect(await resumed.finalize()).toEqual({ kind: 'corrupt', badPieces: [3] });
+    await resumed.writePiece(3, pieceOf(blob, 3));
+    expect((await resumed.finalize()).kind).toBe('complete');
+    expect((await readFile(base())).equals(blob.data)).toBe(true);
+    await resumed.close();
+  });
+
   it('takes a damaged complete blob back as a partial download on a full verify', async () => {
     const data = Buffer.from(blob.data);
     data[950_000 - 1] = (data[950_000 - 1] ?? 0) ^ 1; // last piece
