@@ -190,8 +190,13 @@ export const onPieceEnded = (
         other.outstanding.delete(index);
       }
       s.requests.delete(index);
+      // Agents that hold the piece are not told (they never ask us for it; we send
+      // `complete` when the blob is): about half the `have`s of a swarm. Origins count
+      // which agents hold what (their BUSY policy), so they hear of every piece.
       for (const other of s.peers.values()) {
-        if (other !== peer || other.origin) other.conn.sendHave(index);
+        if (other.origin || (other !== peer && !other.has.has(index))) {
+          other.conn.sendHave(index);
+        }
       }
       if (s.sink?.allPresent) finalize(s);
       else if (missingPieces(s) <= s.config.endgameThreshold) requestAll(s);
@@ -281,6 +286,7 @@ export const onFinalized = (
       s.log.info({ digest: s.metainfo.digest }, 'blob complete: seeding');
       for (const peer of [...s.peers.values()]) {
         if (peer.has.complete) closePeer(s, peer, 'both complete');
+        else peer.conn.sendComplete();
       }
       s.resolveDone();
       s.options.onComplete?.();

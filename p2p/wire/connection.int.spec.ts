@@ -313,6 +313,30 @@ describe('PeerConnection pieces', () => {
     dialer.close();
   });
 
+  it('sends a have with the next frame to the peer, or after haveDelayMs', async () => {
+    const { dialer, acceptor } = await pair(blob, {
+      acceptorHas: 'none',
+      acceptor: { haveDelayMs: 60_000 },
+    });
+    const seen: string[] = [];
+    dialer.on('have', (index) => seen.push(`have ${index}`));
+    dialer.on('request', (request) => seen.push(`request ${request.index}`));
+    acceptor.sendHave(2);
+    acceptor.sendHave(0);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(seen).toEqual([]); // still waiting for a frame to ride with
+    acceptor.request(4);
+    await once(dialer, 'request');
+    expect(seen).toEqual(['have 2', 'have 0', 'request 4']);
+    dialer.close();
+
+    const quick = await pair(blob, { acceptorHas: 'none', acceptor: { haveDelayMs: 10 } });
+    const alone = once(quick.dialer, 'have');
+    quick.acceptor.sendHave(1);
+    expect(await alone).toEqual([1]);
+    quick.dialer.close();
+  });
+
   it('answers a reject with a rejected event and frees the slot', async () => {
     const { dialer, acceptor } = await pair(blob);
     acceptor.on('request', (request) =>

@@ -12,7 +12,6 @@ import {
   encodeComplete,
   encodeError,
   encodeHandshake,
-  encodeHave,
   encodeKeepalive,
 } from './codec';
 import type {
@@ -126,6 +125,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       egress: options.egress,
       signal: this.abort.signal,
       closed: () => this.closed,
+      timers,
+      haveDelayMs: options.haveDelayMs ?? wireDefaults.haveDelayMs,
     });
     this.exchange = new RequestExchange(
       {
@@ -217,9 +218,13 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     return this.startHandshake();
   }
 
+  /**
+   * Tells the peer we have a piece. The frame rides with the next frame to this peer, or
+   * goes out after `haveDelayMs` at the latest (frames keep their order either way).
+   */
   sendHave(index: number): boolean {
     if (!this.isOpen || !this.inRange(index)) return false;
-    this.writer.write(encodeHave(index));
+    this.writer.queueHave(index);
     return true;
   }
 
@@ -512,6 +517,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.cancelHandshakeTimer?.();
     this.stopTicker?.();
     this.framer.stop();
+    this.writer.stop();
     this.abort.abort();
     this.writer.wake();
     const stats = this.options.stats;

@@ -118,6 +118,8 @@ export type PeerConnectionOptions = {
   readonly handshakeTimeoutMs?: number;
   readonly keepaliveIntervalMs?: number;
   readonly idleTimeoutMs?: number;
+  /** Longest a `have` waits for another frame to ride with; 0: at once. Default 100 ms. */
+  readonly haveDelayMs?: number;
   /** Payload bytes per piece frame this side sends, ≤ 256 KiB. Default 64 KiB. */
   readonly blockLength?: number;
   /** Host-wide limiters (see `p2p/bandwidth`); every byte read and every piece frame sent. */

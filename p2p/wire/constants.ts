@@ -124,4 +124,10 @@ export const wireDefaults = {
   keepaliveIntervalMs: 10_000,
   /** Close when nothing was received (or a write has not drained) for this long. */
   idleTimeoutMs: 30_000,
+  /**
+   * A `have` waits at most this long for another frame to the same peer to ride with: one
+   * write (and one wake-up of the peer) for several frames. A `have` per piece and peer sent
+   * at once was most of an agent's writes at 8 MiB/s (32 pieces/s to each of its peers).
+   */
+  haveDelayMs: 100,
 } as const;
