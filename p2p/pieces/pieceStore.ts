@@ -113,10 +113,7 @@ export class PieceStore {
   };
   private readonly paths: BlobPaths;
   private readonly options: Required<
-    Pick<
-      PieceStoreOptions,
-      'fsync' | 'checkpointIntervalMs' | 'writeHighWaterMark' | 'wholeDigest'
-    >
+    Pick<PieceStoreOptions, 'fsync' | 'checkpointIntervalMs' | 'writeHighWaterMark' | 'wholeDigest'>
   >;
   private readonly file: FileHandle;
   private sidecar: FileHandle | undefined;

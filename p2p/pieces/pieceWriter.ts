@@ -139,7 +139,7 @@ export class PieceWriter {
     const bytes = chunk.length > room ? chunk.subarray(0, Math.max(0, room)) : chunk;
     if (bytes.length === 0) return;
     this.hash.update(bytes);
-    for (let at = 0; at < bytes.length; ) {
+    for (let at = 0; at < bytes.length;) {
       const current = (this.current ??= staging.take());
       const n = Math.min(bytes.length - at, this.flushAt - this.filled);
       current.set(bytes.subarray(at, at + n), this.filled);

@@ -1,4 +1,4 @@
-import type { Duplex, Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import type { BufferPool } from '../../kit/buffers';
 import { sharedPool } from '../../kit/buffers';
 import type { RateLimiter } from '../bandwidth';
@@ -199,7 +199,7 @@ export class FrameWriter {
       const frame = lease.buffer;
       try {
         const lengths: number[] = [];
-        for (let at = sent; lengths.length < blocksPerWindow && at < request.length; ) {
+        for (let at = sent; lengths.length < blocksPerWindow && at < request.length;) {
           const n = Math.min(blockLength, request.length - at);
           lengths.push(n);
           at += n;
