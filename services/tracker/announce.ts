@@ -11,6 +11,14 @@ export type AnnounceResult = { readonly peers: HandoutPeer[]; readonly intervalM
  * needs origins has none, the owning origins are asked to join it (at most once per
  * `originJoinRetryMs` per swarm): that is how origins learn a swarm started, and how a
  * swarm re-forms on another tracker after this one's restart or loss.
+ *
+ * Announce intervals back off once a peer is established: a peer's first answer with peers
+ * says `intervalMs`, each next one twice the last, up to `maxIntervalMs`; complete peers and
+ * origins (listed for others, needing nobody) get `maxIntervalMs` at once, and an answer
+ * without peers `emptyIntervalMs`. A connected agent keeps the peers it was handed (and is
+ * dialed by later joiners), so announces every second of a long download were only load:
+ * the tracker's HTTP handling and the agents' requests. Peers stay listed for three of
+ * their intervals.
  */
 export const createAnnounceHandler = (deps: {
   peers: PeerStore;
@@ -19,6 +27,8 @@ export const createAnnounceHandler = (deps: {
   selfUrl: () => string;
   config: {
     intervalMs: number;
+    /** Longest interval handed out; 0: four times `intervalMs`. */
+    maxIntervalMs: number;
     emptyIntervalMs: number;
     handoutSize: number;
     originsBelowComplete: number;
@@ -66,10 +76,21 @@ export const createAnnounceHandler = (deps: {
   const withTimeout = (work: Promise<void>, ms: number) =>
     Promise.race([work, new Promise<void>((resolve) => setTimeout(resolve, ms).unref())]);
 
+  const maxIntervalMs = Math.max(
+    config.intervalMs,
+    config.maxIntervalMs > 0 ? config.maxIntervalMs : 4 * config.intervalMs,
+  );
+  /** Records and returns the interval handed to the announcer. */
+  const answer = (request: Announcement, handout: HandoutPeer[], intervalMs: number) => {
+    peers.setInterval(request.infoHash, request.peerId, intervalMs);
+    return { peers: handout, intervalMs };
+  };
+
   return async (request: Announcement): Promise<AnnounceResult> => {
+    const previous = peers.intervalOf(request.infoHash, request.peerId);
     peers.announce(request.infoHash, request);
     if (request.stopped) return { peers: [], intervalMs: config.intervalMs };
-    if (request.complete) return { peers: [], intervalMs: config.intervalMs };
+    if (request.complete) return answer(request, [], maxIntervalMs);
     const counts = peers.counts(request.infoHash);
     if (!request.origin && counts.origins === 0 && needsOrigins(counts.completeAgents)) {
       await withTimeout(joinOrigins(request), config.originJoinTimeoutMs);
@@ -80,9 +101,8 @@ export const createAnnounceHandler = (deps: {
       config.handoutSize,
       needsOrigins,
     );
-    return {
-      peers: handout,
-      intervalMs: handout.length === 0 ? config.emptyIntervalMs : config.intervalMs,
-    };
+    if (handout.length === 0) return answer(request, handout, config.emptyIntervalMs);
+    const next = previous === undefined ? config.intervalMs : Math.min(2 * previous, maxIntervalMs);
+    return answer(request, handout, Math.max(config.intervalMs, next));
   };
 };
