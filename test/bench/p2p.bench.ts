@@ -1,15 +1,16 @@
 /**
  * `npm run bench:p2p -- --agents N --size BYTES --rate BYTES_PER_S --origin-rate BYTES_PER_S
- *  [--layers K] [--baseline-size BYTES] [--no-baseline] [--kraken DIR] [--json]`
+ *  [--layers K] [--warmup BYTES] [--baseline-size BYTES] [--no-baseline] [--kraken DIR] [--json]`
  * `npm run bench:p2p -- --pair [--size 1GiB]`
  * `npm run bench:p2p -- --memory [--size 256MiB --large 4GiB]`
  *
  * The swarm (default): efficiency against the physical bound (`../shared/reference/perf.md`).
  * Starts an origin (its seeder limited to `--origin-rate`), a tracker and N agents (each
  * limited to `--rate` in and out) as separate processes on loopback — spawning is not timed —
- * stores `--size` bytes of random content as K blobs on the origin, and has every agent fetch
- * all of them at once through its generic `GET /blobs/<digest>`. Every agent's bytes are
- * hashed and checked against the digest; a mismatch fails the run. Reported: per-agent
+ * stores `--size` bytes of random content as K blobs on the origin, has every agent fetch a
+ * `--warmup` blob (default a quarter of the size; untimed, for the JIT) and then all K blobs
+ * at once through its generic `GET /blobs/<digest>`. Every agent's bytes are hashed and
+ * checked against the digest; a mismatch fails the run. Reported: per-agent
  * completion times T_i (from the request to the verified blob), p50 and p99 (for N ≤ 100 the
  * p99 is the slowest agent), time to first byte, and the efficiency η = T_bound / T with
  * T_bound = max(F/u_origin, F/R, N·F/(u_origin + N·R)), the rates calibrated by one timed
@@ -46,6 +47,7 @@ const { values: args } = parseArgs({
     'origin-rate': { type: 'string', default: '' },
     layers: { type: 'string', default: '1' },
     'baseline-size': { type: 'string', default: '' },
+    warmup: { type: 'string', default: '' },
     'no-baseline': { type: 'boolean', default: false },
     kraken: { type: 'string', default: '' },
     pair: { type: 'boolean', default: false },
@@ -103,6 +105,10 @@ const main = async () => {
         originRate,
         layers: Math.max(1, Number(args.layers)),
         baselineSize,
+        warmup:
+          args.warmup === ''
+            ? Math.max(MiB, Math.floor(size / 4))
+            : parseBytes(args.warmup, '--warmup'),
         log,
       });
       result = swarm.summary;

@@ -21,6 +21,8 @@ export type SwarmOptions = {
   readonly layers: number;
   /** Blob size of the P2P-off run; 0: skip it. */
   readonly baselineSize: number;
+  /** Size of the blob every agent fetches first, untimed. */
+  readonly warmup: number;
   readonly log: (line: string) => void;
 };
 
@@ -59,9 +61,11 @@ export const runSwarm = async (options: SwarmOptions) => {
   const baselineDigest =
     baselineSize > 0 ? await cluster.put(randomBytes(baselineSize)) : undefined;
 
-  // Warm-up (discarded): every agent fetches a small blob through the swarm first, so
-  // module loading, JIT and first connections are not timed.
-  const warmup = await cluster.put(randomBytes(MiB));
+  // Warm-up (discarded): every agent fetches a blob through the swarm first, so module
+  // loading, first connections and the JIT are not timed: V8 optimizes a function only
+  // after thousands of calls, and at a few MiB/s the data path makes a few hundred a second
+  // (with 1 MiB, most of a 64 MiB run still ran unoptimized code: 14.8 vs 12.7 ns/B).
+  const warmup = await cluster.put(randomBytes(options.warmup));
   await Promise.all(agents.map((agent) => fetchBlob(`${agent}/blobs/${warmup}`)));
 
   // Calibration: one agent alone, through the same buckets: achieved ÷ configured rate.
@@ -91,7 +95,9 @@ export const runSwarm = async (options: SwarmOptions) => {
     }),
   );
   const usage = cpu();
-  const ownCpu = own().total;
+  const used = own();
+  const ownCpu = used.total;
+  const [originCpu = 0, trackerCpu = 0, ...agentCpu] = used.each;
   const wallMs = performance.now() - started;
   if (process.env.SHOAL_BENCH_NODE_ARGS) {
     const windowEnd = process.hrtime.bigint() / 1000n;
@@ -157,6 +163,8 @@ export const runSwarm = async (options: SwarmOptions) => {
     cpu_mean: usage.busy,
     cpu_steal: usage.steal,
     swarm_cpu_seconds: ownCpu,
+    origin_cpu_seconds: originCpu,
+    tracker_cpu_seconds: trackerCpu,
     swarm_cpu_ns_per_byte: (ownCpu * 1e9) / (agentCount * total),
     cores: cpus().length,
     load_before: load,
@@ -190,6 +198,10 @@ export const runSwarm = async (options: SwarmOptions) => {
       `${(usage.steal * 100).toFixed(1)} %, load before ${load.toFixed(2)}; the swarm's ` +
       `processes used ${ownCpu.toFixed(1)} CPU s` +
       (valid ? '' : '   INVALID: the machine was the bottleneck'),
+  );
+  log(
+    `  CPU s: origin ${originCpu.toFixed(2)}, tracker ${trackerCpu.toFixed(2)}, agents ` +
+      `${agentCpu.reduce((a, b) => a + b, 0).toFixed(2)} (each ${agentCpu.map((c) => c.toFixed(2)).join(' ')})`,
   );
   log(`swarm_cpu_ns_per_byte ${summary.swarm_cpu_ns_per_byte.toFixed(2)} (P2P)`);
   if (baseline !== undefined) {
