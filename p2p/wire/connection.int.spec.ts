@@ -25,7 +25,7 @@ import type {
   PieceRequest,
 } from './connection';
 import { PeerConnection } from './connection';
-import { maxPendingRequests, wireErrorCodes } from './constants';
+import { defaultBlockLength, maxPendingRequests, wireErrorCodes } from './constants';
 import { duplexPair } from '../../test/doubles/duplexPair';
 import { Framer } from './framer';
 import { createWireStats } from './violations';
@@ -641,7 +641,9 @@ describe('PeerConnection back-pressure', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(counter.pulled).toBeLessThan(big.data.length);
-    expect(socket.writableLength).toBeLessThanOrEqual(socket.writableHighWaterMark + 64 * KiB + 13);
+    expect(socket.writableLength).toBeLessThanOrEqual(
+      socket.writableHighWaterMark + defaultBlockLength + 13,
+    );
     // A slow reader: read in short bursts.
     for (let i = 0; i < 5; i += 1) {
       dialer.resumeReading();

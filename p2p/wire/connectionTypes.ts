@@ -120,7 +120,7 @@ export type PeerConnectionOptions = {
   readonly idleTimeoutMs?: number;
   /** Longest a `have` waits for another frame to ride with; 0: at once. Default 100 ms. */
   readonly haveDelayMs?: number;
-  /** Payload bytes per piece frame this side sends, ≤ 256 KiB. Default 64 KiB. */
+  /** Payload bytes per piece frame this side sends, ≤ 256 KiB. Default 256 KiB. */
   readonly blockLength?: number;
   /** Host-wide limiters (see `p2p/bandwidth`); every byte read and every piece frame sent. */
   readonly ingress?: RateLimiter;
