@@ -4,7 +4,7 @@
  * `npm run bench:p2p -- --pair [--size 1GiB]`
  * `npm run bench:p2p -- --memory [--size 256MiB --large 4GiB]`
  *
- * The swarm (default): efficiency against the physical bound (`../shared/reference/perf.md`).
+ * The swarm (default): efficiency against the physical bound (T_bound, below).
  * Starts an origin (its seeder limited to `--origin-rate`), a tracker and N agents (each
  * limited to `--rate` in and out) as separate processes on loopback — spawning is not timed —
  * stores `--size` bytes of random content as K blobs on the origin, has every agent fetch a
@@ -20,7 +20,7 @@
  * of every swarm process per delivered byte (`swarm_cpu_ns_per_byte`); and the same swarm
  * with P2P off (every agent straight from the origin's HTTP API, same caps), its time
  * normalised τ = T/(F/R) and its CPU per delivered byte. `--kraken DIR` then runs Kraken's
- * swarm (DIR/run.sh, ../shared/kraken/README.md) with the same N, size and rates and prints
+ * swarm (DIR/run.sh: Kraken v0.1.27's binaries and runner) with the same N, size and rates and prints
  * both rows; without Kraken's binaries in DIR it says so in one line and goes on.
  *
  * `--pair`: one blob (default 1 GiB) from a seeded agent to another, no rate limit, verified,

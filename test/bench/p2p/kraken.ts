@@ -7,9 +7,9 @@ import { swarmBound } from './swarm';
 import { MiB, quantile } from './processes';
 
 /*
- * Kraken's swarm beside Shoal's, in the same run: `DIR/run.sh` (see
- * ../shared/kraken/README.md) starts Kraken v0.1.27's origin, tracker and N agents on
- * loopback with its own bandwidth limiter, has every agent fetch one blob, and reports
+ * Kraken's swarm beside Shoal's, in the same run: `DIR/run.sh N SIZE_MIB RATE_MIBPS
+ * THROTTLE_ORIGIN` (DIR holds Kraken v0.1.27's bin/{agent,origin,tracker} and its runner)
+ * starts Kraken's origin, tracker and N agents on loopback with its own bandwidth limiter, has every agent fetch one blob, and reports
  * per-agent times, CPU per delivered byte and pieces sent by the origin.
  */
 

@@ -34,7 +34,7 @@ export type SwarmRow = {
   readonly cpuNsPerByte: number;
 };
 
-/** The bound of perf.md §1.1 for N symmetric agents at R and an origin at u. */
+/** The fluid bound (Kumar & Ross) for N symmetric agents at R and an origin at u. */
 export const swarmBound = (n: number, size: number, r: number, u: number): number =>
   Math.max(size / u, size / r, (n * size) / (u + n * r));
 
