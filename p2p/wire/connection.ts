@@ -64,7 +64,8 @@ type Phase = 'new' | 'dialing' | 'accepting' | 'resolving' | 'open' | 'closed';
 
 type HandshakeResult = Result<RemotePeer, CloseReason>;
 
-const noop = (): void => undefined;
+/** Tokens the ingress limiter must hold again before a paused connection reads on. */
+const ingressResumeBytes = 256 * 1024;
 
 /**
  * One peer connection over a stream (a `net.Socket`, or any Duplex in tests), speaking
@@ -103,7 +104,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private stopTicker: CancelTimer | undefined;
   private lastReceived: number;
   private readonly pauses = new Set<'limiter' | 'user'>();
-  private ingressWaits = 0;
+  private cancelIngressTimer: CancelTimer | undefined;
   private closeReason_: CloseReason | undefined;
 
   constructor(socket: Duplex, options: PeerConnectionOptions) {
@@ -412,14 +413,18 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.lastReceived = this.now();
     this.framer.push(chunk);
     const ingress = this.options.ingress;
-    if (ingress === undefined || this.closed || ingress.tryTake(chunk.length)) return;
-    // Charged after the fact: read on once the limiter has granted what was already read.
-    this.ingressWaits += 1;
+    if (ingress === undefined || this.closed) return;
+    // Charged after the fact. In debt, reading stops until the limiter holds a read's worth
+    // of tokens again, so a download held to its rate reads in bursts of ~256 KiB: pausing
+    // and resuming on every read (two epoll_ctl calls, a timer, a wake-up) cost more CPU than
+    // the read.
+    const wait = ingress.debit(chunk.length, ingressResumeBytes);
+    if (wait === 0 || this.cancelIngressTimer !== undefined) return;
     this.pause('limiter');
-    ingress.take(chunk.length, this.abort.signal).then(() => {
-      this.ingressWaits -= 1;
-      if (this.ingressWaits === 0) this.resume('limiter');
-    }, noop);
+    this.cancelIngressTimer = this.timers.after(wait, () => {
+      this.cancelIngressTimer = undefined;
+      this.resume('limiter');
+    });
   }
 
   private onMessage(message: ControlMessage): void {
@@ -516,6 +521,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.closeReason_ = reason;
     this.cancelHandshakeTimer?.();
     this.stopTicker?.();
+    this.cancelIngressTimer?.();
     this.framer.stop();
     this.writer.stop();
     this.abort.abort();
