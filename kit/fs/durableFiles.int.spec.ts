@@ -3,7 +3,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { open, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureDir, isMissing, syncDir, writeAll, writevAll } from './durableFiles';
+import { ensureDir, isMissing, readvAll, syncDir, writeAll, writevAll } from './durableFiles';
 
 /** A handle over a byte array that takes at most `max` bytes per call and counts calls. */
 const shortWriter = (max: number) => {
@@ -40,6 +40,25 @@ describe('durable file helpers', () => {
     await writevAll(fake.handle, buffers, 10);
     expect(fake.bytes.subarray(10, 20).toString()).toBe('abcdefghij');
     expect(fake.calls()).toBe(4);
+  });
+
+  it('readvAll fills every buffer across short reads, and says when the file ends', async () => {
+    const bytes = Buffer.from('0123456789abcdefghij');
+    let calls = 0;
+    const handle = {
+      readv: async (buffers: Buffer[], position: number) => {
+        calls += 1;
+        // At most 3 bytes per call, into the first buffer only.
+        const n = Math.max(0, Math.min(3, buffers[0]?.length ?? 0, bytes.length - position));
+        bytes.copy(buffers[0] as Buffer, 0, position, position + n);
+        return { bytesRead: n, buffers };
+      },
+    } as unknown as FileHandle;
+    const targets = [Buffer.alloc(4), Buffer.alloc(0), Buffer.alloc(5)];
+    expect(await readvAll(handle, targets, 5)).toBe(true);
+    expect(Buffer.concat(targets).toString()).toBe('56789abcd');
+    expect(calls).toBe(4);
+    expect(await readvAll(handle, [Buffer.alloc(8)], 15)).toBe(false);
   });
 
   it('writeAll finishes partial writes at a position', async () => {

@@ -53,6 +53,20 @@ export const writeAll = async (
   }
 };
 
+/** The parts of `buffers` past their first `done` bytes (after a short readv/writev). */
+const remainder = <T extends Uint8Array>(buffers: readonly T[], done: number): T[] => {
+  let skip = done;
+  const rest: T[] = [];
+  for (const buffer of buffers) {
+    if (skip >= buffer.length) skip -= buffer.length;
+    else {
+      rest.push(skip === 0 ? buffer : (buffer.subarray(skip) as T));
+      skip = 0;
+    }
+  }
+  return rest;
+};
+
 /** Writes all of `buffers` at `position` with as few `writev` calls as the kernel allows. */
 export const writevAll = async (
   handle: FileHandle,
@@ -64,17 +78,28 @@ export const writevAll = async (
   while (rest.length > 0) {
     const { bytesWritten } = await handle.writev(rest as Uint8Array[], at);
     at += bytesWritten;
-    let skip = bytesWritten;
-    const next: Uint8Array[] = [];
-    for (const buffer of rest) {
-      if (skip >= buffer.length) skip -= buffer.length;
-      else {
-        next.push(skip === 0 ? buffer : buffer.subarray(skip));
-        skip = 0;
-      }
-    }
-    rest = next;
+    rest = remainder(rest, bytesWritten);
   }
+};
+
+/**
+ * Fills `buffers` in order from `position` with as few `readv` calls as the kernel allows
+ * (one, unless it reads short); false when the file ends first.
+ */
+export const readvAll = async (
+  handle: FileHandle,
+  buffers: readonly Buffer[],
+  position: number,
+): Promise<boolean> => {
+  let rest = buffers.filter((buffer) => buffer.length > 0);
+  let at = position;
+  while (rest.length > 0) {
+    const { bytesRead } = await handle.readv(rest, at);
+    if (bytesRead === 0) return false;
+    at += bytesRead;
+    rest = remainder(rest, bytesRead);
+  }
+  return true;
 };
 
 /** Whether a file system error says the path (or a directory on it) does not exist. */

@@ -1,1 +1,1 @@
-export { ensureDir, isMissing, syncDir, writeAll, writevAll } from './durableFiles';
+export { ensureDir, isMissing, readvAll, syncDir, writeAll, writevAll } from './durableFiles';

@@ -17,6 +17,13 @@ export interface RateLimiter {
    * not taken.
    */
   take(bytes: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Charges bytes already taken in (a socket read): granted at once, into debt if need be,
+   * ahead of any queued waiter. Returns 0 while the limiter is not in debt, else how long
+   * (ms) until it holds `resumeAt` tokens (at most the burst) again: how long a reader should
+   * pause so that it reads on in bursts of about `resumeAt` bytes.
+   */
+  debit(bytes: number, resumeAt: number): number;
   /** Bytes granted so far. */
   readonly granted: number;
 }
@@ -113,6 +120,16 @@ export class TokenBucket implements RateLimiter {
     this.tokens -= bytes;
     this.granted_ += bytes;
     return true;
+  }
+
+  debit(bytes: number, resumeAt: number): number {
+    this.granted_ += bytes;
+    if (this.rate_ === 0) return 0;
+    this.refill();
+    this.tokens -= bytes;
+    if (this.tokens >= 0) return 0;
+    const target = Math.min(resumeAt, this.burst_);
+    return Math.max(1, Math.ceil(((target - this.tokens) * 1000) / this.rate_));
   }
 
   take(bytes: number, signal?: AbortSignal): Promise<void> {

@@ -36,6 +36,19 @@ describe('TokenBucket (fake time)', () => {
     expect(done).toBe(true);
   });
 
+  it('debits bytes already read into debt, and says how long until a burst can follow', () => {
+    const limiter = bucket(100 * KiB, 20 * KiB);
+    expect(limiter.debit(15 * KiB, 10 * KiB)).toBe(0); // 5 KiB left: no debt
+    // 10 KiB more: 5 KiB of debt; 10 KiB to come back to is 15 KiB at 100 KiB/s = 150 ms.
+    expect(limiter.debit(10 * KiB, 10 * KiB)).toBe(150);
+    expect(limiter.granted).toBe(25 * KiB);
+    jest.advanceTimersByTime(150);
+    expect(limiter.tryTake(10 * KiB)).toBe(true);
+    // The resume point is capped by the burst; unlimited never waits.
+    expect(limiter.debit(20 * KiB, 1024 * KiB)).toBe(400);
+    expect(bucket(0).debit(1024 * KiB, KiB)).toBe(0);
+  });
+
   it('serves waiters first come, first served; later small takes do not overtake', async () => {
     const limiter = bucket(100 * KiB, 10 * KiB);
     limiter.tryTake(10 * KiB);

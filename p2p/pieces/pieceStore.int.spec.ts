@@ -80,6 +80,26 @@ describe('PieceStore', () => {
     await store.close();
   });
 
+  it('copies each chunk before write returns: the caller may reuse its buffer', async () => {
+    const store = await open_();
+    const begun = store.beginPiece(1);
+    if (!begun.ok) throw new Error(begun.error);
+    const piece = pieceOf(blob, 1);
+    const reused = Buffer.alloc(4096);
+    for (let at = 0; at < piece.length; at += reused.length) {
+      const n = piece.copy(reused, 0, at, at + reused.length);
+      if (!begun.value.write(reused.subarray(0, n))) await begun.value.drained();
+      reused.fill(0xa5);
+    }
+    expect(await begun.value.end()).toEqual({ kind: 'stored' });
+    expect((await store.read(1))?.equals(piece)).toBe(true);
+    const into = [Buffer.alloc(10), Buffer.alloc(20)];
+    expect(await store.readv(1, 5, into)).toBe(true);
+    expect(Buffer.concat(into).equals(piece.subarray(5, 35))).toBe(true);
+    expect(await store.readv(2, 0, [Buffer.alloc(1)])).toBe(false);
+    await store.close();
+  });
+
   it('rejects and counts a bad piece, which is neither present nor readable', async () => {
     const store = await open_();
     const bad = Buffer.from(pieceOf(blob, 2));
@@ -220,6 +240,38 @@ describe('PieceStore', () => {
     expect((await trusting.finalize()).kind).toBe('complete');
     expect((await readFile(base())).equals(blob.data)).toBe(true);
     await trusting.close();
+  });
+
+  it('derives the whole digest from the pieces it hashed, and checks a resumed one whole', async () => {
+    const flipByteOf = async (index: number) => {
+      const file = await open(`${base()}.part`, 'r+');
+      const at = pieceBounds(blob.metainfo, index).start;
+      await file.write(Buffer.from([(blob.data[at] ?? 0) ^ 0xff]), 0, 1, at);
+      await file.close();
+    };
+    // Every piece hashed on its way in: finalize does not read the blob back (a byte
+    // flipped on disk afterwards goes unseen, as it would after any check).
+    const fresh = await open_({ wholeDigest: 'when-resumed' });
+    for (let index = 0; index < 10; index += 1) await fresh.writePiece(index, pieceOf(blob, index));
+    await flipByteOf(4);
+    expect((await fresh.finalize()).kind).toBe('complete');
+    await fresh.close();
+    await rm(base());
+
+    // Resumed: pieces taken from the sidecar were not hashed here, so the blob is checked.
+    const first = await open_({ wholeDigest: 'when-resumed' });
+    for (let index = 0; index < 5; index += 1) await first.writePiece(index, pieceOf(blob, index));
+    await first.close();
+    await flipByteOf(3);
+    const resumed = await open_({ wholeDigest: 'when-resumed' });
+    for (let index = 5; index < 10; index += 1) {
+      await resumed.writePiece(index, pieceOf(blob, index));
+    }
+    expect(await resumed.finalize()).toEqual({ kind: 'corrupt', badPieces: [3] });
+    await resumed.writePiece(3, pieceOf(blob, 3));
+    expect((await resumed.finalize()).kind).toBe('complete');
+    expect((await readFile(base())).equals(blob.data)).toBe(true);
+    await resumed.close();
   });
 
   it('takes a damaged complete blob back as a partial download on a full verify', async () => {

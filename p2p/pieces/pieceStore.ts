@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Result } from '../../domain';
 import { ShoalError, fail, ok } from '../../domain';
-import { syncDir } from '../../kit/fs';
+import { readvAll, syncDir } from '../../kit/fs';
 import type { Metainfo } from '../metainfo';
 import { infoHash, pieceBounds, pieceCountOf, validateMetainfo } from '../metainfo';
 import { Bitfield } from '../wire/bitfield';
@@ -38,6 +38,13 @@ import { readSidecar, sidecarHeaderLength, writeSidecar } from './sidecar';
  * present piece. Trusting is safe because `finalize` checks the whole blob's digest before
  * the file becomes the content-addressed blob; should that ever fail, it rehashes every piece,
  * clears the bad ones and reports them for fetching again.
+ *
+ * The whole-digest check reads and hashes every byte a second time. With `wholeDigest:
+ * 'when-resumed'` it is skipped when every piece was hashed on its way in by this store (so
+ * the blob is exactly the pieces the metainfo names): the digest is then derived from the
+ * pieces, and the metainfo's binding of piece hashes to the digest is trusted — it comes from
+ * the origin that verified the blob (Kraken's agents trust it the same way). Pieces taken
+ * from a sidecar were not hashed here, so a resumed download is still checked whole.
  */
 
 const readChunk = 1024 * 1024;
@@ -54,6 +61,11 @@ export type PieceStoreOptions = {
   readonly checkpointIntervalMs?: number;
   /** On open, `trust` the sidecar (default) or rehash every present piece (`full`). */
   readonly verify?: 'trust' | 'full';
+  /**
+   * `always` (default): `finalize` reads the blob back and checks its digest.
+   * `when-resumed`: only when some piece was not hashed by this store (see above).
+   */
+  readonly wholeDigest?: 'always' | 'when-resumed';
   /** Bytes a piece writer queues before `write` asks the caller to wait. Default 1 MiB. */
   readonly writeHighWaterMark?: number;
 };
@@ -101,13 +113,15 @@ export class PieceStore {
   };
   private readonly paths: BlobPaths;
   private readonly options: Required<
-    Pick<PieceStoreOptions, 'fsync' | 'checkpointIntervalMs' | 'writeHighWaterMark'>
+    Pick<PieceStoreOptions, 'fsync' | 'checkpointIntervalMs' | 'writeHighWaterMark' | 'wholeDigest'>
   >;
   private readonly file: FileHandle;
   private sidecar: FileHandle | undefined;
   private readonly present: Bitfield;
   private readonly writers = new Map<number, PieceWriter>();
   private state: State;
+  /** Pieces present that this store hashed as they were written (not from a sidecar). */
+  private readonly hashedHere: Bitfield;
   private dirty = false;
   private checkpointTimer: NodeJS.Timeout | undefined;
   private checkpointChain: Promise<void> = Promise.resolve();
@@ -130,6 +144,7 @@ export class PieceStore {
     this.file = init.file;
     this.sidecar = init.sidecar;
     this.present = init.present;
+    this.hashedHere = new Bitfield(init.present.length);
     this.state = init.complete ? 'complete' : 'partial';
   }
 
@@ -233,6 +248,14 @@ export class PieceStore {
     return readFully(this.file, range.start, range.length);
   }
 
+  /** Reads a present piece's bytes from `begin` into `targets` (see `PieceSource.readv`). */
+  async readv(index: number, begin: number, targets: readonly Buffer[]): Promise<boolean> {
+    const length = targets.reduce((n, t) => n + t.length, 0);
+    const range = length === 0 ? undefined : this.readable(index, begin, length);
+    if (range === undefined) return false;
+    return readvAll(this.file, targets, range.start);
+  }
+
   /**
    * Once every piece is present: makes the pieces durable, checks the whole blob's digest
    * and renames the file to its final name (the blob is then complete). On a digest mismatch
@@ -277,6 +300,7 @@ export class PieceStore {
   /** @internal Called by a writer whose piece verified. */
   markPresent(index: number): void {
     this.present.set(index);
+    this.hashedHere.set(index);
     this.stats.stored += 1;
     this.dirty = true;
     if (this.checkpointTimer === undefined && this.state === 'partial') {
@@ -323,11 +347,13 @@ export class PieceStore {
     this.checkpointTimer = undefined;
     try {
       if (this.options.fsync) await this.file.datasync();
-      if (!(await digestMatches(this.file, this.metainfo))) {
+      const derived = this.options.wholeDigest === 'when-resumed' && this.hashedHere.complete;
+      if (!derived && !(await digestMatches(this.file, this.metainfo))) {
         const good = await scanPieces(this.file, this.metainfo, this.present.indices());
         const badPieces: number[] = [];
         for (let index = 0; index < this.pieceCount; index += 1) {
           if (!good.has(index) && this.present.clear(index)) badPieces.push(index);
+          if (!good.has(index)) this.hashedHere.clear(index);
         }
         this.stats.corrupt += badPieces.length;
         this.dirty = true;
@@ -370,6 +396,7 @@ export const openPieceStore = async (options: PieceStoreOptions): Promise<PieceS
     fsync: options.fsync ?? true,
     checkpointIntervalMs: options.checkpointIntervalMs ?? 1000,
     writeHighWaterMark: options.writeHighWaterMark ?? 1024 * 1024,
+    wholeDigest: options.wholeDigest ?? 'always',
   };
   const base = join(options.dir, blobFileName(metainfo.digest));
   const paths: BlobPaths = {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { writevAll } from '../../kit/fs';
+import { sharedPool } from '../../kit/buffers';
+import { writeAll } from '../../kit/fs';
 import type { PieceStoreStats } from './pieceStore';
 
 export type PieceOutcome =
@@ -10,8 +11,13 @@ export type PieceOutcome =
   | { readonly kind: 'aborted' }
   | { readonly kind: 'io-error'; readonly error: Error };
 
-/** Most buffers in one `writev` (below IOV_MAX). */
-const maxBatch = 512;
+/**
+ * Bytes of one disk write: received bytes are copied into pooled buffers of this size and
+ * each full one is written with one `pwrite` (a hand-off to the thread pool each, so not per
+ * socket chunk), then reused.
+ */
+export const stagingLength = 256 * 1024;
+const staging = sharedPool(stagingLength);
 
 /** What a writer reports to: its store's counters, a verified piece, its finished slot. */
 export type PieceWriterHost = {
@@ -20,11 +26,14 @@ export type PieceWriterHost = {
   release(writer: PieceWriter): void;
 };
 
+type Queued = { readonly buffer: Buffer; readonly length: number; readonly position: number };
+
 /**
- * Writes one piece: hashes each chunk as it is given (in order), queues it for an in-place
- * write, and on `end` checks length and hash before the piece becomes present. A refused
- * piece's bytes stay in the .part file but are never marked, read or announced; the next
- * attempt overwrites them.
+ * Writes one piece: hashes each chunk as it is given (in order), copies it into a pooled
+ * staging buffer, writes full staging buffers in place, and on `end` checks length and hash
+ * before the piece becomes present. Chunks are copied before `write` returns: the caller may
+ * reuse them (a socket's read buffer). A refused piece's bytes stay in the .part file but
+ * are never marked, read or announced; the next attempt overwrites them.
  */
 export class PieceWriter {
   readonly index: number;
@@ -33,13 +42,21 @@ export class PieceWriter {
   private readonly store: PieceWriterHost;
   private readonly file: FileHandle;
   private readonly highWaterMark: number;
+  /** Staged bytes that make a write: a staging buffer, or less under a small high-water mark. */
+  private readonly flushAt: number;
   private readonly expected: string;
   private readonly hash = createHash('sha256');
+  /** File offset of the staging buffer's first byte. */
   private position: number;
   private received_ = 0;
-  private queue: Uint8Array[] = [];
+  private current: Buffer | undefined;
+  private filled = 0;
+  private queue: Queued[] = [];
+  /** Bytes queued or being written (not the staging buffer being filled). */
   private queued = 0;
-  private flushing: Promise<void> | undefined;
+  /** Whether the write loop runs; it stops (synchronously) when it finds the queue empty. */
+  private draining = false;
+  private flushing: Promise<void> = Promise.resolve();
   private failure: Error | undefined;
   private aborted = false;
   private drainWaiters: (() => void)[] = [];
@@ -60,6 +77,7 @@ export class PieceWriter {
     this.position = start;
     this.size = size;
     this.highWaterMark = options.highWaterMark;
+    this.flushAt = Math.max(1, Math.min(stagingLength, options.highWaterMark));
     this.expected = options.expected;
   }
 
@@ -69,24 +87,19 @@ export class PieceWriter {
   }
 
   /**
-   * Gives the next bytes of the piece. Returns false when the caller should wait for
-   * {@link drained} before giving more (e.g. pause the connection's reading).
+   * Gives the next bytes of the piece (copied at once). Returns false when the caller should
+   * wait for {@link drained} before giving more (e.g. pause the connection's reading).
    */
   write(chunk: Uint8Array): boolean {
-    return this.writeAll([chunk]);
+    if (this.outcome !== undefined || this.aborted) return false;
+    this.take(chunk);
+    return this.queued < this.highWaterMark;
   }
 
-  /** Gives several chunks at once: queued together, so they go out in one `writev`. */
+  /** Gives several chunks in order; as `write`. */
   writeAll(chunks: readonly Uint8Array[]): boolean {
     if (this.outcome !== undefined || this.aborted) return false;
-    for (const chunk of chunks) {
-      this.received_ += chunk.length;
-      if (this.received_ > this.size) break; // refused at `end`; never written past the piece
-      this.hash.update(chunk);
-      this.queue.push(chunk);
-      this.queued += chunk.length;
-    }
-    this.flush();
+    for (const chunk of chunks) this.take(chunk);
     return this.queued < this.highWaterMark;
   }
 
@@ -100,22 +113,66 @@ export class PieceWriter {
 
   /** Discards the piece (e.g. its connection closed); `end` then resolves `aborted`. */
   abort(): void {
+    if (this.aborted) return;
     this.aborted = true;
+    for (const item of this.queue) staging.give(item.buffer);
     this.queue = [];
     this.queued = 0;
+    if (this.current !== undefined) staging.give(this.current);
+    this.current = undefined;
     this.wakeDrainWaiters();
   }
 
   /** Finishes the piece: waits for its writes, verifies it, marks it present if good. */
   end(): Promise<PieceOutcome> {
-    this.outcome ??= this.finish();
+    if (this.outcome === undefined) {
+      this.enqueueCurrent();
+      this.outcome = this.finish();
+    }
     return this.outcome;
+  }
+
+  private take(chunk: Uint8Array): void {
+    const room = this.size - this.received_;
+    this.received_ += chunk.length;
+    // Bytes past the piece are counted (refused at `end`) but never hashed or written.
+    const bytes = chunk.length > room ? chunk.subarray(0, Math.max(0, room)) : chunk;
+    if (bytes.length === 0) return;
+    this.hash.update(bytes);
+    for (let at = 0; at < bytes.length;) {
+      const current = (this.current ??= staging.take());
+      const n = Math.min(bytes.length - at, this.flushAt - this.filled);
+      current.set(bytes.subarray(at, at + n), this.filled);
+      this.filled += n;
+      at += n;
+      if (this.filled >= this.flushAt) this.enqueueCurrent();
+    }
+  }
+
+  /** Queues the staging buffer (however full) for writing. */
+  private enqueueCurrent(): void {
+    const current = this.current;
+    if (current === undefined) return;
+    this.current = undefined;
+    if (this.filled === 0 || this.aborted) {
+      staging.give(current);
+      this.filled = 0;
+      return;
+    }
+    this.queue.push({ buffer: current, length: this.filled, position: this.position });
+    this.position += this.filled;
+    this.queued += this.filled;
+    this.filled = 0;
+    if (!this.draining) {
+      this.draining = true;
+      this.flushing = this.drain();
+    }
   }
 
   private async finish(): Promise<PieceOutcome> {
     // The slot is released only after the last write settled, so that a later writer of
     // the same piece cannot be overtaken by a stale write.
-    while (this.flushing !== undefined) await this.flushing;
+    while (this.draining) await this.flushing;
     this.store.release(this);
     const stats = this.store.stats;
     if (this.aborted) return { kind: 'aborted' };
@@ -137,25 +194,31 @@ export class PieceWriter {
     return { kind: 'stored' };
   }
 
-  private flush(): void {
-    if (this.flushing !== undefined) return;
-    this.flushing = this.drain().finally(() => (this.flushing = undefined));
-  }
-
+  /**
+   * The write loop: writes queued buffers in order and gives each back to the pool once its
+   * write settled. It clears `draining` in the same turn it finds the queue empty, so a
+   * buffer queued after that starts a new loop rather than waiting on a finished one.
+   */
   private async drain(): Promise<void> {
-    while (this.queue.length > 0 && !this.aborted && this.failure === undefined) {
-      const batch = this.queue.splice(0, maxBatch);
-      const bytes = batch.reduce((sum, chunk) => sum + chunk.length, 0);
-      try {
-        await writevAll(this.file, batch, this.position);
-      } catch (error) {
-        this.failure = error as Error;
+    for (;;) {
+      const item = this.queue.shift();
+      if (item === undefined) {
+        this.draining = false;
+        if (this.failure !== undefined) this.wakeDrainWaiters();
+        return;
       }
-      this.position += bytes;
-      this.queued -= bytes;
+      if (this.failure === undefined && !this.aborted) {
+        try {
+          await writeAll(this.file, item.buffer.subarray(0, item.length), item.position);
+        } catch (error) {
+          this.failure = error as Error;
+        }
+      }
+      // Given back only now: the thread pool's write has let go of it.
+      staging.give(item.buffer);
+      this.queued = Math.max(0, this.queued - item.length);
       if (this.queued < this.highWaterMark) this.wakeDrainWaiters();
     }
-    if (this.failure !== undefined) this.wakeDrainWaiters();
   }
 
   private wakeDrainWaiters(): void {

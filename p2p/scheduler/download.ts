@@ -20,13 +20,6 @@ import {
  * at the end. Handlers of the scheduler's loop (see `scheduler.ts`).
  */
 
-/**
- * Blocks are handed to the piece writer in runs of at least this many bytes: each write is a
- * hand-off to the file system's thread pool, and one per socket chunk costs more CPU than the
- * bytes (a context switch each, under load). Bounded: pipeline × this per connection.
- */
-const writeCoalesceBytes = 256 * 1024;
-
 // --- what peers have -----------------------------------------------------------------------------
 
 export const onHave = (s: SwarmState, peer: Peer, index: number): void => {
@@ -95,13 +88,7 @@ export const requestMore = (s: SwarmState, peer: Peer): void => {
       s.config.requestTimeoutMs,
       s.config.requestTimeoutPerMiBMs,
     );
-    peer.outstanding.set(index, {
-      index,
-      deadline: now + timeout,
-      writer: undefined,
-      held: [],
-      heldBytes: 0,
-    });
+    peer.outstanding.set(index, { index, deadline: now + timeout, writer: undefined });
     let requested = s.requests.get(index);
     if (requested === undefined) s.requests.set(index, (requested = new Set()));
     requested.add(peer);
@@ -157,20 +144,13 @@ export const onBlock = (
     out.writer = begun.value;
     s.writers.set(block.index, { peer, writer: begun.value });
   }
+  // The writer copies the bytes before returning (they are the socket's read buffer) and
+  // writes them in its own staging buffers.
   const writer = out.writer;
-  for (const chunk of block.chunks) {
-    out.held.push(chunk);
-    out.heldBytes += chunk.length;
-  }
+  const chunks = block.chunks;
   let room = true;
-  if (block.done || out.heldBytes >= writeCoalesceBytes) {
-    const held = out.held;
-    out.held = [];
-    out.heldBytes = 0;
-    if (held.length === 1) room = writer.write(held[0] as Buffer);
-    else if (writer.writeAll !== undefined) room = writer.writeAll(held);
-    else room = writer.write(Buffer.concat(held));
-  }
+  if (writer.writeAll !== undefined) room = writer.writeAll(chunks);
+  else for (const chunk of chunks) room = writer.write(chunk) && room;
   if (!room && !peer.paused) {
     // The disk is behind: stop reading this peer until the writer has room.
     peer.paused = true;
@@ -212,8 +192,13 @@ export const onPieceEnded = (
         other.outstanding.delete(index);
       }
       s.requests.delete(index);
+      // Agents that hold the piece are not told (they never ask us for it; we send
+      // `complete` when the blob is): about half the `have`s of a swarm. Origins count
+      // which agents hold what (their BUSY policy), so they hear of every piece.
       for (const other of s.peers.values()) {
-        if (other !== peer || other.origin) other.conn.sendHave(index);
+        if (other.origin || (other !== peer && !other.has.has(index))) {
+          other.conn.sendHave(index);
+        }
       }
       if (s.sink?.allPresent) finalize(s);
       else if (missingPieces(s) <= s.config.endgameThreshold) requestAll(s);
@@ -303,6 +288,7 @@ export const onFinalized = (
       s.log.info({ digest: s.metainfo.digest }, 'blob complete: seeding');
       for (const peer of [...s.peers.values()]) {
         if (peer.has.complete) closePeer(s, peer, 'both complete');
+        else peer.conn.sendComplete();
       }
       s.resolveDone();
       s.options.onComplete?.();

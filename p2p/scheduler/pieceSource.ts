@@ -20,12 +20,22 @@ export interface PieceSource {
    * use when the source offers it.
    */
   read?(index: number, begin?: number, length?: number): Promise<Buffer | undefined>;
+  /**
+   * Reads a present piece's bytes from `begin` into `targets`, in order, one after another
+   * (one `readv`): how uploads fill pooled frame buffers. Resolves false when the range is
+   * not present or not inside the piece; rejects on an I/O error.
+   */
+  readv?(index: number, begin: number, targets: readonly Buffer[]): Promise<boolean>;
 }
 
 /** One piece being written: chunks in order, then `end` verifies it. */
 export interface PieceWriterLike {
+  /**
+   * The next bytes of the piece, copied before it returns (the caller's buffer is reused);
+   * false: wait for `drained` before giving more.
+   */
   write(chunk: Uint8Array): boolean;
-  /** Several chunks in order, written together (no copy into one buffer); as `write`. */
+  /** Several chunks in order; as `write`. */
   writeAll?(chunks: readonly Uint8Array[]): boolean;
   drained(): Promise<void>;
   abort(): void;

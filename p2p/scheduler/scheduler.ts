@@ -157,10 +157,17 @@ export class BlobScheduler {
     this.post({ type: 'close', reason });
   }
 
-  /** Queues an event and, unless the loop is running already, runs it to empty. */
+  /**
+   * Queues an event and, unless the loop is running already, runs it to empty. A block's
+   * bytes are the socket's read buffer, valid only while its event is delivered: one that
+   * must wait in the queue (posted from inside the loop) is copied first.
+   */
   post(event: SchedulerEvent): void {
+    if (this.draining) {
+      this.queue.push(event.type === 'block' ? detachBlock(event) : event);
+      return;
+    }
     this.queue.push(event);
-    if (this.draining) return;
     this.draining = true;
     try {
       for (let next = this.queue.shift(); next !== undefined; next = this.queue.shift()) {
@@ -281,6 +288,11 @@ export class BlobScheduler {
     requestAll(s);
   }
 }
+
+const detachBlock = (event: Extract<SchedulerEvent, { type: 'block' }>): SchedulerEvent => ({
+  ...event,
+  block: { ...event.block, chunks: [Buffer.concat(event.block.chunks)] },
+});
 
 /** After closing, only cleanups matter: late connections are closed, writers settle. */
 const applyClosed = (event: SchedulerEvent): void => {

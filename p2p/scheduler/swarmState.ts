@@ -82,9 +82,6 @@ export type Outstanding = {
   readonly index: number;
   readonly deadline: number;
   writer: PieceWriterLike | undefined;
-  /** Received bytes not yet given to the writer (coalesced into larger writes). */
-  held: Buffer[];
-  heldBytes: number;
 };
 
 export type Peer = {

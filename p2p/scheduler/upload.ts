@@ -1,5 +1,4 @@
-import type { Readable } from 'node:stream';
-import type { PieceRequest, WireConnection } from '../wire';
+import type { PieceData, PieceRequest, WireConnection } from '../wire';
 import { wireErrorCodes } from '../wire';
 import type { Peer, QueuedUpload, SwarmState } from './swarmState';
 
@@ -89,16 +88,23 @@ const pumpUploads = (s: SwarmState): void => {
 };
 
 /**
- * An upload's bytes: pieces up to 1 MiB in one read into one buffer (the connection sends
- * it in blocks without copying), longer ones as a stream of 64 KiB reads.
+ * An upload's bytes. From a source that reads into given buffers, the connection reads the
+ * range straight into its pooled frame buffers; otherwise pieces up to 1 MiB come in one
+ * read into one buffer, longer ones as a stream of 64 KiB reads.
  */
 const readPiece = (
   s: SwarmState,
   upload: QueuedUpload,
-): Promise<Buffer | Readable | undefined> | undefined => {
+): Promise<PieceData | undefined> | undefined => {
   const { index, begin, length } = upload;
   const source = s.source;
   if (!source.has(index)) return undefined;
+  if (source.readv !== undefined) {
+    const readv = source.readv.bind(source);
+    return Promise.resolve({
+      readv: (offset: number, targets: readonly Buffer[]) => readv(index, begin + offset, targets),
+    });
+  }
   if (source.read !== undefined && length <= 1024 * 1024) {
     return source.read(index, begin, length);
   }

@@ -1,6 +1,7 @@
 import { open } from 'node:fs/promises';
 import type { Metainfo } from '../metainfo';
 import { pieceBounds, pieceCountOf } from '../metainfo';
+import { readvAll } from '../../kit/fs';
 import { pieceRange, readFully, readRange } from '../pieces';
 import type { PieceSource } from '../scheduler';
 import { Bitfield } from '../wire';
@@ -44,6 +45,15 @@ export const openFilePieceSource = async (
       const buffer = await readFully(file, range.start, range.length);
       if (buffer === undefined) throw new Error('the blob file is shorter than its metainfo');
       return buffer;
+    },
+    readv: async (index, begin, targets) => {
+      const length = targets.reduce((n, t) => n + t.length, 0);
+      const range = length === 0 ? undefined : readable(index, begin, length);
+      if (range === undefined) return false;
+      if (!(await readvAll(file, targets, range.start))) {
+        throw new Error('the blob file is shorter than its metainfo');
+      }
+      return true;
     },
     close: async () => {
       if (closed) return;

@@ -278,6 +278,20 @@ export const encodePieceHeader = (index: number, begin: number, length: number):
   return buffer;
 };
 
+/** Writes a piece frame's 13 header bytes into `target` at `at` (before its payload). */
+export const writePieceHeader = (
+  target: Buffer,
+  at: number,
+  index: number,
+  begin: number,
+  length: number,
+): void => {
+  target.writeUInt32BE(9 + length, at);
+  target.writeUInt8(messageIds.piece, at + 4);
+  target.writeUInt32BE(index, at + 5);
+  target.writeUInt32BE(begin, at + 9);
+};
+
 /** A whole piece frame in one buffer (tests, fixtures); connections write header and payload. */
 export const encodePiece = (index: number, begin: number, data: Uint8Array): Buffer =>
   Buffer.concat([encodePieceHeader(index, begin, data.length), data]);

@@ -25,7 +25,7 @@ import type {
   PieceRequest,
 } from './connection';
 import { PeerConnection } from './connection';
-import { maxPendingRequests, wireErrorCodes } from './constants';
+import { defaultBlockLength, maxPendingRequests, wireErrorCodes } from './constants';
 import { duplexPair } from '../../test/doubles/duplexPair';
 import { Framer } from './framer';
 import { createWireStats } from './violations';
@@ -132,11 +132,22 @@ const pair = async (
 /** A hand-driven peer: writes raw bytes, decodes what the connection under test sends. */
 const rawPeer = (socket: Duplex) => {
   const received: Message[] = [];
+  const parts: Buffer[] = [];
   const framer = new Framer(
     {
       message: (message) => received.push(message),
-      piece: (frame) =>
-        received.push({ ...frame, type: 'piece', data: Buffer.concat(frame.chunks) }),
+      piece: (frame) => {
+        // Parts of a frame as they arrive: one message per frame, once it is all in.
+        parts.push(...frame.chunks.map((c) => Buffer.from(c)));
+        if (frame.offset + frame.length < frame.frameLength) return;
+        const begin = frame.begin + frame.length - frame.frameLength;
+        received.push({
+          type: 'piece',
+          index: frame.index,
+          begin,
+          data: Buffer.concat(parts.splice(0)),
+        });
+      },
       violation: () => undefined,
     },
     { expectHandshake: false },
@@ -302,6 +313,30 @@ describe('PeerConnection pieces', () => {
     dialer.close();
   });
 
+  it('sends a have with the next frame to the peer, or after haveDelayMs', async () => {
+    const { dialer, acceptor } = await pair(blob, {
+      acceptorHas: 'none',
+      acceptor: { haveDelayMs: 60_000 },
+    });
+    const seen: string[] = [];
+    dialer.on('have', (index) => seen.push(`have ${index}`));
+    dialer.on('request', (request) => seen.push(`request ${request.index}`));
+    acceptor.sendHave(2);
+    acceptor.sendHave(0);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(seen).toEqual([]); // still waiting for a frame to ride with
+    acceptor.request(4);
+    await once(dialer, 'request');
+    expect(seen).toEqual(['have 2', 'have 0', 'request 4']);
+    dialer.close();
+
+    const quick = await pair(blob, { acceptorHas: 'none', acceptor: { haveDelayMs: 10 } });
+    const alone = once(quick.dialer, 'have');
+    quick.acceptor.sendHave(1);
+    expect(await alone).toEqual([1]);
+    quick.dialer.close();
+  });
+
   it('answers a reject with a rejected event and frees the slot', async () => {
     const { dialer, acceptor } = await pair(blob);
     acceptor.on('request', (request) =>
@@ -313,6 +348,45 @@ describe('PeerConnection pieces', () => {
     expect([code, message]).toEqual([wireErrorCodes.BUSY, 'later']);
     expect(dialer.pendingRequests).toBe(0);
     expect(dialer.request(2)).toBe(true);
+    dialer.close();
+  });
+
+  it('reads a range straight into its frame buffers, a window at a time', async () => {
+    const { dialer, acceptor } = await pair(blob, { acceptor: { blockLength: 16 * KiB } });
+    const reads: Array<{ offset: number; lengths: number[]; owners: number }> = [];
+    acceptor.on('request', (request) => {
+      const bytes = slice(blob, request);
+      const reader = {
+        readv: async (offset: number, targets: readonly Buffer[]) => {
+          const owners = new Set(targets.map((t) => t.buffer)).size;
+          reads.push({ offset, lengths: targets.map((t) => t.length), owners });
+          let at = offset;
+          for (const target of targets) at += bytes.copy(target, 0, at, at + target.length);
+          return true;
+        },
+      };
+      void acceptor.sendPiece(request.index, request.begin, reader);
+    });
+    const whole = receive(dialer, 1);
+    dialer.request(1);
+    expect((await whole).equals(slice(blob, { index: 1, begin: 0, length: 256 * KiB }))).toBe(true);
+    // 256 KiB of 16 KiB blocks: one read of 16 frames' payloads, all in one pooled buffer.
+    expect(reads).toEqual([{ offset: 0, lengths: Array(16).fill(16 * KiB), owners: 1 }]);
+    const range = receive(dialer, 4);
+    dialer.request(4, 10, 990);
+    expect((await range).equals(slice(blob, { index: 4, begin: 10, length: 990 }))).toBe(true);
+    dialer.close();
+  });
+
+  it('answers UNAVAILABLE when a range reader cannot read', async () => {
+    const { dialer, acceptor } = await pair(blob);
+    acceptor.on('request', (request) => {
+      void acceptor.sendPiece(request.index, request.begin, { readv: async () => false });
+    });
+    dialer.request(2);
+    const [, code] = await once(dialer, 'rejected');
+    expect(code).toBe(wireErrorCodes.UNAVAILABLE);
+    expect(dialer.pendingRequests).toBe(0);
     dialer.close();
   });
 
@@ -567,7 +641,9 @@ describe('PeerConnection back-pressure', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(counter.pulled).toBeLessThan(big.data.length);
-    expect(socket.writableLength).toBeLessThanOrEqual(socket.writableHighWaterMark + 64 * KiB + 13);
+    expect(socket.writableLength).toBeLessThanOrEqual(
+      socket.writableHighWaterMark + defaultBlockLength + 13,
+    );
     // A slow reader: read in short bursts.
     for (let i = 0; i < 5; i += 1) {
       dialer.resumeReading();

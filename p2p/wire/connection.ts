@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import type { Duplex, Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { fail, ok } from '../../domain';
 import type { CancelTimer, Timers } from '../timers';
 import { systemTimers } from '../timers';
@@ -11,7 +11,6 @@ import {
   encodeComplete,
   encodeError,
   encodeHandshake,
-  encodeHave,
   encodeKeepalive,
 } from './codec';
 import type {
@@ -20,6 +19,7 @@ import type {
   LocalSwarm,
   PeerConnectionEvents,
   PeerConnectionOptions,
+  PieceData,
   RemotePeer,
   SwarmRefusal,
   SwarmResolver,
@@ -41,6 +41,7 @@ import { FrameWriter } from './frameWriter';
 import type { ControlMessage, PieceFrame } from './framer';
 import { Framer } from './framer';
 import { RequestExchange } from './requestExchange';
+import { readInto } from './socketReads';
 import type { Violation } from './violations';
 import { violation } from './violations';
 
@@ -54,7 +55,9 @@ export type {
   PeerConnectionEvents,
   PeerConnectionOptions,
   PieceBlock,
+  PieceData,
   PieceRequest,
+  RangeReader,
   RemotePeer,
   SwarmRefusal,
   SwarmResolver,
@@ -63,7 +66,8 @@ export type {
 
 type Phase = 'new' | 'dialing' | 'accepting' | 'resolving' | 'open' | 'closed';
 
-const noop = (): void => undefined;
+/** Tokens the ingress limiter must hold again before a paused connection reads on. */
+const ingressResumeBytes = 256 * 1024;
 
 /**
  * One peer connection over a stream (a `net.Socket`, or any Duplex in tests), speaking
@@ -102,7 +106,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
   private stopTicker: CancelTimer | undefined;
   private lastReceived: number;
   private readonly pauses = new Set<'limiter' | 'user'>();
-  private ingressWaits = 0;
+  private cancelIngressTimer: CancelTimer | undefined;
   private closeReason_: CloseReason | undefined;
 
   constructor(socket: Duplex, options: PeerConnectionOptions) {
@@ -124,6 +128,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
       egress: options.egress,
       signal: this.abort.signal,
       closed: () => this.closed,
+      timers,
+      haveDelayMs: options.haveDelayMs ?? wireDefaults.haveDelayMs,
     });
     this.exchange = new RequestExchange(
       {
@@ -215,9 +221,13 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
     return this.startHandshake();
   }
 
+  /**
+   * Tells the peer we have a piece. The frame rides with the next frame to this peer, or
+   * goes out after `haveDelayMs` at the latest (frames keep their order either way).
+   */
   sendHave(index: number): boolean {
     if (!this.isOpen || !this.inRange(index)) return false;
-    this.writer.write(encodeHave(index));
+    this.writer.queueHave(index);
     return true;
   }
 
@@ -242,11 +252,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
 
   /**
    * Answers the peer's request for `index` starting at `begin` with `data` (a Buffer or a
-   * Readable of exactly the requested length), as piece frames. Resolves true once the whole
+   * Readable of exactly the requested length, or a `RangeReader` that reads it into the
+   * connection's frame buffers), as piece frames. Resolves true once the whole
    * range is written, false if it was not (cancelled, closed, no such request, source short
    * or failing: the peer then gets `CANCELLED` or `UNAVAILABLE`). Never rejects.
    */
-  sendPiece(index: number, begin: number, data: Buffer | Readable): Promise<boolean> {
+  sendPiece(index: number, begin: number, data: PieceData): Promise<boolean> {
     return this.exchange.sendPiece(index, begin, data);
   }
 
@@ -304,7 +315,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
     this.cancelHandshakeTimer = this.timers.after(timeout, () =>
       this.shutdown({ kind: 'handshake-timeout', message: `no handshake in ${timeout} ms` }),
     );
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    readInto(this.socket, (chunk) => this.onData(chunk));
     return result;
   }
 
@@ -404,14 +415,18 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
     this.lastReceived = this.now();
     this.framer.push(chunk);
     const ingress = this.options.ingress;
-    if (ingress === undefined || this.closed || ingress.tryTake(chunk.length)) return;
-    // Charged after the fact: read on once the limiter has granted what was already read.
-    this.ingressWaits += 1;
+    if (ingress === undefined || this.closed) return;
+    // Charged after the fact. In debt, reading stops until the limiter holds a read's worth
+    // of tokens again, so a download held to its rate reads in bursts of ~256 KiB: pausing
+    // and resuming on every read (two epoll_ctl calls, a timer, a wake-up) cost more CPU than
+    // the read.
+    const wait = ingress.debit(chunk.length, ingressResumeBytes);
+    if (wait === 0 || this.cancelIngressTimer !== undefined) return;
     this.pause('limiter');
-    ingress.take(chunk.length, this.abort.signal).then(() => {
-      this.ingressWaits -= 1;
-      if (this.ingressWaits === 0) this.resume('limiter');
-    }, noop);
+    this.cancelIngressTimer = this.timers.after(wait, () => {
+      this.cancelIngressTimer = undefined;
+      this.resume('limiter');
+    });
   }
 
   private onMessage(message: ControlMessage): void {
@@ -508,7 +523,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
     this.closeReason_ = reason;
     this.cancelHandshakeTimer?.();
     this.stopTicker?.();
+    this.cancelIngressTimer?.();
     this.framer.stop();
+    this.writer.stop();
     this.abort.abort();
     this.writer.wake();
     const stats = this.options.stats;

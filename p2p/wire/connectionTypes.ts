@@ -44,16 +44,33 @@ export type PieceRequest = {
   readonly length: number;
 };
 
-/** One received block of a request, its payload as slices of the socket's buffers. */
+/**
+ * A requested range read on demand into buffers the connection provides (pooled frame
+ * buffers, so the bytes go from the file straight into the frames it sends):
+ * `readv(offset, targets)` fills `targets` in order with the range's bytes from `offset`
+ * (relative to the range's start). False, or a rejection: the bytes cannot be read.
+ */
+export type RangeReader = {
+  readonly readv: (offset: number, targets: readonly Buffer[]) => Promise<boolean>;
+};
+
+/** What a response's bytes come from. */
+export type PieceData = Buffer | Readable | RangeReader;
+
+/**
+ * Received bytes of a request, in order: a block frame's payload or part of it, as the
+ * socket delivered it. The chunks are views of the socket's read buffer, valid only until
+ * the 'piece' listener returns: copy what you keep.
+ */
 export type PieceBlock = {
   readonly index: number;
-  /** Offset of this block within the piece. */
+  /** Offset of these bytes within the piece. */
   readonly begin: number;
   readonly length: number;
   readonly chunks: readonly Buffer[];
   /** The request this block answers. */
   readonly request: PieceRequest;
-  /** Whether this block completes the request. */
+  /** Whether these bytes complete the request. */
   readonly done: boolean;
 };
 
@@ -102,7 +119,9 @@ export type PeerConnectionOptions = {
   readonly handshakeTimeoutMs?: number;
   readonly keepaliveIntervalMs?: number;
   readonly idleTimeoutMs?: number;
-  /** Payload bytes per piece frame this side sends, ≤ 256 KiB. Default 64 KiB. */
+  /** Longest a `have` waits for another frame to ride with; 0: at once. Default 100 ms. */
+  readonly haveDelayMs?: number;
+  /** Payload bytes per piece frame this side sends, ≤ 256 KiB. Default 256 KiB. */
   readonly blockLength?: number;
   /** Host-wide limiters (see `p2p/bandwidth`); every byte read and every piece frame sent. */
   readonly ingress?: RateLimiter;
@@ -139,9 +158,11 @@ export interface WireConnection {
   /** Dials into a swarm: sends our handshake and waits for the acceptor's. */
   handshake(swarm: LocalSwarm, options?: { expectedPeerId?: Buffer }): Promise<HandshakeResult>;
   sendHave(index: number): boolean;
+  /** Tells the peer we now hold every piece (one frame instead of the last `have`s). */
+  sendComplete(): boolean;
   request(index: number, begin?: number, length?: number): boolean;
   cancel(index: number): boolean;
-  sendPiece(index: number, begin: number, data: Buffer | Readable): Promise<boolean>;
+  sendPiece(index: number, begin: number, data: PieceData): Promise<boolean>;
   reject(index: number, code?: number, message?: string): boolean;
   /** Sends a connection-scoped error and closes. */
   error(code: number, message: string): void;

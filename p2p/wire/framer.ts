@@ -5,13 +5,23 @@ import { frameHeaderLength } from './constants';
 import type { Violation } from './violations';
 import { violation } from './violations';
 
-/** One `piece` frame: its payload as slices of the received buffers, never copied. */
+/**
+ * Part of one `piece` frame's payload, as it arrived: a frame's payload is handed over in
+ * one or more parts, in order, as the socket delivers it (no frame is buffered whole). The
+ * chunks are views of the received buffer, valid only until the handler returns: a handler
+ * copies what it keeps (the socket reuses its read buffer).
+ */
 export type PieceFrame = {
   readonly index: number;
+  /** Offset of this part within the piece. */
   readonly begin: number;
-  /** Payload bytes (the sum of the chunks' lengths). */
+  /** Payload bytes in this part (the sum of the chunks' lengths). */
   readonly length: number;
   readonly chunks: readonly Buffer[];
+  /** Offset of this part within its frame's payload (0: the frame's first part). */
+  readonly offset: number;
+  /** Payload bytes of the whole frame. */
+  readonly frameLength: number;
 };
 
 export type ControlMessage = Exclude<Message, PieceMessage>;
@@ -31,21 +41,33 @@ export type FramerOptions = {
   readonly expectHandshake?: boolean;
 };
 
+/** Header of a piece body: index and begin. */
+const pieceBodyHeaderLength = 8;
+const noBody = Buffer.alloc(0);
+/** A partial buffer grown for a handshake's bitfield is dropped once the handshake is in. */
+const smallPartial = 4096;
+
 /**
  * Incremental frame parser: fed the socket's chunks as they come, it waits until a frame's
- * header (5 bytes) is buffered, checks the length against the caps for its message before
- * buffering the body, then waits for the body and hands over the message. It never throws on
- * input: the first violation is reported and parsing stops. Memory is bounded by the largest
- * frame (`maxFrameLength`); piece payloads are passed on as slices of the received chunks.
+ * header (5 bytes) is in, checks the length against the caps for its message before taking
+ * the body, then hands over control messages whole and piece payloads in parts as they
+ * arrive. It keeps nothing of a chunk after `push` returns (headers and control frames cut
+ * by a chunk boundary are copied into a small buffer of its own), so the caller may reuse
+ * its read buffer. It never throws on input: the first violation is reported and parsing
+ * stops. Memory is bounded by the largest control frame (a handshake's bitfield).
  */
 export class Framer {
   private readonly handlers: FramerHandlers;
-  private readonly chunks: Buffer[] = [];
-  /** Read offset within `chunks[0]`. */
-  private offset = 0;
-  private buffered = 0;
+  /** Bytes of a header or control body cut by a chunk boundary. */
+  private partial: Buffer = Buffer.alloc(64);
+  private partialLength = 0;
+  private stage: 'header' | 'body' | 'pieceHeader' | 'payload' = 'header';
   private frameType: MessageType | undefined;
   private bodyLength = 0;
+  private pieceIndex = 0;
+  private pieceBegin = 0;
+  private payloadLength = 0;
+  private payloadDone = 0;
   private firstFrame: boolean;
   private handshakeSeen = false;
   private halted = false;
@@ -55,9 +77,9 @@ export class Framer {
     this.firstFrame = options.expectHandshake ?? true;
   }
 
-  /** Bytes received and not yet handed over. */
+  /** Bytes received and held, waiting for the rest of their frame. */
   get bufferedBytes(): number {
-    return this.buffered;
+    return this.partialLength;
   }
 
   get stopped(): boolean {
@@ -67,112 +89,124 @@ export class Framer {
   /** Stops parsing, also in the middle of a chunk (the connection closes from a handler). */
   stop(): void {
     this.halted = true;
-    this.chunks.length = 0;
-    this.buffered = 0;
-    this.offset = 0;
+    this.partialLength = 0;
   }
 
   push(chunk: Buffer): void {
-    if (this.halted || chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    while (!this.halted) {
-      if (this.frameType === undefined) {
-        if (this.buffered < frameHeaderLength) return;
-        const header = this.consume(frameHeaderLength);
-        if (!this.startFrame(header.readUInt32BE(0), header.readUInt8(4))) return;
-      } else {
-        if (this.buffered < this.bodyLength) return;
-        const type = this.frameType;
-        this.frameType = undefined;
-        if (type === 'piece') this.emitPiece();
-        else this.emitMessage(type);
+    let at = 0;
+    while (!this.halted && at < chunk.length) {
+      if (this.stage === 'payload') {
+        const n = Math.min(this.payloadLength - this.payloadDone, chunk.length - at);
+        const offset = this.payloadDone;
+        this.payloadDone += n;
+        if (this.payloadDone === this.payloadLength) this.stage = 'header';
+        this.handlers.piece({
+          index: this.pieceIndex,
+          begin: this.pieceBegin + offset,
+          length: n,
+          chunks: [chunk.subarray(at, at + n)],
+          offset,
+          frameLength: this.payloadLength,
+        });
+        at += n;
+        continue;
       }
+      const need =
+        this.stage === 'header'
+          ? frameHeaderLength
+          : this.stage === 'pieceHeader'
+            ? pieceBodyHeaderLength
+            : this.bodyLength;
+      let bytes: Buffer;
+      if (this.partialLength === 0 && chunk.length - at >= need) {
+        bytes = chunk.subarray(at, at + need);
+        at += need;
+      } else {
+        const n = Math.min(need - this.partialLength, chunk.length - at);
+        if (this.partial.length < need) {
+          const grown = Buffer.alloc(Math.max(need, 2 * this.partial.length));
+          this.partial.copy(grown, 0, 0, this.partialLength);
+          this.partial = grown;
+        }
+        chunk.copy(this.partial, this.partialLength, at, at + n);
+        this.partialLength += n;
+        at += n;
+        if (this.partialLength < need) return;
+        bytes = this.partial.subarray(0, need);
+        this.partialLength = 0;
+      }
+      this.consume(bytes);
     }
   }
 
-  private startFrame(length: number, id: number): boolean {
+  /** A whole header, piece header or control body (a view, valid during this call). */
+  private consume(bytes: Buffer): void {
+    switch (this.stage) {
+      case 'header':
+        this.startFrame(bytes.readUInt32BE(0), bytes.readUInt8(4));
+        return;
+      case 'pieceHeader':
+        this.pieceIndex = bytes.readUInt32BE(0);
+        this.pieceBegin = bytes.readUInt32BE(4);
+        this.payloadLength = this.bodyLength - pieceBodyHeaderLength;
+        this.payloadDone = 0;
+        this.stage = this.payloadLength > 0 ? 'payload' : 'header';
+        return;
+      case 'body': {
+        this.stage = 'header';
+        const decoded = decodeBody(this.frameType as MessageType, bytes);
+        if (this.partial.length > smallPartial) this.partial = Buffer.alloc(64);
+        if (!decoded.ok) {
+          this.fail(decoded.error);
+          return;
+        }
+        this.handlers.message(decoded.value as ControlMessage);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private startFrame(length: number, id: number): void {
     const header = checkFrameHeader(length, id);
     if (this.firstFrame) {
       this.firstFrame = false;
-      if (!header.ok) return this.fail(violation('bad-magic', header.error.message));
+      if (!header.ok) {
+        this.fail(violation('bad-magic', header.error.message));
+        return;
+      }
       if (header.value !== 'handshake' && header.value !== 'error') {
-        return this.fail(violation('bad-magic', `first frame is ${header.value}`));
+        this.fail(violation('bad-magic', `first frame is ${header.value}`));
+        return;
       }
     }
-    if (!header.ok) return this.fail(header.error);
+    if (!header.ok) {
+      this.fail(header.error);
+      return;
+    }
     if (header.value === 'handshake') {
-      if (this.handshakeSeen) return this.fail(violation('unexpected-handshake', 'twice'));
+      if (this.handshakeSeen) {
+        this.fail(violation('unexpected-handshake', 'twice'));
+        return;
+      }
       this.handshakeSeen = true;
     }
     this.frameType = header.value;
     this.bodyLength = length - 1;
-    return true;
-  }
-
-  private emitPiece(): void {
-    const header = this.consume(8);
-    const length = this.bodyLength - 8;
-    const chunks = this.consumeSlices(length);
-    this.handlers.piece({
-      index: header.readUInt32BE(0),
-      begin: header.readUInt32BE(4),
-      length,
-      chunks,
-    });
-  }
-
-  private emitMessage(type: MessageType): void {
-    const decoded = decodeBody(type, this.consume(this.bodyLength));
-    if (!decoded.ok) {
-      this.fail(decoded.error);
-      return;
+    if (header.value === 'piece') {
+      this.stage = 'pieceHeader';
+    } else if (this.bodyLength === 0) {
+      // No body (complete, keepalive): decoded from nothing.
+      this.stage = 'body';
+      this.consume(noBody);
+    } else {
+      this.stage = 'body';
     }
-    this.handlers.message(decoded.value as ControlMessage);
   }
 
-  private fail(reason: Violation): false {
+  private fail(reason: Violation): void {
     this.stop();
     this.handlers.violation(reason);
-    return false;
-  }
-
-  /** `n` buffered bytes as one buffer: a slice when they sit in one chunk, else a copy. */
-  private consume(n: number): Buffer {
-    const first = this.chunks[0];
-    if (first !== undefined && first.length - this.offset >= n) {
-      const out = first.subarray(this.offset, this.offset + n);
-      this.advance(n);
-      return out;
-    }
-    const out = Buffer.allocUnsafe(n);
-    let filled = 0;
-    for (const slice of this.consumeSlices(n)) filled += slice.copy(out, filled);
-    return out;
-  }
-
-  /** `n` buffered bytes as slices of the received chunks. */
-  private consumeSlices(n: number): Buffer[] {
-    const out: Buffer[] = [];
-    let left = n;
-    while (left > 0) {
-      const chunk = this.chunks[0];
-      if (chunk === undefined) break;
-      const take = Math.min(left, chunk.length - this.offset);
-      out.push(chunk.subarray(this.offset, this.offset + take));
-      this.advance(take);
-      left -= take;
-    }
-    return out;
-  }
-
-  private advance(n: number): void {
-    this.buffered -= n;
-    this.offset += n;
-    const first = this.chunks[0];
-    if (first !== undefined && this.offset >= first.length) {
-      this.chunks.shift();
-      this.offset = 0;
-    }
   }
 }

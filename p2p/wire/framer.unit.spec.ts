@@ -18,6 +18,7 @@ const prng = (seed: number) => () => {
 type Seen = {
   messages: Message[];
   violations: Violation[];
+  /** Every part of every piece frame, its chunks copied (they are only valid in the call). */
   pieces: PieceFrame[];
   /** Messages handed over before the violation. */
   beforeViolation: number;
@@ -31,17 +32,22 @@ const summary = (message: Message): Message =>
 
 const collect = (options?: { expectHandshake?: boolean }) => {
   const seen: Seen = { messages: [], violations: [], pieces: [], beforeViolation: -1 };
+  const parts: Buffer[] = [];
   const framer = new Framer(
     {
       message: (message: ControlMessage) => seen.messages.push(message),
       piece: (frame) => {
-        seen.pieces.push(frame);
+        const copy = { ...frame, chunks: frame.chunks.map((c) => Buffer.from(c)) };
+        seen.pieces.push(copy);
+        // A frame's payload comes in parts: one message per frame, once it is all in.
+        parts.push(...copy.chunks);
+        if (frame.offset + frame.length < frame.frameLength) return;
         seen.messages.push(
           summary({
             type: 'piece',
             index: frame.index,
-            begin: frame.begin,
-            data: Buffer.concat(frame.chunks),
+            begin: frame.begin + frame.length - frame.frameLength,
+            data: Buffer.concat(parts.splice(0)),
           }),
         );
       },
@@ -104,14 +110,39 @@ describe('Framer', () => {
     expect(seen.messages).toEqual(expected);
   });
 
-  it('hands over piece payloads as slices of the received buffers', () => {
-    const { framer, seen } = collect();
+  it('hands over piece payloads in parts as they arrive, as views of the received buffer', () => {
+    const owners: ArrayBufferLike[] = [];
+    const parts: Array<{ offset: number; length: number; frameLength: number }> = [];
+    const framer = new Framer({
+      message: () => undefined,
+      piece: (frame) => {
+        owners.push(...frame.chunks.map((c) => c.buffer));
+        parts.push({ offset: frame.offset, length: frame.length, frameLength: frame.frameLength });
+      },
+      violation: () => undefined,
+    });
     const input = Buffer.from(stream); // its own ArrayBuffer
     framer.push(input.subarray(0, input.length - 1000));
     framer.push(input.subarray(input.length - 1000));
-    const last = seen.pieces[seen.pieces.length - 1] as PieceFrame;
-    expect(last.chunks).toHaveLength(2);
-    for (const chunk of last.chunks) expect(chunk.buffer).toBe(input.buffer);
+    const last = parts.slice(-2);
+    expect(last).toEqual([
+      { offset: 0, length: maxBlockLength - 1000, frameLength: maxBlockLength },
+      { offset: maxBlockLength - 1000, length: 1000, frameLength: maxBlockLength },
+    ]);
+    for (const owner of owners) expect(owner).toBe(input.buffer);
+    expect(framer.bufferedBytes).toBe(0);
+  });
+
+  it('keeps nothing of a chunk: the caller may overwrite it once push returns', () => {
+    const { framer, seen } = collect();
+    const reused = Buffer.alloc(97);
+    for (let at = 0; at < stream.length; at += reused.length) {
+      const n = stream.copy(reused, 0, at, at + reused.length);
+      framer.push(reused.subarray(0, n));
+      reused.fill(0xee);
+    }
+    expect(seen.violations).toEqual([]);
+    expect(seen.messages).toEqual(expected);
   });
 
   it('reports an oversize frame from its header, without buffering the body', () => {

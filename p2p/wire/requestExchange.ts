@@ -1,7 +1,6 @@
-import type { Readable } from 'node:stream';
 import type { ErrorMessage, RequestMessage } from './codec';
 import { encodeCancel, encodeError, encodeRequest } from './codec';
-import type { PieceBlock, PieceRequest } from './connectionTypes';
+import type { PieceBlock, PieceData, PieceRequest } from './connectionTypes';
 import {
   isRequestErrorCode,
   maxPendingRequests,
@@ -89,14 +88,18 @@ export class RequestExchange {
     return true;
   }
 
-  /** A block of one of our requests arrived (the connection is open). */
+  /**
+   * Part of a block of one of our requests arrived (the connection is open). A frame is
+   * checked against the request from its first part, so a frame that would overrun the
+   * request is refused before any of it is handed on.
+   */
   onPiece(frame: PieceFrame): void {
     if (!this.host.checkIndex(frame.index, 'piece')) return;
     const request = this.outgoing.get(frame.index);
     if (
       request === undefined ||
       frame.begin !== request.begin + request.received ||
-      frame.length > request.length - request.received
+      frame.frameLength - frame.offset > request.length - request.received
     ) {
       this.host.violate(
         violation('unsolicited-piece', `${frame.index}:${frame.begin}+${frame.length}`),
@@ -166,7 +169,7 @@ export class RequestExchange {
     this.host.cancel({ index: request.index, begin: request.begin, length: request.length });
   }
 
-  sendPiece(index: number, begin: number, data: Buffer | Readable): Promise<boolean> {
+  sendPiece(index: number, begin: number, data: PieceData): Promise<boolean> {
     const request = this.incoming.get(index);
     if (
       !this.host.isOpen() ||
@@ -174,7 +177,7 @@ export class RequestExchange {
       request.state !== 'open' ||
       request.begin !== begin
     ) {
-      if (!Buffer.isBuffer(data)) data.destroy();
+      discard(data);
       return Promise.resolve(false);
     }
     request.state = 'queued';
@@ -198,9 +201,9 @@ export class RequestExchange {
     this.incoming.clear();
   }
 
-  private async streamResponse(request: Incoming, data: Buffer | Readable): Promise<boolean> {
+  private async streamResponse(request: Incoming, data: PieceData): Promise<boolean> {
     if (this.host.closed() || request.state !== 'queued') {
-      if (!Buffer.isBuffer(data)) data.destroy();
+      discard(data);
       return false;
     }
     request.state = 'sending';
@@ -251,3 +254,8 @@ const toRequest = (request: PieceRequest): PieceRequest => ({
   begin: request.begin,
   length: request.length,
 });
+
+/** Lets go of a response's source that will not be sent (a Readable is destroyed). */
+const discard = (data: PieceData): void => {
+  if (!Buffer.isBuffer(data) && 'destroy' in data) data.destroy();
+};

@@ -30,6 +30,8 @@ export const createBlobFetcher = (deps: {
   /** How long a retriable metainfo failure is retried (default 30 s). */
   metainfoRetryMs?: number;
   fsync: boolean;
+  /** Check a completed blob's whole digest even when every piece was hashed on its way in. */
+  verifyDigest?: boolean;
   logger: Logger;
 }) => {
   const { cache, logger } = deps;
@@ -91,7 +93,12 @@ export const createBlobFetcher = (deps: {
     const unpin = cache.pin(metainfo.digest);
     try {
       await cache.admit(metainfo.digest, metainfo.length);
-      const store = await openPieceStore({ dir: cache.dir, metainfo, fsync: deps.fsync });
+      const store = await openPieceStore({
+        dir: cache.dir,
+        metainfo,
+        fsync: deps.fsync,
+        wholeDigest: deps.verifyDigest === true ? 'always' : 'when-resumed',
+      });
       return host.join(metainfo, store, {
         onClose: (_swarm, reason) => {
           logger.debug({ digest: metainfo.digest, reason }, 'left a swarm');

@@ -88,6 +88,13 @@ export const AgentConfigSchema = Type.Object({
         default: true,
         description: 'make downloaded pieces durable (resume after a crash) before completing',
       }),
+      verifyDigest: Type.Boolean({
+        default: false,
+        description:
+          'read a completed blob back and check its whole digest; false: only when the ' +
+          'download resumed from disk, else the digest check is derived from the pieces, ' +
+          'each checked against its SHA-256 in the metainfo as it arrived (one hash per byte)',
+      }),
     },
     { default: {} },
   ),

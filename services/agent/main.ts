@@ -76,6 +76,7 @@ export const startAgent = async (deps: {
     metainfo: (digest) => trackers.metainfo(digest),
     downloadTimeoutMs: config.download.timeoutMs,
     fsync: config.cache.fsync,
+    verifyDigest: config.cache.verifyDigest,
     logger,
   });
   const host = await createSwarmHost({

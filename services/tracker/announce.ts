@@ -15,6 +15,14 @@ export type AnnounceResult = { readonly peers: HandoutPeer[]; readonly intervalM
  * needs origins has none, the owning origins are asked to join it (at most once per
  * `originJoinRetryMs` per swarm): that is how origins learn a swarm started, and how a
  * swarm re-forms on another tracker after this one's restart or loss.
+ *
+ * Announce intervals back off once a peer is established: a peer's first answer with peers
+ * says `intervalMs`, each next one twice the last, up to `maxIntervalMs`; complete peers and
+ * origins (listed for others, needing nobody) get `maxIntervalMs` at once, and an answer
+ * without peers `emptyIntervalMs`. A connected agent keeps the peers it was handed (and is
+ * dialed by later joiners), so announces every second of a long download were only load:
+ * the tracker's HTTP handling and the agents' requests. Peers stay listed for three of
+ * their intervals.
  */
 export const createAnnounceHandler = (deps: {
   peers: PeerStore;

@@ -43,6 +43,13 @@ export const TrackerConfigSchema = Type.Object({
         minimum: 50,
         description: 'announce interval handed to peers (Kraken: 3 s)',
       }),
+      maxIntervalMs: Type.Integer({
+        default: 0,
+        minimum: 0,
+        description:
+          'announce intervals back off to this once a peer has peers (each answer doubles ' +
+          'the last); complete peers and origins get it at once; 0: four times intervalMs',
+      }),
       emptyIntervalMs: Type.Integer({
         default: 500,
         minimum: 50,

@@ -6,13 +6,15 @@ export type PeerEntry = {
   readonly complete: boolean;
   readonly have: number;
   readonly expiresAt: number;
+  /** The announce interval last handed to this peer (0: none yet). */
+  readonly intervalMs: number;
 };
 
 export type HandoutPeer = Pick<PeerEntry, 'peerId' | 'address' | 'origin' | 'complete'>;
 
 /**
- * The tracker's soft state: peers by info hash, each dropped `ttlMs` after its last announce
- * (or at once when it says it stopped). Nothing is persisted: after a restart the swarms
+ * The tracker's soft state: peers by info hash, each dropped `ttlMs` (or three of its
+ * announce intervals, if longer) after its last announce (or at once when it says it stopped). Nothing is persisted: after a restart the swarms
  * re-form from the next announces. Time and randomness come in, so the rules are testable.
  */
 export const createPeerStore = (options: {
@@ -50,7 +52,7 @@ export const createPeerStore = (options: {
     /** Records an announce (or forgets the peer when it stopped). */
     announce(
       infoHash: string,
-      peer: Omit<PeerEntry, 'expiresAt'> & { readonly stopped?: boolean },
+      peer: Omit<PeerEntry, 'expiresAt' | 'intervalMs'> & { readonly stopped?: boolean },
     ): void {
       if (peer.stopped) {
         const swarm = swarms.get(infoHash);
@@ -60,14 +62,34 @@ export const createPeerStore = (options: {
       }
       let swarm = swarms.get(infoHash);
       if (swarm === undefined) swarms.set(infoHash, (swarm = new Map()));
+      const intervalMs = swarm.get(peer.peerId)?.intervalMs ?? 0;
       swarm.set(peer.peerId, {
         peerId: peer.peerId,
         address: peer.address,
         origin: peer.origin,
         complete: peer.complete,
         have: peer.have,
-        expiresAt: options.now() + options.ttlMs,
+        expiresAt: options.now() + Math.max(options.ttlMs, 3 * intervalMs),
+        intervalMs,
       });
+    },
+
+    /** The interval last handed to a live peer, or undefined for a peer not (yet) known. */
+    intervalOf(infoHash: string, peerId: string): number | undefined {
+      const entry = swarms.get(infoHash)?.get(peerId);
+      return entry === undefined || entry.intervalMs === 0 ? undefined : entry.intervalMs;
+    },
+
+    /**
+     * Records the interval handed to a peer: it stays listed for three of them (or `ttlMs`,
+     * if longer), so a peer told to announce less often is not dropped in between.
+     */
+    setInterval(infoHash: string, peerId: string, intervalMs: number): void {
+      const swarm = swarms.get(infoHash);
+      const entry = swarm?.get(peerId);
+      if (swarm === undefined || entry === undefined) return;
+      const expiresAt = options.now() + Math.max(options.ttlMs, 3 * intervalMs);
+      swarm.set(peerId, { ...entry, intervalMs, expiresAt });
     },
 
     /**

@@ -133,6 +133,20 @@ describe('the tracker service', () => {
     );
   });
 
+  it('backs announce intervals off once a peer has peers; complete peers at once', async () => {
+    const tracker = await start(1000);
+    const client = createTrackerClient([tracker.url]);
+    const intervals = [];
+    for (let i = 0; i < 5; i += 1) intervals.push((await client.announce(peer(1))).intervalMs);
+    expect(intervals).toEqual([1000, 2000, 4000, 4000, 4000]);
+    expect((await client.announce(peer(2, { complete: true }))).intervalMs).toBe(4000);
+    // A peer told to wait 4 s is still handed out to others (listed for three intervals).
+    const other = await client.announce(peer(3));
+    expect(other.peers.map((p) => p.address)).toEqual(
+      expect.arrayContaining(['127.0.0.1:7001', '127.0.0.2:7001']),
+    );
+  });
+
   it('rejects malformed announces', async () => {
     const tracker = await start();
     const response = await fetch(`${tracker.url}/announce`, {

@@ -1,10 +1,11 @@
-import { createReadStream } from 'node:fs';
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Digest } from '../../../domain';
 import { ShoalError, orThrow, parseDigest } from '../../../domain';
 import { parseRangeWithin } from '../../../kit/http/range';
 import type { BlobFetcher } from '../blobFetcher';
 import type { AgentDistribution } from '../distribution';
+import { writeFileRange } from './fileResponse';
 import { ociErrorHandler } from '../../shared/oci/ociErrorHandler';
 import { parsePageSize, parseV2Path, unknownV2Path } from '../../shared/oci/parseV2Path';
 
@@ -57,12 +58,16 @@ export const agentRoutes =
           reply.code(206).header('Content-Range', `bytes ${start}-${end}/${blob.size}`);
         }
         reply.header('Content-Length', String(Math.max(0, end - start + 1)));
-        const stream =
-          blob.size === 0
-            ? createReadStream(blob.path)
-            : createReadStream(blob.path, { start, end });
-        stream.once('close', blob.release);
-        return reply.send(stream);
+        // The body goes out through pooled buffers (see `writeFileRange`): the reply is
+        // hijacked, and the onResponse hooks still run when the response finishes.
+        reply.hijack();
+        const raw = reply.raw;
+        raw.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders);
+        raw.once('close', blob.release);
+        writeFileRange(raw, blob.path, start, end).catch((error: unknown) =>
+          request.log.warn({ err: error, digest }, 'cannot serve a blob'),
+        );
+        return reply;
       } catch (error) {
         blob.release();
         throw error;

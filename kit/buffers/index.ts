@@ -1,0 +1,1 @@
+export { BufferPool, sharedPool } from './bufferPool';
