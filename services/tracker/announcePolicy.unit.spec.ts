@@ -50,4 +50,23 @@ describe("the tracker's announce policy", () => {
     expect(answerAnnounce(peers, request(2, { complete: true }), config).peers).toEqual([]);
     expect(answerAnnounce(peers, { ...request(2), stopped: true }, config).peers).toEqual([]);
   });
+
+  it('backs announce intervals off once a peer has peers, up to the longest', () => {
+    const peers = store();
+    const backOff = { ...config, maxIntervalMs: 10_000 };
+    peers.announce(hash, request(1));
+    expect(answerAnnounce(peers, request(1), backOff).intervalMs).toBe(500);
+    peers.announce(hash, request(2));
+    const intervals = [1, 2, 3, 4].map(() => {
+      peers.announce(hash, request(1));
+      return answerAnnounce(peers, request(1), backOff).intervalMs;
+    });
+    expect(intervals).toEqual([3000, 6000, 10_000, 10_000]);
+    // Complete peers (and origins) need nobody: the longest interval at once; absent a
+    // setting, four times the base interval.
+    expect(answerAnnounce(peers, request(2, { complete: true }), backOff).intervalMs).toBe(10_000);
+    expect(answerAnnounce(peers, request(2, { complete: true }), config).intervalMs).toBe(12_000);
+    // The peer stays listed for three of its intervals, beyond the TTL.
+    expect(peers.intervalOf(hash, request(1).peerId)).toBe(10_000);
+  });
 });
