@@ -20,19 +20,55 @@ import { runScenario } from './run';
 import type { ScenarioName } from './scenarios';
 import { scenarioNames, scenarios } from './scenarios';
 
-const { values: args, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    scenario: { type: 'string', default: 'kraken' },
-    hosts: { type: 'string' },
-    seed: { type: 'string', default: '1' },
-    json: { type: 'boolean', default: false },
-    out: { type: 'string', default: 'sim-results' },
-    step: { type: 'string' },
-    allocation: { type: 'string' },
-    plot: { type: 'string' },
-  },
-});
+const usage = `usage: npm run sim -- [--scenario NAME] [--hosts N] [--seed S] [--json] [--out DIR]
+                    [--step MS] [--allocation exact|iterative]
+       npm run sim -- --plot OUT.svg RESULT.json…
+
+  --scenario NAME   ${scenarioNames.join(', ')} (default kraken)
+  --hosts N         hosts to simulate (default: the scenario's)
+  --seed S          seed of every random choice (default 1): a run is reproducible
+  --json            print the result as JSON on stdout (the report goes to stderr)
+  --out DIR         where <scenario>-<hosts>-<seed>.json and .svg go (default sim-results)
+  --step MS         the network model's step (default 5 ms)
+  --allocation A    the max-min solver: exact or iterative (default: the scenario's)
+  --plot OUT.svg    draw the CDFs of earlier JSON results into one plot
+  --help            this text`;
+
+const parsed = (() => {
+  try {
+    return parseArgs({
+      allowPositionals: true,
+      options: {
+        scenario: { type: 'string', default: 'kraken' },
+        hosts: { type: 'string' },
+        seed: { type: 'string', default: '1' },
+        json: { type: 'boolean', default: false },
+        out: { type: 'string', default: 'sim-results' },
+        step: { type: 'string' },
+        allocation: { type: 'string' },
+        plot: { type: 'string' },
+        help: { type: 'boolean', default: false },
+      },
+    });
+  } catch (error) {
+    process.stderr.write(`sim: ${(error as Error).message}\n\n${usage}\n`);
+    process.exit(2);
+  }
+})();
+const { values: args, positionals } = parsed;
+if (args.help) {
+  process.stdout.write(`${usage}\n`);
+  process.exit(0);
+}
+
+/** A positive number from an option, or a clear error naming it. */
+const numberOption = (name: string, text: string, integer: boolean): number => {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
+    throw new Error(`--${name}: a positive ${integer ? 'integer' : 'number'}; got "${text}"`);
+  }
+  return value;
+};
 
 const say = (line: string) => (args.json ? process.stderr : process.stdout).write(`${line}\n`);
 const s = (seconds: number) => `${seconds.toFixed(2)} s`;
@@ -113,8 +149,15 @@ const main = async () => {
   if (!scenarioNames.includes(name)) {
     throw new Error(`--scenario: one of ${scenarioNames.join(', ')}; got "${name}"`);
   }
-  const hosts = args.hosts === undefined ? scenarios[name].defaultHosts : Number(args.hosts);
-  const seed = Number(args.seed);
+  const hosts =
+    args.hosts === undefined
+      ? scenarios[name].defaultHosts
+      : numberOption('hosts', args.hosts, true);
+  const seed = numberOption('seed', args.seed, true);
+  const stepMs = args.step === undefined ? undefined : numberOption('step', args.step, false);
+  if (args.allocation !== undefined && !['exact', 'iterative'].includes(args.allocation)) {
+    throw new Error(`--allocation: exact or iterative; got "${args.allocation}"`);
+  }
   say(`simulating ${name} with ${hosts} hosts (seed ${seed}) …`);
   const result = await runScenario({
     scenario: name,
@@ -125,7 +168,7 @@ const main = async () => {
       ...world,
       network: {
         ...world.network,
-        ...(args.step !== undefined && { stepMs: Number(args.step) }),
+        ...(stepMs !== undefined && { stepMs }),
         ...(args.allocation !== undefined && {
           allocation: args.allocation as 'exact' | 'iterative',
         }),
@@ -158,6 +201,6 @@ const main = async () => {
 };
 
 main().catch((error: unknown) => {
-  process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
+  process.stderr.write(`sim: ${(error as Error).message ?? String(error)}\n`);
   process.exitCode = 1;
 });
