@@ -39,23 +39,43 @@ import type { SwarmRow } from './p2p/swarm';
 import { runSwarm } from './p2p/swarm';
 import { MiB, childWarnings, cli, logTo, parseBytes, stopAll } from './p2p/processes';
 
-const { values: args } = parseArgs({
-  options: {
-    agents: { type: 'string', default: '8' },
-    size: { type: 'string', default: '' },
-    rate: { type: 'string', default: '8MiB' },
-    'origin-rate': { type: 'string', default: '' },
-    layers: { type: 'string', default: '1' },
-    'baseline-size': { type: 'string', default: '' },
-    warmup: { type: 'string', default: '' },
-    'no-baseline': { type: 'boolean', default: false },
-    kraken: { type: 'string', default: '' },
-    pair: { type: 'boolean', default: false },
-    memory: { type: 'boolean', default: false },
-    large: { type: 'string', default: '4GiB' },
-    json: { type: 'boolean', default: false },
-  },
-});
+const optionSpec = {
+  agents: { type: 'string', default: '8' },
+  size: { type: 'string', default: '' },
+  rate: { type: 'string', default: '8MiB' },
+  'origin-rate': { type: 'string', default: '' },
+  layers: { type: 'string', default: '1' },
+  'baseline-size': { type: 'string', default: '' },
+  warmup: { type: 'string', default: '' },
+  'no-baseline': { type: 'boolean', default: false },
+  kraken: { type: 'string', default: '' },
+  pair: { type: 'boolean', default: false },
+  memory: { type: 'boolean', default: false },
+  large: { type: 'string', default: '4GiB' },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', default: false },
+} as const;
+
+const usage = `usage: npm run bench:p2p -- [--agents N] [--size BYTES] [--rate BYTES_PER_S]
+         [--origin-rate BYTES_PER_S] [--layers K] [--warmup BYTES] [--baseline-size BYTES]
+         [--no-baseline] [--kraken DIR] [--json]
+       npm run bench:p2p -- --pair [--size 1GiB]
+       npm run bench:p2p -- --memory [--size 256MiB] [--large 4GiB]
+Sizes and rates take KiB, MiB and GiB suffixes. Defaults: 8 agents, 32 MiB, 8 MiB/s per agent,
+the origin at 4 × the agents' rate, the P2P-off baseline on a quarter of the size.`;
+
+const { values: args } = (() => {
+  try {
+    return parseArgs({ options: optionSpec });
+  } catch (error) {
+    process.stderr.write(`bench:p2p: ${(error as Error).message}\n\n${usage}\n`);
+    return process.exit(2);
+  }
+})();
+if (args.help) {
+  process.stdout.write(`${usage}\n`);
+  process.exit(0);
+}
 
 const log = logTo(args.json);
 
