@@ -26,6 +26,9 @@ export const errorCodes = {
   MANIFEST_INVALID: { statusCode: 400, retriable: false },
   MANIFEST_BLOB_UNKNOWN: { statusCode: 400, retriable: false },
   UNSUPPORTED: { statusCode: 405, retriable: false },
+  /** No credentials, or credentials that do not check out (OCI `UNAUTHORIZED`). */
+  UNAUTHORIZED: { statusCode: 401, retriable: false },
+  /** Authenticated, but not allowed to do this (OCI `DENIED`). */
   DENIED: { statusCode: 403, retriable: false },
   // Lookups.
   TAG_UNKNOWN: { statusCode: 404, retriable: false },

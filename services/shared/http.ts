@@ -3,6 +3,8 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest }
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ShoalError, isShoalError } from '../../domain';
 import type { Logger } from './logger';
+import type { Authenticator } from './security/authenticate';
+import { installAuthentication } from './security/authenticate';
 
 export type HttpApp = {
   readonly app: FastifyInstance;
@@ -24,6 +26,11 @@ export const createHttpApp = (options: {
   /** Readiness: `/health` answers 503 with the reason while this returns a string. */
   notReady?: () => string | undefined;
   bodyLimit?: number;
+  /**
+   * Who a request is from, asked in order before any route runs (`request.subject`;
+   * anonymous when none recognises the request). Cluster identities come first, users after.
+   */
+  authenticators?: readonly Authenticator[];
 }): HttpApp => {
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
@@ -33,6 +40,7 @@ export const createHttpApp = (options: {
     // Repository names contain slashes; routes take them as wildcards.
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 1024 },
   });
+  installAuthentication(app, options.authenticators ?? []);
   const metrics = new Registry();
   metrics.setDefaultLabels({ service: options.service });
   // The event-loop lag histogram samples on a timer: prom-client's default 10 ms is 100
