@@ -105,6 +105,10 @@ export const OriginConfigSchema = Type.Object({
   ),
   p2p: SeederConfigSchema,
   log: roleConfig.log(),
+  tls: roleConfig.tls(),
+  security: roleConfig.security(),
+  http: roleConfig.http(),
+  admin: roleConfig.admin(),
   logLevel: roleConfig.logLevel(),
 });
 

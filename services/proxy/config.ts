@@ -53,6 +53,10 @@ export const ProxyConfigSchema = Type.Object({
     { default: {} },
   ),
   readYourWrites: roleConfig.readYourWrites(),
+  tls: roleConfig.tls(),
+  security: roleConfig.security(),
+  http: roleConfig.http(),
+  admin: roleConfig.admin(),
   logLevel: roleConfig.logLevel(),
 });
 

@@ -117,6 +117,10 @@ export const ReplicatorConfigSchema = Type.Object({
     'how long a read with Shoal-Min-Position waits before answering 503',
   ),
   replication: ReplicationConfigSchema,
+  tls: roleConfig.tls(),
+  security: roleConfig.security(),
+  http: roleConfig.http(),
+  admin: roleConfig.admin(),
   logLevel: roleConfig.logLevel(),
 });
 

@@ -1,7 +1,11 @@
+import type { AddressInfo } from 'node:net';
 import Fastify, { LogController } from 'fastify';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ShoalError, isShoalError } from '../../domain';
+import { formatHost } from '../../kit/http/host';
+import type { HttpServerSetup } from './httpServer';
+import { applyServerSetup, serverOptionsOf } from './httpServer';
 import type { Logger } from './logger';
 import type { Authenticator } from './security/authenticate';
 import { installAuthentication } from './security/authenticate';
@@ -9,6 +13,20 @@ import { installAuthentication } from './security/authenticate';
 export type HttpApp = {
   readonly app: FastifyInstance;
   readonly metrics: Registry;
+  /**
+   * Starts listening (and the admin listener, when there is one; `app.close()` closes both).
+   * Resolves with the URLs: `https://` when the listener has TLS.
+   */
+  readonly listen: (address: { host: string; port: number }) => Promise<ListeningUrls>;
+};
+
+export type ListeningUrls = { readonly url: string; readonly adminUrl?: string };
+
+/** A listener of its own for `/metrics` and the detailed `/health`. */
+export type AdminListener = {
+  readonly host: string;
+  readonly port: number;
+  readonly server?: HttpServerSetup;
 };
 
 /**
@@ -31,8 +49,14 @@ export const createHttpApp = (options: {
    * anonymous when none recognises the request). Cluster identities come first, users after.
    */
   authenticators?: readonly Authenticator[];
+  /** TLS and limits of the listener (none: plain HTTP with Node's defaults). */
+  server?: HttpServerSetup;
+  /** Moves `/metrics` and the detailed `/health` to a listener of their own. */
+  admin?: AdminListener;
 }): HttpApp => {
+  const setup = options.server ?? {};
   const app = Fastify({
+    ...serverOptionsOf(setup),
     loggerInstance: options.logger as FastifyBaseLogger,
     // Request logging is off: metrics count requests, errors are logged by the handler.
     logController: new LogController({ disableRequestLogging: true }),
@@ -40,6 +64,7 @@ export const createHttpApp = (options: {
     // Repository names contain slashes; routes take them as wildcards.
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 1024 },
   });
+  applyServerSetup(app, setup, options.logger);
   installAuthentication(app, options.authenticators ?? []);
   const metrics = new Registry();
   metrics.setDefaultLabels({ service: options.service });
@@ -89,15 +114,53 @@ export const createHttpApp = (options: {
         detail: `no route ${request.method} ${request.url}`,
       }),
   );
-  app.get('/health', async (_request, reply) => {
+  const health = (detailed: boolean) => async (_request: FastifyRequest, reply: FastifyReply) => {
     const reason = options.notReady?.();
-    if (reason !== undefined) return reply.code(503).send({ status: 'unavailable', reason });
-    return { status: 'ok', service: options.service };
-  });
-  app.get('/metrics', async (_request, reply) =>
-    reply.type(metrics.contentType).send(await metrics.metrics()),
-  );
-  return { app, metrics };
+    if (reason !== undefined) {
+      return reply.code(503).send({ status: 'unavailable', ...(detailed && { reason }) });
+    }
+    return { status: 'ok', ...(detailed && { service: options.service }) };
+  };
+  const metricsRoute = async (_request: FastifyRequest, reply: FastifyReply) =>
+    reply.type(metrics.contentType).send(await metrics.metrics());
+  const admin = options.admin;
+  let adminApp: FastifyInstance | undefined;
+  if (admin === undefined) {
+    app.get('/health', health(true));
+    app.get('/metrics', metricsRoute);
+  } else {
+    app.get('/health', health(false));
+    const adminSetup = admin.server ?? {};
+    adminApp = Fastify({
+      ...serverOptionsOf(adminSetup),
+      loggerInstance: options.logger as FastifyBaseLogger,
+      logController: new LogController({ disableRequestLogging: true }),
+    });
+    applyServerSetup(adminApp, adminSetup, options.logger);
+    adminApp.get('/health', health(true));
+    adminApp.get('/metrics', metricsRoute);
+    const closing = adminApp;
+    app.addHook('onClose', async () => {
+      await closing.close();
+    });
+  }
+  const urlOf = (server: FastifyInstance, tls: boolean) => {
+    const address = server.server.address() as AddressInfo;
+    return `${tls ? 'https' : 'http'}://${formatHost(address.address)}:${address.port}`;
+  };
+  const listen = async (address: { host: string; port: number }): Promise<ListeningUrls> => {
+    await app.listen(address);
+    const url = urlOf(app, setup.tls !== undefined);
+    if (adminApp === undefined || admin === undefined) return { url };
+    try {
+      await adminApp.listen({ host: admin.host, port: admin.port });
+    } catch (error) {
+      await app.close();
+      throw error;
+    }
+    return { url, adminUrl: urlOf(adminApp, admin.server?.tls !== undefined) };
+  };
+  return { app, metrics, listen };
 };
 
 /** Converts any error to `{ statusCode, code, message, detail }`, hiding internals of 5xx. */
