@@ -9,6 +9,7 @@ import {
   ringFromPlacement,
 } from '../origin/client/createBlobAccess';
 import type { Logger } from '../shared/logger';
+import type { ClientIdentity } from '../shared/security/clientIdentity';
 import type { ReplicationConfig } from './config';
 import { credentialsOf } from './config';
 import { sourceFromBlobAccess } from './copier';
@@ -34,16 +35,20 @@ export const createConfiguredReplicator = (deps: {
   logger: Logger;
   clock: Clock;
   metrics?: ReplicatorMetrics;
+  /** Its identity to this cluster's origins (their internal API takes cluster identities). */
+  identity?: ClientIdentity;
 }): Replicator & { readonly close: () => Promise<void> } => {
   const { config } = deps;
+  const identity = deps.identity === undefined ? {} : { identity: deps.identity };
   const credentials = credentialsOf(config);
   const blobs: BlobAccess & { close: () => Promise<void> } = createBlobAccess({
     ring:
       config.source.originUrl === ''
         ? ringFromPlacement(deps.store)
-        : ringFromOrigin(config.source.originUrl),
+        : ringFromOrigin(config.source.originUrl, identity),
     replicas: config.source.replicas,
     timeoutMs: config.timeoutMs,
+    ...identity,
   });
   const clients = new Map<string, RegistryClient>();
   const destination = (url: string): RegistryClient => {

@@ -14,7 +14,7 @@ import type { RunningTracker } from '../../tracker/main';
 import { startTracker } from '../../tracker/main';
 import { note } from '../output';
 import type { GlobalOptions } from './common';
-import { addDataDirOption, envHelp, parsePort, runUntilSignal } from './common';
+import { addDataDirOption, envHelp, parsePort, roleSecurityOf, runUntilSignal } from './common';
 
 type AgentOptions = GlobalOptions & {
   config?: string;
@@ -94,9 +94,16 @@ export const registerAgentCommands = (program: Command): void => {
       });
       // Watch from the start: a parent that dies while we start up is noticed too.
       const parent = options.exitWithParent === true ? watchParent() : undefined;
+      let disposeSecurity: (() => void) | undefined;
       try {
         const logger = createLogger({ level: config.logLevel, name: 'agent' });
-        const agent = await startAgent({ config, logger, clock: systemClock });
+        const { security, dispose } = roleSecurityOf(
+          config,
+          { role: 'agent', name: config.id },
+          logger,
+        );
+        disposeSecurity = dispose;
+        const agent = await startAgent({ config, logger, clock: systemClock, security });
         note(`agent ${agent.id} listening on ${agent.url} (peer port ${agent.peerAddress})`);
         if (process.send !== undefined && process.connected) {
           const ready: AgentReadyMessage = {
@@ -114,6 +121,7 @@ export const registerAgentCommands = (program: Command): void => {
         );
       } finally {
         parent?.dispose();
+        disposeSecurity?.();
       }
     });
 };

@@ -17,12 +17,21 @@ import { loadConfig } from '../../shared/config';
 import type { LogConfig } from '../../shared/logConfig';
 import type { Logger, LogLevel } from '../../shared/logger';
 import { createLogger } from '../../shared/logger';
+import type { RoleSecurity, RoleSecurityConfig } from '../../shared/security/roleSecurity';
+import type { ServiceRole } from '../../shared/security/subject';
 import type { LocalState } from '../compose';
 import { openLocalState } from '../compose';
 import { note } from '../output';
 import { freePort, startDevSwarm } from './agent';
 import type { GlobalOptions } from './common';
-import { addDataDirOption, dataDirOf, envHelp, parsePort, runUntilSignal } from './common';
+import {
+  addDataDirOption,
+  dataDirOf,
+  envHelp,
+  parsePort,
+  roleSecurityOf,
+  runUntilSignal,
+} from './common';
 import type { DevAgentProcess } from './devAgents';
 import type { BuildIndexRoleConfig } from './replicator';
 import { BuildIndexRoleConfigSchema, replicatorRole, startBuildIndexRole } from './replicator';
@@ -41,7 +50,7 @@ import {
 const registerRoleCommand = <S extends TObject>(
   program: Command,
   role: {
-    name: string;
+    name: ServiceRole;
     description: string;
     schema: S;
     start: (deps: {
@@ -50,6 +59,7 @@ const registerRoleCommand = <S extends TObject>(
       clock: Clock;
       log: EventLog;
       store: ProjectionStore;
+      security: RoleSecurity;
     }) => Promise<{ url: string; close: () => Promise<void> }>;
   },
 ): void => {
@@ -66,23 +76,30 @@ const registerRoleCommand = <S extends TObject>(
           ...(options.dataDir !== undefined && { dataDir: options.dataDir }),
           listen: { host: options.host, port: options.port },
         },
-      }) as Static<S> & { dataDir: string; log: LogConfig; logLevel: LogLevel };
+      }) as Static<S> &
+        RoleSecurityConfig & { dataDir: string; log: LogConfig; logLevel: LogLevel };
       const logger = createLogger({ level: config.logLevel, name: role.name });
+      const { security, dispose } = roleSecurityOf(config, { role: role.name }, logger);
       const state = await openLocalState({
         dataDir: config.dataDir,
         log: config.log,
         create: true,
+      }).catch((error: unknown) => {
+        dispose();
+        throw error;
       });
       const service = await role
-        .start({ config, logger, clock: systemClock, log: state.log, store: state.store })
+        .start({ config, logger, clock: systemClock, log: state.log, store: state.store, security })
         .catch(async (error: unknown) => {
           await state.close();
+          dispose();
           throw error;
         });
       note(`${role.name} listening on ${service.url} (data directory ${state.dataDir.root})`);
       await runUntilSignal(async () => {
         await service.close();
         await state.close();
+        dispose();
       });
     });
 };
