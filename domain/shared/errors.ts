@@ -22,6 +22,8 @@ export const errorCodes = {
   SIZE_INVALID: { statusCode: 400, retriable: false },
   /** A blob store backend cannot be reached or refuses a write (disk full, permissions). */
   STORAGE_UNAVAILABLE: { statusCode: 503, retriable: true },
+  /** A write would take the free disk space below the configured watermark (507). */
+  STORAGE_FULL: { statusCode: 507, retriable: true },
   MANIFEST_UNKNOWN: { statusCode: 404, retriable: false },
   MANIFEST_INVALID: { statusCode: 400, retriable: false },
   MANIFEST_BLOB_UNKNOWN: { statusCode: 400, retriable: false },

@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import Fastify, { LogController } from 'fastify';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ErrorCode } from '../../domain';
 import { ShoalError, isShoalError } from '../../domain';
 import { formatHost } from '../../kit/http/host';
 import type { HttpServerSetup } from './httpServer';
@@ -163,16 +164,33 @@ export const createHttpApp = (options: {
   return { app, metrics, listen };
 };
 
-/** Converts any error to `{ statusCode, code, message, detail }`, hiding internals of 5xx. */
+/**
+ * What a client is told of a server-side failure: a fixed text per code. The message itself
+ * stays in the logs: it may name internal addresses, upstream URLs or user names.
+ */
+const publicMessages: Partial<Record<ErrorCode, string>> = {
+  SERVICE_UNAVAILABLE: 'a service this request needs is unavailable; try again later',
+  STORAGE_UNAVAILABLE: 'storage is unavailable; try again later',
+  STORAGE_FULL: 'not enough free disk space for this upload; try again later',
+  LOG_UNAVAILABLE: 'the event log is unavailable; try again later',
+  LOG_CLOSED: 'the service is shutting down; try again',
+};
+/** 5xx codes whose message and detail are safe to show (positions and projection names). */
+const shownServerErrors: ReadonlySet<ErrorCode> = new Set(['POSITION_NOT_REACHED']);
+
+/**
+ * Converts any error to `{ statusCode, code, message, detail }`. A 5xx never carries its own
+ * message or detail to the client (see `publicMessages`), except codes known to be safe.
+ */
 export const describeError = (
   error: unknown,
 ): { statusCode: number; code: string; message: string; detail?: unknown; retriable: boolean } => {
   if (isShoalError(error)) {
-    const hide = error.statusCode >= 500 && error.code === 'INTERNAL';
+    const hide = error.statusCode >= 500 && !shownServerErrors.has(error.code);
     return {
       statusCode: error.statusCode,
       code: error.code,
-      message: hide ? 'internal error' : error.message,
+      message: hide ? (publicMessages[error.code] ?? 'internal error') : error.message,
       ...(error.detail !== undefined && !hide && { detail: error.detail }),
       retriable: error.retriable,
     };
