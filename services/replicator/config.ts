@@ -56,6 +56,12 @@ export const ReplicationConfigSchema = Type.Object(
       minimum: 100,
       description: 'idle timeout of one request to a destination or to the origins',
     }),
+    caFile: Type.String({
+      default: '',
+      description:
+        'PEM CA bundle https destinations are checked against (another cluster’s CA); ' +
+        'empty: the system roots',
+    }),
     credentials: Type.Union([Type.String(), Type.Record(Type.String(), RegistryCredentialSchema)], {
       default: {},
       description:

@@ -16,6 +16,7 @@ import { sourceFromBlobAccess } from './copier';
 import { createFileLease } from './lock';
 import type { RegistryClient } from '../../adapters/registry/registryClient';
 import { createRegistryClient } from '../../adapters/registry/registryClient';
+import { readCaFile } from '../../kit/http/caBundle';
 import type { ProjectionsView, Replicator, ReplicatorMetrics } from './replicator';
 import { createReplicator } from './replicator';
 
@@ -50,6 +51,7 @@ export const createConfiguredReplicator = (deps: {
     timeoutMs: config.timeoutMs,
     ...identity,
   });
+  const ca = config.caFile === '' ? undefined : readCaFile(config.caFile, 'replication.caFile');
   const clients = new Map<string, RegistryClient>();
   const destination = (url: string): RegistryClient => {
     let client = clients.get(url);
@@ -66,6 +68,7 @@ export const createConfiguredReplicator = (deps: {
         timeoutMs: config.timeoutMs,
         writeHeaders: { 'Shoal-Replicated-From': deps.cluster },
         userAgent: `shoal-replicator (cluster ${deps.cluster})`,
+        ...(ca !== undefined && { ca }),
       });
       clients.set(url, client);
     }
