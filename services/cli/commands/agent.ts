@@ -7,6 +7,7 @@ import { startAgent } from '../../agent/main';
 import type { TagApi } from '../../build-index/client/tagApi';
 import { systemClock } from '../../shared/clock';
 import { loadConfig } from '../../shared/config';
+import type { RoleSecurity } from '../../shared/security/roleSecurity';
 import type { Logger } from '../../shared/logger';
 import { createLogger } from '../../shared/logger';
 import { TrackerConfigSchema } from '../../tracker/config';
@@ -151,6 +152,8 @@ export const startDevSwarm = async (deps: {
   proxyUrl: string;
   tags: TagApi;
   logger: Logger;
+  /** `shoal dev --secure`: TLS and cluster identities for both. */
+  security?: { tracker: RoleSecurity; agent: RoleSecurity };
 }): Promise<{ tracker: RunningTracker; agent: RunningAgent; close: () => Promise<void> }> => {
   const tracker = await startTracker({
     config: loadConfig(TrackerConfigSchema, {
@@ -162,6 +165,7 @@ export const startDevSwarm = async (deps: {
     }),
     logger: deps.logger.child({ role: 'tracker' }),
     clock: systemClock,
+    ...(deps.security !== undefined && { security: deps.security.tracker }),
   });
   try {
     const agent = await startAgent({
@@ -178,6 +182,7 @@ export const startDevSwarm = async (deps: {
       logger: deps.logger.child({ role: 'agent' }),
       clock: systemClock,
       tags: deps.tags,
+      ...(deps.security !== undefined && { security: deps.security.agent }),
     });
     return {
       tracker,

@@ -38,7 +38,11 @@ export const addClientIdentityOptions = (command: Command): Command =>
     );
 
 /** The identity the options name (files are read now: a bad one fails the command). */
-export const clientIdentityOf = (options: ClientIdentityOptions): ClientIdentity => {
+export const clientIdentityOf = (given: ClientIdentityOptions): ClientIdentity => {
+  // An empty value (SHOAL_SERVICE_KEY_FILE=) is no value.
+  const options = Object.fromEntries(
+    Object.entries(given).filter(([, value]) => value !== ''),
+  ) as ClientIdentityOptions;
   const material =
     options.caFile === undefined && options.certFile === undefined
       ? undefined

@@ -1,7 +1,4 @@
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { connect } from 'node:tls';
-import type { PeerCertificate } from 'node:tls';
 import { validateConfig } from '../config';
 import { createHttpApp } from '../http';
 import { silentLogger } from '../logger';
@@ -11,6 +8,11 @@ import type { ClientTlsMaterial } from '../../../kit/http/transport';
 import { Type } from '@sinclair/typebox';
 import { tempDir } from '../../../test/fixtures/cli';
 import { eventually } from '../../../test/fixtures/processes';
+import {
+  rawGet,
+  sClient as sClientAt,
+  serialSeen as serialSeenAt,
+} from '../../../test/fixtures/tlsClients';
 import { auditOf, requireService } from './authenticate';
 import type { ClusterCertificates } from './clusterCa';
 import { initClusterCertificates } from './clusterCa';
@@ -81,37 +83,10 @@ const startApp = async (clientAuth: 'request' | 'require', overrides: object = {
   };
 };
 
-/** `openssl s_client` sending one request; its whole output (the server runs in this process). */
 const sClient = (port: number, args: string[], request = ''): Promise<string> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(
-      'openssl',
-      ['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', certs.caFile, '-ign_eof', ...args],
-      { stdio: ['pipe', 'pipe', 'pipe'] },
-    );
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.once('error', reject);
-    child.once('close', () => {
-      clearTimeout(timer);
-      resolve(output);
-    });
-    child.stdin.end(request);
-  });
-const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`;
-
-/** The serial of the certificate a new TLS connection sees. */
-const serialSeen = (port: number): Promise<string> =>
-  new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, ca: readFileSync(certs.caFile) }, () => {
-      const serial = (socket.getPeerCertificate() as PeerCertificate).serialNumber;
-      socket.end();
-      resolve(serial);
-    });
-    socket.once('error', reject);
-  });
+  sClientAt(`127.0.0.1:${port}`, certs.caFile, args, request);
+const get = rawGet;
+const serialSeen = (port: number): Promise<string> => serialSeenAt('127.0.0.1', port, certs.caFile);
 
 const call = async (url: string, material: ClientTlsMaterial, headers = {}) => {
   const transport = createHttpTransport({ idleTimeoutMs: 10_000, tls: () => material });
