@@ -12,6 +12,7 @@ import { cliPath } from '../fixtures/cli';
 import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
 import { sha256 } from '../fixtures/blobs';
+import { serviceFetch } from '../fixtures/security';
 
 // Issue 5's cluster of processes on Kafka: a proxy, two origins and two build-index instances,
 // each its own OS process with its own YAML config and data directory (projection store and
@@ -736,7 +737,7 @@ describe('a cluster of separate processes on one Kafka log', () => {
       for (let i = 0; i < more.length; i += 6) {
         await Promise.all(
           more.slice(i, i + 6).map(async ({ tag, digest }) => {
-            const put = await fetch(`${writer}/v1/repositories/${repo}/tags/${tag}`, {
+            const put = await serviceFetch(`${writer}/v1/repositories/${repo}/tags/${tag}`, {
               method: 'PUT',
               headers: { 'content-type': 'application/json' },
               body: JSON.stringify({ digest }),

@@ -38,10 +38,11 @@ export type TlsConfig = Static<typeof TlsConfigSchema>;
 export const SecurityConfigSchema = Type.Object(
   {
     mode: Type.Union([Type.Literal('required'), Type.Literal('open')], {
-      default: 'open',
+      default: 'required',
       description:
-        'required: internal APIs take only cluster identities; open: anyone who reaches ' +
-        'the port (shoal dev)',
+        'required (the default): internal APIs take only cluster identities, so a role ' +
+        'needs tls.clientCaFile or security.serviceKeyFile to start; open: anyone who ' +
+        'reaches the port (shoal dev, a trusted network)',
     }),
     caFile: Type.String({
       default: '',
