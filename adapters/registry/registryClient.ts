@@ -85,6 +85,8 @@ export type RegistryClientOptions = {
   /** Sent with manifest writes and deletes, e.g. `Shoal-Replicated-From: <cluster>`. */
   readonly writeHeaders?: Readonly<Record<string, string>>;
   readonly userAgent?: string;
+  /** PEM CA bundle an https registry is checked against (instead of the system roots). */
+  readonly ca?: Buffer;
 };
 
 /** Largest response body read into memory (manifests are capped at 4 MiB by registries). */
@@ -103,6 +105,7 @@ export const createRegistryClient = (options: RegistryClientOptions): RegistryCl
     idleTimeoutMs: timeoutMs,
     connections: 16,
     userAgent: options.userAgent ?? 'shoal-replicator',
+    ...(options.ca !== undefined && { tls: () => ({ ca: options.ca }) }),
   });
 
   const unreachable = (what: string, error: unknown) => {

@@ -22,10 +22,15 @@ export const errorCodes = {
   SIZE_INVALID: { statusCode: 400, retriable: false },
   /** A blob store backend cannot be reached or refuses a write (disk full, permissions). */
   STORAGE_UNAVAILABLE: { statusCode: 503, retriable: true },
+  /** A write would take the free disk space below the configured watermark (507). */
+  STORAGE_FULL: { statusCode: 507, retriable: true },
   MANIFEST_UNKNOWN: { statusCode: 404, retriable: false },
   MANIFEST_INVALID: { statusCode: 400, retriable: false },
   MANIFEST_BLOB_UNKNOWN: { statusCode: 400, retriable: false },
   UNSUPPORTED: { statusCode: 405, retriable: false },
+  /** No credentials, or credentials that do not check out (OCI `UNAUTHORIZED`). */
+  UNAUTHORIZED: { statusCode: 401, retriable: false },
+  /** Authenticated, but not allowed to do this (OCI `DENIED`). */
   DENIED: { statusCode: 403, retriable: false },
   // Lookups.
   TAG_UNKNOWN: { statusCode: 404, retriable: false },

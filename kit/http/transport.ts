@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent } from 'undici';
+import { Agent, buildConnector } from 'undici';
 
 /** Response headers, lower-case names. */
 export type ResponseHeaders = Readonly<Record<string, string | string[] | undefined>>;
@@ -30,8 +30,21 @@ export type HttpTransportOptions = {
   readonly connections?: number;
   /** Accept any TLS certificate (tests only). */
   readonly insecure?: boolean;
+  /**
+   * TLS of new connections, asked at each: the CA bundle servers are checked against
+   * (instead of the system roots) and the client certificate to present. A getter, so
+   * rotated files are used from the next connection on.
+   */
+  readonly tls?: () => ClientTlsMaterial;
   /** `User-Agent` of requests that name none. */
   readonly userAgent?: string;
+};
+
+/** PEM bytes: the CA bundle to trust, and a client certificate with its key. */
+export type ClientTlsMaterial = {
+  readonly ca?: Buffer | string;
+  readonly cert?: Buffer | string;
+  readonly key?: Buffer | string;
 };
 
 /** A request body: bytes in memory (sent again as they are on a retry), or a stream. */
@@ -105,10 +118,7 @@ export const createHttpTransport = (options: HttpTransportOptions): HttpTranspor
     connections: options.connections ?? 32,
     headersTimeout: options.headersTimeoutMs ?? idle,
     bodyTimeout: idle,
-    connect: {
-      timeout: options.connectTimeoutMs ?? Math.min(idle, 10_000),
-      ...(options.insecure === true && { rejectUnauthorized: false }),
-    },
+    connect: connectorOf(options),
   });
 
   const headersOf = (request: HttpRequest): Record<string, string> => {
@@ -180,6 +190,28 @@ export const createHttpTransport = (options: HttpTransportOptions): HttpTranspor
     },
     close: () => agent.destroy(),
   };
+};
+
+/**
+ * How connections are opened: with the TLS material current when each is opened (a connector
+ * is built again only when the material changed).
+ */
+const connectorOf = (options: HttpTransportOptions) => {
+  const base = {
+    timeout: options.connectTimeoutMs ?? Math.min(options.idleTimeoutMs, 10_000),
+    ...(options.insecure === true && { rejectUnauthorized: false }),
+  };
+  const tls = options.tls;
+  if (tls === undefined) return base;
+  let built: { material: ClientTlsMaterial; connect: buildConnector.connector } | undefined;
+  const connect: buildConnector.connector = (connectOptions, callback) => {
+    const material = tls();
+    if (built?.material !== material) {
+      built = { material, connect: buildConnector({ ...base, ...material }) };
+    }
+    built.connect(connectOptions, callback);
+  };
+  return connect;
 };
 
 /** The wait before attempt `attempt + 1`: exponential, capped, less up to half (jitter). */

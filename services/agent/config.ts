@@ -108,6 +108,10 @@ export const AgentConfigSchema = Type.Object({
     },
     { default: {} },
   ),
+  tls: roleConfig.tls(),
+  security: roleConfig.security(),
+  http: roleConfig.http(),
+  admin: roleConfig.admin(),
   logLevel: roleConfig.logLevel(),
 });
 

@@ -13,6 +13,7 @@ import {
 import { headerOf, readBody } from '../../kit/http/transport';
 import type { TagApi } from '../build-index/client/tagApi';
 import { createServiceClient } from '../shared/httpClient';
+import type { ClientIdentity } from '../shared/security/clientIdentity';
 import { createManifestCache } from '../shared/oci/manifestCache';
 import type { BlobFetcher } from './blobFetcher';
 
@@ -56,6 +57,8 @@ export const createAgentDistribution = (deps: {
   blobs: BlobFetcher;
   timeoutMs?: number;
   manifestCacheBytes?: number;
+  /** The agent's identity to the proxy. */
+  identity?: ClientIdentity;
 }) => {
   const manifests = createManifestCache<Manifest>(
     deps.manifestCacheBytes ?? defaultManifestCacheBytes,
@@ -65,7 +68,10 @@ export const createAgentDistribution = (deps: {
   const proxy =
     deps.proxyUrl === ''
       ? undefined
-      : createServiceClient(deps.proxyUrl, { timeoutMs: deps.timeoutMs ?? 30_000 });
+      : createServiceClient(deps.proxyUrl, {
+          timeoutMs: deps.timeoutMs ?? 30_000,
+          ...(deps.identity !== undefined && { identity: deps.identity }),
+        });
 
   const tagApi = (): TagApi => {
     if (deps.tags === undefined) {

@@ -1,4 +1,4 @@
-import type { AddressInfo } from 'node:net';
+import type { FastifyRequest } from 'fastify';
 import { join } from 'node:path';
 import { Counter, Gauge } from 'prom-client';
 import type { Clock } from '../../domain';
@@ -6,12 +6,14 @@ import { ShoalError } from '../../domain';
 import { createBandwidth } from '../../p2p/bandwidth';
 import type { SwarmHost, SwarmTotals } from '../../p2p/swarm';
 import { createSwarmHost } from '../../p2p/swarm';
-import { formatHost } from '../../kit/http/host';
 import { createBuildIndexClient } from '../build-index/client/buildIndexClient';
 import type { TagApi } from '../build-index/client/tagApi';
 import { openDataDir } from '../shared/dataDir';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
+import { requireService } from '../shared/security/authenticate';
+import type { RoleSecurity } from '../shared/security/roleSecurity';
+import { openSecurity } from '../shared/security/roleSecurity';
 import { createTrackerClient } from '../tracker/client/trackerClient';
 import { createBlobFetcher } from './blobFetcher';
 import { createBlobCache } from './blobCache';
@@ -54,8 +56,12 @@ export const startAgent = async (deps: {
   clock: Clock;
   /** In-process tags (the dev cluster); else build-index over HTTP at `buildIndex.url`. */
   tags?: TagApi;
+  /** TLS, limits, authenticators, the identity it calls others with; none: open, plain HTTP. */
+  security?: RoleSecurity;
 }): Promise<RunningAgent> => {
   const { config } = deps;
+  const security = deps.security ?? openSecurity;
+  const identity = { identity: security.identity };
   const logger = deps.logger.child({ agent: config.id });
   if (config.trackers.urls.length === 0) {
     throw new ShoalError('CONFIG_INVALID', 'agent: trackers.urls names no tracker');
@@ -68,6 +74,7 @@ export const startAgent = async (deps: {
   });
   const trackers = createTrackerClient(config.trackers.urls, {
     timeoutMs: config.trackers.timeoutMs,
+    ...identity,
   });
   const ref: { host?: SwarmHost } = {};
   const blobs = createBlobFetcher({
@@ -91,10 +98,23 @@ export const startAgent = async (deps: {
   ref.host = host;
   const tags =
     deps.tags ??
-    (config.buildIndex.url === '' ? undefined : createBuildIndexClient(config.buildIndex.url));
-  const distribution = createAgentDistribution({ tags, proxyUrl: config.proxy.url, blobs });
+    (config.buildIndex.url === ''
+      ? undefined
+      : createBuildIndexClient(config.buildIndex.url, identity));
+  const distribution = createAgentDistribution({
+    tags,
+    proxyUrl: config.proxy.url,
+    blobs,
+    ...identity,
+  });
 
-  const { app, metrics } = createHttpApp({ service: 'agent', logger });
+  const { app, metrics, listen } = createHttpApp({
+    service: 'agent',
+    logger,
+    authenticators: security.authenticators,
+    server: security.server,
+    ...(security.admin !== undefined && { admin: security.admin }),
+  });
   app.server.requestTimeout = 0;
   for (const key of Object.keys(totalsHelp) as (keyof SwarmTotals)[]) {
     new Counter({
@@ -123,7 +143,8 @@ export const startAgent = async (deps: {
       this.set(host.swarms().length);
     },
   });
-  app.get('/internal/p2p', async () => ({
+  const servicesOnly = async (request: FastifyRequest) => requireService(request, security.mode);
+  app.get('/internal/p2p', { onRequest: servicesOnly }, async () => ({
     peerId: host.peerId.toString('hex'),
     address: host.address,
     cache: cache.stats(),
@@ -138,15 +159,14 @@ export const startAgent = async (deps: {
     })),
   }));
   await app.register(agentRoutes({ distribution, blobs }));
+  let url: string;
   try {
-    await app.listen({ host: config.listen.host, port: config.listen.port });
+    ({ url } = await listen({ host: config.listen.host, port: config.listen.port }));
   } catch (error) {
     await distribution.close();
     await host.close();
     throw error;
   }
-  const address = app.server.address() as AddressInfo;
-  const url = `http://${formatHost(address.address)}:${address.port}`;
   logger.info({ url, peer: host.address, trackers: config.trackers.urls }, 'agent listening');
   return {
     id: config.id,

@@ -14,6 +14,10 @@ export const BuildIndexConfigSchema = Type.Object({
   readYourWrites: roleConfig.readYourWrites(
     'how long a read with Shoal-Min-Position waits before answering 503',
   ),
+  tls: roleConfig.tls(),
+  security: roleConfig.security(),
+  http: roleConfig.http(),
+  admin: roleConfig.admin(),
   logLevel: roleConfig.logLevel(),
 });
 

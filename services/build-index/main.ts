@@ -1,12 +1,13 @@
-import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Clock, EventLog, Projection, ProjectionStore } from '../../domain';
 import { buildIndexProjection, tagHistoryProjection } from '../../projections';
-import { formatHost } from '../../kit/http/host';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
 import { createProjectionRunner } from '../shared/projectionRunner';
+import type { SecurityMode } from '../shared/security/authenticate';
+import type { RoleSecurity } from '../shared/security/roleSecurity';
+import { openSecurity } from '../shared/security/roleSecurity';
 import type { BuildIndexConfig } from './config';
 import { buildIndexRoutes } from './server/routes';
 import { createTagService } from './tagService';
@@ -28,6 +29,8 @@ export type BuildIndexComponent = {
     readonly app: FastifyInstance;
     readonly metrics: Registry;
     readonly runner: ReturnType<typeof createProjectionRunner>;
+    /** How strict the host's API is with its callers (`requireService`). */
+    readonly mode: SecurityMode;
   }): Promise<{ start(): void; close(): Promise<void> }>;
 };
 
@@ -44,8 +47,11 @@ export const startBuildIndex = async (deps: {
   store: ProjectionStore;
   actor?: string;
   components?: readonly BuildIndexComponent[];
+  /** TLS, limits, authenticators; none: open, plain HTTP. */
+  security?: RoleSecurity;
 }): Promise<RunningService & { readonly runner: ReturnType<typeof createProjectionRunner> }> => {
   const { config, logger, clock, log, store } = deps;
+  const security = deps.security ?? openSecurity;
   const components = deps.components ?? [];
   const projections: Projection[] = [buildIndexProjection, tagHistoryProjection];
   for (const component of components) {
@@ -67,25 +73,36 @@ export const startBuildIndex = async (deps: {
     writer,
     waitFor: (position) => runner.waitFor(position, config.readYourWrites.timeoutMs),
   });
-  const { app, metrics } = createHttpApp({ service: 'build-index', logger });
-  await app.register(buildIndexRoutes(tags));
+  const { app, metrics, listen } = createHttpApp({
+    service: 'build-index',
+    logger,
+    authenticators: security.authenticators,
+    server: security.server,
+    ...(security.admin !== undefined && { admin: security.admin }),
+  });
+  await app.register(buildIndexRoutes(tags, { mode: security.mode }));
   const mounted: Array<{ start(): void; close(): Promise<void> }> = [];
   const closeMounted = async () => {
     for (const component of mounted.splice(0).reverse()) await component.close();
   };
   try {
     for (const component of components) {
-      mounted.push(await component.mount({ app, metrics, runner }));
+      mounted.push(await component.mount({ app, metrics, runner, mode: security.mode }));
     }
-    await app.listen({ host: config.listen.host, port: config.listen.port });
+  } catch (error) {
+    await closeMounted();
+    await runner.stop();
+    throw error;
+  }
+  let url: string;
+  try {
+    ({ url } = await listen({ host: config.listen.host, port: config.listen.port }));
   } catch (error) {
     await closeMounted();
     await runner.stop();
     throw error;
   }
   for (const component of mounted) component.start();
-  const address = app.server.address() as AddressInfo;
-  const url = `http://${formatHost(address.address)}:${address.port}`;
   logger.info({ url }, 'build-index listening');
   return {
     url,

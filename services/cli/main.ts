@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { registerAgentCommands } from './commands/agent';
+import { registerCertsCommands } from './commands/certs';
 import { registerLogCommands } from './commands/log';
 import { registerOriginCommands } from './commands/origin';
 import { registerReplayCommand } from './commands/replay';
@@ -43,6 +44,7 @@ export const buildProgram = (): Command => {
   registerReplicationCommands(program);
   registerTrackerCommands(program);
   registerAgentCommands(program);
+  registerCertsCommands(program);
   return program;
 };
 

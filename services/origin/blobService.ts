@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
 import type { BlobStore, ByteRange, ByteSource, Digest, Position, RepoName } from '../../domain';
 import {
@@ -23,6 +24,7 @@ import { newEvent } from '../shared/events';
 import type { BlobRead } from './store/contentStore';
 import { blobUnknown, sizeMismatch, usableMetainfo } from './store/contentStore';
 import type { GrowingBlob } from './store/growingBlob';
+import { createDiskGuard } from './store/diskGuard';
 import type { NewJob } from './store/originDb';
 
 /**
@@ -73,6 +75,8 @@ const passedOn = new Set(['MANIFEST_UNKNOWN', 'DENIED', 'STORAGE_UNAVAILABLE']);
  */
 export const createBlobService = (ctx: OriginContext) => {
   const { content, db, ring, log, writer, selfId, logger } = ctx;
+  // The origin's directory (uploads/ may not exist yet): the disk pushes land on.
+  const disk = createDiskGuard(dirname(ctx.uploadsDir), ctx.config.uploads.minFreeDiskBytes);
   const fills = new Map<string, Fill>();
   const metainfos = new Map<string, Promise<Metainfo>>();
 
@@ -523,7 +527,12 @@ export const createBlobService = (ctx: OriginContext) => {
       if (options.replicaOf === undefined && options.repo !== undefined) {
         checkWritable(options.repo);
       }
-      return storeWhole(digest, body, options);
+      // A push is held to the free-disk watermark; a copy between owners is retried anyway.
+      const checked =
+        options.replicaOf === undefined
+          ? disk.guard(body as AsyncIterable<Uint8Array>, options.size)
+          : body;
+      return storeWhole(digest, checked, options);
     },
 
     pullManifest,

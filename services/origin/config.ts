@@ -87,6 +87,13 @@ export const OriginConfigSchema = Type.Object({
         minimum: 1,
         description: 'largest blob accepted, in bytes',
       }),
+      minFreeDiskBytes: Type.Integer({
+        default: GiB,
+        minimum: 0,
+        description:
+          'free-disk watermark: a push that would leave less free space on the data ' +
+          'directory’s disk fails with 507 STORAGE_FULL and leaves nothing behind (0: off)',
+      }),
     },
     { default: {} },
   ),
@@ -105,6 +112,10 @@ export const OriginConfigSchema = Type.Object({
   ),
   p2p: SeederConfigSchema,
   log: roleConfig.log(),
+  tls: roleConfig.tls(),
+  security: roleConfig.security(),
+  http: roleConfig.http(),
+  admin: roleConfig.admin(),
   logLevel: roleConfig.logLevel(),
 });
 

@@ -1,13 +1,14 @@
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { BlobStore, Clock, EventLog, Position, ProjectionStore } from '../../domain';
 import { ShoalError, ringStream } from '../../domain';
 import { placementProjection } from '../../projections';
-import { formatHost } from '../../kit/http/host';
 import { openDataDir } from '../shared/dataDir';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
 import { createProjectionRunner } from '../shared/projectionRunner';
+import { requireService } from '../shared/security/authenticate';
+import type { RoleSecurity } from '../shared/security/roleSecurity';
+import { openSecurity } from '../shared/security/roleSecurity';
 import { createActivity } from './activity';
 import type { BackendRoute } from './backendRouter';
 import { createBackendRouter, watchBackends } from './backendRouter';
@@ -63,6 +64,8 @@ export type OriginDeps = {
   /** Namespace routes to other backends, first match wins (config `backends`). */
   readonly routes?: readonly BackendRoute[];
   readonly actor?: string;
+  /** TLS, limits, authenticators, the identity it calls peers with; none: open, plain HTTP. */
+  readonly security?: RoleSecurity;
 };
 
 const wildcardHosts = new Set(['0.0.0.0', '::', '[::]', '']);
@@ -78,6 +81,7 @@ const shutdownGraceMs = 10_000;
  */
 export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
   const { config, clock, log, store, backend } = deps;
+  const security = deps.security ?? openSecurity;
   const logger = deps.logger.child({ origin: config.id });
   const selfId = config.id;
   const listensEverywhere = wildcardHosts.has(config.listen.host);
@@ -121,10 +125,21 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
     );
     const health = watchBackends(backends.all, logger);
     cleanups.push(() => health.stop());
-    const { app, metrics: registry } = createHttpApp({
+    const {
+      app,
+      metrics: registry,
+      listen,
+    } = createHttpApp({
       service: 'origin',
       logger,
       notReady: () => (joined ? health.problem() : 'joining the ring'),
+      authenticators: security.authenticators,
+      server: security.server,
+      ...(security.admin !== undefined && { admin: security.admin }),
+    });
+    // The whole internal API is for the cluster's services: the proxy, trackers, other origins.
+    app.addHook('onRequest', async (request) => {
+      if (request.url.startsWith('/internal/')) requireService(request, security.mode);
     });
     const metrics = createOriginMetrics(registry, () => (closed ? undefined : db));
     const writer = { clock, cluster: config.cluster, actor: deps.actor ?? `origin/${selfId}` };
@@ -144,7 +159,10 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       peer: (address) => {
         let client = peers.get(address);
         if (client === undefined) {
-          client = createOriginClient(address, { timeoutMs: config.peers.timeoutMs });
+          client = createOriginClient(address, {
+            timeoutMs: config.peers.timeoutMs,
+            identity: security.identity,
+          });
           peers.set(address, client);
         }
         return client;
@@ -212,12 +230,14 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       pathOf: (digest) => ctx.content.pathOf(digest),
       metrics: registry,
       logger,
+      identity: security.identity,
+      mode: security.mode,
     });
     if (seeder !== undefined) {
       cleanups.push(() => seeder.close());
       await app.register(seeder.routes);
     }
-    await app.listen({ host: config.listen.host, port: config.listen.port });
+    const { url } = await listen({ host: config.listen.host, port: config.listen.port });
     cleanups.push(async () => {
       closingHttp = true;
       // Requests in flight may finish (uploads resume anyway if they are cut); connections
@@ -231,8 +251,6 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
         clearTimeout(force);
       }
     });
-    const address = app.server.address() as AddressInfo;
-    const url = `http://${formatHost(address.address)}:${address.port}`;
     const advertiseUrl = config.advertiseUrl === '' ? url : config.advertiseUrl.replace(/\/+$/, '');
 
     const client = createLocalOriginClient({

@@ -3,13 +3,14 @@ import { createReadStream } from 'node:fs';
 import { open, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ByteSource, Digest, RepoName } from '../../domain';
-import { ShoalError } from '../../domain';
+import { ShoalError, isShoalError } from '../../domain';
 import { ensureDir, isMissing, syncDir } from '../../kit/fs';
 import type { MetainfoBuilder } from '../../p2p/metainfo';
 import type { BlobService, Published } from './blobService';
 import type { OriginContext } from './context';
 import { newSessionId, parseSessionId } from './client/sessionId';
 import { digestMismatch, tooLarge } from './store/contentStore';
+import { createDiskGuard } from './store/diskGuard';
 import { appendStream, readChunkBytes } from './store/files';
 import { sessionBuilder } from './store/sessionBuilder';
 import type { UploadRow } from './store/originDb';
@@ -41,6 +42,7 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
   const hashes = new Map<string, MetainfoBuilder>();
   const locks = new Map<string, Promise<unknown>>();
   const maxSize = ctx.config.uploads.maxBlobSize;
+  const disk = createDiskGuard(uploadsDir, ctx.config.uploads.minFreeDiskBytes);
 
   const withLock = async <T>(id: string, fn: () => Promise<T>): Promise<T> => {
     const previous = locks.get(id) ?? Promise.resolve();
@@ -105,8 +107,34 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
     return builder;
   };
 
-  /** Appends a body to an open session (the caller holds its lock). */
+  /**
+   * Appends a body to an open session (the caller holds its lock). A body that would pass
+   * the free-disk watermark ends the session: its file and row go, nothing stays behind.
+   */
   const appendLocked = async (
+    row: UploadRow,
+    body: ByteSource,
+    offset: number | undefined,
+    declared: number | undefined,
+  ): Promise<number> => {
+    try {
+      return await appendUnguarded(
+        row,
+        disk.guard(body as AsyncIterable<Uint8Array>, declared),
+        offset,
+      );
+    } catch (error) {
+      if (isShoalError(error, 'STORAGE_FULL')) {
+        forget(row.id);
+        await unlink(pathOf(row)).catch(() => undefined);
+        db.deleteUpload(row.id);
+        logger.warn({ err: error, upload: row.id }, 'upload refused: disk watermark');
+      }
+      throw error;
+    }
+  };
+
+  const appendUnguarded = async (
     row: UploadRow,
     body: ByteSource,
     offset: number | undefined,
@@ -218,10 +246,10 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
      * Appends a chunk. With `offset`, it must equal the bytes received so far, else
      * `RANGE_INVALID` and nothing is written. Bytes received before a client error stay.
      */
-    append: (id: string, body: ByteSource, options: { offset?: number } = {}) =>
+    append: (id: string, body: ByteSource, options: { offset?: number; length?: number } = {}) =>
       withLock(id, async (): Promise<UploadStatus> => {
         const row = openRowOf(id);
-        const size = await appendLocked(row, body, options.offset);
+        const size = await appendLocked(row, body, options.offset, options.length);
         return { id, size, repo: row.repo };
       }),
 
@@ -239,7 +267,14 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
      */
     commit: (
       id: string,
-      options: { digest: Digest; repo?: RepoName; mediaType?: string; body?: ByteSource },
+      options: {
+        digest: Digest;
+        repo?: RepoName;
+        mediaType?: string;
+        body?: ByteSource;
+        /** The body's length, when the request declares one (checked against the disk). */
+        length?: number;
+      },
     ) =>
       withLock(id, async (): Promise<Published> => {
         let row = rowOf(id);
@@ -247,7 +282,7 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
           const size =
             options.body === undefined
               ? await sizeOf(row)
-              : await appendLocked(row, options.body, undefined);
+              : await appendLocked(row, options.body, undefined, options.length);
           const builder = await hashOf(row, size);
           const computed = builder.currentDigest();
           if (computed !== options.digest) throw digestMismatch(options.digest, computed);

@@ -38,6 +38,7 @@ import type { TagApi } from '../build-index/client/tagApi';
 import type { BlobAccess } from '../origin/client/blobAccess';
 import type { WriterContext } from '../shared/events';
 import { newEvent } from '../shared/events';
+import { readBody } from '../../kit/http/transport';
 import { createManifestCache } from '../shared/oci/manifestCache';
 import { digestParam, isDigestReference } from '../shared/oci/parseV2Path';
 import { createManifestIndexReader } from './manifestIndexReader';
@@ -45,6 +46,8 @@ import type { RecordManifest } from './pullThrough';
 import { createPullThrough } from './pullThrough';
 
 const projection = manifestIndexProjection.name;
+/** The largest manifest any proxy configuration accepts (limits.manifestMaxBytes' maximum). */
+const maxStoredManifestBytes = 64 * 1024 * 1024;
 
 /** A manifest as served: its bytes and what the headers say about them. */
 export type StoredManifest = {
@@ -127,10 +130,13 @@ export const createDistribution = (deps: DistributionDeps) => {
     }
   };
 
+  /** A stored manifest's bytes; bounded by the largest cap a proxy may be configured with. */
   const readAll = async (stream: Readable): Promise<Buffer> => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of stream) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
+    const { bytes, truncated } = await readBody(stream, maxStoredManifestBytes);
+    if (truncated) {
+      throw new ShoalError('INTERNAL', `a stored manifest is over ${maxStoredManifestBytes} bytes`);
+    }
+    return bytes;
   };
 
   const checkReferences = async (repo: RepoName, manifest: Manifest) => {

@@ -1,4 +1,3 @@
-import type { AddressInfo } from 'node:net';
 import type { Clock, EventLog, Position, Projection, ProjectionStore } from '../../domain';
 import { ShoalError } from '../../domain';
 import {
@@ -7,7 +6,6 @@ import {
   placementProjection,
   tagHistoryProjection,
 } from '../../projections';
-import { formatHost } from '../../kit/http/host';
 import { createBuildIndexClient } from '../build-index/client/buildIndexClient';
 import type { TagApi } from '../build-index/client/tagApi';
 import type { BlobAccess } from '../origin/client/blobAccess';
@@ -20,6 +18,8 @@ import type { WriterContext } from '../shared/events';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
 import { createProjectionRunner } from '../shared/projectionRunner';
+import type { RoleSecurity } from '../shared/security/roleSecurity';
+import { openSecurity } from '../shared/security/roleSecurity';
 import type { ProxyConfig } from './config';
 import { createDistribution } from './distribution';
 import { distributionRoutes } from './server/routes';
@@ -60,8 +60,15 @@ export const startProxy = async (deps: {
   tags?: TagApi;
   localTags?: LocalTags;
   actor?: string;
+  /**
+   * TLS, limits, authenticators (users' after the services'), the identity it calls origins
+   * and build-index with; none: open, plain HTTP.
+   */
+  security?: RoleSecurity;
 }): Promise<RunningProxy> => {
   const { config, logger, clock, log, store } = deps;
+  const security = deps.security ?? openSecurity;
+  const identity = { identity: security.identity };
   const writer = { clock, cluster: config.cluster, actor: deps.actor ?? 'proxy' };
   const ownTags = deps.tags === undefined && config.buildIndex.url === '';
   if (ownTags && deps.localTags === undefined) {
@@ -87,14 +94,15 @@ export const startProxy = async (deps: {
     deps.tags ??
     (ownTags
       ? (deps.localTags as LocalTags)({ log, store, writer, waitFor })
-      : createBuildIndexClient(config.buildIndex.url));
+      : createBuildIndexClient(config.buildIndex.url, identity));
   const originAccess =
     deps.blobs === undefined
       ? createBlobAccess({
           ring: ringFromLog
             ? ringFromPlacement(store)
-            : ringFromOrigin(config.origins.urls[0] as string),
+            : ringFromOrigin(config.origins.urls[0] as string, identity),
           replicas: config.origins.replicas,
+          ...identity,
         })
       : undefined;
   const blobs = deps.blobs ?? (originAccess as BlobAccess);
@@ -107,21 +115,26 @@ export const startProxy = async (deps: {
     waitFor,
     limits: config.limits,
   });
-  const { app } = createHttpApp({ service: 'proxy', logger });
+  const { app, listen } = createHttpApp({
+    service: 'proxy',
+    logger,
+    authenticators: security.authenticators,
+    server: security.server,
+    ...(security.admin !== undefined && { admin: security.admin }),
+  });
   // Layer uploads and downloads may take longer than Node's default request timeout.
   app.server.requestTimeout = 0;
   await app.register(
     distributionRoutes(distribution, { manifestMaxBytes: config.limits.manifestMaxBytes, waitFor }),
   );
+  let url: string;
   try {
-    await app.listen({ host: config.listen.host, port: config.listen.port });
+    ({ url } = await listen({ host: config.listen.host, port: config.listen.port }));
   } catch (error) {
     await runner.stop();
     await originAccess?.close();
     throw error;
   }
-  const address = app.server.address() as AddressInfo;
-  const url = `http://${formatHost(address.address)}:${address.port}`;
   logger.info({ url }, 'proxy listening');
   return {
     url,

@@ -56,6 +56,12 @@ export const ReplicationConfigSchema = Type.Object(
       minimum: 100,
       description: 'idle timeout of one request to a destination or to the origins',
     }),
+    caFile: Type.String({
+      default: '',
+      description:
+        'PEM CA bundle https destinations are checked against (another cluster’s CA); ' +
+        'empty: the system roots',
+    }),
     credentials: Type.Union([Type.String(), Type.Record(Type.String(), RegistryCredentialSchema)], {
       default: {},
       description:
@@ -117,6 +123,10 @@ export const ReplicatorConfigSchema = Type.Object({
     'how long a read with Shoal-Min-Position waits before answering 503',
   ),
   replication: ReplicationConfigSchema,
+  tls: roleConfig.tls(),
+  security: roleConfig.security(),
+  http: roleConfig.http(),
+  admin: roleConfig.admin(),
   logLevel: roleConfig.logLevel(),
 });
 

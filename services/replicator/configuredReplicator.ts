@@ -9,12 +9,14 @@ import {
   ringFromPlacement,
 } from '../origin/client/createBlobAccess';
 import type { Logger } from '../shared/logger';
+import type { ClientIdentity } from '../shared/security/clientIdentity';
 import type { ReplicationConfig } from './config';
 import { credentialsOf } from './config';
 import { sourceFromBlobAccess } from './copier';
 import { createFileLease } from './lock';
 import type { RegistryClient } from '../../adapters/registry/registryClient';
 import { createRegistryClient } from '../../adapters/registry/registryClient';
+import { readCaFile } from '../../kit/http/caBundle';
 import type { ProjectionsView, Replicator, ReplicatorMetrics } from './replicator';
 import { createReplicator } from './replicator';
 
@@ -34,17 +36,22 @@ export const createConfiguredReplicator = (deps: {
   logger: Logger;
   clock: Clock;
   metrics?: ReplicatorMetrics;
+  /** Its identity to this cluster's origins (their internal API takes cluster identities). */
+  identity?: ClientIdentity;
 }): Replicator & { readonly close: () => Promise<void> } => {
   const { config } = deps;
+  const identity = deps.identity === undefined ? {} : { identity: deps.identity };
   const credentials = credentialsOf(config);
   const blobs: BlobAccess & { close: () => Promise<void> } = createBlobAccess({
     ring:
       config.source.originUrl === ''
         ? ringFromPlacement(deps.store)
-        : ringFromOrigin(config.source.originUrl),
+        : ringFromOrigin(config.source.originUrl, identity),
     replicas: config.source.replicas,
     timeoutMs: config.timeoutMs,
+    ...identity,
   });
+  const ca = config.caFile === '' ? undefined : readCaFile(config.caFile, 'replication.caFile');
   const clients = new Map<string, RegistryClient>();
   const destination = (url: string): RegistryClient => {
     let client = clients.get(url);
@@ -61,6 +68,7 @@ export const createConfiguredReplicator = (deps: {
         timeoutMs: config.timeoutMs,
         writeHeaders: { 'Shoal-Replicated-From': deps.cluster },
         userAgent: `shoal-replicator (cluster ${deps.cluster})`,
+        ...(ca !== undefined && { ca }),
       });
       clients.set(url, client);
     }

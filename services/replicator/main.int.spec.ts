@@ -77,7 +77,7 @@ describe('the replicator as a role', () => {
     const runner = createProjectionRunner({ log, store, projections: [...component.projections] });
     runner.start();
     const { app, metrics } = createHttpApp({ service: 'host', logger: silentLogger() });
-    const mounted = await component.mount({ app, metrics, runner });
+    const mounted = await component.mount({ app, metrics, runner, mode: 'open' });
     try {
       await app.listen({ host: '127.0.0.1', port: 0 });
       const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;

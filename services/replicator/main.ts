@@ -1,12 +1,14 @@
-import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Clock, EventLog, Projection, ProjectionStore } from '../../domain';
 import { buildIndexProjection, replicationProjection } from '../../projections';
-import { formatHost } from '../../kit/http/host';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
 import { createProjectionRunner } from '../shared/projectionRunner';
+import type { SecurityMode } from '../shared/security/authenticate';
+import type { ClientIdentity } from '../shared/security/clientIdentity';
+import type { RoleSecurity } from '../shared/security/roleSecurity';
+import { openSecurity } from '../shared/security/roleSecurity';
 import type { ReplicationApi } from './client/replicationApi';
 import type { ReplicationConfig, ReplicatorConfig } from './config';
 import { credentialsOf } from './config';
@@ -26,6 +28,8 @@ export type ReplicatorHost = {
   readonly metrics: Registry;
   /** A runner that keeps {@link ReplicatorComponent.projections} up to date. */
   readonly runner: ProjectionsView;
+  /** How strict the host's API is with its callers. */
+  readonly mode: SecurityMode;
 };
 
 export type MountedReplicator = {
@@ -63,6 +67,8 @@ export const createReplicatorComponent = (deps: {
   store: ProjectionStore;
   /** The actor of rule changes made through the API (the host role's name). */
   actor: string;
+  /** Its identity to this cluster's origins. */
+  identity?: ClientIdentity;
 }): ReplicatorComponent => {
   const { config, log, store, clock } = deps;
   credentialsOf(config);
@@ -86,6 +92,7 @@ export const createReplicatorComponent = (deps: {
             logger: deps.logger.child({ module: 'replicator' }),
             clock,
             metrics,
+            ...(deps.identity !== undefined && { identity: deps.identity }),
           })
         : undefined;
       const api = createReplicationService({
@@ -99,7 +106,7 @@ export const createReplicatorComponent = (deps: {
         ...(replicator !== undefined && { replicator }),
       });
       late.api = api;
-      await host.app.register(replicationRoutes(api));
+      await host.app.register(replicationRoutes(api, { mode: host.mode }));
       return {
         api,
         start: () => replicator?.start(),
@@ -123,6 +130,8 @@ export const startReplicator = async (deps: {
   log: EventLog;
   store: ProjectionStore;
   actor?: string;
+  /** TLS, limits, authenticators; none: open, plain HTTP. */
+  security?: RoleSecurity;
 }): Promise<{
   /** `http://host:port` the rules and status API listens on. */
   readonly url: string;
@@ -130,7 +139,9 @@ export const startReplicator = async (deps: {
   readonly close: () => Promise<void>;
 }> => {
   const { config, logger, log, store } = deps;
+  const security = deps.security ?? openSecurity;
   const component = createReplicatorComponent({
+    identity: security.identity,
     config: config.replication,
     cluster: config.cluster,
     dataDir: config.dataDir,
@@ -148,11 +159,18 @@ export const startReplicator = async (deps: {
     logger: logger.child({ module: 'projections' }),
   });
   runner.start();
-  const { app, metrics } = createHttpApp({ service: 'replicator', logger });
+  const { app, metrics, listen } = createHttpApp({
+    service: 'replicator',
+    logger,
+    authenticators: security.authenticators,
+    server: security.server,
+    ...(security.admin !== undefined && { admin: security.admin }),
+  });
   let mounted: MountedReplicator | undefined;
+  let url: string;
   try {
-    mounted = await component.mount({ app, metrics, runner });
-    await app.listen({ host: config.listen.host, port: config.listen.port });
+    mounted = await component.mount({ app, metrics, runner, mode: security.mode });
+    ({ url } = await listen({ host: config.listen.host, port: config.listen.port }));
   } catch (error) {
     await mounted?.close();
     await app.close();
@@ -160,8 +178,6 @@ export const startReplicator = async (deps: {
     throw error;
   }
   mounted.start();
-  const address = app.server.address() as AddressInfo;
-  const url = `http://${formatHost(address.address)}:${address.port}`;
   logger.info({ url }, 'replicator listening');
   const running = mounted;
   return {

@@ -1,12 +1,33 @@
+import type { AddressInfo } from 'node:net';
 import Fastify, { LogController } from 'fastify';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ErrorCode } from '../../domain';
 import { ShoalError, isShoalError } from '../../domain';
+import { formatHost } from '../../kit/http/host';
+import type { HttpServerSetup } from './httpServer';
+import { applyServerSetup, serverOptionsOf } from './httpServer';
 import type { Logger } from './logger';
+import type { Authenticator } from './security/authenticate';
+import { installAuthentication } from './security/authenticate';
 
 export type HttpApp = {
   readonly app: FastifyInstance;
   readonly metrics: Registry;
+  /**
+   * Starts listening (and the admin listener, when there is one; `app.close()` closes both).
+   * Resolves with the URLs: `https://` when the listener has TLS.
+   */
+  readonly listen: (address: { host: string; port: number }) => Promise<ListeningUrls>;
+};
+
+export type ListeningUrls = { readonly url: string; readonly adminUrl?: string };
+
+/** A listener of its own for `/metrics` and the detailed `/health`. */
+export type AdminListener = {
+  readonly host: string;
+  readonly port: number;
+  readonly server?: HttpServerSetup;
 };
 
 /**
@@ -24,8 +45,19 @@ export const createHttpApp = (options: {
   /** Readiness: `/health` answers 503 with the reason while this returns a string. */
   notReady?: () => string | undefined;
   bodyLimit?: number;
+  /**
+   * Who a request is from, asked in order before any route runs (`request.subject`;
+   * anonymous when none recognises the request). Cluster identities come first, users after.
+   */
+  authenticators?: readonly Authenticator[];
+  /** TLS and limits of the listener (none: plain HTTP with Node's defaults). */
+  server?: HttpServerSetup;
+  /** Moves `/metrics` and the detailed `/health` to a listener of their own. */
+  admin?: AdminListener;
 }): HttpApp => {
+  const setup = options.server ?? {};
   const app = Fastify({
+    ...serverOptionsOf(setup),
     loggerInstance: options.logger as FastifyBaseLogger,
     // Request logging is off: metrics count requests, errors are logged by the handler.
     logController: new LogController({ disableRequestLogging: true }),
@@ -33,6 +65,8 @@ export const createHttpApp = (options: {
     // Repository names contain slashes; routes take them as wildcards.
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 1024 },
   });
+  applyServerSetup(app, setup, options.logger);
+  installAuthentication(app, options.authenticators ?? []);
   const metrics = new Registry();
   metrics.setDefaultLabels({ service: options.service });
   // The event-loop lag histogram samples on a timer: prom-client's default 10 ms is 100
@@ -81,27 +115,82 @@ export const createHttpApp = (options: {
         detail: `no route ${request.method} ${request.url}`,
       }),
   );
-  app.get('/health', async (_request, reply) => {
+  const health = (detailed: boolean) => async (_request: FastifyRequest, reply: FastifyReply) => {
     const reason = options.notReady?.();
-    if (reason !== undefined) return reply.code(503).send({ status: 'unavailable', reason });
-    return { status: 'ok', service: options.service };
-  });
-  app.get('/metrics', async (_request, reply) =>
-    reply.type(metrics.contentType).send(await metrics.metrics()),
-  );
-  return { app, metrics };
+    if (reason !== undefined) {
+      return reply.code(503).send({ status: 'unavailable', ...(detailed && { reason }) });
+    }
+    return { status: 'ok', ...(detailed && { service: options.service }) };
+  };
+  const metricsRoute = async (_request: FastifyRequest, reply: FastifyReply) =>
+    reply.type(metrics.contentType).send(await metrics.metrics());
+  const admin = options.admin;
+  let adminApp: FastifyInstance | undefined;
+  if (admin === undefined) {
+    app.get('/health', health(true));
+    app.get('/metrics', metricsRoute);
+  } else {
+    app.get('/health', health(false));
+    const adminSetup = admin.server ?? {};
+    adminApp = Fastify({
+      ...serverOptionsOf(adminSetup),
+      loggerInstance: options.logger as FastifyBaseLogger,
+      logController: new LogController({ disableRequestLogging: true }),
+    });
+    applyServerSetup(adminApp, adminSetup, options.logger);
+    adminApp.get('/health', health(true));
+    adminApp.get('/metrics', metricsRoute);
+    const closing = adminApp;
+    app.addHook('onClose', async () => {
+      await closing.close();
+    });
+  }
+  const urlOf = (server: FastifyInstance, tls: boolean) => {
+    const address = server.server.address() as AddressInfo;
+    return `${tls ? 'https' : 'http'}://${formatHost(address.address)}:${address.port}`;
+  };
+  const listen = async (address: { host: string; port: number }): Promise<ListeningUrls> => {
+    await app.listen(address);
+    const url = urlOf(app, setup.tls !== undefined);
+    if (adminApp === undefined || admin === undefined) return { url };
+    try {
+      await adminApp.listen({ host: admin.host, port: admin.port });
+    } catch (error) {
+      await app.close();
+      throw error;
+    }
+    return { url, adminUrl: urlOf(adminApp, admin.server?.tls !== undefined) };
+  };
+  return { app, metrics, listen };
 };
 
-/** Converts any error to `{ statusCode, code, message, detail }`, hiding internals of 5xx. */
+/**
+ * What a client is told of a server-side failure: a fixed text per code. The message itself
+ * stays in the logs: it may name internal addresses, upstream URLs or user names.
+ */
+const publicMessages: Partial<Record<ErrorCode, string>> = {
+  SERVICE_UNAVAILABLE: 'a service this request needs is unavailable; try again later',
+  STORAGE_UNAVAILABLE: 'storage is unavailable; try again later',
+  STORAGE_FULL: 'not enough free disk space for this upload; try again later',
+  LOG_UNAVAILABLE: 'the event log is unavailable; try again later',
+  LOG_CLOSED: 'the service is shutting down; try again',
+};
+/** 5xx codes whose message and detail are safe to show (positions and projection names). */
+const shownServerErrors: ReadonlySet<ErrorCode> = new Set(['POSITION_NOT_REACHED']);
+
+/**
+ * Converts any error to `{ statusCode, code, message, detail }`. A 5xx never carries its own
+ * message or detail to the client (see `publicMessages`), except codes known to be safe.
+ */
 export const describeError = (
   error: unknown,
 ): { statusCode: number; code: string; message: string; detail?: unknown; retriable: boolean } => {
   if (isShoalError(error)) {
-    const hide = error.statusCode >= 500 && error.code === 'INTERNAL';
+    const hide = error.statusCode >= 500 && !shownServerErrors.has(error.code);
     return {
       statusCode: error.statusCode,
       code: error.code,
-      message: hide ? 'internal error' : error.message,
+      message: hide ? (publicMessages[error.code] ?? 'internal error') : error.message,
       ...(error.detail !== undefined && !hide && { detail: error.detail }),
       retriable: error.retriable,
     };

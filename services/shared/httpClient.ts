@@ -9,6 +9,8 @@ import {
   discard,
   readBody,
 } from '../../kit/http/transport';
+import type { ClientIdentity } from './security/clientIdentity';
+import { withIdentityHeaders } from './security/clientIdentity';
 
 export type ServiceRequest = {
   readonly method: string;
@@ -40,6 +42,8 @@ export const createServiceClient = (
     connections?: number;
     /** The code of an error answer that names none it knows (default `INTERNAL`). */
     codeByStatus?: (status: number) => ErrorCode;
+    /** Who this process is to the service: a client certificate, a service token. */
+    identity?: ClientIdentity;
   } = {},
 ) => {
   const base = new URL(baseUrl.replace(/\/+$/, ''));
@@ -48,16 +52,18 @@ export const createServiceClient = (
   const transport = createHttpTransport({
     idleTimeoutMs: options.timeoutMs ?? 60_000,
     connections: options.connections ?? 64,
+    ...(options.identity?.tls !== undefined && { tls: options.identity.tls }),
   });
   const codeByStatus = options.codeByStatus ?? (() => 'INTERNAL');
 
   /** Sends a request; resolves with the answer once its head arrives, whatever its status. */
   const request = async (req: ServiceRequest): Promise<HttpResponse> => {
+    const headers = await withIdentityHeaders(options.identity, req.headers);
     try {
       return await transport.request({
         method: req.method,
         url: new URL(`${prefix}${req.path}`, base.origin),
-        ...(req.headers !== undefined && { headers: req.headers }),
+        ...(headers !== undefined && { headers }),
         ...(req.body !== undefined && { body: req.body }),
         ...(req.signal !== undefined && { signal: req.signal }),
       });
@@ -132,8 +138,14 @@ export const problemOf = async (
  * path, {body, headers})` sends JSON and resolves with the parsed answer; errors as
  * {@link createServiceClient}'s.
  */
-export const createJsonClient = (baseUrl: string, options: { timeoutMs?: number } = {}) => {
-  const client = createServiceClient(baseUrl, { timeoutMs: options.timeoutMs ?? 30_000 });
+export const createJsonClient = (
+  baseUrl: string,
+  options: { timeoutMs?: number; identity?: ClientIdentity } = {},
+) => {
+  const client = createServiceClient(baseUrl, {
+    timeoutMs: options.timeoutMs ?? 30_000,
+    ...(options.identity !== undefined && { identity: options.identity }),
+  });
   return async <T>(
     method: string,
     path: string,

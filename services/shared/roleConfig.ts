@@ -1,5 +1,11 @@
 import { Type } from '@sinclair/typebox';
 import { LogConfigSchema, LogLevelSchema } from './logConfig';
+import {
+  AdminConfigSchema,
+  HttpLimitsSchema,
+  SecurityConfigSchema,
+  TlsConfigSchema,
+} from './security/securityConfig';
 
 // The blocks every role's config repeats, defined once. Each role's config.ts composes the
 // ones it has, in the order its `--help` lists them; the YAML keys (and so the `SHOAL_*`
@@ -42,8 +48,31 @@ const log = () => LogConfigSchema;
 /** `logLevel`: the level of the role's own (pino) logs. */
 const logLevel = () => LogLevelSchema;
 
+/** `tls`: the certificate of the role's listener and how it asks for client certificates. */
+const tls = () => TlsConfigSchema;
+
+/** `security`: `mode` (required | open) and the identity the role presents to the others. */
+const security = () => SecurityConfigSchema;
+
+/** `http`: the listener's timeouts and connection caps. */
+const http = () => HttpLimitsSchema;
+
+/** `admin`: an optional listener of its own for /metrics and the detailed /health. */
+const admin = () => AdminConfigSchema;
+
 /**
  * The fragment: a builder per block, e.g. `listen: roleConfig.listen(5000)` in the proxy's
  * schema.
  */
-export const roleConfig = { cluster, dataDir, listen, readYourWrites, log, logLevel } as const;
+export const roleConfig = {
+  cluster,
+  dataDir,
+  listen,
+  readYourWrites,
+  log,
+  logLevel,
+  tls,
+  security,
+  http,
+  admin,
+} as const;

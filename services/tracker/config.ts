@@ -98,6 +98,10 @@ export const TrackerConfigSchema = Type.Object({
     },
     { default: {} },
   ),
+  tls: roleConfig.tls(),
+  security: roleConfig.security(),
+  http: roleConfig.http(),
+  admin: roleConfig.admin(),
   logLevel: roleConfig.logLevel(),
 });
 

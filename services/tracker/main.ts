@@ -1,10 +1,10 @@
-import type { AddressInfo } from 'node:net';
 import { Counter, Gauge } from 'prom-client';
 import type { Clock, Digest } from '../../domain';
 import { ShoalError } from '../../domain';
-import { formatHost } from '../../kit/http/host';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
+import type { RoleSecurity } from '../shared/security/roleSecurity';
+import { openSecurity } from '../shared/security/roleSecurity';
 import { createAnnounceHandler } from './announce';
 import type { TrackerConfig } from './config';
 import { createOriginDirectory } from './originDirectory';
@@ -29,8 +29,11 @@ export const startTracker = async (deps: {
   config: TrackerConfig;
   logger: Logger;
   clock: Clock;
+  /** TLS, limits, authenticators, the identity it calls origins with; none: open, plain HTTP. */
+  security?: RoleSecurity;
 }): Promise<RunningTracker> => {
   const { config, logger, clock } = deps;
+  const security = deps.security ?? openSecurity;
   if (wildcardHosts.has(config.listen.host) && config.advertiseUrl === '') {
     throw new ShoalError(
       'CONFIG_INVALID',
@@ -49,6 +52,7 @@ export const startTracker = async (deps: {
     cacheEntries: config.metainfo.cacheEntries,
     logger: logger.child({ module: 'origins' }),
     now: () => clock.now(),
+    identity: security.identity,
   });
   let advertiseUrl = config.advertiseUrl.replace(/\/+$/, '');
   const announce = createAnnounceHandler({
@@ -60,7 +64,13 @@ export const startTracker = async (deps: {
     logger,
   });
 
-  const { app, metrics } = createHttpApp({ service: 'tracker', logger });
+  const { app, metrics, listen } = createHttpApp({
+    service: 'tracker',
+    logger,
+    authenticators: security.authenticators,
+    server: security.server,
+    ...(security.admin !== undefined && { admin: security.admin }),
+  });
   const announces = new Counter({
     name: 'shoal_tracker_announces_total',
     help: 'Announces answered, by whether the answer named peers',
@@ -88,19 +98,19 @@ export const startTracker = async (deps: {
       announce,
       metainfo: (digest) => origins.metainfo(digest as Digest),
       announces,
+      mode: security.mode,
     }),
   );
   const sweeper = setInterval(() => peers.sweep(), Math.max(1000, ttlMs / 2));
   sweeper.unref();
+  let url: string;
   try {
-    await app.listen({ host: config.listen.host, port: config.listen.port });
+    ({ url } = await listen({ host: config.listen.host, port: config.listen.port }));
   } catch (error) {
     clearInterval(sweeper);
     await origins.close();
     throw error;
   }
-  const address = app.server.address() as AddressInfo;
-  const url = `http://${formatHost(address.address)}:${address.port}`;
   if (advertiseUrl === '') advertiseUrl = url;
   logger.info({ url, advertiseUrl, origins: config.origins.urls }, 'tracker listening');
   return {

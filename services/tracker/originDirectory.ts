@@ -8,6 +8,7 @@ import { createOriginClient } from '../origin/client/originClient';
 import type { SeederJoined } from '../origin/client/seederClient';
 import { createSeederClient } from '../origin/client/seederClient';
 import type { Logger } from '../shared/logger';
+import type { ClientIdentity } from '../shared/security/clientIdentity';
 
 /**
  * The tracker's view of the origins: the ring (read from the first configured origin that
@@ -21,15 +22,28 @@ export const createOriginDirectory = (options: {
   cacheEntries: number;
   logger: Logger;
   now: () => number;
+  /** The tracker's identity to the origins (their internal API takes cluster identities). */
+  identity?: ClientIdentity;
 }) => {
+  const identity = options.identity === undefined ? {} : { identity: options.identity };
   const clients = new Map<string, OriginClient>();
   const clientOf = (url: string) => {
     let client = clients.get(url);
     if (client === undefined) {
-      client = createOriginClient(url, { timeoutMs: options.timeoutMs });
+      client = createOriginClient(url, { timeoutMs: options.timeoutMs, ...identity });
       clients.set(url, client);
     }
     return client;
+  };
+  // One seeder client per origin (a client holds its connections).
+  const seeders = new Map<string, ReturnType<typeof createSeederClient>>();
+  const seederOf = (url: string) => {
+    let seeder = seeders.get(url);
+    if (seeder === undefined) {
+      seeder = createSeederClient(url, { timeoutMs: options.timeoutMs, ...identity });
+      seeders.set(url, seeder);
+    }
+    return seeder;
   };
   let ring: { at: number; info: RingInfo } | undefined;
   const metainfos = new Map<string, Metainfo>();
@@ -125,7 +139,7 @@ export const createOriginDirectory = (options: {
       const urls = await owners(digest);
       const answers = await Promise.all(
         urls.map((url) =>
-          createSeederClient(url, { timeoutMs: options.timeoutMs })
+          seederOf(url)
             .join(digest, tracker)
             .catch((error: unknown) => {
               options.logger.debug({ err: error, digest, origin: url }, 'origin did not join');

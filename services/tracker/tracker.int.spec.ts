@@ -7,6 +7,12 @@ import { MetainfoBuilder, encodeMetainfo, infoHash } from '../../p2p/metainfo';
 import { systemClock } from '../shared/clock';
 import { validateConfig } from '../shared/config';
 import { silentLogger } from '../shared/logger';
+import { initClusterCertificates } from '../shared/security/clusterCa';
+import type { ClientIdentity } from '../shared/security/clientIdentity';
+import { createRoleSecurity } from '../shared/security/roleSecurity';
+import { createServiceTokens, readServiceKey } from '../shared/security/serviceIdentity';
+import type { ServiceRole } from '../shared/security/subject';
+import { tempDir } from '../../test/fixtures/cli';
 import { createTrackerClient } from './client/trackerClient';
 import { TrackerConfigSchema } from './config';
 import type { RunningTracker } from './main';
@@ -172,5 +178,83 @@ describe('the tracker service', () => {
     const answer = await client.announce(peer(2));
     expect(answer.peers.map((p) => p.address)).toContain('127.0.0.1:7001');
     expect(origin.calls.join.map((j) => j.tracker)).toEqual([home, next]);
+  });
+});
+
+describe('the tracker with security required', () => {
+  const blob = metainfoOf(300_000);
+  const dir = tempDir('shoal-tracker-security-');
+  let serviceKeyFile: string;
+  let origin: Awaited<ReturnType<typeof fakeOrigin>>;
+  let tracker: RunningTracker;
+
+  /** A service token of the cluster for `role/name`, as that service presents it. */
+  const as = (role: ServiceRole, name: string): ClientIdentity => {
+    const tokens = createServiceTokens({
+      key: readServiceKey(serviceKeyFile),
+      self: { role, name },
+      ttlSeconds: 60,
+    });
+    return { headers: async () => ({ authorization: `Bearer ${await tokens.token()}` }) };
+  };
+  const announce = (identity: ClientIdentity | undefined, asOrigin: boolean) =>
+    createTrackerClient([tracker.url], { ...(identity !== undefined && { identity }) }).announce({
+      infoHash: infoHash(blob),
+      digest: blob.digest,
+      peerId: (asOrigin ? 'e' : 'a').repeat(40),
+      address: asOrigin ? '127.0.0.9:7001' : '127.0.0.8:7001',
+      complete: asOrigin,
+      have: 0,
+      origin: asOrigin,
+    });
+
+  beforeAll(async () => {
+    serviceKeyFile = initClusterCertificates({ dir: dir.path, roles: [] }).serviceKeyFile;
+    origin = await fakeOrigin([blob]);
+    const config = validateConfig(TrackerConfigSchema, {
+      listen: { port: 0 },
+      origins: { urls: [origin.url] },
+      security: { mode: 'required', serviceKeyFile },
+    });
+    tracker = await startTracker({
+      config,
+      logger: silentLogger(),
+      clock: systemClock,
+      security: createRoleSecurity(config, { role: 'tracker', name: '1' }, silentLogger()),
+    });
+  });
+  afterAll(async () => {
+    await tracker.close();
+    await origin.close();
+    dir.cleanup();
+  });
+
+  it('refuses an announce without a cluster identity, and one from a proxy', async () => {
+    await expect(announce(undefined, false)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    await expect(announce(as('proxy', '1'), false)).rejects.toMatchObject({ code: 'DENIED' });
+  });
+
+  it('refuses a fake origin: origin: true from an agent identity', async () => {
+    await expect(announce(as('agent', 'h1'), true)).rejects.toMatchObject({ code: 'DENIED' });
+    // The agent announcing as what it is, and the real origin as an origin, are taken.
+    const answer = await announce(as('agent', 'h1'), false);
+    expect(answer.peers.map((p) => p.origin)).toEqual([true]);
+    await expect(announce(as('origin', '2'), true)).resolves.toMatchObject({ peers: [] });
+  });
+
+  it('refuses a token signed with another key', async () => {
+    const other = tempDir('shoal-tracker-other-');
+    try {
+      const otherKey = initClusterCertificates({ dir: other.path, roles: [] }).serviceKeyFile;
+      const tokens = createServiceTokens({
+        key: readServiceKey(otherKey),
+        self: { role: 'origin', name: '1' },
+        ttlSeconds: 60,
+      });
+      const forged = { headers: async () => ({ authorization: `Bearer ${await tokens.token()}` }) };
+      await expect(announce(forged, true)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    } finally {
+      other.cleanup();
+    }
   });
 });

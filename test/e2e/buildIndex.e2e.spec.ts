@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Service } from '../fixtures/cli';
 import { shoal, shoalAsync, startService, tempDir } from '../fixtures/cli';
 import { randomDigest, randomRepo } from '../fixtures/events';
+import { serviceFetch } from '../fixtures/security';
 
 const listening = /build-index listening on (http:\/\/\S+)/;
 
@@ -27,7 +28,7 @@ describe('build-index service and the shoal CLI on one data directory', () => {
   it('puts a tag over HTTP and reads it back at once, with its position', async () => {
     const repo = randomRepo('e2e/app');
     const digest = randomDigest();
-    const put = await fetch(`${service.url}/v1/repositories/${repo}/tags/v1`, {
+    const put = await serviceFetch(`${service.url}/v1/repositories/${repo}/tags/v1`, {
       method: 'PUT',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ digest }),

@@ -7,6 +7,7 @@ import { runTool as run, until } from '../fixtures/processes';
 import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
 import { sha256 } from '../fixtures/blobs';
+import { serviceFetch } from '../fixtures/security';
 
 // The roles as separate processes on one host, as `shoal proxy`, `shoal origin` and
 // `shoal build-index` run them from YAML files: a build-index, two origins (R = 2) and a
@@ -26,7 +27,8 @@ const blobsOf = (image: GeneratedImage) => [
 
 /** Whether an origin holds a blob on its own disk (no fetching from elsewhere). */
 const holds = async (origin: string, digest: string): Promise<boolean> =>
-  (await fetch(`${origin}/internal/blobs/${digest}?local=1`, { method: 'HEAD' })).status === 200;
+  (await serviceFetch(`${origin}/internal/blobs/${digest}?local=1`, { method: 'HEAD' })).status ===
+  200;
 
 const kill9 = (service: Service): Promise<void> => stopChild(service.child, 'SIGKILL');
 

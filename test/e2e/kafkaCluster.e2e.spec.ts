@@ -12,6 +12,7 @@ import { cliPath } from '../fixtures/cli';
 import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
 import { sha256 } from '../fixtures/blobs';
+import { securityEnv, serviceFetch } from '../fixtures/security';
 
 // Issue 5's cluster of processes on Kafka: a proxy, two origins and two build-index instances,
 // each its own OS process with its own YAML config and data directory (projection store and
@@ -127,8 +128,11 @@ const launch = (
 };
 
 /** The environment without SHOAL_* overrides: each role's YAML file is the whole truth. */
-const cleanEnv = (): NodeJS.ProcessEnv =>
-  Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('SHOAL_')));
+const cleanEnv = (): NodeJS.ProcessEnv => ({
+  ...Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('SHOAL_'))),
+  // The e2e security switch (on: security required with the run's service key).
+  ...securityEnv(),
+});
 
 const tail = (text: string, lines = 40) =>
   text
@@ -736,7 +740,7 @@ describe('a cluster of separate processes on one Kafka log', () => {
       for (let i = 0; i < more.length; i += 6) {
         await Promise.all(
           more.slice(i, i + 6).map(async ({ tag, digest }) => {
-            const put = await fetch(`${writer}/v1/repositories/${repo}/tags/${tag}`, {
+            const put = await serviceFetch(`${writer}/v1/repositories/${repo}/tags/${tag}`, {
               method: 'PUT',
               headers: { 'content-type': 'application/json' },
               body: JSON.stringify({ digest }),

@@ -10,6 +10,7 @@ import type { Service } from '../fixtures/cli';
 import { cliPath, shoal, startService, tempDir } from '../fixtures/cli';
 import { blobFixture } from '../fixtures/blobs';
 import { drain } from '../fixtures/streams';
+import { testIdentity } from '../fixtures/security';
 
 const listening = /origin \S+ listening on (http:\/\/\S+)/;
 
@@ -75,7 +76,7 @@ describe('shoal origin under kill -9', () => {
       listening,
       { ...env, ...extraEnv },
     );
-    client = createOriginClient(service.url);
+    client = createOriginClient(service.url, { identity: testIdentity('proxy') });
     return client;
   };
 

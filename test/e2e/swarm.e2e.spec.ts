@@ -14,6 +14,7 @@ import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
 import { sha256 } from '../fixtures/blobs';
 import { runTool, until } from '../fixtures/processes';
+import { serviceFetch, testIdentity } from '../fixtures/security';
 
 // The swarm end to end, with separate processes: `shoal dev` (proxy, build-index, origin with
 // its seeder), two `shoal tracker`s and eight `shoal agent`s, each agent limited to 8 MiB/s in
@@ -32,7 +33,7 @@ type P2pStatus = {
   swarms: Array<{ digest: string; have: number; pieces: number }>;
 };
 
-const json = async <T>(url: string): Promise<T> => (await (await fetch(url)).json()) as T;
+const json = async <T>(url: string): Promise<T> => (await (await serviceFetch(url)).json()) as T;
 
 describe('pulling through the swarm (separate processes)', () => {
   let dir: ReturnType<typeof tempDir>;
@@ -202,12 +203,14 @@ describe('pulling through the swarm (separate processes)', () => {
   it('a peer serving corrupt pieces is caught and blacklisted; pulls are right', async () => {
     const { image, repo } = await push('liar');
     const layer = layerOf(image);
-    const metainfo = await createTrackerClient(trackerUrls).metainfo(layer.digest as never);
+    const metainfo = await createTrackerClient(trackerUrls, {
+      identity: testIdentity('agent'),
+    }).metainfo(layer.digest as never);
     // The liar claims the whole blob and announces itself as a complete agent: trackers hand
     // complete agents out first, so every agent meets it.
     liar = await createSwarmHost({
       listen: { host: '127.0.0.1', port: 0 },
-      announcer: createTrackerClient(trackerUrls),
+      announcer: createTrackerClient(trackerUrls, { identity: testIdentity('agent') }),
       announceRetryMs: { min: 200, max: 1000 },
     });
     const honest = await openFilePieceSource(

@@ -9,6 +9,7 @@ import { startService, stopChild, tempDir } from '../fixtures/cli';
 import { generateImage } from '../fixtures/images';
 import { sha256 } from '../fixtures/blobs';
 import { runTool } from '../fixtures/processes';
+import { serviceFetch } from '../fixtures/security';
 
 // containerd pulls through the agent the way users deploy it: the agent as a registry mirror
 // in hosts.toml. Its daemon runs as root with a private config, root, state and socket; the
@@ -142,7 +143,7 @@ describe('containerd pulls through the agent (hosts.toml mirror)', () => {
       for (const copy of copies) expect(sha256(readFileSync(copy))).toBe(file.digest);
     }
     // The layers went through the agent's swarm.
-    const status = (await (await fetch(`${agent}/internal/p2p`)).json()) as {
+    const status = (await (await serviceFetch(`${agent}/internal/p2p`)).json()) as {
       swarms: Array<{ digest: string; state: string }>;
     };
     for (const layer of image.manifests[0]?.layers ?? []) {

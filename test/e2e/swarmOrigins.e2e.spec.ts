@@ -5,6 +5,7 @@ import type { Service } from '../fixtures/cli';
 import { startService, stopChild, tempDir } from '../fixtures/cli';
 import { until } from '../fixtures/processes';
 import { sha256 } from '../fixtures/blobs';
+import { serviceFetch } from '../fixtures/security';
 
 // Origins failing under a swarm, with separate processes: two origins holding every blob
 // (R = 2, one SQLite log in a shared data directory), a tracker over both and four agents.
@@ -23,7 +24,7 @@ type P2pStatus = {
 };
 
 const status = async (url: string): Promise<P2pStatus> =>
-  (await (await fetch(`${url}/internal/p2p`)).json()) as P2pStatus;
+  (await (await serviceFetch(`${url}/internal/p2p`)).json()) as P2pStatus;
 
 describe('the swarm when an origin replica is killed mid-pull (separate processes)', () => {
   let dir: ReturnType<typeof tempDir>;
@@ -100,7 +101,7 @@ describe('the swarm when an origin replica is killed mid-pull (separate processe
   it('kill -9 of one origin mid-pull: every agent completes from the other', async () => {
     const content = randomBytes(blobSize);
     const digest = sha256(content);
-    const put = await fetch(
+    const put = await serviceFetch(
       `${(origins[0] as Service).url}/internal/blobs/${digest}?repo=e2e/origins`,
       { method: 'PUT', body: content, headers: { 'content-type': 'application/octet-stream' } },
     );
@@ -110,7 +111,7 @@ describe('the swarm when an origin replica is killed mid-pull (separate processe
       async () => {
         const held = await Promise.all(
           origins.map(async (o) => {
-            const head = await fetch(`${o.url}/internal/blobs/${digest}?local=1`, {
+            const head = await serviceFetch(`${o.url}/internal/blobs/${digest}?local=1`, {
               method: 'HEAD',
             });
             return head.status === 200;

@@ -7,7 +7,8 @@
 #   - a real Kafka broker on loopback (test/services/kafka.sh start), unless KAFKA_BROKERS
 #     names one already. The broker is left running for the next run; stop it with
 #     `test/services/kafka.sh stop`.
-# Extra arguments go to jest (e.g. `npm test -- adapters/eventlog`).
+# Extra arguments go to jest (e.g. `npm test -- adapters/eventlog`). The e2e project runs twice:
+# with security on (the default) and off (SHOAL_TEST_SECURITY=off, test/fixtures/security.ts).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # This checkout's block of test-server ports (test/services/lib/ports.sh), for the specs too.
@@ -29,4 +30,8 @@ if [ -z "${KAFKA_BROKERS:-}" ]; then
   export KAFKA_BROKERS
 fi
 echo "test dependencies ready: KAFKA_BROKERS=$KAFKA_BROKERS" >&2
-exec npx jest --selectProjects unit int e2e "$@"
+npx jest --selectProjects unit int e2e "$@"
+# The e2e suites run with security on above (the default of test/fixtures/security.ts: every
+# role requires cluster identities), and here again with it off, as `shoal dev` runs.
+echo "e2e suites again with SHOAL_TEST_SECURITY=off" >&2
+SHOAL_TEST_SECURITY=off exec npx jest --selectProjects e2e --passWithNoTests "$@"

@@ -42,6 +42,12 @@ export const RegistryBackendConfigSchema = Type.Object(
       default: false,
       description: 'accept any TLS certificate from an https upstream (tests only)',
     }),
+    caFile: Type.String({
+      default: '',
+      description:
+        'PEM CA bundle an https upstream is checked against (a private CA); empty: the ' +
+        'system roots',
+    }),
   },
   { default: {} },
 );

@@ -9,6 +9,7 @@ import {
   readBody,
   unavailableStatuses,
 } from '../../../kit/http/transport';
+import { readCaFile } from '../../../kit/http/caBundle';
 import type { BufferedResponse } from '../../registry/registryAuth';
 import { createRegistryAuth, parseChallenge, parseOciError } from '../../registry/registryAuth';
 import type { RegistryBlobStoreConfig, RegistryBlobStoreDeps } from './config';
@@ -83,12 +84,14 @@ export const connectUpstream = (
   const label = `registry backend "${name}" (${origin})`;
   const credential =
     config.username !== '' ? { username: config.username, password: config.password } : undefined;
+  const ca = config.caFile === '' ? undefined : { ca: readCaFile(config.caFile, label) };
   const transport = createHttpTransport({
     idleTimeoutMs: config.timeoutMs,
     maxAttempts: config.maxAttempts,
     retryStatuses: [408, ...unavailableStatuses],
     connections: 32,
     insecure: config.insecure,
+    ...(ca !== undefined && { tls: () => ca }),
     userAgent: 'shoal-registry-backend',
   });
 

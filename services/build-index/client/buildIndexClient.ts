@@ -1,13 +1,14 @@
 import type { Position } from '../../../domain';
 import { positionHeaders } from '../../shared/http';
 import { createJsonClient } from '../../shared/httpClient';
+import type { ClientIdentity } from '../../shared/security/clientIdentity';
 import { tagPath } from './tagPath';
 import type { Paging, ReadOptions, TagApi, TagChange, TagView } from './tagApi';
 
 /** TagApi over a running build-index's HTTP API. */
 export const createBuildIndexClient = (
   baseUrl: string,
-  options: { timeoutMs?: number } = {},
+  options: { timeoutMs?: number; identity?: ClientIdentity } = {},
 ): TagApi => {
   const call = createJsonClient(baseUrl, options);
   const headers = (read?: ReadOptions): Record<string, string> =>

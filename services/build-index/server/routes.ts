@@ -1,8 +1,10 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { ShoalError, orThrow, parseDigest } from '../../../domain';
 import { parseAsOf } from '../../../projections';
 import { positionHeader, positionHeaders } from '../../shared/http';
+import type { SecurityMode } from '../../shared/security/authenticate';
+import { requireService } from '../../shared/security/authenticate';
 import type { TagApi } from '../client/tagApi';
 import { parseTagPath } from '../client/tagPath';
 
@@ -11,18 +13,26 @@ const Paging = Type.Object({
   last: Type.Optional(Type.String({ maxLength: 1024 })),
 });
 
-/** The build-index HTTP API, `/v1/…`. Errors are Problem Details (see shared/http). */
+/**
+ * The build-index HTTP API, `/v1/…`. Errors are Problem Details (see shared/http). Writes take
+ * cluster identities only (the proxy writes for users, naming them on-behalf-of) unless
+ * `mode` is open.
+ */
 export const buildIndexRoutes =
-  (tags: TagApi): FastifyPluginAsync =>
+  (tags: TagApi, access: { mode: SecurityMode }): FastifyPluginAsync =>
   async (app) => {
     const readOptions = (request: Parameters<typeof positionHeader>[0]) => {
       const minPosition = positionHeader(request, positionHeaders.minimum);
       return minPosition === undefined ? {} : { minPosition };
     };
 
+    // Before the body is read or checked: an anonymous write is a 401, not a 400.
+    const servicesOnly = async (request: FastifyRequest) => requireService(request, access.mode);
+
     app.put(
       '/v1/repositories/*',
       {
+        onRequest: servicesOnly,
         schema: {
           body: Type.Object({ digest: Type.String({ maxLength: 256 }) }),
         },
@@ -37,7 +47,7 @@ export const buildIndexRoutes =
       },
     );
 
-    app.delete('/v1/repositories/*', async (request, reply) => {
+    app.delete('/v1/repositories/*', { onRequest: servicesOnly }, async (request, reply) => {
       const target = parseTagPath((request.params as { '*': string })['*']);
       if (target.kind !== 'tag') throw notAllowed(request.method, target.kind);
       const { position } = await tags.delete(target.ref);

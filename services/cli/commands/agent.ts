@@ -7,6 +7,7 @@ import { startAgent } from '../../agent/main';
 import type { TagApi } from '../../build-index/client/tagApi';
 import { systemClock } from '../../shared/clock';
 import { loadConfig } from '../../shared/config';
+import type { RoleSecurity } from '../../shared/security/roleSecurity';
 import type { Logger } from '../../shared/logger';
 import { createLogger } from '../../shared/logger';
 import { TrackerConfigSchema } from '../../tracker/config';
@@ -14,7 +15,7 @@ import type { RunningTracker } from '../../tracker/main';
 import { startTracker } from '../../tracker/main';
 import { note } from '../output';
 import type { GlobalOptions } from './common';
-import { addDataDirOption, envHelp, parsePort, runUntilSignal } from './common';
+import { addDataDirOption, envHelp, parsePort, roleSecurityOf, runUntilSignal } from './common';
 
 type AgentOptions = GlobalOptions & {
   config?: string;
@@ -94,9 +95,16 @@ export const registerAgentCommands = (program: Command): void => {
       });
       // Watch from the start: a parent that dies while we start up is noticed too.
       const parent = options.exitWithParent === true ? watchParent() : undefined;
+      let disposeSecurity: (() => void) | undefined;
       try {
         const logger = createLogger({ level: config.logLevel, name: 'agent' });
-        const agent = await startAgent({ config, logger, clock: systemClock });
+        const { security, dispose } = roleSecurityOf(
+          config,
+          { role: 'agent', name: config.id },
+          logger,
+        );
+        disposeSecurity = dispose;
+        const agent = await startAgent({ config, logger, clock: systemClock, security });
         note(`agent ${agent.id} listening on ${agent.url} (peer port ${agent.peerAddress})`);
         if (process.send !== undefined && process.connected) {
           const ready: AgentReadyMessage = {
@@ -114,6 +122,7 @@ export const registerAgentCommands = (program: Command): void => {
         );
       } finally {
         parent?.dispose();
+        disposeSecurity?.();
       }
     });
 };
@@ -143,6 +152,8 @@ export const startDevSwarm = async (deps: {
   proxyUrl: string;
   tags: TagApi;
   logger: Logger;
+  /** `shoal dev --secure`: TLS and cluster identities for both. */
+  security?: { tracker: RoleSecurity; agent: RoleSecurity };
 }): Promise<{ tracker: RunningTracker; agent: RunningAgent; close: () => Promise<void> }> => {
   const tracker = await startTracker({
     config: loadConfig(TrackerConfigSchema, {
@@ -154,6 +165,7 @@ export const startDevSwarm = async (deps: {
     }),
     logger: deps.logger.child({ role: 'tracker' }),
     clock: systemClock,
+    ...(deps.security !== undefined && { security: deps.security.tracker }),
   });
   try {
     const agent = await startAgent({
@@ -170,6 +182,7 @@ export const startDevSwarm = async (deps: {
       logger: deps.logger.child({ role: 'agent' }),
       clock: systemClock,
       tags: deps.tags,
+      ...(deps.security !== undefined && { security: deps.security.agent }),
     });
     return {
       tracker,

@@ -1,10 +1,15 @@
+import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { Type } from '@sinclair/typebox';
 import { ShoalError } from '../../../domain';
 import { describeEnv, loadConfig, validateConfig } from '../../shared/config';
 import type { LogConfig } from '../../shared/logConfig';
 import { LogConfigSchema } from '../../shared/logConfig';
+import type { Logger } from '../../shared/logger';
 import { roleConfig } from '../../shared/roleConfig';
+import type { RoleSecurity, RoleSecurityConfig } from '../../shared/security/roleSecurity';
+import { createRoleSecurity } from '../../shared/security/roleSecurity';
+import type { ServiceRole } from '../../shared/security/subject';
 import type { LocalState } from '../compose';
 import { openLocalState } from '../compose';
 import { note } from '../output';
@@ -120,3 +125,31 @@ export const envHelp = (schema: Parameters<typeof describeEnv>[0]): string =>
   `\nConfiguration (YAML keys; environment variables override the file):\n${describeEnv(schema)
     .map((e) => `  ${e.name.padEnd(44)} default: ${JSON.stringify(e.default)}`)
     .join('\n')}\n`;
+
+/**
+ * A role's security from its config (failing fast on bad files or a required mode without
+ * identities), with its TLS files re-read on SIGHUP. `dispose` stops both.
+ */
+export const roleSecurityOf = (
+  config: RoleSecurityConfig,
+  self: { role: ServiceRole; name?: string },
+  logger: Logger,
+): { security: RoleSecurity; dispose: () => void } => {
+  const security = createRoleSecurity(
+    config,
+    { role: self.role, name: self.name ?? hostname() },
+    logger,
+  );
+  const onHangup = () => {
+    logger.info('SIGHUP: reloading TLS files');
+    security.reload();
+  };
+  process.on('SIGHUP', onHangup);
+  return {
+    security,
+    dispose: () => {
+      process.off('SIGHUP', onHangup);
+      security.close();
+    },
+  };
+};

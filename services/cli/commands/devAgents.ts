@@ -85,6 +85,8 @@ export const startDevAgentProcess = (options: {
   buildIndexUrl: string;
   proxyUrl: string;
   logLevel: LogLevel;
+  /** More of the agent's config (`shoal dev --secure`: its tls and security blocks). */
+  extraConfig?: Record<string, unknown>;
   readyTimeoutMs?: number;
   graceMs?: number;
 }): DevAgentProcess => {
@@ -102,6 +104,9 @@ export const startDevAgentProcess = (options: {
     buildIndex: { url: options.buildIndexUrl },
     proxy: { url: options.proxyUrl },
     logLevel: options.logLevel,
+    // Open, as the whole dev cluster (see its banner), unless `--secure` says otherwise.
+    security: { mode: 'open' },
+    ...options.extraConfig,
   };
   writeFileSync(
     configPath,

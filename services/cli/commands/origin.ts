@@ -14,6 +14,7 @@ import {
   defaultLogConfig,
   envHelp,
   parsePort,
+  roleSecurityOf,
   runUntilSignal,
   withState,
 } from './common';
@@ -41,10 +42,18 @@ export const registerOriginCommands = (program: Command): void => {
         },
       });
       const logger = createLogger({ level: config.logLevel, name: 'origin' });
+      const { security, dispose } = roleSecurityOf(
+        config,
+        { role: 'origin', name: config.id },
+        logger,
+      );
       const state = await openLocalState({
         dataDir: config.dataDir,
         log: config.log,
         create: true,
+      }).catch((error: unknown) => {
+        dispose();
+        throw error;
       });
       const service = await startOrigin({
         config,
@@ -52,9 +61,11 @@ export const registerOriginCommands = (program: Command): void => {
         clock: systemClock,
         log: state.log,
         store: state.store,
+        security,
         ...createOriginBackends(config, state.dataDir.root),
       }).catch(async (error: unknown) => {
         await state.close();
+        dispose();
         throw error;
       });
       note(
@@ -65,6 +76,7 @@ export const registerOriginCommands = (program: Command): void => {
       await runUntilSignal(async () => {
         await service.close();
         await state.close();
+        dispose();
       });
     });
 

@@ -8,17 +8,22 @@ import { createProjectionRunner } from '../../shared/projectionRunner';
 import { print, printJson } from '../output';
 import type { GlobalOptions } from './common';
 import { addConfigOption, addDataDirOption, stateConfigOf, withState } from './common';
+import type { ClientIdentityOptions } from './clientIdentity';
+import { addClientIdentityOptions, clientIdentityOf } from './clientIdentity';
 
-export type ReplicationOptions = GlobalOptions & { url?: string; json?: boolean };
+export type ReplicationOptions = GlobalOptions &
+  ClientIdentityOptions & { url?: string; json?: boolean };
 
 /** `--data-dir`, `--config`, `--url` and `--json`, as every rules/replication command takes. */
 export const replicationOptions = (command: Command): Command =>
-  addConfigOption(addDataDirOption(command))
-    .option(
-      '--url <url>',
-      'talk to a running build-index (or shoal replicator) instead of the data directory',
-    )
-    .option('--json', 'print JSON');
+  addClientIdentityOptions(
+    addConfigOption(addDataDirOption(command))
+      .option(
+        '--url <url>',
+        'talk to a running build-index (or shoal replicator) instead of the data directory',
+      )
+      .option('--json', 'print JSON'),
+  );
 
 /**
  * Runs `fn` with a ReplicationApi: over HTTP with `--url`, else on the data directory's log
@@ -31,7 +36,9 @@ export const withReplication = async <T>(
   write: boolean,
   fn: (api: ReplicationApi) => Promise<T>,
 ): Promise<T> => {
-  if (options.url !== undefined) return fn(createReplicationClient(options.url));
+  if (options.url !== undefined) {
+    return fn(createReplicationClient(options.url, { identity: clientIdentityOf(options) }));
+  }
   const { cluster } = stateConfigOf(options);
   return withState(options, write, async ({ log, store }) => {
     const runner = createProjectionRunner({ log, store, projections: [replicationProjection] });

@@ -6,6 +6,7 @@ import { startBuildIndex } from '../../build-index/main';
 import { ReplicationConfigSchema, ReplicatorConfigSchema } from '../../replicator/config';
 import { createReplicatorComponent, startReplicator } from '../../replicator/main';
 import type { Logger } from '../../shared/logger';
+import type { RoleSecurity } from '../../shared/security/roleSecurity';
 
 // Where the replicator runs: mounted in build-index (`shoal build-index`, `shoal dev`), which
 // knows nothing of it, or alone (`shoal replicator`).
@@ -24,6 +25,7 @@ type RoleDeps<C> = {
   clock: Clock;
   log: EventLog;
   store: ProjectionStore;
+  security?: RoleSecurity;
 };
 
 /** build-index with the replicator mounted: one app, one projection runner, one listener. */
@@ -40,13 +42,14 @@ export const startBuildIndexRole = (deps: RoleDeps<BuildIndexRoleConfig>) => {
     log: deps.log,
     store: deps.store,
     actor,
+    ...(deps.security !== undefined && { identity: deps.security.identity }),
   });
   return startBuildIndex({ ...deps, actor, components: [replicator] });
 };
 
 /** `shoal replicator`: the replicator alone, its rules and status API on its own listener. */
 export const replicatorRole = {
-  name: 'replicator',
+  name: 'replicator' as const,
   description:
     'run the replicator alone: copies tags that replication rules match to other registries, ' +
     'serves the rules and status API (/v1/replication/…)',

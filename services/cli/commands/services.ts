@@ -17,13 +17,24 @@ import { loadConfig } from '../../shared/config';
 import type { LogConfig } from '../../shared/logConfig';
 import type { Logger, LogLevel } from '../../shared/logger';
 import { createLogger } from '../../shared/logger';
+import type { RoleSecurity, RoleSecurityConfig } from '../../shared/security/roleSecurity';
+import type { ServiceRole } from '../../shared/security/subject';
 import type { LocalState } from '../compose';
 import { openLocalState } from '../compose';
 import { note } from '../output';
 import { freePort, startDevSwarm } from './agent';
 import type { GlobalOptions } from './common';
-import { addDataDirOption, dataDirOf, envHelp, parsePort, runUntilSignal } from './common';
+import {
+  addDataDirOption,
+  dataDirOf,
+  envHelp,
+  parsePort,
+  roleSecurityOf,
+  runUntilSignal,
+} from './common';
 import type { DevAgentProcess } from './devAgents';
+import type { DevSecurity } from './devSecurity';
+import { createDevSecurity } from './devSecurity';
 import type { BuildIndexRoleConfig } from './replicator';
 import { BuildIndexRoleConfigSchema, replicatorRole, startBuildIndexRole } from './replicator';
 import {
@@ -41,7 +52,7 @@ import {
 const registerRoleCommand = <S extends TObject>(
   program: Command,
   role: {
-    name: string;
+    name: ServiceRole;
     description: string;
     schema: S;
     start: (deps: {
@@ -50,6 +61,7 @@ const registerRoleCommand = <S extends TObject>(
       clock: Clock;
       log: EventLog;
       store: ProjectionStore;
+      security: RoleSecurity;
     }) => Promise<{ url: string; close: () => Promise<void> }>;
   },
 ): void => {
@@ -66,23 +78,30 @@ const registerRoleCommand = <S extends TObject>(
           ...(options.dataDir !== undefined && { dataDir: options.dataDir }),
           listen: { host: options.host, port: options.port },
         },
-      }) as Static<S> & { dataDir: string; log: LogConfig; logLevel: LogLevel };
+      }) as Static<S> &
+        RoleSecurityConfig & { dataDir: string; log: LogConfig; logLevel: LogLevel };
       const logger = createLogger({ level: config.logLevel, name: role.name });
+      const { security, dispose } = roleSecurityOf(config, { role: role.name }, logger);
       const state = await openLocalState({
         dataDir: config.dataDir,
         log: config.log,
         create: true,
+      }).catch((error: unknown) => {
+        dispose();
+        throw error;
       });
       const service = await role
-        .start({ config, logger, clock: systemClock, log: state.log, store: state.store })
+        .start({ config, logger, clock: systemClock, log: state.log, store: state.store, security })
         .catch(async (error: unknown) => {
           await state.close();
+          dispose();
           throw error;
         });
       note(`${role.name} listening on ${service.url} (data directory ${state.dataDir.root})`);
       await runUntilSignal(async () => {
         await service.close();
         await state.close();
+        dispose();
       });
     });
 };
@@ -125,6 +144,11 @@ export const registerServiceCommands = (program: Command): void => {
     )
     .option('--host <host>', 'listen address for every role', '127.0.0.1')
     .option('--cluster <name>', 'cluster name stamped on events', 'default')
+    .option(
+      '--secure',
+      'TLS on every listener with a cluster CA made under <data-dir>/certs, and internal ' +
+        'APIs for cluster identities only (as production runs)',
+    )
     .addHelpText(
       'after',
       [
@@ -148,6 +172,7 @@ export const registerServiceCommands = (program: Command): void => {
           agents: number;
           host: string;
           cluster: string;
+          secure?: boolean;
         },
       ) => {
         checkDevPorts(options.portBase, options.agents);
@@ -169,12 +194,20 @@ export const registerServiceCommands = (program: Command): void => {
           for (const close of closers.splice(0).reverse()) await close();
         };
         try {
+          const secure: DevSecurity | undefined =
+            options.secure === true
+              ? createDevSecurity(state.dataDir.root, options.host, logger)
+              : undefined;
+          if (secure !== undefined) closers.push(async () => secure.close());
+          const securityOf = (role: ServiceRole) =>
+            secure === undefined ? {} : { security: secure.of(role) };
           const buildIndex = await startBuildIndexRole({
             config: buildIndexConfig,
             logger: logger.child({ role: 'build-index' }),
             clock: systemClock,
             log: state.log,
             store: state.store,
+            ...securityOf('build-index'),
           });
           closers.push(buildIndex.close);
           const writer = { clock: systemClock, cluster: options.cluster, actor: 'proxy' };
@@ -186,6 +219,7 @@ export const registerServiceCommands = (program: Command): void => {
             dataDir,
             state,
             logger: logger.child({ role: 'origin' }),
+            ...securityOf('origin'),
           });
           closers.push(origin.close);
           const tags = createTagService({
@@ -203,6 +237,7 @@ export const registerServiceCommands = (program: Command): void => {
             store: state.store,
             blobs: origin.blobs,
             tags,
+            ...securityOf('proxy'),
           });
           closers.push(proxy.close);
           // The swarm: a tracker (P+4) and agent 1 (registry P+1, peer port P+6) in process.
@@ -217,6 +252,9 @@ export const registerServiceCommands = (program: Command): void => {
             proxyUrl: proxy.url,
             tags,
             logger,
+            ...(secure !== undefined && {
+              security: { tracker: secure.of('tracker'), agent: secure.of('agent') },
+            }),
           });
           closers.push(swarm.close);
           // Agents 2…N as child processes, started together; each is stopped (before the
@@ -236,6 +274,7 @@ export const registerServiceCommands = (program: Command): void => {
                 buildIndexUrl: buildIndex.url,
                 proxyUrl: proxy.url,
                 logLevel: buildIndexConfig.logLevel,
+                ...(secure !== undefined && { extraConfig: secure.agentConfig() }),
               }),
             );
           }
@@ -250,10 +289,18 @@ export const registerServiceCommands = (program: Command): void => {
           };
           writeFileSync(state.dataDir.endpointsPath, `${JSON.stringify(endpoints, null, 2)}\n`);
           const registry = proxy.url
-            .replace(/^http:\/\//, '')
+            .replace(/^https?:\/\//, '')
             .replace(/^127\.0\.0\.1:/, 'localhost:');
           note(
             [
+              ...(secure === undefined
+                ? [
+                    '!!! shoal dev: ACCESS IS OPEN — plain HTTP, no authentication: anyone ' +
+                      'who reaches these ports can push, pull, delete and replicate. For ' +
+                      'development on loopback only; `shoal dev --secure` runs it with TLS ' +
+                      'and cluster identities (README, "Security").',
+                  ]
+                : []),
               `shoal dev: cluster "${options.cluster}", data directory ${state.dataDir.root}`,
               `  proxy        ${proxy.url}   (OCI registry: docker://${registry}/…)`,
               `  build-index  ${buildIndex.url}`,
@@ -270,11 +317,15 @@ export const registerServiceCommands = (program: Command): void => {
                   )),
               `  endpoints    ${state.dataDir.endpointsPath}`,
               '',
-              'push and pull an image (plain HTTP on loopback):',
-              `  skopeo copy --dest-tls-verify=false oci:./img:v1 docker://${registry}/demo/app:v1`,
-              `  skopeo copy --src-tls-verify=false docker://${registry}/demo/app:v1 oci:./pulled:v1`,
-              `  crane ls ${registry}/demo/app`,
-              `  npx shoal tags history demo/app:v1 --url ${buildIndex.url}`,
+              ...(secure === undefined
+                ? [
+                    'push and pull an image (plain HTTP on loopback):',
+                    `  skopeo copy --dest-tls-verify=false oci:./img:v1 docker://${registry}/demo/app:v1`,
+                    `  skopeo copy --src-tls-verify=false docker://${registry}/demo/app:v1 oci:./pulled:v1`,
+                    `  crane ls ${registry}/demo/app`,
+                    `  npx shoal tags history demo/app:v1 --url ${buildIndex.url}`,
+                  ]
+                : devSecureLines(secure, registry, buildIndex.url)),
             ].join('\n'),
           );
         } catch (error) {
@@ -298,6 +349,7 @@ const startDevOrigin = async (deps: {
   dataDir: string;
   state: LocalState;
   logger: Logger;
+  security?: RoleSecurity;
 }): Promise<{ url: string; blobs: BlobAccess; close: () => Promise<void> }> => {
   const config: OriginConfig = loadConfig(OriginConfigSchema, {
     env: {},
@@ -316,6 +368,7 @@ const startDevOrigin = async (deps: {
     log: deps.state.log,
     store: deps.state.store,
     ...backends,
+    ...(deps.security !== undefined && { security: deps.security }),
   });
   const blobs = createBlobAccess({
     ring: staticRing([{ id: origin.id, url: origin.url }]),
@@ -332,4 +385,22 @@ const startDevOrigin = async (deps: {
       await origin.close();
     },
   };
+};
+
+/** What `shoal dev --secure` prints: where the CA is, and clients that check it. */
+const devSecureLines = (secure: DevSecurity, registry: string, buildIndexUrl: string) => {
+  const cli = secure.certs.roles.cli as { certFile: string; keyFile: string };
+  return [
+    `TLS on every listener, cluster CA ${secure.certs.caFile}; internal APIs take cluster`,
+    `identities only (certificates and the service key in ${secure.certs.dir}).`,
+    'push and pull an image, checking the CA:',
+    `  skopeo copy --dest-cert-dir ${secure.clientCertDir} oci:./img:v1 docker://${registry}/demo/app:v1`,
+    `  skopeo copy --src-cert-dir ${secure.clientCertDir} docker://${registry}/demo/app:v1 oci:./pulled:v1`,
+    `  skopeo login --cert-dir ${secure.clientCertDir} ${registry}   (once users are configured)`,
+    `  docker: sudo mkdir -p /etc/docker/certs.d/${registry} && ` +
+      `sudo cp ${secure.certs.caFile} /etc/docker/certs.d/${registry}/ca.crt; ` +
+      `docker login ${registry}`,
+    `  npx shoal tags history demo/app:v1 --url ${buildIndexUrl} --ca-file ${secure.certs.caFile} ` +
+      `--cert-file ${cli.certFile} --key-file ${cli.keyFile}`,
+  ];
 };

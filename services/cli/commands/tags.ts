@@ -9,8 +9,11 @@ import { createProjectionRunner } from '../../shared/projectionRunner';
 import { print, printJson } from '../output';
 import type { GlobalOptions } from './common';
 import { addDataDirOption, defaultLogConfig, withState } from './common';
+import type { ClientIdentityOptions } from './clientIdentity';
+import { addClientIdentityOptions, clientIdentityOf } from './clientIdentity';
 
-type TagsOptions = GlobalOptions & { url?: string; json?: boolean; minPosition?: string };
+type TagsOptions = GlobalOptions &
+  ClientIdentityOptions & { url?: string; json?: boolean; minPosition?: string };
 
 /**
  * Runs `fn` with a TagApi: over HTTP with `--url`, else directly on the data directory
@@ -21,7 +24,9 @@ const withTags = async <T>(
   write: boolean,
   fn: (tags: TagApi) => Promise<T>,
 ): Promise<T> => {
-  if (options.url !== undefined) return fn(createBuildIndexClient(options.url));
+  if (options.url !== undefined) {
+    return fn(createBuildIndexClient(options.url, { identity: clientIdentityOf(options) }));
+  }
   return withState(options, write, async ({ log, store }) => {
     const runner = createProjectionRunner({
       log,
@@ -43,9 +48,11 @@ const withTags = async <T>(
 };
 
 const common = (command: Command) =>
-  addDataDirOption(command)
-    .option('--url <url>', 'talk to a running build-index instead of the data directory')
-    .option('--json', 'print JSON');
+  addClientIdentityOptions(
+    addDataDirOption(command)
+      .option('--url <url>', 'talk to a running build-index instead of the data directory')
+      .option('--json', 'print JSON'),
+  );
 
 export const registerTagCommands = (program: Command): void => {
   const tags = program

@@ -5,7 +5,7 @@ import { createLogger } from '../../shared/logger';
 import { TrackerConfigSchema } from '../../tracker/config';
 import { startTracker } from '../../tracker/main';
 import { note } from '../output';
-import { envHelp, parsePort, runUntilSignal } from './common';
+import { envHelp, parsePort, roleSecurityOf, runUntilSignal } from './common';
 
 export const registerTrackerCommands = (program: Command): void => {
   program
@@ -29,9 +29,18 @@ export const registerTrackerCommands = (program: Command): void => {
           },
         });
         const logger = createLogger({ level: config.logLevel, name: 'tracker' });
-        const service = await startTracker({ config, logger, clock: systemClock });
+        const { security, dispose } = roleSecurityOf(config, { role: 'tracker' }, logger);
+        const service = await startTracker({ config, logger, clock: systemClock, security }).catch(
+          (error: unknown) => {
+            dispose();
+            throw error;
+          },
+        );
         note(`tracker listening on ${service.url}`);
-        await runUntilSignal(service.close);
+        await runUntilSignal(async () => {
+          await service.close();
+          dispose();
+        });
       },
     );
 };

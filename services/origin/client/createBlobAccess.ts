@@ -7,6 +7,7 @@ import { parseSessionId } from './sessionId';
 import type { BlobAccess } from './blobAccess';
 import type { OriginClient } from './originClient';
 import { createOriginClient } from './originClient';
+import type { ClientIdentity } from '../../shared/security/clientIdentity';
 
 /** One ring member as a client sees it. */
 export type OriginEndpoint = { readonly id: string; readonly url: string };
@@ -29,6 +30,8 @@ export type BlobAccessOptions = {
    * the HTTP hop; undefined: reach it over HTTP, as every other member.
    */
   readonly connect?: (endpoint: OriginEndpoint) => OriginClient | undefined;
+  /** Who this process is to the origins (their internal API takes cluster identities). */
+  readonly identity?: ClientIdentity;
 };
 
 /**
@@ -50,6 +53,7 @@ export const createBlobAccess = (
     if (client === undefined) {
       client = createOriginClient(endpoint.url, {
         ...(options.timeoutMs !== undefined && { timeoutMs: options.timeoutMs }),
+        ...(options.identity !== undefined && { identity: options.identity }),
       });
       clients.set(endpoint.url, client);
     }
@@ -261,8 +265,13 @@ export const ringFromPlacement =
  * The ring as one origin reports it (`GET /internal/ring`), cached for `ttlMs`: for a client
  * that has no access to the log.
  */
-export const ringFromOrigin = (url: string, options: { ttlMs?: number } = {}): RingSource => {
-  const client = createOriginClient(url);
+export const ringFromOrigin = (
+  url: string,
+  options: { ttlMs?: number; identity?: ClientIdentity } = {},
+): RingSource => {
+  const client = createOriginClient(url, {
+    ...(options.identity !== undefined && { identity: options.identity }),
+  });
   const ttl = options.ttlMs ?? 2000;
   let cached: { at: number; ring: OriginEndpoint[] } | undefined;
   return async () => {

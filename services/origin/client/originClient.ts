@@ -7,6 +7,7 @@ import { discard, drop, headerOf, readBody, sliceBody } from '../../../kit/http/
 import type { Metainfo } from '../../../p2p/metainfo';
 import { positionHeaders } from '../../shared/http';
 import { createServiceClient, readJson } from '../../shared/httpClient';
+import type { ClientIdentity } from '../../shared/security/clientIdentity';
 
 /** A body sent to an origin: bytes, or a stream (sent as it comes, with back-pressure). */
 export type RequestBody = Readable | Buffer | undefined;
@@ -151,7 +152,7 @@ const codeByStatus = (status: number): ErrorCode => {
 
 export const createOriginClient = (
   baseUrl: string,
-  options: { timeoutMs?: number } = {},
+  options: { timeoutMs?: number; identity?: ClientIdentity } = {},
 ): OriginClient => {
   const http = createServiceClient(baseUrl, { ...options, codeByStatus });
   const json = async <T>(response: HttpResponse) => readJson<T>(response.body, http.url);

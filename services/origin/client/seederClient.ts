@@ -1,4 +1,5 @@
 import { createJsonClient } from '../../shared/httpClient';
+import type { ClientIdentity } from '../../shared/security/clientIdentity';
 
 /** What an origin answers when asked to seed a blob: its place in the swarm. */
 export type SeederJoined = {
@@ -18,7 +19,10 @@ export const seederJoinPath = (digest: string) =>
  * the swarm of a blob it holds and announce to `tracker`. `BLOB_UNKNOWN` when it does not
  * hold the blob; `SERVICE_UNAVAILABLE` when it cannot be reached or runs no seeder.
  */
-export const createSeederClient = (originUrl: string, options: { timeoutMs?: number } = {}) => {
+export const createSeederClient = (
+  originUrl: string,
+  options: { timeoutMs?: number; identity?: ClientIdentity } = {},
+) => {
   const call = createJsonClient(originUrl, options);
   return {
     join: async (digest: string, tracker: string): Promise<SeederJoined> =>

@@ -11,6 +11,9 @@ import type { Announcer, Swarm, SwarmHost } from '../../../p2p/swarm';
 import { createSwarmHost, openFilePieceSource } from '../../../p2p/swarm';
 import { createTrackerClient } from '../../tracker/client/trackerClient';
 import type { Logger } from '../../shared/logger';
+import type { SecurityMode } from '../../shared/security/authenticate';
+import { requireService } from '../../shared/security/authenticate';
+import type { ClientIdentity } from '../../shared/security/clientIdentity';
 import type { SeederJoined } from '../client/seederClient';
 import type { SeederConfig } from './config';
 import { originSchedulerConfig } from './config';
@@ -46,6 +49,10 @@ export const startOriginSeeder = async (deps: {
   pathOf: (digest: Digest) => string;
   metrics: Registry;
   logger: Logger;
+  /** The origin's identity when it announces (an announce as an origin needs one). */
+  identity?: ClientIdentity;
+  /** How strict the join route is: in required mode, trackers only. */
+  mode?: SecurityMode;
 }): Promise<OriginSeeder | undefined> => {
   const { config, logger } = deps;
   if (config.port === 0) return undefined;
@@ -62,7 +69,10 @@ export const startOriginSeeder = async (deps: {
   const announcerFor = (tracker: string): Announcer => {
     let announcer = announcers.get(tracker);
     if (announcer === undefined) {
-      announcer = createTrackerClient([tracker], { timeoutMs: 5000 });
+      announcer = createTrackerClient([tracker], {
+        timeoutMs: 5000,
+        ...(deps.identity !== undefined && { identity: deps.identity }),
+      });
       announcers.set(tracker, announcer);
     }
     return announcer;
@@ -162,6 +172,8 @@ export const startOriginSeeder = async (deps: {
     app.post(
       '/internal/p2p/swarms/:digest',
       {
+        // Only a tracker may send the origin to announce somewhere (else: any URL, on demand).
+        onRequest: async (request) => requireService(request, deps.mode ?? 'open', ['tracker']),
         schema: {
           params: Type.Object({ digest: Type.String({ maxLength: 200 }) }),
           body: Type.Object({ tracker: Type.String({ minLength: 1, maxLength: 2000 }) }),

@@ -293,8 +293,10 @@ export const originRoutes =
             }
             body = limited(body, length);
           }
+          const declared = contentLength(request);
           const status = await uploads.append(id, body, {
             ...(offsets[0] !== undefined && { offset: offsets[0] }),
+            ...(declared !== undefined && { length: declared }),
           });
           reply
             .header('location', `/internal/uploads/${id}`)
@@ -326,6 +328,10 @@ export const originRoutes =
             ...(repo !== undefined && { repo }),
             ...(query.mediaType !== undefined && { mediaType: query.mediaType }),
             ...(hasBody && { body: bodyOf(request) }),
+            ...(hasBody &&
+              contentLength(request) !== undefined && {
+                length: contentLength(request) as number,
+              }),
           });
           reply
             .header(positionHeaders.written, String(done.position))

@@ -1,12 +1,13 @@
 import type { Position } from '../../../domain';
 import { positionHeaders } from '../../shared/http';
 import { createJsonClient } from '../../shared/httpClient';
+import type { ClientIdentity } from '../../shared/security/clientIdentity';
 import type { ReadOptions, ReplicationApi, ReplicationStatus, RuleView } from './replicationApi';
 
 /** ReplicationApi over HTTP: a build-index the replicator is mounted in, or `shoal replicator`. */
 export const createReplicationClient = (
   baseUrl: string,
-  options: { timeoutMs?: number } = {},
+  options: { timeoutMs?: number; identity?: ClientIdentity } = {},
 ): ReplicationApi => {
   const call = createJsonClient(baseUrl, options);
   const headers = (read?: ReadOptions): Record<string, string> =>

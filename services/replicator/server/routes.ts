@@ -1,6 +1,8 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { positionHeader, positionHeaders } from '../../shared/http';
+import type { SecurityMode } from '../../shared/security/authenticate';
+import { requireService } from '../../shared/security/authenticate';
 import type { ReplicationApi } from '../client/replicationApi';
 
 const RuleBody = Type.Object(
@@ -25,10 +27,12 @@ type RuleBodyType = {
 /**
  * The replication API, `/v1/replication/…`: rules (`GET`, `POST`, `DELETE /rules/<id>`) and
  * `GET /status`. Writes answer with `Shoal-Position`; reads honour `Shoal-Min-Position`.
+ * Rule changes take cluster identities only unless `mode` is open.
  */
 export const replicationRoutes =
-  (replication: ReplicationApi): FastifyPluginAsync =>
+  (replication: ReplicationApi, access: { mode: SecurityMode }): FastifyPluginAsync =>
   async (app) => {
+    const servicesOnly = async (request: FastifyRequest) => requireService(request, access.mode);
     const minPosition = (request: Parameters<typeof positionHeader>[0]) => {
       const position = positionHeader(request, positionHeaders.minimum);
       return position === undefined ? {} : { minPosition: position };
@@ -45,22 +49,29 @@ export const replicationRoutes =
       }),
     );
 
-    app.post('/v1/replication/rules', { schema: { body: RuleBody } }, async (request, reply) => {
-      const body = request.body as RuleBodyType;
-      const { rule, position } = await replication.addRule({
-        ...(body.name !== undefined && { name: body.name }),
-        repoPattern: body.repo,
-        ...(body.tag !== undefined && { tagPattern: body.tag }),
-        destination: body.to,
-        ...(body.backfill !== undefined && { backfill: body.backfill }),
-      });
-      reply.header(positionHeaders.written, String(position));
-      return reply.code(201).send({ rule, position });
-    });
+    app.post(
+      '/v1/replication/rules',
+      { onRequest: servicesOnly, schema: { body: RuleBody } },
+      async (request, reply) => {
+        const body = request.body as RuleBodyType;
+        const { rule, position } = await replication.addRule({
+          ...(body.name !== undefined && { name: body.name }),
+          repoPattern: body.repo,
+          ...(body.tag !== undefined && { tagPattern: body.tag }),
+          destination: body.to,
+          ...(body.backfill !== undefined && { backfill: body.backfill }),
+        });
+        reply.header(positionHeaders.written, String(position));
+        return reply.code(201).send({ rule, position });
+      },
+    );
 
     app.delete(
       '/v1/replication/rules/:id',
-      { schema: { params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) }) } },
+      {
+        onRequest: servicesOnly,
+        schema: { params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) }) },
+      },
       async (request, reply) => {
         const result = await replication.removeRule((request.params as { id: string }).id);
         reply.header(positionHeaders.written, String(result.position));

@@ -52,4 +52,26 @@ describe('ociErrorHandler', () => {
     expect(status).toBe(500);
     expect(errors[0]).toEqual({ code: 'UNKNOWN', message: 'internal error' });
   });
+
+  it('never shows internal addresses, upstream URLs or user names in a 5xx', async () => {
+    const leaks = [
+      new ShoalError(
+        'SERVICE_UNAVAILABLE',
+        'POST http://10.0.3.7:5003/internal/uploads: ECONNRESET',
+      ),
+      new ShoalError(
+        'STORAGE_UNAVAILABLE',
+        'registry backend "hub" (https://alice:s3cret@upstream.internal): 401 for user alice',
+        { detail: { upstream: 'https://upstream.internal' } },
+      ),
+      new ShoalError('LOG_UNAVAILABLE', 'kafka broker 10.0.9.1:9092 unreachable'),
+    ];
+    for (const error of leaks) {
+      const { status, errors } = await answer(error);
+      expect(status).toBe(503);
+      const text = JSON.stringify(errors);
+      expect(text).not.toMatch(/10\.0\.|upstream|alice|s3cret|http/);
+      expect(errors[0]?.message).toMatch(/try again/);
+    }
+  });
 });

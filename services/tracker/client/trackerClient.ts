@@ -5,6 +5,7 @@ import type { Metainfo } from '../../../p2p/metainfo';
 import { validateMetainfo } from '../../../p2p/metainfo';
 import type { AnnounceAnswer, Announcement, Announcer } from '../../../p2p/swarm';
 import { createJsonClient } from '../../shared/httpClient';
+import type { ClientIdentity } from '../../shared/security/clientIdentity';
 
 type AnnounceWire = {
   peers: Array<{ peerId: string; address: string; origin: boolean; complete: boolean }>;
@@ -19,7 +20,13 @@ type AnnounceWire = {
  */
 export const createTrackerClient = (
   urls: readonly string[],
-  options: { timeoutMs?: number; downMs?: number; now?: () => number } = {},
+  options: {
+    timeoutMs?: number;
+    downMs?: number;
+    now?: () => number;
+    /** Who this process is to the trackers (an announce with `origin` needs an origin). */
+    identity?: ClientIdentity;
+  } = {},
 ): Announcer & {
   metainfo(digest: Digest): Promise<Metainfo>;
   /** The trackers for a digest, best first (the first is the swarm's home). */
@@ -29,7 +36,13 @@ export const createTrackerClient = (
   const now = options.now ?? Date.now;
   const downMs = options.downMs ?? 5000;
   const clients = new Map(
-    urls.map((url) => [url, createJsonClient(url, { timeoutMs: options.timeoutMs ?? 10_000 })]),
+    urls.map((url) => [
+      url,
+      createJsonClient(url, {
+        timeoutMs: options.timeoutMs ?? 10_000,
+        ...(options.identity !== undefined && { identity: options.identity }),
+      }),
+    ]),
   );
   const downUntil = new Map<string, number>();
 

@@ -1,9 +1,11 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import type { Counter } from 'prom-client';
 import { orThrow, parseDigest } from '../../../domain';
 import { encodeMetainfo } from '../../../p2p/metainfo';
+import type { SecurityMode } from '../../shared/security/authenticate';
+import { requireService } from '../../shared/security/authenticate';
 import type { AnnounceResult } from '../announce';
 
 export const AnnounceBodySchema = Type.Object({
@@ -31,17 +33,32 @@ export const trackerRoutes =
       digest: string,
     ) => Promise<{ metainfo: Parameters<typeof encodeMetainfo>[0]; infoHash: string }>;
     announces: Counter<'result'>;
+    /** required: only agents and origins announce, and only an origin as an origin. */
+    mode: SecurityMode;
   }): FastifyPluginAsync =>
   async (app) => {
-    app.post('/announce', { schema: { body: AnnounceBodySchema } }, async (request) => {
-      const result = await deps.announce(request.body as AnnounceBody);
-      deps.announces.inc({ result: result.peers.length === 0 ? 'empty' : 'peers' });
-      return { peers: result.peers, interval: result.intervalMs };
-    });
+    const servicesOnly = async (request: FastifyRequest) => requireService(request, deps.mode);
+    const peersOnly = async (request: FastifyRequest) =>
+      requireService(request, deps.mode, ['agent', 'origin']);
+
+    app.post(
+      '/announce',
+      { onRequest: peersOnly, schema: { body: AnnounceBodySchema } },
+      async (request) => {
+        // A swarm asks origins only while it has none: a fake origin would keep them away.
+        if ((request.body as AnnounceBody).origin) requireService(request, deps.mode, ['origin']);
+        const result = await deps.announce(request.body as AnnounceBody);
+        deps.announces.inc({ result: result.peers.length === 0 ? 'empty' : 'peers' });
+        return { peers: result.peers, interval: result.intervalMs };
+      },
+    );
 
     app.get(
       '/metainfo/:digest',
-      { schema: { params: Type.Object({ digest: Type.String({ maxLength: 200 }) }) } },
+      {
+        onRequest: servicesOnly,
+        schema: { params: Type.Object({ digest: Type.String({ maxLength: 200 }) }) },
+      },
       async (request, reply) => {
         const digest = orThrow(parseDigest((request.params as { digest: string }).digest));
         const { metainfo, infoHash } = await deps.metainfo(digest);
