@@ -109,6 +109,7 @@ export const AgentConfigSchema = Type.Object({
     { default: {} },
   ),
   logLevel: roleConfig.logLevel(),
+  tracing: roleConfig.tracing(),
 });
 
 export type AgentConfig = Static<typeof AgentConfigSchema>;

@@ -15,6 +15,7 @@ export const BuildIndexConfigSchema = Type.Object({
     'how long a read with Shoal-Min-Position waits before answering 503',
   ),
   logLevel: roleConfig.logLevel(),
+  tracing: roleConfig.tracing(),
 });
 
 export type BuildIndexConfig = Static<typeof BuildIndexConfigSchema>;

@@ -106,6 +106,7 @@ export const OriginConfigSchema = Type.Object({
   p2p: SeederConfigSchema,
   log: roleConfig.log(),
   logLevel: roleConfig.logLevel(),
+  tracing: roleConfig.tracing(),
 });
 
 export type OriginConfig = Static<typeof OriginConfigSchema>;

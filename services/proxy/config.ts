@@ -54,6 +54,7 @@ export const ProxyConfigSchema = Type.Object({
   ),
   readYourWrites: roleConfig.readYourWrites(),
   logLevel: roleConfig.logLevel(),
+  tracing: roleConfig.tracing(),
 });
 
 export type ProxyConfig = Static<typeof ProxyConfigSchema>;

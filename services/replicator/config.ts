@@ -118,6 +118,7 @@ export const ReplicatorConfigSchema = Type.Object({
   ),
   replication: ReplicationConfigSchema,
   logLevel: roleConfig.logLevel(),
+  tracing: roleConfig.tracing(),
 });
 
 export type ReplicatorConfig = Static<typeof ReplicatorConfigSchema>;

@@ -2,7 +2,9 @@ import Fastify, { LogController } from 'fastify';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ShoalError, isShoalError } from '../../domain';
+import { traceRequests } from './httpTracing';
 import type { Logger } from './logger';
+import type { Tracing } from './tracing';
 
 export type HttpApp = {
   readonly app: FastifyInstance;
@@ -24,6 +26,8 @@ export const createHttpApp = (options: {
   /** Readiness: `/health` answers 503 with the reason while this returns a string. */
   notReady?: () => string | undefined;
   bodyLimit?: number;
+  /** The role's tracing: with it on, a server span per request (see `traceRequests`). */
+  tracing?: Tracing;
 }): HttpApp => {
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
@@ -33,6 +37,9 @@ export const createHttpApp = (options: {
     // Repository names contain slashes; routes take them as wildcards.
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 1024 },
   });
+  if (options.tracing?.enabled === true) {
+    traceRequests(app, options.tracing.tracer, options.service);
+  }
   const metrics = new Registry();
   metrics.setDefaultLabels({ service: options.service });
   // The event-loop lag histogram samples on a timer: prom-client's default 10 ms is 100

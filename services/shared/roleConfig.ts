@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { LogConfigSchema, LogLevelSchema } from './logConfig';
+import { TracingConfigSchema } from './tracing';
 
 // The blocks every role's config repeats, defined once. Each role's config.ts composes the
 // ones it has, in the order its `--help` lists them; the YAML keys (and so the `SHOAL_*`
@@ -42,8 +43,19 @@ const log = () => LogConfigSchema;
 /** `logLevel`: the level of the role's own (pino) logs. */
 const logLevel = () => LogLevelSchema;
 
+/** `tracing`: OpenTelemetry traces by OTLP, off by default (see `services/shared/tracing.ts`). */
+const tracing = () => TracingConfigSchema;
+
 /**
  * The fragment: a builder per block, e.g. `listen: roleConfig.listen(5000)` in the proxy's
  * schema.
  */
-export const roleConfig = { cluster, dataDir, listen, readYourWrites, log, logLevel } as const;
+export const roleConfig = {
+  cluster,
+  dataDir,
+  listen,
+  readYourWrites,
+  log,
+  logLevel,
+  tracing,
+} as const;

@@ -99,6 +99,7 @@ export const TrackerConfigSchema = Type.Object({
     { default: {} },
   ),
   logLevel: roleConfig.logLevel(),
+  tracing: roleConfig.tracing(),
 });
 
 export type TrackerConfig = Static<typeof TrackerConfigSchema>;
