@@ -6,7 +6,9 @@ import { buildIndexProjection, tagHistoryProjection } from '../../projections';
 import { formatHost } from '../../kit/http/host';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
+import { observeEventLog, registerProjectionMetrics } from '../shared/logMetrics';
 import { createProjectionRunner } from '../shared/projectionRunner';
+import { startTracing } from '../shared/tracing';
 import type { BuildIndexConfig } from './config';
 import { buildIndexRoutes } from './server/routes';
 import { createTagService } from './tagService';
@@ -45,7 +47,10 @@ export const startBuildIndex = async (deps: {
   actor?: string;
   components?: readonly BuildIndexComponent[];
 }): Promise<RunningService & { readonly runner: ReturnType<typeof createProjectionRunner> }> => {
-  const { config, logger, clock, log, store } = deps;
+  const { config, logger, clock, store } = deps;
+  const tracing = startTracing(config.tracing, 'build-index');
+  const { app, metrics } = createHttpApp({ service: 'build-index', logger, tracing });
+  const log = observeEventLog(deps.log, metrics);
   const components = deps.components ?? [];
   const projections: Projection[] = [buildIndexProjection, tagHistoryProjection];
   for (const component of components) {
@@ -60,6 +65,7 @@ export const startBuildIndex = async (deps: {
     logger: logger.child({ module: 'projections' }),
   });
   runner.start();
+  registerProjectionMetrics(metrics, { runner, log: deps.log, clock });
   const writer = { clock, cluster: config.cluster, actor: deps.actor ?? 'build-index' };
   const tags = createTagService({
     log,
@@ -67,7 +73,6 @@ export const startBuildIndex = async (deps: {
     writer,
     waitFor: (position) => runner.waitFor(position, config.readYourWrites.timeoutMs),
   });
-  const { app, metrics } = createHttpApp({ service: 'build-index', logger });
   await app.register(buildIndexRoutes(tags));
   const mounted: Array<{ start(): void; close(): Promise<void> }> = [];
   const closeMounted = async () => {
@@ -81,6 +86,7 @@ export const startBuildIndex = async (deps: {
   } catch (error) {
     await closeMounted();
     await runner.stop();
+    await tracing.shutdown();
     throw error;
   }
   for (const component of mounted) component.start();
@@ -94,6 +100,7 @@ export const startBuildIndex = async (deps: {
       await closeMounted();
       await app.close();
       await runner.stop();
+      await tracing.shutdown();
     },
   };
 };

@@ -126,7 +126,11 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       logger,
       notReady: () => (joined ? health.problem() : 'joining the ring'),
     });
-    const metrics = createOriginMetrics(registry, () => (closed ? undefined : db));
+    const metrics = createOriginMetrics(registry, {
+      db: () => (closed ? undefined : db),
+      clock,
+      directory,
+    });
     const writer = { clock, cluster: config.cluster, actor: deps.actor ?? `origin/${selfId}` };
 
     const ctx: OriginContext = {
@@ -144,7 +148,10 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       peer: (address) => {
         let client = peers.get(address);
         if (client === undefined) {
-          client = createOriginClient(address, { timeoutMs: config.peers.timeoutMs });
+          client = createOriginClient(address, {
+            timeoutMs: config.peers.timeoutMs,
+            caller: 'origin',
+          });
           peers.set(address, client);
         }
         return client;
@@ -200,7 +207,10 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
         blobs,
         ring: ctx.ring,
         activity,
-        onBytesOut: (n) => metrics.bytesOut.inc({ target: 'read' }, n),
+        onBytesOut: (n, caller) => {
+          metrics.bytesOut.inc({ target: 'read' }, n);
+          metrics.egress(caller, n);
+        },
       }),
     );
     // The P2P seeder (`p2p.port`; none when 0): origins join swarms of blobs they hold.
@@ -214,6 +224,7 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       logger,
     });
     if (seeder !== undefined) {
+      metrics.agentEgressFrom(() => seeder.host.totals().bytesUploaded);
       cleanups.push(() => seeder.close());
       await app.register(seeder.routes);
     }
@@ -241,7 +252,10 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       blobs,
       ring: ctx.ring,
       activity,
-      onBytesOut: (n) => metrics.bytesOut.inc({ target: 'read' }, n),
+      onBytesOut: (n) => {
+        metrics.bytesOut.inc({ target: 'read' }, n);
+        metrics.egress('client', n);
+      },
     });
 
     const position = await joinRing(ctx, advertiseUrl);

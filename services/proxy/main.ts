@@ -19,7 +19,9 @@ import {
 import type { WriterContext } from '../shared/events';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
+import { observeEventLog, registerProjectionMetrics } from '../shared/logMetrics';
 import { createProjectionRunner } from '../shared/projectionRunner';
+import { startTracing } from '../shared/tracing';
 import type { ProxyConfig } from './config';
 import { createDistribution } from './distribution';
 import { distributionRoutes } from './server/routes';
@@ -61,7 +63,10 @@ export const startProxy = async (deps: {
   localTags?: LocalTags;
   actor?: string;
 }): Promise<RunningProxy> => {
-  const { config, logger, clock, log, store } = deps;
+  const { config, logger, clock, store } = deps;
+  const tracing = startTracing(config.tracing, 'proxy');
+  const { app, metrics } = createHttpApp({ service: 'proxy', logger, tracing });
+  const log = observeEventLog(deps.log, metrics);
   const writer = { clock, cluster: config.cluster, actor: deps.actor ?? 'proxy' };
   const ownTags = deps.tags === undefined && config.buildIndex.url === '';
   if (ownTags && deps.localTags === undefined) {
@@ -82,6 +87,7 @@ export const startProxy = async (deps: {
     logger: logger.child({ module: 'projections' }),
   });
   runner.start();
+  registerProjectionMetrics(metrics, { runner, log: deps.log, clock });
   const waitFor = (position: number) => runner.waitFor(position, config.readYourWrites.timeoutMs);
   const tags: TagApi =
     deps.tags ??
@@ -107,17 +113,21 @@ export const startProxy = async (deps: {
     waitFor,
     limits: config.limits,
   });
-  const { app } = createHttpApp({ service: 'proxy', logger });
   // Layer uploads and downloads may take longer than Node's default request timeout.
   app.server.requestTimeout = 0;
   await app.register(
-    distributionRoutes(distribution, { manifestMaxBytes: config.limits.manifestMaxBytes, waitFor }),
+    distributionRoutes(distribution, {
+      manifestMaxBytes: config.limits.manifestMaxBytes,
+      waitFor,
+      metrics,
+    }),
   );
   try {
     await app.listen({ host: config.listen.host, port: config.listen.port });
   } catch (error) {
     await runner.stop();
     await originAccess?.close();
+    await tracing.shutdown();
     throw error;
   }
   const address = app.server.address() as AddressInfo;
@@ -129,6 +139,7 @@ export const startProxy = async (deps: {
       await app.close();
       await runner.stop();
       await originAccess?.close();
+      await tracing.shutdown();
     },
   };
 };
