@@ -1,10 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { Counter, Gauge } from 'prom-client';
 import type { Clock } from '../../domain';
 import { ShoalError } from '../../domain';
 import { createBandwidth } from '../../p2p/bandwidth';
-import type { SwarmHost, SwarmTotals } from '../../p2p/swarm';
+import type { SwarmHost } from '../../p2p/swarm';
 import { createSwarmHost } from '../../p2p/swarm';
 import { formatHost } from '../../kit/http/host';
 import { createBuildIndexClient } from '../build-index/client/buildIndexClient';
@@ -12,11 +11,13 @@ import type { TagApi } from '../build-index/client/tagApi';
 import { openDataDir } from '../shared/dataDir';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
+import { startTracing } from '../shared/tracing';
 import { createTrackerClient } from '../tracker/client/trackerClient';
 import { createBlobFetcher } from './blobFetcher';
 import { createBlobCache } from './blobCache';
 import type { AgentConfig } from './config';
 import { createAgentDistribution } from './distribution';
+import { createAgentMetrics } from './metrics';
 import { agentRoutes } from './server/routes';
 
 export type RunningAgent = {
@@ -28,20 +29,6 @@ export type RunningAgent = {
   readonly host: SwarmHost;
   readonly close: () => Promise<void>;
 };
-
-const totalsHelp: Record<keyof SwarmTotals, string> = {
-  bytesReceived: 'Piece payload bytes received from peers, useful or not',
-  bytesDownloaded: 'Bytes of pieces received that verified and were stored',
-  originBytes: 'Of the stored bytes, those that came from origins',
-  duplicateBytes: 'Bytes dropped because another peer was already sending the piece',
-  bytesUploaded: 'Piece bytes uploaded to peers',
-  badPieces: 'Pieces that failed their hash (the sender is blacklisted)',
-  timeouts: 'Piece requests that timed out and were asked elsewhere',
-  busySent: 'Requests answered BUSY',
-  blacklisted: 'Peers blacklisted',
-};
-
-const snake = (name: string) => name.replace(/([A-Z])/g, '_$1').toLowerCase();
 
 /**
  * Runs an agent: the host's read-only registry (localhost) and its P2P peer. Blobs come
@@ -60,6 +47,9 @@ export const startAgent = async (deps: {
   if (config.trackers.urls.length === 0) {
     throw new ShoalError('CONFIG_INVALID', 'agent: trackers.urls names no tracker');
   }
+  const tracing = startTracing(config.tracing, 'agent');
+  const { app, metrics } = createHttpApp({ service: 'agent', logger, tracing });
+  const agentMetrics = createAgentMetrics(metrics);
   const root = openDataDir(config.dataDir, { create: true }).sub(`agent-${config.id}`);
   const cache = await createBlobCache({
     dir: join(root, 'cache'),
@@ -87,6 +77,7 @@ export const startAgent = async (deps: {
     announcer: trackers,
     logger: logger.child({ module: 'p2p' }),
     resolveUnknown: (infoHash) => blobs.resolveUnknown(infoHash),
+    onPieceStored: agentMetrics.pieceStored,
   });
   ref.host = host;
   const tags =
@@ -94,35 +85,8 @@ export const startAgent = async (deps: {
     (config.buildIndex.url === '' ? undefined : createBuildIndexClient(config.buildIndex.url));
   const distribution = createAgentDistribution({ tags, proxyUrl: config.proxy.url, blobs });
 
-  const { app, metrics } = createHttpApp({ service: 'agent', logger });
   app.server.requestTimeout = 0;
-  for (const key of Object.keys(totalsHelp) as (keyof SwarmTotals)[]) {
-    new Counter({
-      name: `shoal_agent_p2p_${snake(key).replace(/^bytes_(\w+)$/, '$1_bytes')}_total`,
-      help: totalsHelp[key],
-      registers: [metrics],
-      collect() {
-        this.reset();
-        this.inc(host.totals()[key]);
-      },
-    });
-  }
-  new Gauge({
-    name: 'shoal_agent_cache_bytes',
-    help: 'Bytes in the blob cache (complete and downloading)',
-    registers: [metrics],
-    collect() {
-      this.set(cache.stats().used);
-    },
-  });
-  new Gauge({
-    name: 'shoal_agent_swarms',
-    help: 'Swarms this agent is in (downloading or seeding)',
-    registers: [metrics],
-    collect() {
-      this.set(host.swarms().length);
-    },
-  });
+  agentMetrics.observe(host, cache);
   app.get('/internal/p2p', async () => ({
     peerId: host.peerId.toString('hex'),
     address: host.address,
@@ -143,6 +107,7 @@ export const startAgent = async (deps: {
   } catch (error) {
     await distribution.close();
     await host.close();
+    await tracing.shutdown();
     throw error;
   }
   const address = app.server.address() as AddressInfo;
@@ -164,6 +129,7 @@ export const startAgent = async (deps: {
       }
       await distribution.close();
       await host.close();
+      await tracing.shutdown();
     },
   };
 };

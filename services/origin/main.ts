@@ -6,6 +6,8 @@ import { placementProjection } from '../../projections';
 import { formatHost } from '../../kit/http/host';
 import { openDataDir } from '../shared/dataDir';
 import { createHttpApp } from '../shared/http';
+import { observeEventLog, registerProjectionMetrics } from '../shared/logMetrics';
+import { startTracing } from '../shared/tracing';
 import type { Logger } from '../shared/logger';
 import { createProjectionRunner } from '../shared/projectionRunner';
 import { createActivity } from './activity';
@@ -77,7 +79,7 @@ const shutdownGraceMs = 10_000;
  * The only place that listens; the composition root picks the log, store and backend.
  */
 export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
-  const { config, clock, log, store, backend } = deps;
+  const { config, clock, store, backend } = deps;
   const logger = deps.logger.child({ origin: config.id });
   const selfId = config.id;
   const listensEverywhere = wildcardHosts.has(config.listen.host);
@@ -97,6 +99,15 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
     })());
 
   try {
+    const tracing = startTracing(config.tracing, 'origin');
+    cleanups.push(() => tracing.shutdown());
+    const { app, metrics: registry } = createHttpApp({
+      service: 'origin',
+      logger,
+      tracing,
+      notReady: () => (joined ? health.problem() : 'joining the ring'),
+    });
+    const log = observeEventLog(deps.log, registry);
     const runner = createProjectionRunner({
       log,
       store,
@@ -105,6 +116,7 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
     });
     runner.start();
     cleanups.push(() => runner.stop());
+    registerProjectionMetrics(registry, { runner, log: deps.log, clock });
 
     const peers = new Map<string, OriginClient>();
     cleanups.push(async () => {
@@ -121,11 +133,6 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
     );
     const health = watchBackends(backends.all, logger);
     cleanups.push(() => health.stop());
-    const { app, metrics: registry } = createHttpApp({
-      service: 'origin',
-      logger,
-      notReady: () => (joined ? health.problem() : 'joining the ring'),
-    });
     const metrics = createOriginMetrics(registry, {
       db: () => (closed ? undefined : db),
       clock,

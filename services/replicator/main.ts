@@ -5,6 +5,8 @@ import type { Clock, EventLog, Projection, ProjectionStore } from '../../domain'
 import { buildIndexProjection, replicationProjection } from '../../projections';
 import { formatHost } from '../../kit/http/host';
 import { createHttpApp } from '../shared/http';
+import { observeEventLog, registerProjectionMetrics } from '../shared/logMetrics';
+import { startTracing } from '../shared/tracing';
 import type { Logger } from '../shared/logger';
 import { createProjectionRunner } from '../shared/projectionRunner';
 import type { ReplicationApi } from './client/replicationApi';
@@ -129,7 +131,10 @@ export const startReplicator = async (deps: {
   readonly replication: ReplicationApi;
   readonly close: () => Promise<void>;
 }> => {
-  const { config, logger, log, store } = deps;
+  const { config, logger, store } = deps;
+  const tracing = startTracing(config.tracing, 'replicator');
+  const { app, metrics } = createHttpApp({ service: 'replicator', logger, tracing });
+  const log = observeEventLog(deps.log, metrics);
   const component = createReplicatorComponent({
     config: config.replication,
     cluster: config.cluster,
@@ -148,7 +153,7 @@ export const startReplicator = async (deps: {
     logger: logger.child({ module: 'projections' }),
   });
   runner.start();
-  const { app, metrics } = createHttpApp({ service: 'replicator', logger });
+  registerProjectionMetrics(metrics, { runner, log: deps.log, clock: deps.clock });
   let mounted: MountedReplicator | undefined;
   try {
     mounted = await component.mount({ app, metrics, runner });
@@ -157,6 +162,7 @@ export const startReplicator = async (deps: {
     await mounted?.close();
     await app.close();
     await runner.stop();
+    await tracing.shutdown();
     throw error;
   }
   mounted.start();
@@ -171,6 +177,7 @@ export const startReplicator = async (deps: {
       await running.close();
       await app.close();
       await runner.stop();
+      await tracing.shutdown();
     },
   };
 };

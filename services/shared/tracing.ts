@@ -167,4 +167,5 @@ export const extractTraceContext = (
   headers: Readonly<Record<string, string | string[] | undefined>>,
 ): Context => propagation.extract(ROOT_CONTEXT, headers);
 
+export type { Span };
 export { SpanKind, SpanStatusCode, context as otelContext, trace as otelTrace };

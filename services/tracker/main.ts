@@ -4,6 +4,7 @@ import type { Clock, Digest } from '../../domain';
 import { ShoalError } from '../../domain';
 import { formatHost } from '../../kit/http/host';
 import { createHttpApp } from '../shared/http';
+import { startTracing } from '../shared/tracing';
 import type { Logger } from '../shared/logger';
 import { createAnnounceHandler } from './announce';
 import type { TrackerConfig } from './config';
@@ -60,7 +61,8 @@ export const startTracker = async (deps: {
     logger,
   });
 
-  const { app, metrics } = createHttpApp({ service: 'tracker', logger });
+  const tracing = startTracing(config.tracing, 'tracker');
+  const { app, metrics } = createHttpApp({ service: 'tracker', logger, tracing });
   const announces = new Counter({
     name: 'shoal_tracker_announces_total',
     help: 'Announces answered, by whether the answer named peers',
@@ -97,6 +99,7 @@ export const startTracker = async (deps: {
   } catch (error) {
     clearInterval(sweeper);
     await origins.close();
+    await tracing.shutdown();
     throw error;
   }
   const address = app.server.address() as AddressInfo;
@@ -110,6 +113,7 @@ export const startTracker = async (deps: {
       clearInterval(sweeper);
       await app.close();
       await origins.close();
+      await tracing.shutdown();
     },
   };
 };
