@@ -120,6 +120,11 @@ export const createOriginMetrics = (
       }
     },
   });
+  // Every series exists from the start (at 0), so rates and dashboards see it before the first.
+  for (const kind of jobKinds) {
+    for (const outcome of ['done', 'dropped', 'failed']) jobs.inc({ kind, outcome }, 0);
+  }
+  for (const source of ['peer', 'backend', 'none', 'corrupt']) fills.inc({ source }, 0);
   return {
     bytesIn,
     bytesOut,

@@ -11,7 +11,7 @@
 # Debian packages (apt, needs root or sudo):
 #   skopeo, containerd, runc (containerd's runtime; ctr pulls need it installed),
 #   docker-registry (the CNCF distribution registry, /usr/bin/docker-registry),
-#   umoci, jq.
+#   umoci, jq, prometheus (the metrics e2e spec runs it; its service is never started).
 #   Package services are kept from starting during the install (policy-rc.d) and
 #   the docker-registry service is never left listening on :5000, which Shoal's
 #   own proxy uses.
@@ -57,7 +57,7 @@ ORAS_VERSION="v1.3.6"
 CONFORMANCE_MODULE="github.com/opencontainers/distribution-spec/conformance"
 CONFORMANCE_VERSION="v0.0.0-20231101194043-f2182352d4cc"
 
-APT_PACKAGES=(skopeo containerd runc docker-registry umoci jq)
+APT_PACKAGES=(skopeo containerd runc docker-registry umoci jq prometheus)
 RESERVED_PORT=5000
 
 log() { printf '[tools] %s\n' "$*"; }
