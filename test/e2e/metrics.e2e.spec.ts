@@ -6,7 +6,8 @@ import { join, resolve } from 'node:path';
 import type { Service } from '../fixtures/cli';
 import { startService, stopChild, tempDir } from '../fixtures/cli';
 import { generateImage } from '../fixtures/images';
-import { checkoutPort, eventually, runTool } from '../fixtures/processes';
+import { checkoutPort, eventually } from '../fixtures/processes';
+import { skopeo, skopeoCopy } from '../fixtures/skopeo';
 
 // A real Prometheus (Debian's) scrapes every role of `shoal dev --agents 3` once a second
 // while an image is pushed through the proxy, replicated by a rule, and pulled through the
@@ -15,7 +16,6 @@ import { checkoutPort, eventually, runTool } from '../fixtures/processes';
 // Every query of the Grafana dashboard under deploy/ must name a metric the scrape saw.
 const root = resolve(__dirname, '../..');
 const prometheusBin = '/usr/bin/prometheus';
-const skopeo = '/usr/bin/skopeo';
 
 type Endpoints = {
   proxy: string;
@@ -172,33 +172,13 @@ describe('metrics: Prometheus scrapes shoal dev --agents 3', () => {
       layerSize: 2 * 1024 * 1024,
     });
     const proxyHost = endpoints.proxy.replace(/^http:\/\//, '');
-    runTool(
-      skopeo,
-      [
-        '--insecure-policy',
-        'copy',
-        '--dest-tls-verify=false',
-        image.layoutRef,
-        `docker://${proxyHost}/${repo}:v1`,
-      ],
-      { cwd: root },
-    );
+    skopeoCopy(image.layoutRef, `docker://${proxyHost}/${repo}:v1`);
     const agent3 = (endpoints.agents[2] as string).replace(/^http:\/\//, '');
     for (const [from, to] of [
       [agent3, 'through-agent'],
       [proxyHost, 'through-proxy'],
     ] as const) {
-      runTool(
-        skopeo,
-        [
-          '--insecure-policy',
-          'copy',
-          '--src-tls-verify=false',
-          `docker://${from}/${repo}:v1`,
-          `oci:${join(dir.path, to)}:v1`,
-        ],
-        { cwd: root },
-      );
+      skopeoCopy(`docker://${from}/${repo}:v1`, `oci:${join(dir.path, to)}:v1`);
     }
 
     // Proxy: requests by route and status with durations; bytes pushed and pulled.

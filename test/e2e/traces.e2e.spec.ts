@@ -6,7 +6,8 @@ import { join, resolve } from 'node:path';
 import type { Service } from '../fixtures/cli';
 import { startService, stopChild, tempDir } from '../fixtures/cli';
 import { generateImage } from '../fixtures/images';
-import { checkoutPort, eventually, runTool } from '../fixtures/processes';
+import { checkoutPort, eventually } from '../fixtures/processes';
+import { skopeo, skopeoCopy } from '../fixtures/skopeo';
 
 // The roles as their own processes (build-index, an origin with its seeder, a tracker, the
 // proxy and an agent), each exporting OpenTelemetry traces by OTLP to a real Jaeger
@@ -16,7 +17,6 @@ import { checkoutPort, eventually, runTool } from '../fixtures/processes';
 // swarm download → tracker → origin. Parent links are read back from Jaeger's query API.
 const root = resolve(__dirname, '../..');
 const jaegerBin = join(root, '.tools/bin/jaeger');
-const skopeo = '/usr/bin/skopeo';
 
 type JaegerSpan = {
   traceID: string;
@@ -171,17 +171,7 @@ describe('traces: every role exports to Jaeger; a push and a pull are linked tra
       layerSize: 1 << 20,
     });
     const repo = `traces/app-${randomBytes(3).toString('hex')}`;
-    runTool(
-      skopeo,
-      [
-        '--insecure-policy',
-        'copy',
-        '--dest-tls-verify=false',
-        image.layoutRef,
-        `docker://${proxy.url.replace(/^http:\/\//, '')}/${repo}:v1`,
-      ],
-      { cwd: root },
-    );
+    skopeoCopy(image.layoutRef, `docker://${proxy.url.replace(/^http:\/\//, '')}/${repo}:v1`);
     // The manifest PUT: the proxy's server span, its calls to the origin (the manifest's
     // bytes) and to build-index (the tag), build-index's server span and its log append.
     const found = await eventually(
@@ -257,23 +247,8 @@ describe('traces: every role exports to Jaeger; a push and a pull are linked tra
       layerSize: 2 << 20,
     });
     const repo = `traces/pull-${randomBytes(3).toString('hex')}`;
-    const run = (from: string, to: string) =>
-      runTool(
-        skopeo,
-        [
-          '--insecure-policy',
-          'copy',
-          '--src-tls-verify=false',
-          '--dest-tls-verify=false',
-          from,
-          to,
-        ],
-        {
-          cwd: root,
-        },
-      );
-    run(image.layoutRef, `docker://${proxy.url.replace(/^http:\/\//, '')}/${repo}:v1`);
-    run(
+    skopeoCopy(image.layoutRef, `docker://${proxy.url.replace(/^http:\/\//, '')}/${repo}:v1`);
+    skopeoCopy(
       `docker://${agent.url.replace(/^http:\/\//, '')}/${repo}:v1`,
       `oci:${join(dir.path, 'pulled')}:v1`,
     );
