@@ -12,9 +12,11 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
+import type { SpanExporter } from '@opentelemetry/sdk-trace';
 import {
   BatchSpanProcessor,
   ParentBasedSampler,
+  SimpleSpanProcessor,
   TraceIdRatioBasedSampler,
   TracerProvider,
 } from '@opentelemetry/sdk-trace';
@@ -81,7 +83,12 @@ const setGlobals = () => {
  * the global one: the role's tracer travels in the context with its spans
  * ({@link activeTracer}).
  */
-export const startTracing = (config: TracingConfig, role: string): Tracing => {
+export const startTracing = (
+  config: TracingConfig,
+  role: string,
+  /** Where spans go instead of OTLP, exported as each ends (tests read them back). */
+  exporter?: SpanExporter,
+): Tracing => {
   if (!config.enabled) return tracingOff;
   setGlobals();
   const provider = new TracerProvider({
@@ -91,10 +98,12 @@ export const startTracing = (config: TracingConfig, role: string): Tracing => {
     }),
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) }),
     spanProcessors: [
-      new BatchSpanProcessor({
-        exporter: new OTLPTraceExporter({ url: config.endpoint }),
-        scheduledDelayMillis: 500,
-      }),
+      exporter !== undefined
+        ? new SimpleSpanProcessor({ exporter })
+        : new BatchSpanProcessor({
+            exporter: new OTLPTraceExporter({ url: config.endpoint }),
+            scheduledDelayMillis: 500,
+          }),
     ],
   });
   return {
