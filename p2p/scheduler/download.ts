@@ -88,7 +88,12 @@ export const requestMore = (s: SwarmState, peer: Peer): void => {
       s.config.requestTimeoutMs,
       s.config.requestTimeoutPerMiBMs,
     );
-    peer.outstanding.set(index, { index, deadline: now + timeout, writer: undefined });
+    peer.outstanding.set(index, {
+      index,
+      deadline: now + timeout,
+      requestedAt: now,
+      writer: undefined,
+    });
     let requested = s.requests.get(index);
     if (requested === undefined) s.requests.set(index, (requested = new Set()));
     requested.add(peer);
@@ -142,7 +147,7 @@ export const onBlock = (
       return;
     }
     out.writer = begun.value;
-    s.writers.set(block.index, { peer, writer: begun.value });
+    s.writers.set(block.index, { peer, writer: begun.value, requestedAt: out.requestedAt });
   }
   // The writer copies the bytes before returning (they are the socket's read buffer) and
   // writes them in its own staging buffers.
@@ -186,6 +191,15 @@ export const onPieceEnded = (
       s.stats.piecesStored += 1;
       s.stats.bytesDownloaded += size;
       if (peer?.origin) s.stats.originBytes += size;
+      const requestedAt = entry?.writer === writer ? entry.requestedAt : undefined;
+      if (requestedAt !== undefined) {
+        s.options.onPieceStored?.({
+          index,
+          bytes: size,
+          latencyMs: s.now() - requestedAt,
+          fromOrigin: peer?.origin === true,
+        });
+      }
       // Duplicates still outstanding elsewhere (endgame) are no longer needed.
       for (const other of s.requests.get(index) ?? []) {
         other.conn.cancel(index);

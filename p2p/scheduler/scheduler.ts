@@ -35,6 +35,7 @@ export type {
   SchedulerOptions,
   SchedulerState,
   SchedulerStats,
+  StoredPiece,
 } from './swarmState';
 
 /**

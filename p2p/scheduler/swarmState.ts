@@ -54,6 +54,16 @@ export type SchedulerOptions = {
   /** Called (inside the loop) when the blob completes and when the scheduler closes. */
   readonly onComplete?: () => void;
   readonly onClose?: (reason: string) => void;
+  /** Called (inside the loop) for each piece stored: from request to verified on disk. */
+  readonly onPieceStored?: (piece: StoredPiece) => void;
+};
+
+/** A piece that verified and was stored, as `onPieceStored` reports it. */
+export type StoredPiece = {
+  readonly index: number;
+  readonly bytes: number;
+  readonly latencyMs: number;
+  readonly fromOrigin: boolean;
 };
 
 export type SchedulerStats = {
@@ -81,6 +91,8 @@ export type SchedulerStats = {
 export type Outstanding = {
   readonly index: number;
   readonly deadline: number;
+  /** When it was requested (for the piece latency). */
+  readonly requestedAt: number;
   writer: PieceWriterLike | undefined;
 };
 
@@ -158,7 +170,7 @@ export type SwarmState = {
   readonly agentAvailability: Uint32Array;
   /** Peers each missing piece is requested from. */
   readonly requests: Map<number, Set<Peer>>;
-  readonly writers: Map<number, { peer: Peer; writer: PieceWriterLike }>;
+  readonly writers: Map<number, { peer: Peer; writer: PieceWriterLike; requestedAt: number }>;
   /** How often each piece was sent (uploads go least-sent first). */
   readonly served: Uint32Array;
   /** Pieces not sent to anyone yet. */

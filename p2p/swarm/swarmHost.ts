@@ -10,6 +10,7 @@ import type {
   PieceSource,
   SchedulerConfig,
   SchedulerLogger,
+  SchedulerOptions,
   SchedulerStats,
 } from '../scheduler';
 import { BlobScheduler } from '../scheduler';
@@ -39,6 +40,8 @@ export type SwarmHostOptions = {
    * disk) and return the swarm, or undefined to refuse with `UNKNOWN_SWARM`.
    */
   readonly resolveUnknown?: (infoHash: string) => Promise<Swarm | undefined>;
+  /** Told of every piece any swarm of this host stored (metrics). */
+  readonly onPieceStored?: SchedulerOptions['onPieceStored'];
   readonly connection?: Pick<
     PeerConnectionOptions,
     'handshakeTimeoutMs' | 'keepaliveIntervalMs' | 'idleTimeoutMs' | 'blockLength'
@@ -292,6 +295,7 @@ export const createSwarmHost = async (options: SwarmHostOptions): Promise<SwarmH
       dial: (to) => dialTcp(to, dialTimeoutMs),
       logger: log,
       onClose: (reason) => onClosed(reason),
+      ...(options.onPieceStored !== undefined && { onPieceStored: options.onPieceStored }),
     });
     const swarm: Swarm = {
       infoHash,

@@ -5,6 +5,8 @@ import { infoHash as infoHashOf } from '../../p2p/metainfo';
 import { openPieceStore } from '../../p2p/pieces';
 import type { Swarm, SwarmHost } from '../../p2p/swarm';
 import type { Logger } from '../shared/logger';
+import type { Span } from '../shared/tracing';
+import { inSpan } from '../shared/tracing';
 import type { BlobCache } from './blobCache';
 
 /** A complete, verified blob in the cache, pinned until `release`. */
@@ -111,7 +113,17 @@ export const createBlobFetcher = (deps: {
     }
   };
 
-  const download = async (digest: Digest): Promise<void> => {
+  /**
+   * Inside traced work (a pull), a `p2p.download` span covers the download: the tracker's
+   * metainfo lookup nests under it, and it ends with the bytes that came from peers and from
+   * origins.
+   */
+  const download = (digest: Digest): Promise<void> =>
+    inSpan('p2p.download', { attributes: { 'shoal.digest': digest } }, (span) =>
+      downloadNow(digest, span),
+    );
+
+  const downloadNow = async (digest: Digest, span: Span | undefined): Promise<void> => {
     const metainfo = await metainfoOf(digest, true);
     const swarm = await join(metainfo);
     let timer: NodeJS.Timeout | undefined;
@@ -137,6 +149,12 @@ export const createBlobFetcher = (deps: {
     } finally {
       clearTimeout(timer);
     }
+    const stats = swarm.scheduler.stats;
+    span?.setAttributes({
+      'shoal.bytes': metainfo.length,
+      'shoal.bytes_from_origins': stats.originBytes,
+      'shoal.bytes_from_peers': Math.max(0, stats.bytesDownloaded - stats.originBytes),
+    });
     cache.completed(digest);
   };
 

@@ -113,6 +113,7 @@ export const AgentConfigSchema = Type.Object({
   http: roleConfig.http(),
   admin: roleConfig.admin(),
   logLevel: roleConfig.logLevel(),
+  tracing: roleConfig.tracing(),
 });
 
 export type AgentConfig = Static<typeof AgentConfigSchema>;

@@ -1,10 +1,9 @@
 import type { FastifyRequest } from 'fastify';
 import { join } from 'node:path';
-import { Counter, Gauge } from 'prom-client';
 import type { Clock } from '../../domain';
 import { ShoalError } from '../../domain';
 import { createBandwidth } from '../../p2p/bandwidth';
-import type { SwarmHost, SwarmTotals } from '../../p2p/swarm';
+import type { SwarmHost } from '../../p2p/swarm';
 import { createSwarmHost } from '../../p2p/swarm';
 import { createBuildIndexClient } from '../build-index/client/buildIndexClient';
 import type { TagApi } from '../build-index/client/tagApi';
@@ -14,11 +13,13 @@ import type { Logger } from '../shared/logger';
 import { requireService } from '../shared/security/authenticate';
 import type { RoleSecurity } from '../shared/security/roleSecurity';
 import { openSecurity } from '../shared/security/roleSecurity';
+import { startTracing } from '../shared/tracing';
 import { createTrackerClient } from '../tracker/client/trackerClient';
 import { createBlobFetcher } from './blobFetcher';
 import { createBlobCache } from './blobCache';
 import type { AgentConfig } from './config';
 import { createAgentDistribution } from './distribution';
+import { createAgentMetrics } from './metrics';
 import { agentRoutes } from './server/routes';
 
 export type RunningAgent = {
@@ -30,20 +31,6 @@ export type RunningAgent = {
   readonly host: SwarmHost;
   readonly close: () => Promise<void>;
 };
-
-const totalsHelp: Record<keyof SwarmTotals, string> = {
-  bytesReceived: 'Piece payload bytes received from peers, useful or not',
-  bytesDownloaded: 'Bytes of pieces received that verified and were stored',
-  originBytes: 'Of the stored bytes, those that came from origins',
-  duplicateBytes: 'Bytes dropped because another peer was already sending the piece',
-  bytesUploaded: 'Piece bytes uploaded to peers',
-  badPieces: 'Pieces that failed their hash (the sender is blacklisted)',
-  timeouts: 'Piece requests that timed out and were asked elsewhere',
-  busySent: 'Requests answered BUSY',
-  blacklisted: 'Peers blacklisted',
-};
-
-const snake = (name: string) => name.replace(/([A-Z])/g, '_$1').toLowerCase();
 
 /**
  * Runs an agent: the host's read-only registry (localhost) and its P2P peer. Blobs come
@@ -66,6 +53,16 @@ export const startAgent = async (deps: {
   if (config.trackers.urls.length === 0) {
     throw new ShoalError('CONFIG_INVALID', 'agent: trackers.urls names no tracker');
   }
+  const tracing = startTracing(config.tracing, 'agent');
+  const { app, metrics, listen } = createHttpApp({
+    service: 'agent',
+    logger,
+    tracing,
+    authenticators: security.authenticators,
+    server: security.server,
+    ...(security.admin !== undefined && { admin: security.admin }),
+  });
+  const agentMetrics = createAgentMetrics(metrics);
   const root = openDataDir(config.dataDir, { create: true }).sub(`agent-${config.id}`);
   const cache = await createBlobCache({
     dir: join(root, 'cache'),
@@ -94,6 +91,7 @@ export const startAgent = async (deps: {
     announcer: trackers,
     logger: logger.child({ module: 'p2p' }),
     resolveUnknown: (infoHash) => blobs.resolveUnknown(infoHash),
+    onPieceStored: agentMetrics.pieceStored,
   });
   ref.host = host;
   const tags =
@@ -108,41 +106,8 @@ export const startAgent = async (deps: {
     ...identity,
   });
 
-  const { app, metrics, listen } = createHttpApp({
-    service: 'agent',
-    logger,
-    authenticators: security.authenticators,
-    server: security.server,
-    ...(security.admin !== undefined && { admin: security.admin }),
-  });
   app.server.requestTimeout = 0;
-  for (const key of Object.keys(totalsHelp) as (keyof SwarmTotals)[]) {
-    new Counter({
-      name: `shoal_agent_p2p_${snake(key).replace(/^bytes_(\w+)$/, '$1_bytes')}_total`,
-      help: totalsHelp[key],
-      registers: [metrics],
-      collect() {
-        this.reset();
-        this.inc(host.totals()[key]);
-      },
-    });
-  }
-  new Gauge({
-    name: 'shoal_agent_cache_bytes',
-    help: 'Bytes in the blob cache (complete and downloading)',
-    registers: [metrics],
-    collect() {
-      this.set(cache.stats().used);
-    },
-  });
-  new Gauge({
-    name: 'shoal_agent_swarms',
-    help: 'Swarms this agent is in (downloading or seeding)',
-    registers: [metrics],
-    collect() {
-      this.set(host.swarms().length);
-    },
-  });
+  agentMetrics.observe(host, cache);
   const servicesOnly = async (request: FastifyRequest) => requireService(request, security.mode);
   app.get('/internal/p2p', { onRequest: servicesOnly }, async () => ({
     peerId: host.peerId.toString('hex'),
@@ -165,6 +130,7 @@ export const startAgent = async (deps: {
   } catch (error) {
     await distribution.close();
     await host.close();
+    await tracing.shutdown();
     throw error;
   }
   logger.info({ url, peer: host.address, trackers: config.trackers.urls }, 'agent listening');
@@ -184,6 +150,7 @@ export const startAgent = async (deps: {
       }
       await distribution.close();
       await host.close();
+      await tracing.shutdown();
     },
   };
 };

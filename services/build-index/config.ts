@@ -19,6 +19,7 @@ export const BuildIndexConfigSchema = Type.Object({
   http: roleConfig.http(),
   admin: roleConfig.admin(),
   logLevel: roleConfig.logLevel(),
+  tracing: roleConfig.tracing(),
 });
 
 export type BuildIndexConfig = Static<typeof BuildIndexConfigSchema>;

@@ -4,10 +4,12 @@ import type { Clock, EventLog, Projection, ProjectionStore } from '../../domain'
 import { buildIndexProjection, tagHistoryProjection } from '../../projections';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
+import { observeEventLog, registerProjectionMetrics } from '../shared/logMetrics';
 import { createProjectionRunner } from '../shared/projectionRunner';
 import type { SecurityMode } from '../shared/security/authenticate';
 import type { RoleSecurity } from '../shared/security/roleSecurity';
 import { openSecurity } from '../shared/security/roleSecurity';
+import { startTracing } from '../shared/tracing';
 import type { BuildIndexConfig } from './config';
 import { buildIndexRoutes } from './server/routes';
 import { createTagService } from './tagService';
@@ -50,8 +52,18 @@ export const startBuildIndex = async (deps: {
   /** TLS, limits, authenticators; none: open, plain HTTP. */
   security?: RoleSecurity;
 }): Promise<RunningService & { readonly runner: ReturnType<typeof createProjectionRunner> }> => {
-  const { config, logger, clock, log, store } = deps;
+  const { config, logger, clock, store } = deps;
   const security = deps.security ?? openSecurity;
+  const tracing = startTracing(config.tracing, 'build-index');
+  const { app, metrics, listen } = createHttpApp({
+    service: 'build-index',
+    logger,
+    tracing,
+    authenticators: security.authenticators,
+    server: security.server,
+    ...(security.admin !== undefined && { admin: security.admin }),
+  });
+  const log = observeEventLog(deps.log, metrics);
   const components = deps.components ?? [];
   const projections: Projection[] = [buildIndexProjection, tagHistoryProjection];
   for (const component of components) {
@@ -66,19 +78,13 @@ export const startBuildIndex = async (deps: {
     logger: logger.child({ module: 'projections' }),
   });
   runner.start();
+  registerProjectionMetrics(metrics, { runner, log: deps.log, clock });
   const writer = { clock, cluster: config.cluster, actor: deps.actor ?? 'build-index' };
   const tags = createTagService({
     log,
     store,
     writer,
     waitFor: (position) => runner.waitFor(position, config.readYourWrites.timeoutMs),
-  });
-  const { app, metrics, listen } = createHttpApp({
-    service: 'build-index',
-    logger,
-    authenticators: security.authenticators,
-    server: security.server,
-    ...(security.admin !== undefined && { admin: security.admin }),
   });
   await app.register(buildIndexRoutes(tags, { mode: security.mode }));
   const mounted: Array<{ start(): void; close(): Promise<void> }> = [];
@@ -100,6 +106,7 @@ export const startBuildIndex = async (deps: {
   } catch (error) {
     await closeMounted();
     await runner.stop();
+    await tracing.shutdown();
     throw error;
   }
   for (const component of mounted) component.start();
@@ -111,6 +118,7 @@ export const startBuildIndex = async (deps: {
       await closeMounted();
       await app.close();
       await runner.stop();
+      await tracing.shutdown();
     },
   };
 };

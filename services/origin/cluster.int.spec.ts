@@ -33,6 +33,15 @@ const blobOwnedFirstBy = (first: string, ids: string[], replicas: number) => {
   }
 };
 
+/** An origin's `shoal_origin_egress_bytes_total` for one destination, from its `/metrics`. */
+const egress = (metrics: string, destination: string): number =>
+  Number(
+    new RegExp(
+      `^shoal_origin_egress_bytes_total\\{[^}]*destination="${destination}"[^}]*\\} (\\d+)$`,
+      'm',
+    ).exec(metrics)?.[1] ?? NaN,
+  );
+
 describe('origins on a ring (one log, R owners per blob)', () => {
   let harness: OriginHarness;
   let a: RunningOrigin;
@@ -109,6 +118,10 @@ describe('origins on a ring (one log, R owners per blob)', () => {
     const events = (await harness.events()).filter((e) => e.stream === `blob/${blob.digest}`);
     expect(events.filter((e) => e.type === 'BlobUploaded')).toHaveLength(1);
     await harness.waitForEvent((e) => e.type === 'BlobPersisted' && e.data.digest === blob.digest);
+    // The receiving origin's egress: the copy to the other owner, and the write-back.
+    const metrics = await (await fetch(`${(first === 'a' ? a : b).url}/metrics`)).text();
+    expect(egress(metrics, 'origin')).toBeGreaterThanOrEqual(blob.size);
+    expect(egress(metrics, 'backend')).toBeGreaterThanOrEqual(blob.size);
   });
 
   it('reads through BlobAccess from the owners, whole and in ranges', async () => {
@@ -163,6 +176,8 @@ describe('origins on a ring (one log, R owners per blob)', () => {
     await placedOn(harness, blob.digest, 'a');
     const metrics = await (await fetch(`${a.url}/metrics`)).text();
     expect(metrics).toMatch(/shoal_origin_fills_total\{[^}]*source="peer"[^}]*\} 1/);
+    // c counts what it sent a as egress to a peer origin (a's client names itself).
+    expect(egress(await (await fetch(`${c.url}/metrics`)).text(), 'origin')).toBe(blob.size);
   });
 
   it('routes upload sessions by the origin in their id', async () => {

@@ -117,6 +117,7 @@ export const OriginConfigSchema = Type.Object({
   http: roleConfig.http(),
   admin: roleConfig.admin(),
   logLevel: roleConfig.logLevel(),
+  tracing: roleConfig.tracing(),
 });
 
 export type OriginConfig = Static<typeof OriginConfigSchema>;

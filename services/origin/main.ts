@@ -4,6 +4,8 @@ import { ShoalError, ringStream } from '../../domain';
 import { placementProjection } from '../../projections';
 import { openDataDir } from '../shared/dataDir';
 import { createHttpApp } from '../shared/http';
+import { observeEventLog, registerProjectionMetrics } from '../shared/logMetrics';
+import { startTracing } from '../shared/tracing';
 import type { Logger } from '../shared/logger';
 import { createProjectionRunner } from '../shared/projectionRunner';
 import { requireService } from '../shared/security/authenticate';
@@ -80,7 +82,7 @@ const shutdownGraceMs = 10_000;
  * The only place that listens; the composition root picks the log, store and backend.
  */
 export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
-  const { config, clock, log, store, backend } = deps;
+  const { config, clock, store, backend } = deps;
   const security = deps.security ?? openSecurity;
   const logger = deps.logger.child({ origin: config.id });
   const selfId = config.id;
@@ -101,6 +103,26 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
     })());
 
   try {
+    const tracing = startTracing(config.tracing, 'origin');
+    cleanups.push(() => tracing.shutdown());
+    const {
+      app,
+      metrics: registry,
+      listen,
+    } = createHttpApp({
+      service: 'origin',
+      logger,
+      tracing,
+      notReady: () => (joined ? health.problem() : 'joining the ring'),
+      authenticators: security.authenticators,
+      server: security.server,
+      ...(security.admin !== undefined && { admin: security.admin }),
+    });
+    // The whole internal API is for the cluster's services: the proxy, trackers, other origins.
+    app.addHook('onRequest', async (request) => {
+      if (request.url.startsWith('/internal/')) requireService(request, security.mode);
+    });
+    const log = observeEventLog(deps.log, registry);
     const runner = createProjectionRunner({
       log,
       store,
@@ -109,6 +131,7 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
     });
     runner.start();
     cleanups.push(() => runner.stop());
+    registerProjectionMetrics(registry, { runner, log: deps.log, clock });
 
     const peers = new Map<string, OriginClient>();
     cleanups.push(async () => {
@@ -125,23 +148,11 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
     );
     const health = watchBackends(backends.all, logger);
     cleanups.push(() => health.stop());
-    const {
-      app,
-      metrics: registry,
-      listen,
-    } = createHttpApp({
-      service: 'origin',
-      logger,
-      notReady: () => (joined ? health.problem() : 'joining the ring'),
-      authenticators: security.authenticators,
-      server: security.server,
-      ...(security.admin !== undefined && { admin: security.admin }),
+    const metrics = createOriginMetrics(registry, {
+      db: () => (closed ? undefined : db),
+      clock,
+      directory,
     });
-    // The whole internal API is for the cluster's services: the proxy, trackers, other origins.
-    app.addHook('onRequest', async (request) => {
-      if (request.url.startsWith('/internal/')) requireService(request, security.mode);
-    });
-    const metrics = createOriginMetrics(registry, () => (closed ? undefined : db));
     const writer = { clock, cluster: config.cluster, actor: deps.actor ?? `origin/${selfId}` };
 
     const ctx: OriginContext = {
@@ -162,6 +173,7 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
           client = createOriginClient(address, {
             timeoutMs: config.peers.timeoutMs,
             identity: security.identity,
+            caller: 'origin',
           });
           peers.set(address, client);
         }
@@ -218,7 +230,10 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
         blobs,
         ring: ctx.ring,
         activity,
-        onBytesOut: (n) => metrics.bytesOut.inc({ target: 'read' }, n),
+        onBytesOut: (n, caller) => {
+          metrics.bytesOut.inc({ target: 'read' }, n);
+          metrics.egress(caller, n);
+        },
       }),
     );
     // The P2P seeder (`p2p.port`; none when 0): origins join swarms of blobs they hold.
@@ -234,6 +249,7 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       mode: security.mode,
     });
     if (seeder !== undefined) {
+      metrics.agentEgressFrom(() => seeder.host.totals().bytesUploaded);
       cleanups.push(() => seeder.close());
       await app.register(seeder.routes);
     }
@@ -259,7 +275,10 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       blobs,
       ring: ctx.ring,
       activity,
-      onBytesOut: (n) => metrics.bytesOut.inc({ target: 'read' }, n),
+      onBytesOut: (n) => {
+        metrics.bytesOut.inc({ target: 'read' }, n);
+        metrics.egress('client', n);
+      },
     });
 
     const position = await joinRing(ctx, advertiseUrl);

@@ -1,9 +1,26 @@
+import { statfs } from 'node:fs/promises';
 import { Counter, Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
+import type { Clock } from '../../domain';
 import type { OriginDb } from './store/originDb';
+import { directoryBytes } from './store/diskUse';
+
+/** Who received bytes an origin sent. */
+export type EgressDestination = 'agent' | 'client' | 'origin' | 'backend';
+
+const jobKinds = ['write-back', 'place'] as const;
 
 /** The origin's own metrics, beside the HTTP ones every service has. */
-export const createOriginMetrics = (registry: Registry, db: () => OriginDb | undefined) => {
+export const createOriginMetrics = (
+  registry: Registry,
+  deps: {
+    db: () => OriginDb | undefined;
+    clock: Clock;
+    /** The origin's directory (blobs, uploads, queue): its disk use is measured. */
+    directory: string;
+  },
+) => {
+  const { db, clock } = deps;
   const bytesIn = new Counter({
     name: 'shoal_origin_bytes_received_total',
     help: 'Blob bytes received, by how they came (upload, put, replica, fill)',
@@ -15,6 +32,27 @@ export const createOriginMetrics = (registry: Registry, db: () => OriginDb | und
     help: 'Blob bytes sent, by where they went (read, replica, write-back)',
     labelNames: ['target'] as const,
     registers: [registry],
+  });
+  // Egress by who received it. The seeder's uploads to agents are its own count, read at
+  // scrape time; the rest is counted here as it is sent.
+  const sent: Record<Exclude<EgressDestination, 'agent'>, number> = {
+    client: 0,
+    origin: 0,
+    backend: 0,
+  };
+  let toAgents = (): number => 0;
+  new Counter({
+    name: 'shoal_origin_egress_bytes_total',
+    help:
+      'Blob bytes the origin sent, by destination: agent (P2P pieces), client (reads for ' +
+      'the proxy or the replicator), origin (copies and fills for peer origins), backend',
+    labelNames: ['destination'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ destination: 'agent' }, toAgents());
+      for (const [destination, n] of Object.entries(sent)) this.inc({ destination }, n);
+    },
   });
   const jobs = new Counter({
     name: 'shoal_origin_jobs_total',
@@ -36,7 +74,22 @@ export const createOriginMetrics = (registry: Registry, db: () => OriginDb | und
     collect() {
       const counts = db()?.jobCounts() ?? {};
       this.reset();
-      for (const kind of ['write-back', 'place']) this.set({ kind }, counts[kind] ?? 0);
+      for (const kind of jobKinds) this.set({ kind }, counts[kind] ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'shoal_origin_jobs_oldest_age_seconds',
+    help: 'Age of the oldest queued job, by kind (0: none queued)',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+    collect() {
+      const oldest = db()?.oldestJobs() ?? {};
+      const now = clock.now();
+      this.reset();
+      for (const kind of jobKinds) {
+        const at = oldest[kind];
+        this.set({ kind }, at === undefined ? 0 : Math.max(0, (now - at) / 1000));
+      }
     },
   });
   new Gauge({
@@ -47,7 +100,45 @@ export const createOriginMetrics = (registry: Registry, db: () => OriginDb | und
       this.set(db()?.openUploadCount() ?? 0);
     },
   });
-  return { bytesIn, bytesOut, jobs, fills };
+  new Gauge({
+    name: 'shoal_origin_disk_bytes',
+    help:
+      'Bytes on disk: used (the origin directory: blobs, uploads, queue), and the free ' +
+      'and total bytes of the filesystem holding it',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+    async collect() {
+      const [used, fs] = await Promise.all([
+        directoryBytes(deps.directory),
+        statfs(deps.directory).catch(() => undefined),
+      ]);
+      this.reset();
+      this.set({ kind: 'used' }, used);
+      if (fs !== undefined) {
+        this.set({ kind: 'free' }, fs.bavail * fs.bsize);
+        this.set({ kind: 'total' }, fs.blocks * fs.bsize);
+      }
+    },
+  });
+  // Every series exists from the start (at 0), so rates and dashboards see it before the first.
+  for (const kind of jobKinds) {
+    for (const outcome of ['done', 'dropped', 'failed']) jobs.inc({ kind, outcome }, 0);
+  }
+  for (const source of ['peer', 'backend', 'none', 'corrupt']) fills.inc({ source }, 0);
+  return {
+    bytesIn,
+    bytesOut,
+    jobs,
+    fills,
+    /** Counts bytes sent (to all but agents, whose bytes the seeder counts). */
+    egress: (destination: Exclude<EgressDestination, 'agent'>, n: number) => {
+      sent[destination] += n;
+    },
+    /** Where the bytes sent to agents are read from (the seeder, once it runs). */
+    agentEgressFrom: (read: () => number) => {
+      toAgents = read;
+    },
+  };
 };
 
 export type OriginMetrics = ReturnType<typeof createOriginMetrics>;

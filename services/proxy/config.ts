@@ -65,6 +65,7 @@ export const ProxyConfigSchema = Type.Object({
   http: roleConfig.http(),
   admin: roleConfig.admin(),
   logLevel: roleConfig.logLevel(),
+  tracing: roleConfig.tracing(),
 });
 
 export type ProxyConfig = Static<typeof ProxyConfigSchema>;

@@ -17,9 +17,11 @@ import {
 import type { WriterContext } from '../shared/events';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
+import { observeEventLog, registerProjectionMetrics } from '../shared/logMetrics';
 import { createProjectionRunner } from '../shared/projectionRunner';
 import type { RoleSecurity } from '../shared/security/roleSecurity';
 import { openSecurity } from '../shared/security/roleSecurity';
+import { startTracing } from '../shared/tracing';
 import type { ProxyConfig } from './config';
 import { createDistribution } from './distribution';
 import { distributionRoutes } from './server/routes';
@@ -66,9 +68,19 @@ export const startProxy = async (deps: {
    */
   security?: RoleSecurity;
 }): Promise<RunningProxy> => {
-  const { config, logger, clock, log, store } = deps;
+  const { config, logger, clock, store } = deps;
   const security = deps.security ?? openSecurity;
   const identity = { identity: security.identity };
+  const tracing = startTracing(config.tracing, 'proxy');
+  const { app, metrics, listen } = createHttpApp({
+    service: 'proxy',
+    logger,
+    tracing,
+    authenticators: security.authenticators,
+    server: security.server,
+    ...(security.admin !== undefined && { admin: security.admin }),
+  });
+  const log = observeEventLog(deps.log, metrics);
   const writer = { clock, cluster: config.cluster, actor: deps.actor ?? 'proxy' };
   const ownTags = deps.tags === undefined && config.buildIndex.url === '';
   if (ownTags && deps.localTags === undefined) {
@@ -89,6 +101,7 @@ export const startProxy = async (deps: {
     logger: logger.child({ module: 'projections' }),
   });
   runner.start();
+  registerProjectionMetrics(metrics, { runner, log: deps.log, clock });
   const waitFor = (position: number) => runner.waitFor(position, config.readYourWrites.timeoutMs);
   const tags: TagApi =
     deps.tags ??
@@ -115,17 +128,14 @@ export const startProxy = async (deps: {
     waitFor,
     limits: config.limits,
   });
-  const { app, listen } = createHttpApp({
-    service: 'proxy',
-    logger,
-    authenticators: security.authenticators,
-    server: security.server,
-    ...(security.admin !== undefined && { admin: security.admin }),
-  });
   // Layer uploads and downloads may take longer than Node's default request timeout.
   app.server.requestTimeout = 0;
   await app.register(
-    distributionRoutes(distribution, { manifestMaxBytes: config.limits.manifestMaxBytes, waitFor }),
+    distributionRoutes(distribution, {
+      manifestMaxBytes: config.limits.manifestMaxBytes,
+      waitFor,
+      metrics,
+    }),
   );
   let url: string;
   try {
@@ -133,6 +143,7 @@ export const startProxy = async (deps: {
   } catch (error) {
     await runner.stop();
     await originAccess?.close();
+    await tracing.shutdown();
     throw error;
   }
   logger.info({ url }, 'proxy listening');
@@ -142,6 +153,7 @@ export const startProxy = async (deps: {
       await app.close();
       await runner.stop();
       await originAccess?.close();
+      await tracing.shutdown();
     },
   };
 };

@@ -128,6 +128,7 @@ export const ReplicatorConfigSchema = Type.Object({
   http: roleConfig.http(),
   admin: roleConfig.admin(),
   logLevel: roleConfig.logLevel(),
+  tracing: roleConfig.tracing(),
 });
 
 export type ReplicatorConfig = Static<typeof ReplicatorConfigSchema>;

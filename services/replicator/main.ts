@@ -3,6 +3,8 @@ import type { Registry } from 'prom-client';
 import type { Clock, EventLog, Projection, ProjectionStore } from '../../domain';
 import { buildIndexProjection, replicationProjection } from '../../projections';
 import { createHttpApp } from '../shared/http';
+import { observeEventLog, registerProjectionMetrics } from '../shared/logMetrics';
+import { startTracing } from '../shared/tracing';
 import type { Logger } from '../shared/logger';
 import { createProjectionRunner } from '../shared/projectionRunner';
 import type { SecurityMode } from '../shared/security/authenticate';
@@ -138,8 +140,18 @@ export const startReplicator = async (deps: {
   readonly replication: ReplicationApi;
   readonly close: () => Promise<void>;
 }> => {
-  const { config, logger, log, store } = deps;
+  const { config, logger, store } = deps;
   const security = deps.security ?? openSecurity;
+  const tracing = startTracing(config.tracing, 'replicator');
+  const { app, metrics, listen } = createHttpApp({
+    service: 'replicator',
+    logger,
+    tracing,
+    authenticators: security.authenticators,
+    server: security.server,
+    ...(security.admin !== undefined && { admin: security.admin }),
+  });
+  const log = observeEventLog(deps.log, metrics);
   const component = createReplicatorComponent({
     identity: security.identity,
     config: config.replication,
@@ -159,13 +171,7 @@ export const startReplicator = async (deps: {
     logger: logger.child({ module: 'projections' }),
   });
   runner.start();
-  const { app, metrics, listen } = createHttpApp({
-    service: 'replicator',
-    logger,
-    authenticators: security.authenticators,
-    server: security.server,
-    ...(security.admin !== undefined && { admin: security.admin }),
-  });
+  registerProjectionMetrics(metrics, { runner, log: deps.log, clock: deps.clock });
   let mounted: MountedReplicator | undefined;
   let url: string;
   try {
@@ -175,6 +181,7 @@ export const startReplicator = async (deps: {
     await mounted?.close();
     await app.close();
     await runner.stop();
+    await tracing.shutdown();
     throw error;
   }
   mounted.start();
@@ -187,6 +194,7 @@ export const startReplicator = async (deps: {
       await running.close();
       await app.close();
       await runner.stop();
+      await tracing.shutdown();
     },
   };
 };

@@ -72,6 +72,11 @@ export const registerReplicationMetrics = (
     help: 'failed replication attempts',
     labelNames,
     registers: [registry],
+    // Every rule's series exists (at 0 until its first failure), so alerts on it see the rule.
+    async collect() {
+      const { rules } = await current();
+      for (const rule of rules) this.inc({ rule: rule.id, destination: rule.destination }, 0);
+    },
   });
   return {
     replicated: (rule, outcome) =>

@@ -10,6 +10,8 @@ import { applyServerSetup, serverOptionsOf } from './httpServer';
 import type { Logger } from './logger';
 import type { Authenticator } from './security/authenticate';
 import { installAuthentication } from './security/authenticate';
+import { traceRequests } from './httpTracing';
+import type { Tracing } from './tracing';
 
 export type HttpApp = {
   readonly app: FastifyInstance;
@@ -54,6 +56,8 @@ export const createHttpApp = (options: {
   server?: HttpServerSetup;
   /** Moves `/metrics` and the detailed `/health` to a listener of their own. */
   admin?: AdminListener;
+  /** The role's tracing: with it on, a server span per request (see `traceRequests`). */
+  tracing?: Tracing;
 }): HttpApp => {
   const setup = options.server ?? {};
   const app = Fastify({
@@ -67,6 +71,9 @@ export const createHttpApp = (options: {
   });
   applyServerSetup(app, setup, options.logger);
   installAuthentication(app, options.authenticators ?? []);
+  if (options.tracing?.enabled === true) {
+    traceRequests(app, options.tracing.tracer, options.service);
+  }
   const metrics = new Registry();
   metrics.setDefaultLabels({ service: options.service });
   // The event-loop lag histogram samples on a timer: prom-client's default 10 ms is 100

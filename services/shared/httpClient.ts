@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import type { ErrorCode } from '../../domain';
 import { ShoalError, errorCodes, isShoalError } from '../../domain';
 import type { HttpResponse, RequestBody } from '../../kit/http/transport';
+import { SpanKind, inSpan, injectTraceHeaders, otelContext } from './tracing';
 import {
   HttpExchangeError,
   createHttpTransport,
@@ -44,6 +45,8 @@ export const createServiceClient = (
     codeByStatus?: (status: number) => ErrorCode;
     /** Who this process is to the service: a client certificate, a service token. */
     identity?: ClientIdentity;
+    /** Headers sent with every request (a request's own win). */
+    headers?: Readonly<Record<string, string>>;
   } = {},
 ) => {
   const base = new URL(baseUrl.replace(/\/+$/, ''));
@@ -56,26 +59,52 @@ export const createServiceClient = (
   });
   const codeByStatus = options.codeByStatus ?? (() => 'INTERNAL');
 
-  /** Sends a request; resolves with the answer once its head arrives, whatever its status. */
-  const request = async (req: ServiceRequest): Promise<HttpResponse> => {
-    const headers = await withIdentityHeaders(options.identity, req.headers);
-    try {
-      return await transport.request({
-        method: req.method,
-        url: new URL(`${prefix}${req.path}`, base.origin),
-        ...(headers !== undefined && { headers }),
-        ...(req.body !== undefined && { body: req.body }),
-        ...(req.signal !== undefined && { signal: req.signal }),
-      });
-    } catch (error) {
-      if (!(error instanceof HttpExchangeError)) throw error;
-      throw new ShoalError(
-        'SERVICE_UNAVAILABLE',
-        `${req.method} ${url}${req.path}: ${error.code ?? error.message}`,
-        { cause: error.cause },
-      );
-    }
-  };
+  /**
+   * Sends a request; resolves with the answer once its head arrives, whatever its status.
+   * Inside traced work, a client span covers the exchange up to the answer's head and the
+   * request carries its `traceparent`.
+   */
+  const request = (req: ServiceRequest): Promise<HttpResponse> =>
+    inSpan(
+      `${req.method} ${base.host}`,
+      {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          'http.request.method': req.method,
+          'server.address': base.hostname,
+          'url.path': req.path.split('?')[0] ?? req.path,
+        },
+      },
+      async (span) => {
+        const headers: Record<string, string | number | undefined> = {
+          ...options.headers,
+          ...(await withIdentityHeaders(options.identity, req.headers)),
+        };
+        if (span !== undefined) {
+          const trace: Record<string, string> = {};
+          injectTraceHeaders(otelContext.active(), trace);
+          Object.assign(headers, trace);
+        }
+        try {
+          const response = await transport.request({
+            method: req.method,
+            url: new URL(`${prefix}${req.path}`, base.origin),
+            headers,
+            ...(req.body !== undefined && { body: req.body }),
+            ...(req.signal !== undefined && { signal: req.signal }),
+          });
+          span?.setAttribute('http.response.status_code', response.status);
+          return response;
+        } catch (error) {
+          if (!(error instanceof HttpExchangeError)) throw error;
+          throw new ShoalError(
+            'SERVICE_UNAVAILABLE',
+            `${req.method} ${url}${req.path}: ${error.code ?? error.message}`,
+            { cause: error.cause },
+          );
+        }
+      },
+    );
 
   return {
     url,

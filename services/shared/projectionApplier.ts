@@ -158,6 +158,8 @@ export type ReplayOptions = {
   /** Apply events up to this position only. */
   readonly until?: Position;
   readonly signal?: AbortSignal;
+  /** Called after each page with the position applied so far. */
+  readonly onPage?: (position: Position) => void;
 };
 
 /**
@@ -181,6 +183,7 @@ export const replay = async (
     if (page.length === 0) break;
     await applier.apply(page);
     events += page.length;
+    options.onPage?.(applier.position());
     if (applier.pending() >= options.flushDocs || applier.cached() > options.cacheDocs) {
       if (!(await applier.flush())) return { events, conflict: true };
     }

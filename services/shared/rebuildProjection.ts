@@ -1,5 +1,6 @@
 import type { EventLog, Position, Projection, ProjectionStore } from '../../domain';
 import type { Logger } from './logger';
+import type { Progress } from './progress';
 import { changedUnderneath, createProjectionApplier, replay } from './projectionApplier';
 
 /**
@@ -38,9 +39,12 @@ export const rebuildProjection = async (options: {
   flushDocs?: number;
   cacheDocs?: number;
   signal?: AbortSignal;
+  /** Told the log's head as the total and each position applied as done. */
+  progress?: Progress;
 }): Promise<RebuildResult> => {
-  const { log, store, projection } = options;
+  const { log, store, projection, progress } = options;
   const started = performance.now();
+  progress?.setTotal(await log.head());
   await store.reset(projection.name);
   const cacheDocs = options.cacheDocs ?? defaultRebuildCacheDocs;
   const applier = createProjectionApplier(store, projection, {
@@ -48,12 +52,19 @@ export const rebuildProjection = async (options: {
     empty: true,
     cacheDocs,
   });
-  const { events, conflict } = await replay(log, applier, {
-    pageSize: options.pageSize ?? defaultRebuildPageSize,
-    flushDocs: options.flushDocs ?? defaultRebuildFlushDocs,
-    cacheDocs,
-    ...(options.signal !== undefined && { signal: options.signal }),
-  });
+  let outcome: { events: number; conflict: boolean };
+  try {
+    outcome = await replay(log, applier, {
+      pageSize: options.pageSize ?? defaultRebuildPageSize,
+      flushDocs: options.flushDocs ?? defaultRebuildFlushDocs,
+      cacheDocs,
+      ...(options.signal !== undefined && { signal: options.signal }),
+      ...(progress !== undefined && { onPage: (position: number) => progress.update(position) }),
+    });
+  } finally {
+    progress?.stop();
+  }
+  const { events, conflict } = outcome;
   if (conflict) throw changedUnderneath(projection.name);
   const result = { events, position: applier.checkpoint(), ms: performance.now() - started };
   options.logger?.info({ projection: projection.name, ...result }, 'projection rebuilt');

@@ -6,6 +6,7 @@ import {
   SecurityConfigSchema,
   TlsConfigSchema,
 } from './security/securityConfig';
+import { TracingConfigSchema } from './tracing';
 
 // The blocks every role's config repeats, defined once. Each role's config.ts composes the
 // ones it has, in the order its `--help` lists them; the YAML keys (and so the `SHOAL_*`
@@ -60,6 +61,9 @@ const http = () => HttpLimitsSchema;
 /** `admin`: an optional listener of its own for /metrics and the detailed /health. */
 const admin = () => AdminConfigSchema;
 
+/** `tracing`: OpenTelemetry traces by OTLP, off by default (see `services/shared/tracing.ts`). */
+const tracing = () => TracingConfigSchema;
+
 /**
  * The fragment: a builder per block, e.g. `listen: roleConfig.listen(5000)` in the proxy's
  * schema.
@@ -75,4 +79,5 @@ export const roleConfig = {
   security,
   http,
   admin,
+  tracing,
 } as const;

@@ -1,5 +1,6 @@
 import type { EventLog, Position, Projection, ProjectionStore } from '../../domain';
 import { ShoalError } from '../../domain';
+import type { Progress } from './progress';
 import { changedUnderneath, createProjectionApplier, replay } from './projectionApplier';
 import {
   defaultRebuildCacheDocs,
@@ -28,6 +29,8 @@ export const verifyProjection = async (options: {
   projection: Projection;
   scratch: ProjectionStore;
   pageSize?: number;
+  /** Told the position verified up to as the total and the scratch replay's position. */
+  progress?: Progress;
 }): Promise<VerifyResult> => {
   const { log, store, projection, scratch } = options;
   const { name } = projection;
@@ -71,12 +74,20 @@ export const verifyProjection = async (options: {
     empty: true,
     cacheDocs: defaultRebuildCacheDocs,
   });
-  const scratchReplay = await replay(log, rebuilding, {
-    pageSize,
-    flushDocs: defaultRebuildFlushDocs,
-    cacheDocs: defaultRebuildCacheDocs,
-    until: live.position,
-  });
+  const { progress } = options;
+  progress?.setTotal(live.position);
+  let scratchReplay: { conflict: boolean };
+  try {
+    scratchReplay = await replay(log, rebuilding, {
+      pageSize,
+      flushDocs: defaultRebuildFlushDocs,
+      cacheDocs: defaultRebuildCacheDocs,
+      until: live.position,
+      ...(progress !== undefined && { onPage: (position: number) => progress.update(position) }),
+    });
+  } finally {
+    progress?.stop();
+  }
   if (scratchReplay.conflict) throw changedUnderneath(name);
   const rebuilt = await scratch.digest(name);
   return { live: live.digest, rebuilt, position: live.position, equal: live.digest === rebuilt };

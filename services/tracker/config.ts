@@ -103,6 +103,7 @@ export const TrackerConfigSchema = Type.Object({
   http: roleConfig.http(),
   admin: roleConfig.admin(),
   logLevel: roleConfig.logLevel(),
+  tracing: roleConfig.tracing(),
 });
 
 export type TrackerConfig = Static<typeof TrackerConfigSchema>;

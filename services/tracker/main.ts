@@ -2,6 +2,7 @@ import { Counter, Gauge } from 'prom-client';
 import type { Clock, Digest } from '../../domain';
 import { ShoalError } from '../../domain';
 import { createHttpApp } from '../shared/http';
+import { startTracing } from '../shared/tracing';
 import type { Logger } from '../shared/logger';
 import type { RoleSecurity } from '../shared/security/roleSecurity';
 import { openSecurity } from '../shared/security/roleSecurity';
@@ -64,9 +65,11 @@ export const startTracker = async (deps: {
     logger,
   });
 
+  const tracing = startTracing(config.tracing, 'tracker');
   const { app, metrics, listen } = createHttpApp({
     service: 'tracker',
     logger,
+    tracing,
     authenticators: security.authenticators,
     server: security.server,
     ...(security.admin !== undefined && { admin: security.admin }),
@@ -109,6 +112,7 @@ export const startTracker = async (deps: {
   } catch (error) {
     clearInterval(sweeper);
     await origins.close();
+    await tracing.shutdown();
     throw error;
   }
   if (advertiseUrl === '') advertiseUrl = url;
@@ -120,6 +124,7 @@ export const startTracker = async (deps: {
       clearInterval(sweeper);
       await app.close();
       await origins.close();
+      await tracing.shutdown();
     },
   };
 };

@@ -29,6 +29,7 @@ import {
 import { createMemoryProjectionStore } from '../../adapters/projection-store/memory/memoryProjectionStore';
 import { openSqliteProjectionStore } from '../../adapters/projection-store/sqlite/sqliteProjectionStore';
 import { buildIndexProjection } from '../../projections';
+import { createProgress, progressMode } from '../../services/shared/progress';
 import { rebuildProjection } from '../../services/shared/rebuildProjection';
 
 const { values: args } = parseArgs({
@@ -80,11 +81,9 @@ const tagEvent = (): ShoalEvent => {
 const percentile = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 
-const progress = (label: string, done: number, total: number) => {
-  if (!args.json && process.stderr.isTTY) {
-    process.stderr.write(`\r  ${label}: ${Math.round((100 * done) / total)}%   `);
-  }
-};
+/** Progress of a phase on stderr: a bar on a terminal, JSON lines with --json, else nothing. */
+const phase = (label: string, total: number) =>
+  createProgress({ label: `bench:log ${label}`, unit: 'events', total, mode: progressMode(args) });
 
 type Figures = {
   singleAppendsPerSec: number;
@@ -114,11 +113,14 @@ const run = async (
   const latencies: number[] = [];
   const singlesCpu = process.cpuUsage();
   const singlesStart = process.hrtime.bigint();
+  const singlesProgress = phase('single appends', singles);
   for (let i = 0; i < singles; i++) {
     const t0 = process.hrtime.bigint();
     await log.append([tagEvent()]);
     latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    singlesProgress.increment();
   }
+  singlesProgress.stop();
   const singlesMs = Number(process.hrtime.bigint() - singlesStart) / 1e6;
   const singleCpuMs = cpuMs(singlesCpu);
   latencies.sort((a, b) => a - b);
@@ -127,25 +129,29 @@ const run = async (
   const toAppend = Math.max(0, totalEvents - singles);
   const batchCpu = process.cpuUsage();
   const batchStart = process.hrtime.bigint();
+  const batchProgress = phase('batched appends', toAppend);
   for (let done = 0; done < toAppend; done += batchSize) {
     const n = Math.min(batchSize, toAppend - done);
     await log.append(Array.from({ length: n }, tagEvent));
-    if (done % (batchSize * 50) === 0) progress('append', done, toAppend);
+    batchProgress.increment(n);
   }
+  batchProgress.stop();
   const batchMs = Number(process.hrtime.bigint() - batchStart) / 1e6;
   const batchedCpuMs = cpuMs(batchCpu);
 
   // Replay the whole log into a fresh build-index projection.
   const source = replayLog === undefined ? log : replayLog();
   const replayCpu = process.cpuUsage();
+  const replayProgress = phase('replay', 0);
   const replay = await rebuildProjection({
     log: source,
     store,
     projection: buildIndexProjection,
+    progress: replayProgress,
   });
+  replayProgress.stop();
   const replayCpuMs = cpuMs(replayCpu);
   if (source !== log) await source.close();
-  if (!args.json && process.stderr.isTTY) process.stderr.write('\r');
   return {
     singleAppendsPerSec: Math.round((singles * 1000) / singlesMs),
     singleP50Ms: +percentile(latencies, 50).toFixed(3),

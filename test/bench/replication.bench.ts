@@ -26,6 +26,7 @@ import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { createRegistryClient } from '../../adapters/registry/registryClient';
 import { sha256 } from '../fixtures/blobs';
+import { createProgress, progressMode } from '../../services/shared/progress';
 
 const { values: args } = parseArgs({
   options: {
@@ -173,6 +174,13 @@ const main = async () => {
         await new Promise((r) => setTimeout(r, 250));
       }
     })();
+    // Progress on stderr: a bar on a terminal, JSON lines with --json, else nothing.
+    const pushProgress = createProgress({
+      label: 'bench:replication push',
+      unit: 'images',
+      total,
+      mode: progressMode(args),
+    });
     const started = performance.now();
     let next = 0;
     await Promise.all(
@@ -211,9 +219,11 @@ const main = async () => {
             'application/vnd.oci.image.manifest.v1+json',
           );
           expected.set(`${repo}:t${i}`, sha256(manifest));
+          pushProgress.increment();
         }
       }),
     );
+    pushProgress.stop();
     const pushedAt = performance.now();
     pushing = false;
     await sampler;

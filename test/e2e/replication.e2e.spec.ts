@@ -285,9 +285,39 @@ describe('replication between two Shoal clusters', () => {
     const plain = addRule(a, 'bf-plain', 'e2e/bf/**', b);
     await caughtUp(a, plain);
     expect(await tagsOf(b, 'e2e/bf/')).toEqual({});
-    const backfill = addRule(a, 'bf-backfill', 'e2e/bf/**', b, ['--backfill']);
-    await caughtUp(a, backfill);
+    // With --url and an active replicator, `rules add --backfill` waits for the backfill and
+    // reports its progress (JSON lines on stderr with --json): done up to the rule's position.
+    const added = shoal([
+      'rules',
+      'add',
+      '--name',
+      'bf-backfill',
+      '--repo',
+      'e2e/bf/**',
+      '--to',
+      b.proxy,
+      '--url',
+      a.buildIndex,
+      '--json',
+      '--backfill',
+    ]);
+    expect(added.status).toBe(0);
+    const { rule, position } = JSON.parse(added.stdout) as {
+      rule: { id: string };
+      position: number;
+    };
+    const reports = added.stderr
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { progress: string; done: number; total: number });
+    expect(reports[reports.length - 1]).toMatchObject({
+      progress: `backfill ${rule.id}`,
+      done: position,
+      total: position,
+      final: true,
+    });
     expect(await tagsOf(b, 'e2e/bf/')).toEqual({ 'e2e/bf/app:v1': i1.top.digest });
+    await caughtUp(a, rule.id);
   }, 120_000);
 
   it('B stopped while A pushes and moves tags: restarted, B catches up', async () => {

@@ -11,7 +11,7 @@
 # Debian packages (apt, needs root or sudo):
 #   skopeo, containerd, runc (containerd's runtime; ctr pulls need it installed),
 #   docker-registry (the CNCF distribution registry, /usr/bin/docker-registry),
-#   umoci, jq.
+#   umoci, jq, prometheus (the metrics e2e spec runs it; its service is never started).
 #   Package services are kept from starting during the install (policy-rc.d) and
 #   the docker-registry service is never left listening on :5000, which Shoal's
 #   own proxy uses.
@@ -21,6 +21,8 @@
 #   oras             oras.land/oras/cmd/oras                           @ ORAS_VERSION
 #   conformance.test the OCI distribution-spec conformance suite (Ginkgo test
 #                    binary built with `go test -c`)              @ CONFORMANCE_VERSION
+#   jaeger           Jaeger all-in-one, the OTLP receiver of the traces e2e spec
+#                    (github.com/jaegertracing/jaeger/cmd/jaeger) @ JAEGER_VERSION
 #   The default Go module and build caches are used on purpose: CI runs in a
 #   fresh clone (empty .tools/) on the same machine, so caches under .tools/
 #   would be thrown away every run, while ~/.cache/go-build makes the rebuild
@@ -57,7 +59,13 @@ ORAS_VERSION="v1.3.6"
 CONFORMANCE_MODULE="github.com/opencontainers/distribution-spec/conformance"
 CONFORMANCE_VERSION="v0.0.0-20231101194043-f2182352d4cc"
 
-APT_PACKAGES=(skopeo containerd runc docker-registry umoci jq)
+# Jaeger's go.mod has a replace directive, so `go install pkg@version` refuses it: it is
+# built from a copy of the module (kept under .tools/src/jaeger so rebuilds reuse the Go build
+# cache); .tools/bin/.jaeger.version records the version built.
+JAEGER_MODULE="github.com/jaegertracing/jaeger"
+JAEGER_VERSION="v1.75.0"
+
+APT_PACKAGES=(skopeo containerd runc docker-registry umoci jq prometheus)
 RESERVED_PORT=5000
 
 log() { printf '[tools] %s\n' "$*"; }
@@ -224,6 +232,32 @@ install_conformance() {
   log "go: conformance.test $CONFORMANCE_VERSION installed"
 }
 
+install_jaeger() {
+  local out="$BIN_DIR/jaeger" stamp="$BIN_DIR/.jaeger.version" src="$TOOLS_DIR/src/jaeger"
+  if [ -x "$out" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$JAEGER_VERSION" ]; then
+    log "go: jaeger $JAEGER_VERSION already installed"
+    return
+  fi
+  log "go: downloading $JAEGER_MODULE@$JAEGER_VERSION"
+  local json dir
+  json="$(cd "$TOOLS_DIR" && go mod download -json "$JAEGER_MODULE@$JAEGER_VERSION")" \
+    || die "go: go mod download failed: $json"
+  dir="$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  if [ -z "$dir" ] || [ ! -d "$dir" ]; then die "go: no module directory in: $json"; fi
+  rm -rf "$src"
+  mkdir -p "$src"
+  cp -R "$dir/." "$src/"
+  chmod -R u+w "$src"
+  log "go: building jaeger (a few minutes the first time)"
+  # With cgo when a C compiler is there (Go's own default), unlike the small tools: its build
+  # cache is then the one a plain `go build` of the module fills.
+  local cgo=0
+  if command -v gcc >/dev/null 2>&1; then cgo=1; fi
+  (cd "$src" && CGO_ENABLED="$cgo" go build -o "$out" ./cmd/jaeger)
+  printf '%s\n' "$JAEGER_VERSION" >"$stamp"
+  log "go: jaeger $JAEGER_VERSION installed"
+}
+
 install_go() {
   command -v go >/dev/null 2>&1 || die "go: 'go' not found on PATH"
   mkdir -p "$BIN_DIR"
@@ -232,12 +266,13 @@ install_go() {
   go_install_tool crane "$CRANE_MODULE" "$CRANE_MODULE/cmd/crane" "$CRANE_VERSION"
   go_install_tool oras "$ORAS_MODULE" "$ORAS_MODULE/cmd/oras" "$ORAS_VERSION"
   install_conformance
+  install_jaeger
   log "go: done (binaries in $BIN_DIR)"
 }
 
 show_versions() {
   local p
-  echo "pinned: crane $CRANE_VERSION, oras $ORAS_VERSION, conformance $CONFORMANCE_VERSION"
+  echo "pinned: crane $CRANE_VERSION, oras $ORAS_VERSION, conformance $CONFORMANCE_VERSION, jaeger $JAEGER_VERSION"
   for p in "${APT_PACKAGES[@]}"; do
     printf '%-16s %s\n' "$p" "$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || echo 'not installed')"
   done
@@ -254,6 +289,7 @@ show_versions() {
   else
     printf '%-16s %s\n' conformance.test "not installed"
   fi
+  printf '%-16s %s\n' jaeger "$(cat "$BIN_DIR/.jaeger.version" 2>/dev/null || echo 'not installed')"
 }
 
 main() {

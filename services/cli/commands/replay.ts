@@ -5,6 +5,7 @@ import { createMemoryProjectionStore } from '../../../adapters/projection-store/
 import { allProjections } from '../../../projections';
 import { rebuildProjection } from '../../shared/rebuildProjection';
 import { verifyProjection } from '../../shared/verifyProjection';
+import { createProgress, progressMode } from '../../shared/progress';
 import { note, print, printJson } from '../output';
 import type { GlobalOptions } from './common';
 import { addConfigOption, addDataDirOption, withState } from './common';
@@ -29,18 +30,26 @@ export const registerReplayCommand = (program: Command): void => {
     )
     .option('--projection <name>', `one projection (${Object.keys(allProjections).join(', ')})`)
     .option('--verify', 'compare a fresh rebuild with the live state instead of replacing it')
-    .option('--json', 'print JSON')
+    .option('--json', 'print JSON; progress as JSON lines on stderr')
     .action(
       async (
         options: GlobalOptions & { projection?: string; verify?: boolean; json?: boolean },
       ) => {
         const chosen = selected(options.projection);
+        const mode = progressMode({ json: options.json === true });
+        const progressOf = (label: string) => createProgress({ label, unit: 'positions', mode });
         await withState(options, false, async ({ log, store }) => {
           let differ = false;
           for (const projection of chosen) {
             if (options.verify) {
               const scratch = createMemoryProjectionStore();
-              const result = await verifyProjection({ log, store, projection, scratch });
+              const result = await verifyProjection({
+                log,
+                store,
+                projection,
+                scratch,
+                progress: progressOf(`verify ${projection.name}`),
+              });
               await scratch.close();
               differ ||= !result.equal;
               if (options.json) printJson({ projection: projection.name, ...result });
@@ -50,8 +59,13 @@ export const registerReplayCommand = (program: Command): void => {
                     `${result.position}\n  live    ${result.live}\n  rebuilt ${result.rebuilt}`,
                 );
             } else {
-              note(`replaying ${projection.name}…`);
-              const result = await rebuildProjection({ log, store, projection });
+              if (mode === 'quiet') note(`replaying ${projection.name}…`);
+              const result = await rebuildProjection({
+                log,
+                store,
+                projection,
+                progress: progressOf(`replay ${projection.name}`),
+              });
               const rate = result.ms > 0 ? Math.round((result.events * 1000) / result.ms) : 0;
               if (options.json) printJson({ projection: projection.name, ...result });
               else

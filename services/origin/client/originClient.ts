@@ -150,11 +150,22 @@ const codeByStatus = (status: number): ErrorCode => {
   return 'INTERNAL';
 };
 
+/**
+ * Names the kind of caller (`origin` for a peer origin) so that the origin can tell its
+ * egress to peers from that to clients (metrics only; nothing is decided on it).
+ */
+export const callerHeader = 'shoal-caller';
+
 export const createOriginClient = (
   baseUrl: string,
-  options: { timeoutMs?: number; identity?: ClientIdentity } = {},
+  options: { timeoutMs?: number; identity?: ClientIdentity; caller?: 'origin' } = {},
 ): OriginClient => {
-  const http = createServiceClient(baseUrl, { ...options, codeByStatus });
+  const http = createServiceClient(baseUrl, {
+    ...(options.timeoutMs !== undefined && { timeoutMs: options.timeoutMs }),
+    ...(options.identity !== undefined && { identity: options.identity }),
+    codeByStatus,
+    ...(options.caller !== undefined && { headers: { [callerHeader]: options.caller } }),
+  });
   const json = async <T>(response: HttpResponse) => readJson<T>(response.body, http.url);
 
   return {

@@ -28,6 +28,7 @@ const putChecked = async (
     }
     built = builder.finish();
     ctx.metrics.bytesOut.inc({ target: 'write-back' }, built.length);
+    ctx.metrics.egress('backend', built.length);
     if (built.digest !== digest) {
       ctx.logger.error({ digest, computed: built.digest }, 'local blob does not match its digest');
       throw new ShoalError('INTERNAL', `local copy of ${digest} is corrupt; not written back`);
@@ -120,5 +121,6 @@ export const placeHandler =
       read.stream.destroy();
     }
     ctx.metrics.bytesOut.inc({ target: 'replica' }, read.size);
+    ctx.metrics.egress('origin', read.size);
     return 'done';
   };

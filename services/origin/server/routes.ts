@@ -7,6 +7,7 @@ import { encodeMetainfo, infoHash } from '../../../p2p/metainfo';
 import { positionHeaders } from '../../shared/http';
 import type { Activity } from '../activity';
 import type { BlobService, ReadOptions } from '../blobService';
+import { callerHeader } from '../client/originClient';
 import type { RingView } from '../ringView';
 import type { BlobRead } from '../store/contentStore';
 import type { UploadSessions } from '../uploadSessions';
@@ -18,8 +19,8 @@ export type OriginRoutesDeps = {
   readonly ring: RingView;
   /** Blob transfers (bodies in, blobs out) are reported here while they run. */
   readonly activity: Pick<Activity, 'begin'>;
-  /** Counts blob bytes served (whole answers). */
-  readonly onBytesOut: (n: number) => void;
+  /** Counts blob bytes served (whole answers), and whether a peer origin asked. */
+  readonly onBytesOut: (n: number, caller: 'origin' | 'client') => void;
 };
 
 const DigestParams = Type.Object({ digest: Type.String({ maxLength: 200 }) });
@@ -175,7 +176,8 @@ export const originRoutes =
         }
         sendBlob(reply, digest, read, range !== undefined);
         // Counted once the answer's last byte is read: no per-chunk stage in the way.
-        read.stream.once('end', () => deps.onBytesOut(read.end - read.start + 1));
+        const caller = request.headers[callerHeader] === 'origin' ? 'origin' : 'client';
+        read.stream.once('end', () => deps.onBytesOut(read.end - read.start + 1, caller));
         return reply.send(read.stream);
       },
     );

@@ -151,6 +151,7 @@ export const openOriginDb = (path: string) => {
     ),
     jobsOf: db.prepare('SELECT * FROM jobs WHERE digest = ? ORDER BY kind, target'),
     countJobs: db.prepare('SELECT kind, count(*) AS n FROM jobs GROUP BY kind'),
+    oldestJobs: db.prepare('SELECT kind, min(created_at) AS at FROM jobs GROUP BY kind'),
     getMetainfo: db.prepare('SELECT json FROM metainfo WHERE digest = ?'),
     putMetainfo: db.prepare('INSERT OR REPLACE INTO metainfo (digest, json) VALUES (?, ?)'),
     deleteMetainfo: db.prepare('DELETE FROM metainfo WHERE digest = ?'),
@@ -215,6 +216,14 @@ export const openOriginDb = (path: string) => {
         (statements.countJobs.all() as Array<{ kind: string; n: number }>).map((r) => [
           r.kind,
           r.n,
+        ]),
+      ),
+    /** When the oldest queued job of each kind was queued (ms since the epoch). */
+    oldestJobs: (): Record<string, number> =>
+      Object.fromEntries(
+        (statements.oldestJobs.all() as Array<{ kind: string; at: number }>).map((r) => [
+          r.kind,
+          r.at,
         ]),
       ),
 

@@ -1,10 +1,12 @@
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { Registry } from 'prom-client';
 import type { Digest, Position, RepoName } from '../../../domain';
 import { ShoalError, isShoalError, mediaTypes, parseDigest, parseRepoName } from '../../../domain';
 import { parseContentRange, parseRangeWithin } from '../../../kit/http/range';
 import { positionHeader, positionHeaders } from '../../shared/http';
 import type { Distribution } from '../distribution';
+import { countRegistryBytes } from '../metrics';
 import { methodNotAllowed, ociErrorHandler, withStatus } from '../../shared/oci/ociErrorHandler';
 import type { V2Path } from '../../shared/oci/parseV2Path';
 import { digestParam, parsePageSize, parseV2Path, v2Paths } from '../../shared/oci/parseV2Path';
@@ -13,6 +15,8 @@ export type DistributionRouteOptions = {
   readonly manifestMaxBytes: number;
   /** Waits until the proxy's projections reflect a position (for `Shoal-Min-Position`). */
   readonly waitFor: (position: Position) => Promise<void>;
+  /** Where the bytes pushed and pulled are counted. */
+  readonly metrics?: Registry;
 };
 
 type Query = Record<string, string | undefined>;
@@ -105,6 +109,7 @@ export const distributionRoutes =
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
     app.setErrorHandler(ociErrorHandler);
+    if (options.metrics !== undefined) countRegistryBytes(app, options.metrics);
     app.addHook('onRequest', async (request, reply) => {
       reply.header(h.apiVersion, 'registry/2.0');
       const minPosition = positionHeader(request, positionHeaders.minimum);

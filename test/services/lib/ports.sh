@@ -11,7 +11,8 @@
 #   3       a private GCS for one e2e spec   9       Kafka (client)
 #   4       nginx WebDAV (http)              10      Kafka (KRaft controller)
 #   5       a private nginx for one spec     11      a private registry for one spec
-#                                            12-15   spare
+#   12      Prometheus (metrics e2e)         13      Jaeger OTLP/HTTP (traces e2e)
+#   14      Jaeger query API (traces e2e)    15      spare
 # Usage: source this file after setting REPO_ROOT, then `port=$(checkout_port 9)`.
 checkout_port_base() {
   if [[ -n ${SHOAL_TEST_PORT_BASE:-} ]]; then
