@@ -58,7 +58,8 @@ export const formatBytes = (bytes: number): string => {
     value /= 1024;
     i += 1;
   }
-  const shown = i === 0 || value >= 100 ? Math.round(value).toString() : value.toFixed(1);
+  const shown =
+    i === 0 || value >= 100 ? Math.round(value).toString() : value.toFixed(1).replace(/\.0$/, '');
   return `${shown} ${steps[i]}`;
 };
 
