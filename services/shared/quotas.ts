@@ -43,3 +43,15 @@ export const quotaExceededBy = async (
   }
   return undefined;
 };
+
+/** Whether any quota covers the repository (a push there must be checked). */
+export const quotaApplies = async (store: ProjectionStore, repo: string): Promise<boolean> => {
+  for (const namespace of namespacesOf(repo)) {
+    const quota = await store.get<QuotaDoc>(policiesProjection.name, {
+      partition: policyPartitions.quota,
+      id: namespace,
+    });
+    if (quota !== undefined) return true;
+  }
+  return false;
+};
