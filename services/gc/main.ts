@@ -159,3 +159,7 @@ export const createGcComponent = (deps: {
     };
   },
 });
+
+export type { GcProgress } from './collector';
+export type { PolicyService } from './policies';
+export { createPolicyService } from './policies';

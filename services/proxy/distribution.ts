@@ -22,12 +22,7 @@ import {
   quotaExceeded,
   truncate,
 } from '../../domain';
-import type {
-  BlobLinkDoc,
-  DeletedDoc,
-  PositionDoc,
-  ReferrerDoc,
-} from '../../projections';
+import type { BlobLinkDoc, DeletedDoc, PositionDoc, ReferrerDoc } from '../../projections';
 import {
   internalPartitionPrefix,
   isLinked,

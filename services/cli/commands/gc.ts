@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { formatBytes, formatDuration, orThrow, parseDuration } from '../../../domain';
 import type { GcCounts, GcReport } from '../../gc/client/gcApi';
 import { createGcClient } from '../../gc/client/gcClient';
-import type { GcProgress } from '../../gc/collector';
+import type { GcProgress } from '../../gc/main';
 import { GcConfigSchema } from '../../gc/config';
 import { createGcService, gcProjections } from '../../gc/main';
 import { systemClock } from '../../shared/clock';
