@@ -159,8 +159,10 @@ export const createCollector = (deps: {
     }
 
     // A reference the snapshot missed is at most a quarter of the grace window old when its
-    // push checks it; past that much run time, stop and let the next run carry on.
-    const budgetMs = options.graceMs / 4;
+    // push checks it; past that much run time, stop and let the next run carry on. A run
+    // without grace (asked for explicitly) has no such bound: the compare-and-swap on each
+    // removal is what keeps pushes safe, the bound only keeps plans fresh.
+    const budgetMs = options.graceMs === 0 ? Infinity : options.graceMs / 4;
     const tooLong = () => {
       if (clock.now() - started <= budgetMs) return false;
       report.stopped = `the run took longer than a quarter of its grace window (${budgetMs} ms)`;
