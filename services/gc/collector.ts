@@ -188,10 +188,18 @@ export const createCollector = (deps: {
       }
     };
     const ids = { correlationId: runId };
+    /**
+     * Between batches, waits until the projections have applied what this run appended: a
+     * push's read-your-writes then waits behind one batch of removals at most, not the run.
+     */
+    const settle = async () => {
+      await deps.sync();
+    };
 
     // Tags a retention rule does not keep.
     for (let i = 0; i < plan.tags.length; i++) {
       if (i % options.batchSize === 0) {
+        if (i > 0) await settle();
         progress('tags', i, plan.tags.length);
         if (tooLong()) return finish();
       }
@@ -229,6 +237,7 @@ export const createCollector = (deps: {
     let pending = plan.manifests;
     for (let i = 0; i < pending.length; i++) {
       if (i % options.batchSize === 0) {
+        if (i > 0) await settle();
         progress('manifests', done.size, pending.length);
         if (tooLong()) return finish();
       }
@@ -275,6 +284,7 @@ export const createCollector = (deps: {
     const eraserOf = (digest: string) => owners(digest, snapshot.members, 1)[0];
     for (let i = 0; i < plan.blobs.length; i++) {
       if (i % options.batchSize === 0) {
+        if (i > 0) await settle();
         progress('blobs', i, plan.blobs.length);
         if (tooLong()) return finish();
       }
@@ -304,6 +314,7 @@ export const createCollector = (deps: {
     }
     for (let i = 0; i < plan.links.length; i++) {
       if (i % options.batchSize === 0) {
+        if (i > 0) await settle();
         progress('links', i, plan.links.length);
         if (tooLong()) return finish();
       }

@@ -21,9 +21,11 @@ export const GcConfigSchema = Type.Object(
         "must be at least 4 × the proxies' gc.referenceWindowMs",
     }),
     batchSize: Type.Integer({
-      default: 1000,
+      default: 250,
       minimum: 1,
-      description: 'removals between two checks of the run (progress, run time)',
+      description:
+        'removals between two checks of the run (progress, run time) and two waits for the ' +
+        "projections to apply them (a push's read-your-writes waits behind one batch at most)",
     }),
   },
   { default: {} },

@@ -84,7 +84,10 @@ export const registerGcCommands = (program: Command): void => {
       '--grace <duration>',
       `keep what is younger (default ${formatDuration(defaults.graceMs)})`,
     )
-    .option('--batch-size <n>', `removals between progress reports (default ${defaults.batchSize})`)
+    .option(
+      '--batch-size <n>',
+      `removals between progress reports and waits for the projections (default ${defaults.batchSize})`,
+    )
     .option('--url <url>', 'run in a running build-index instead of on the data directory')
     .option('--json', 'print the report as JSON (with every removed item and its reason)')
     .action(async (options: GcOptions) => {
