@@ -1,12 +1,12 @@
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import type { Service } from '../fixtures/cli';
-import { shoal, startService, tempDir } from '../fixtures/cli';
+import { configuredServices, shoal, tempDir } from '../fixtures/cli';
 import { checkoutPort, runTool as run, until } from '../fixtures/processes';
 import { generateImage } from '../fixtures/images';
+import type { S3Server } from '../fixtures/s3Server';
+import { s3Keys as keys, startS3Server } from '../fixtures/s3Server';
 
 // GC and watermarks against a real S3 server (versitygw), as separate processes: two origins
 // with R = 2 drop their copies of what GC collected and one erases the bucket's objects; an
@@ -14,15 +14,6 @@ import { generateImage } from '../fixtures/images';
 // write-back is pending while S3 is down.
 const skopeo = '/usr/bin/skopeo';
 const s3Port = checkoutPort(13);
-const keys = { accessKeyId: 'shoal-test', secretAccessKey: 'shoal-test-secret' };
-
-const s3 = (command: 'start' | 'stop', toolsDir: string): string =>
-  execFileSync('bash', [join(__dirname, '../services/s3.sh'), command], {
-    encoding: 'utf8',
-    env: { ...process.env, S3_PORT: String(s3Port), S3_TOOLS_DIR: toolsDir },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-
 type LogEvent = { type: string; data: { digest?: string; backend?: string } };
 const logEvents = (dataDir: string): LogEvent[] => {
   const out = shoal(['log', 'tail', '--from', '1', '--json', '--data-dir', dataDir]);
@@ -56,27 +47,15 @@ const hexOf = (digest: string) => digest.slice('sha256:'.length);
 describe('GC and watermarks with two origins on S3 (separate processes, versitygw)', () => {
   let dir: ReturnType<typeof tempDir>;
   let data: string;
-  let toolsDir: string;
-  let client: S3Client;
+  let s3: S3Server | undefined;
   let bucket: string;
-  const services: Service[] = [];
   const origins: Record<string, Service> = {};
   let host: string;
 
-  const start = async (role: string, name: string, config: string, ready: RegExp) => {
-    const file = join(dir.path, `${name}.yml`);
-    writeFileSync(file, config);
-    const service = await startService([role, '--config', file], ready, {
-      SHOAL_LOG_LEVEL: 'info',
-    });
-    services.push(service);
-    return service;
-  };
+  let start: ReturnType<typeof configuredServices>['start'];
+  let stopAll = async () => {};
 
-  const keysIn = async (): Promise<string[]> => {
-    const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket }));
-    return (listed.Contents ?? []).map((o) => o.Key as string);
-  };
+  const keysIn = () => (s3 as S3Server).keys();
   const objectOf = (digest: string) =>
     `shoal/blobs/sha256/${hexOf(digest).slice(0, 2)}/${hexOf(digest)}`;
   const originDir = (id: string) => join(data, `origin-${id}`);
@@ -86,17 +65,10 @@ describe('GC and watermarks with two origins on S3 (separate processes, versityg
       throw new Error(`missing ${skopeo}: run test/services/tools.sh install`);
     dir = tempDir('shoal-gc-backends-');
     data = join(dir.path, 'data');
-    toolsDir = join(dir.path, 's3');
-    const endpoint = (/^S3_ENDPOINT=(\S+)$/m.exec(s3('start', toolsDir)) ?? [])[1];
-    client = new S3Client({
-      endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: keys,
-      maxAttempts: 1,
-    });
+    ({ start, stopAll } = configuredServices(dir.path));
     bucket = `gc-${randomBytes(4).toString('hex')}`;
-    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+    s3 = await startS3Server({ port: s3Port, toolsDir: join(dir.path, 's3'), bucket });
+    const { endpoint } = s3;
     const backend =
       `{ type: s3, name: team-s3, prefix: shoal/, s3: { endpoint: "${endpoint}", ` +
       `bucket: ${bucket}, forcePathStyle: true, accessKeyId: ${keys.accessKeyId}, ` +
@@ -130,9 +102,8 @@ describe('GC and watermarks with two origins on S3 (separate processes, versityg
   }, 180_000);
 
   afterAll(async () => {
-    for (const service of services.reverse()) await service.stop();
-    client?.destroy();
-    if (toolsDir !== undefined) s3('stop', toolsDir);
+    await stopAll();
+    s3?.close();
     dir?.cleanup();
   });
 
@@ -208,7 +179,7 @@ describe('GC and watermarks with two origins on S3 (separate processes, versityg
   }, 180_000);
 
   it('evicts above the high watermark only what S3 holds: never a pending write-back', async () => {
-    s3('stop', toolsDir);
+    s3?.stop();
     let image: Awaited<ReturnType<typeof push>>;
     try {
       // 3 × 500 KB: over the 1 MiB high watermark, and nothing of it written back.
@@ -227,7 +198,7 @@ describe('GC and watermarks with two origins on S3 (separate processes, versityg
         for (const digest of image.blobs) expect(files.has(hexOf(digest))).toBe(true);
       }
     } finally {
-      s3('start', toolsDir);
+      s3?.start();
     }
     await until(
       async () => {
