@@ -8,6 +8,8 @@ import { createGcService, gcProjections } from '../../gc/main';
 import { systemClock } from '../../shared/clock';
 import { validateConfig } from '../../shared/config';
 import { createProjectionRunner } from '../../shared/projectionRunner';
+import type { Progress, ProgressMode } from '../../shared/progress';
+import { createProgress, progressMode } from '../../shared/progress';
 import { note, print, printJson } from '../output';
 import type { GlobalOptions } from './common';
 import { addConfigOption, addDataDirOption, stateConfigOf, withState } from './common';
@@ -22,21 +24,26 @@ type GcOptions = GlobalOptions & {
 
 const defaults = validateConfig(GcConfigSchema, {});
 
-/** One line of progress on a terminal (rewritten in place); nothing when stderr is a pipe. */
-const progressLine = () => {
-  if (!process.stderr.isTTY) return undefined;
-  let last = '';
+/**
+ * GC's phases as progress (the shared reporter: a bar on a terminal, JSON lines on stderr
+ * with --json, nothing when piped): one bar per phase, labelled `gc <phase>`.
+ */
+const phaseProgress = (mode: ProgressMode) => {
+  let current: { phase: string; progress: Progress } | undefined;
   return {
     show: (p: GcProgress) => {
-      const line =
-        p.phase === 'snapshot' ? 'gc: reading references…' : `gc: ${p.phase} ${p.done}/${p.total}`;
-      if (line === last) return;
-      last = line;
-      process.stderr.write(`\r\x1b[2K${line}`);
+      if (p.phase === 'snapshot') return;
+      if (current?.phase !== p.phase) {
+        current?.progress.stop();
+        current = {
+          phase: p.phase,
+          progress: createProgress({ label: `gc ${p.phase}`, unit: p.phase, total: p.total, mode }),
+        };
+      }
+      current.progress.setTotal(p.total);
+      current.progress.update(p.done);
     },
-    end: () => {
-      if (last !== '') process.stderr.write('\r\x1b[2K');
-    },
+    end: () => current?.progress.stop(),
   };
 };
 
@@ -97,7 +104,7 @@ export const registerGcCommands = (program: Command): void => {
         dryRun: options.dryRun === true,
         ...(graceMs !== undefined && { graceMs }),
       };
-      const progress = options.json === true ? undefined : progressLine();
+      const progress = phaseProgress(progressMode({ json: options.json === true }));
       let report: GcReport;
       try {
         if (options.url !== undefined) {
@@ -118,13 +125,13 @@ export const registerGcCommands = (program: Command): void => {
               store,
               clock: systemClock,
               sync: () => runner.catchUp(),
-              ...(progress !== undefined && { onProgress: progress.show }),
+              onProgress: progress.show,
             });
             return service.run(request);
           });
         }
       } finally {
-        progress?.end();
+        progress.end();
       }
       if (options.json === true) printJson(report);
       else printReport(report);
