@@ -6,4 +6,7 @@ export * from './blob';
 export * from './manifest';
 export * from './replication';
 export * from './origin';
+export * from './retention';
+export * from './quota';
+export * from './gc';
 export * from './projection';

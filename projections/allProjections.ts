@@ -4,6 +4,8 @@ import { buildIndexProjection } from './buildIndex';
 import { placementProjection } from './placement';
 import { manifestIndexProjection } from './manifestIndex';
 import { replicationProjection } from './replication';
+import { policiesProjection } from './policies';
+import { referencesProjection } from './references';
 import { tagHistoryProjection } from './tagHistory';
 
 /** Every projection by name, for the runner, `shoal replay` and `--projection NAME`. */
@@ -14,4 +16,6 @@ export const allProjections: Readonly<Record<string, Projection>> = {
   [placementProjection.name]: placementProjection as Projection,
   [manifestIndexProjection.name]: manifestIndexProjection as Projection,
   [replicationProjection.name]: replicationProjection as Projection,
+  [referencesProjection.name]: referencesProjection as Projection,
+  [policiesProjection.name]: policiesProjection as Projection,
 };

@@ -22,13 +22,22 @@ const empty: BlobDoc = { size: 0, repos: [], origins: [], backends: [] };
 /** digest → size, media type, where it is held and persisted. */
 export const blobIndexProjection: Projection<BlobDoc> = {
   name: 'blob-index',
-  version: 1,
-  eventTypes: ['BlobUploaded', 'BlobPlaced', 'BlobPersisted', 'BlobDeleted'],
+  version: 2,
+  eventTypes: [
+    'BlobUploaded',
+    'BlobPlaced',
+    'BlobPersisted',
+    'BlobDeleted',
+    'BlobUnlinked',
+    'BlobCollected',
+  ],
   keysOf: (event: RecordedEvent) =>
     event.type === 'BlobUploaded' ||
     event.type === 'BlobPlaced' ||
     event.type === 'BlobPersisted' ||
-    event.type === 'BlobDeleted'
+    event.type === 'BlobDeleted' ||
+    event.type === 'BlobUnlinked' ||
+    event.type === 'BlobCollected'
       ? [{ partition: blobPartition, id: event.data.digest }]
       : [],
   evolve: (doc, event) => {
@@ -45,7 +54,12 @@ export const blobIndexProjection: Projection<BlobDoc> = {
         return { ...current, origins: add(current.origins, event.data.origin) };
       case 'BlobPersisted':
         return { ...current, backends: add(current.backends, event.data.backend) };
+      case 'BlobUnlinked':
+        return doc === undefined
+          ? undefined
+          : { ...current, repos: current.repos.filter((r) => r !== event.data.repo) };
       case 'BlobDeleted':
+      case 'BlobCollected':
         return undefined;
       default:
         return doc;

@@ -4,4 +4,6 @@ export * from './blobIndex';
 export * from './placement';
 export * from './manifestIndex';
 export * from './replication';
+export * from './references';
+export * from './policies';
 export * from './allProjections';

@@ -1,3 +1,4 @@
+import { uniqueKeys } from './uniqueKeys';
 import type { DocKey, Position, Projection, RecordedEvent } from '../domain';
 
 /**
@@ -7,12 +8,12 @@ import type { DocKey, Position, Projection, RecordedEvent } from '../domain';
  *
  * | partition                     | id                  | doc            | from                    |
  * | ----------------------------- | ------------------- | -------------- | ----------------------- |
- * | `<repo>`                      | manifest digest     | ManifestDoc    | ManifestPushed/Deleted  |
- * | `~blob/<repo>`                | blob digest         | BlobLinkDoc    | BlobUploaded            |
- * | `~repos/<digest>`             | repo                | BlobLinkDoc    | BlobUploaded            |
- * | `~deleted`                    | blob digest         | DeletedDoc     | BlobDeleted             |
- * | `~usedby/<digest>`            | `<repo>@<manifest>` | PositionDoc    | ManifestPushed/Deleted  |
- * | `~referrers/<repo>@<subject>` | referrer digest     | ReferrerDoc    | ManifestPushed/Deleted  |
+ * | `<repo>`                      | manifest digest     | ManifestDoc    | ManifestPushed/Deleted* |
+ * | `~blob/<repo>`                | blob digest         | BlobLinkDoc    | BlobUploaded/Unlinked   |
+ * | `~repos/<digest>`             | repo                | BlobLinkDoc    | BlobUploaded/Unlinked   |
+ * | `~deleted`                    | blob digest         | DeletedDoc     | BlobDeleted/Collected   |
+ * | `~usedby/<digest>`            | `<repo>@<manifest>` | PositionDoc    | ManifestPushed/Deleted* |
+ * | `~referrers/<repo>@<subject>` | referrer digest     | ReferrerDoc    | ManifestPushed/Deleted* |
  * | `~tags/<repo>@<digest>`       | tag                 | PositionDoc    | TagPushed/Deleted       |
  *
  * Repository names start with `[a-z0-9]`, so the partitions of repositories sort before every
@@ -21,7 +22,9 @@ import type { DocKey, Position, Projection, RecordedEvent } from '../domain';
  * Blob links: a blob is linked to a repository by `BlobUploaded{repo}` — written by the origin
  * on an upload, and by the proxy on a cross-repository mount (a mount is a zero-byte upload of
  * bytes the cluster already holds). `BlobDeleted` cannot name the links it undoes, so it
- * records its position and a link counts only when it is newer (`isLinked`).
+ * records its position and a link counts only when it is newer (`isLinked`); `BlobCollected`
+ * (GC) does the same, `BlobUnlinked` (GC) removes one repository's link. `Deleted*`: a
+ * manifest removed by a client (`ManifestDeleted`) or by GC (`ManifestCollected`).
  */
 export type ManifestDoc = {
   readonly mediaType: string;
@@ -71,23 +74,14 @@ export const isLinked = (link: BlobLinkDoc | undefined, deleted: DeletedDoc | un
 
 const k = manifestIndexKeys;
 
-const dedupe = (keys: DocKey[]): DocKey[] => {
-  const seen = new Set<string>();
-  return keys.filter((key) => {
-    const s = `${key.partition}\u0000${key.id}`;
-    if (seen.has(s)) return false;
-    seen.add(s);
-    return true;
-  });
-};
-
 const keysOf = (event: RecordedEvent): DocKey[] => {
   switch (event.type) {
     case 'ManifestPushed':
-    case 'ManifestDeleted': {
+    case 'ManifestDeleted':
+    case 'ManifestCollected': {
       const { repo, digest, subject } = event.data;
       const references = event.data.references ?? [];
-      return dedupe([
+      return uniqueKeys([
         k.manifest(repo, digest),
         ...references.map((ref) => ({ partition: k.usedBy(ref), id: `${repo}@${digest}` })),
         ...(subject !== undefined ? [{ partition: k.referrers(repo, subject), id: digest }] : []),
@@ -98,11 +92,17 @@ const keysOf = (event: RecordedEvent): DocKey[] => {
         k.blobLink(event.data.repo, event.data.digest),
         { partition: k.blobRepos(event.data.digest), id: event.data.repo },
       ];
+    case 'BlobUnlinked':
+      return [
+        k.blobLink(event.data.repo, event.data.digest),
+        { partition: k.blobRepos(event.data.digest), id: event.data.repo },
+      ];
     case 'BlobDeleted':
+    case 'BlobCollected':
       return [k.deleted(event.data.digest)];
     case 'TagPushed': {
       const { repo, tag, digest, previous } = event.data;
-      return dedupe([
+      return uniqueKeys([
         { partition: k.tagsOf(repo, digest), id: tag },
         ...(previous !== undefined ? [{ partition: k.tagsOf(repo, previous), id: tag }] : []),
       ]);
@@ -145,6 +145,8 @@ const evolve = (
       return { position: event.position } satisfies PositionDoc;
     }
     case 'ManifestDeleted':
+    case 'ManifestCollected':
+    case 'BlobUnlinked':
       return undefined;
     case 'BlobUploaded':
       return {
@@ -153,6 +155,7 @@ const evolve = (
         position: event.position,
       } satisfies BlobLinkDoc;
     case 'BlobDeleted':
+    case 'BlobCollected':
       return { position: event.position } satisfies DeletedDoc;
     case 'TagPushed':
       return key.partition === k.tagsOf(event.data.repo, event.data.digest)
@@ -168,12 +171,15 @@ const evolve = (
 /** repo → manifests, blob links, referrers and tags-by-digest: the proxy's read model. */
 export const manifestIndexProjection: Projection<ManifestIndexDoc> = {
   name: 'manifest-index',
-  version: 1,
+  version: 2,
   eventTypes: [
     'ManifestPushed',
     'ManifestDeleted',
+    'ManifestCollected',
     'BlobUploaded',
+    'BlobUnlinked',
     'BlobDeleted',
+    'BlobCollected',
     'TagPushed',
     'TagDeleted',
   ],

@@ -22,13 +22,13 @@ const add = (list: readonly string[], item: string) =>
 /**
  * Origin placement: ring membership from `OriginJoined`/`OriginLeft` (a member joins, or
  * rejoins with a new address, and stays until it leaves) and, per digest, the origins that
- * hold a copy (`BlobPlaced`, forgotten on `BlobDeleted`). Owners are not stored: they are
+ * hold a copy (`BlobPlaced`, forgotten on `BlobDeleted` and `BlobCollected`). Owners are not stored: they are
  * `owners(digest, members, R)` over the current members, so a ring change needs no rewrite.
  */
 export const placementProjection: Projection<RingMemberDoc | BlobHoldersDoc> = {
   name: 'placement',
-  version: 1,
-  eventTypes: ['OriginJoined', 'OriginLeft', 'BlobPlaced', 'BlobDeleted'],
+  version: 2,
+  eventTypes: ['OriginJoined', 'OriginLeft', 'BlobPlaced', 'BlobDeleted', 'BlobCollected'],
   keysOf: (event: RecordedEvent): readonly DocKey[] => {
     switch (event.type) {
       case 'OriginJoined':
@@ -36,6 +36,7 @@ export const placementProjection: Projection<RingMemberDoc | BlobHoldersDoc> = {
         return [{ partition: placementPartitions.ring, id: event.data.id }];
       case 'BlobPlaced':
       case 'BlobDeleted':
+      case 'BlobCollected':
         return [{ partition: placementPartitions.blobs, id: event.data.digest }];
       default:
         return [];
@@ -52,6 +53,7 @@ export const placementProjection: Projection<RingMemberDoc | BlobHoldersDoc> = {
         return { origins: add(origins, event.data.origin) };
       }
       case 'BlobDeleted':
+      case 'BlobCollected':
         return undefined;
       default:
         return doc;

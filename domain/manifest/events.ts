@@ -1,5 +1,6 @@
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
+import { GcRunIdSchema } from '../blob/events';
 import { DigestSchema, RepoNameSchema } from '../oci/schemas';
 
 export const ManifestPushedV1 = Type.Object(
@@ -36,6 +37,35 @@ export const ManifestDeletedV1 = Type.Object(
   { additionalProperties: false },
 );
 export type ManifestDeleted = Static<typeof ManifestDeletedV1>;
+
+/**
+ * An index pushed to `repo` references this manifest (a child). Written on the child's stream
+ * before the index's `ManifestPushed`, so GC's compare-and-swap on the child sees it.
+ */
+export const ManifestReferencedV1 = Type.Object(
+  { repo: RepoNameSchema, digest: DigestSchema, by: DigestSchema },
+  { additionalProperties: false },
+);
+export type ManifestReferenced = Static<typeof ManifestReferencedV1>;
+
+/**
+ * GC removed an untagged manifest that nothing live references (`untagged`), or one a
+ * retention rule untagged (`retention`, with the rule). Carries what `ManifestDeleted` does.
+ */
+export const ManifestCollectedV1 = Type.Object(
+  {
+    repo: RepoNameSchema,
+    digest: DigestSchema,
+    size: Type.Integer({ minimum: 0 }),
+    references: Type.Optional(Type.Array(DigestSchema)),
+    subject: Type.Optional(DigestSchema),
+    run: GcRunIdSchema,
+    reason: Type.Union([Type.Literal('untagged'), Type.Literal('retention')]),
+    rule: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  },
+  { additionalProperties: false },
+);
+export type ManifestCollected = Static<typeof ManifestCollectedV1>;
 
 export const manifestStream = (repo: string, digest: string): string =>
   `manifest/${repo}@${digest}`;

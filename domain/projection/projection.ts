@@ -21,6 +21,16 @@ export interface Projection<D = unknown> {
   keysOf(event: RecordedEvent): readonly DocKey[];
   /** The next state of one document; `undefined` deletes it. */
   evolve(doc: D | undefined, event: RecordedEvent, key: DocKey): D | undefined;
+  /**
+   * When present, used instead of `evolve`: the next state of every document the event
+   * touches at once (`docs[i]` is at `keys[i]`, as `keysOf` listed them), for a document
+   * whose change depends on another's (a counter of distinct blobs per namespace). Pure too.
+   */
+  evolveAll?(
+    docs: ReadonlyArray<D | undefined>,
+    event: RecordedEvent,
+    keys: readonly DocKey[],
+  ): ReadonlyArray<D | undefined>;
 }
 
 export type DocChange = { readonly key: DocKey; readonly doc: unknown };

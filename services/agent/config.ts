@@ -95,6 +95,27 @@ export const AgentConfigSchema = Type.Object({
           'download resumed from disk, else the digest check is derived from the pieces, ' +
           'each checked against its SHA-256 in the metainfo as it arrived (one hash per byte)',
       }),
+      highWatermarkPercent: Type.Number({
+        default: 90,
+        minimum: 0,
+        maximum: 100,
+        description:
+          'above this much of the disk in use, unpinned blobs are evicted least recently used ' +
+          'first down to lowWatermarkPercent (0: off)',
+      }),
+      lowWatermarkPercent: Type.Number({ default: 80, minimum: 0, maximum: 100 }),
+      idleDropMs: Type.Integer({
+        default: 7 * 24 * 3600_000,
+        minimum: 0,
+        description:
+          'a finished blob no container pulled for this long leaves its swarm and the cache ' +
+          '(0: never)',
+      }),
+      checkIntervalMs: Type.Integer({
+        default: 60_000,
+        minimum: 10,
+        description: 'how often the disk and idle blobs are checked',
+      }),
     },
     { default: {} },
   ),

@@ -68,6 +68,11 @@ export const startAgent = async (deps: {
     dir: join(root, 'cache'),
     quotaBytes: config.cache.quotaBytes,
     logger: logger.child({ module: 'cache' }),
+    disk: {
+      highPercent: config.cache.highWatermarkPercent,
+      lowPercent: config.cache.lowWatermarkPercent,
+    },
+    idleMs: config.cache.idleDropMs,
   });
   const trackers = createTrackerClient(config.trackers.urls, {
     timeoutMs: config.trackers.timeoutMs,
@@ -107,6 +112,23 @@ export const startAgent = async (deps: {
   });
 
   app.server.requestTimeout = 0;
+  /** Idle blobs leave their swarms (which unpins them), then the cache sweeps. */
+  const sweepCache = async () => {
+    const idle = new Set(cache.idle());
+    for (const swarm of host.swarms()) {
+      if (idle.has(swarm.digest)) await swarm.leave('not pulled for cache.idleDropMs');
+    }
+    await cache.sweep();
+  };
+  let sweeping: Promise<void> | undefined;
+  const sweeper = setInterval(() => {
+    sweeping ??= sweepCache()
+      .catch((error: unknown) => logger.warn({ err: error }, 'cache sweep failed'))
+      .finally(() => {
+        sweeping = undefined;
+      });
+  }, config.cache.checkIntervalMs);
+  sweeper.unref();
   agentMetrics.observe(host, cache);
   const servicesOnly = async (request: FastifyRequest) => requireService(request, security.mode);
   app.get('/internal/p2p', { onRequest: servicesOnly }, async () => ({
@@ -128,6 +150,7 @@ export const startAgent = async (deps: {
   try {
     ({ url } = await listen({ host: config.listen.host, port: config.listen.port }));
   } catch (error) {
+    clearInterval(sweeper);
     await distribution.close();
     await host.close();
     await tracing.shutdown();
@@ -140,6 +163,8 @@ export const startAgent = async (deps: {
     peerAddress: host.address,
     host,
     close: async () => {
+      clearInterval(sweeper);
+      await sweeping;
       const reap = setInterval(() => app.server.closeIdleConnections(), 100);
       const force = setTimeout(() => app.server.closeAllConnections(), 5000);
       try {

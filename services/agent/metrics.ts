@@ -84,11 +84,15 @@ export const createAgentMetrics = (registry: Registry) => {
   });
   new Counter({
     name: 'shoal_agent_cache_evictions_total',
-    help: 'Blobs evicted from the cache to make room',
+    help:
+      'Blobs evicted from the cache, by reason: quota (to make room), disk (above the high ' +
+      'watermark), idle (no container pulled it for cache.idleDropMs)',
+    labelNames: ['reason'] as const,
     registers: [registry],
     collect() {
       this.reset();
-      this.inc(ref.cache?.stats().evictions ?? 0);
+      const evicted = ref.cache?.stats().evicted ?? { quota: 0, disk: 0, idle: 0 };
+      for (const [reason, n] of Object.entries(evicted)) this.inc({ reason }, n);
     },
   });
   return {

@@ -6,6 +6,8 @@ import {
   ShoalError,
   blobStream,
   isShoalError,
+  lastCollection,
+  placedInLife,
   orThrow,
   parseDigest,
   parseTag,
@@ -139,7 +141,30 @@ export const createBlobService = (ctx: OriginContext) => {
       enqueue(jobs);
       ctx.wakeJobs();
     }
+    await requeueAfterCollection(blob.digest, jobs);
     return { digest: blob.digest, size: blob.size, position };
+  };
+
+  /**
+   * A blob uploaded again after GC collected it starts a new life. Its write-back may have
+   * run (and ended) before the collection was on the log, and the eraser deletes the backend
+   * object of the old life: queue the write-back again (a no-op while it is still queued; it
+   * waits for the erasure, see the write-back handler).
+   */
+  const requeueAfterCollection = async (digest: Digest, jobs: readonly NewJob[]) => {
+    const writeBacks = jobs.filter((job) => job.kind === 'write-back');
+    if (writeBacks.length === 0) return;
+    try {
+      const events = await log.readStream(blobStream(digest));
+      if (lastCollection(events) === undefined) return;
+      db.enqueue(
+        writeBacks.map((job) => ({ ...job, eventId: randomUUID() })),
+        ctx.clock.now(),
+      );
+      ctx.wakeJobs();
+    } catch (error) {
+      logger.warn({ err: error, digest }, 'cannot check whether a blob was collected before');
+    }
   };
 
   /** Refuses pushes to a repository served read-only by its backend (pull-through). */
@@ -323,20 +348,23 @@ export const createBlobService = (ctx: OriginContext) => {
           await growing.abort(error);
           throw error;
         }
-        let built;
-        try {
-          built = await growing.commit();
-        } catch (error) {
-          ctx.metrics.fills.inc({ source: 'corrupt' });
-          logger.error({ err: error, digest }, 'a fill did not match its digest');
-          throw error;
-        }
-        storeMetainfo(usableMetainfo(built).metainfo);
-        ctx.metrics.fills.inc({ source: complete });
-        logger.info({ digest, source: complete }, 'filled a blob this origin owns');
-        await placedHere(digest).catch((error: unknown) =>
-          logger.error({ err: error, digest }, 'cannot record a filled blob as placed here'),
-        );
+        const filled = growing;
+        await ctx.blobLocks.run(digest, async () => {
+          let built;
+          try {
+            built = await filled.commit();
+          } catch (error) {
+            ctx.metrics.fills.inc({ source: 'corrupt' });
+            logger.error({ err: error, digest }, 'a fill did not match its digest');
+            throw error;
+          }
+          storeMetainfo(usableMetainfo(built).metainfo);
+          ctx.metrics.fills.inc({ source: complete });
+          logger.info({ digest, source: complete }, 'filled a blob this origin owns');
+          await placedHere(digest).catch((error: unknown) =>
+            logger.error({ err: error, digest }, 'cannot record a filled blob as placed here'),
+          );
+        });
       } catch (error) {
         failedToStart(error);
         await growing?.abort(error);
@@ -398,7 +426,14 @@ export const createBlobService = (ctx: OriginContext) => {
    * check that the repository is writable). A copy from another owner (`replicaOf`) is only
    * placed. When the blob is already here the body is left unread.
    */
-  const storeWhole = async (
+  const storeWhole = (
+    digest: Digest,
+    body: ByteSource,
+    options: { repo?: RepoName; mediaType?: string; size?: number; replicaOf?: string },
+  ): Promise<{ digest: Digest; size: number; position?: Position }> =>
+    ctx.blobLocks.run(digest, () => storeWholeLocked(digest, body, options));
+
+  const storeWholeLocked = async (
     digest: Digest,
     body: ByteSource,
     options: { repo?: RepoName; mediaType?: string; size?: number; replicaOf?: string },
@@ -419,7 +454,13 @@ export const createBlobService = (ctx: OriginContext) => {
       size = built.length;
     }
     if (options.replicaOf !== undefined) {
-      if (existing !== undefined) return { digest, size };
+      // A copy kept from a life GC collected is recorded again, so its drop leaves it.
+      if (
+        existing !== undefined &&
+        placedInLife(await log.readStream(blobStream(digest)), selfId)
+      ) {
+        return { digest, size };
+      }
       return { digest, size, position: await placedHere(digest) };
     }
     if (options.repo === undefined) {

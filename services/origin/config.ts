@@ -75,6 +75,27 @@ export const OriginConfigSchema = Type.Object({
     },
     { default: {} },
   ),
+  cache: Type.Object(
+    {
+      highWatermark: Type.String({
+        default: '90%',
+        description:
+          'above this, blobs already written back are evicted from local disk, least ' +
+          'recently used first: a percentage of the disk in use (90%) or bytes of blobs ' +
+          '(500GiB); 0 turns eviction off',
+      }),
+      lowWatermark: Type.String({
+        default: '80%',
+        description: 'eviction stops below this (same units as highWatermark)',
+      }),
+      checkIntervalMs: Type.Integer({
+        default: 30_000,
+        minimum: 10,
+        description: 'how often the cache is measured against the watermarks',
+      }),
+    },
+    { default: {} },
+  ),
   uploads: Type.Object(
     {
       expireAfterMs: Type.Integer({

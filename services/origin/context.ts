@@ -4,6 +4,7 @@ import type { Logger } from '../shared/logger';
 import type { BackendRouter } from './backendRouter';
 import type { OriginClient } from './client/originClient';
 import type { OriginConfig } from './config';
+import type { KeyedLocks } from './keyedLocks';
 import type { OriginMetrics } from './metrics';
 import type { RingView } from './ringView';
 import type { ContentStore } from './store/contentStore';
@@ -21,6 +22,11 @@ export type OriginContext = {
   readonly backends: BackendRouter;
   readonly db: OriginDb;
   readonly content: ContentStore;
+  /**
+   * Per digest: landing a blob here and recording it (commit, put, fill) excludes dropping or
+   * evicting this origin's copy.
+   */
+  readonly blobLocks: KeyedLocks;
   readonly uploadsDir: string;
   readonly ring: RingView;
   /** A client of another origin, by its advertised address (cached). */

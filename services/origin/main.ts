@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { Gauge } from 'prom-client';
 import type { BlobStore, Clock, EventLog, Position, ProjectionStore } from '../../domain';
 import { ShoalError, ringStream } from '../../domain';
 import { placementProjection } from '../../projections';
@@ -20,14 +21,19 @@ import { createOriginClient } from './client/originClient';
 import type { OriginConfig } from './config';
 import type { OriginContext } from './context';
 import { newEvent } from '../shared/events';
+import { followCollections } from './collections';
+import { dropHandler, eraseHandler } from './jobs/collectHandlers';
 import { placeHandler, writeBackHandler } from './jobs/handlers';
 import type { JobWorker } from './jobs/jobWorker';
 import { createJobWorker } from './jobs/jobWorker';
+import { createEvictor, parseWatermark } from './evictor';
+import { createKeyedLocks } from './keyedLocks';
 import { createLocalOriginClient } from './localOriginClient';
 import { createOriginMetrics } from './metrics';
 import { createRingView } from './ringView';
 import { startOriginSeeder } from './seeder/seeder';
 import { originRoutes } from './server/routes';
+import type { ContentObserver } from './store/contentStore';
 import { createContentStore } from './store/contentStore';
 import { openOriginDb } from './store/originDb';
 import { createUploadSessions } from './uploadSessions';
@@ -48,6 +54,8 @@ export type RunningOrigin = {
   readonly runner: ReturnType<typeof createProjectionRunner>;
   /** Deletes expired upload sessions now (a timer does it every minute or so). */
   readonly sweepUploads: () => Promise<number>;
+  /** Measures the cache against its watermarks now and evicts (a timer does it too). */
+  readonly checkCache: () => Promise<void>;
   /** Stops serving and working; queued jobs and open sessions stay on disk for the next start. */
   readonly close: () => Promise<void>;
 };
@@ -155,6 +163,10 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
     });
     const writer = { clock, cluster: config.cluster, actor: deps.actor ?? `origin/${selfId}` };
 
+    const high = parseWatermark(config.cache.highWatermark, 'cache.highWatermark');
+    const low = parseWatermark(config.cache.lowWatermark, 'cache.lowWatermark');
+    // The content store tells the evictor what it stores, reads and removes (tied late).
+    const cacheIndex: { current?: ContentObserver } = {};
     const ctx: OriginContext = {
       selfId,
       config,
@@ -164,7 +176,12 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       writer,
       backends,
       db,
-      content: createContentStore(directory),
+      content: createContentStore(directory, {
+        stored: (digest, size) => cacheIndex.current?.stored?.(digest, size),
+        read: (digest) => cacheIndex.current?.read?.(digest),
+        removed: (digest) => cacheIndex.current?.removed?.(digest),
+      }),
+      blobLocks: createKeyedLocks(),
       uploadsDir: join(directory, 'uploads'),
       ring: createRingView({ store, selfId, replicas: config.replicas }),
       peer: (address) => {
@@ -192,6 +209,18 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
     const blobs = createBlobService(ctx);
     const uploads = createUploadSessions(ctx, blobs);
 
+    const evictor = createEvictor(ctx, { high, low, intervalMs: config.cache.checkIntervalMs });
+    cacheIndex.current = evictor.observer;
+    cleanups.push(() => evictor.stop());
+    new Gauge({
+      name: 'shoal_origin_cache_bytes',
+      help: 'Bytes of blobs on local disk',
+      registers: [registry],
+      collect() {
+        this.set(evictor.stats().used);
+      },
+    });
+
     // Finish what a crash interrupted before taking new work.
     await ctx.content.sweepTemp();
     await ctx.catchUpRing();
@@ -200,7 +229,12 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
 
     const jobs = createJobWorker({
       db,
-      handlers: { 'write-back': writeBackHandler(ctx), place: placeHandler(ctx) },
+      handlers: {
+        'write-back': writeBackHandler(ctx),
+        place: placeHandler(ctx),
+        drop: dropHandler(ctx),
+        erase: eraseHandler(ctx),
+      },
       clock,
       logger: logger.child({ module: 'jobs' }),
       concurrency: config.writeBack.concurrency,
@@ -285,6 +319,10 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
     await runner.waitFor(position, Math.max(config.readYourWrites.timeoutMs, 30_000));
     joined = true;
     jobs.start();
+    await evictor.start();
+    const collections = followCollections(ctx);
+    collections.start();
+    cleanups.push(() => collections.stop());
 
     const sweepEvery = Math.min(60_000, Math.max(1000, config.uploads.expireAfterMs / 4));
     const sweeper = setInterval(() => {
@@ -308,6 +346,7 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       client,
       runner,
       sweepUploads: () => uploads.sweep(),
+      checkCache: () => evictor.check(),
       close: cleanup,
     };
   } catch (error) {

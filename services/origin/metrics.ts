@@ -8,7 +8,7 @@ import { directoryBytes } from './store/diskUse';
 /** Who received bytes an origin sent. */
 export type EgressDestination = 'agent' | 'client' | 'origin' | 'backend';
 
-const jobKinds = ['write-back', 'place'] as const;
+const jobKinds = ['write-back', 'place', 'drop', 'erase'] as const;
 
 /** The origin's own metrics, beside the HTTP ones every service has. */
 export const createOriginMetrics = (
@@ -56,7 +56,7 @@ export const createOriginMetrics = (
   });
   const jobs = new Counter({
     name: 'shoal_origin_jobs_total',
-    help: 'Write-back and placement job runs by outcome (done, dropped, failed)',
+    help: 'Durable job runs (write-back, place, drop, erase) by outcome (done, dropped, failed)',
     labelNames: ['kind', 'outcome'] as const,
     registers: [registry],
   });
@@ -68,7 +68,7 @@ export const createOriginMetrics = (
   });
   new Gauge({
     name: 'shoal_origin_jobs_pending',
-    help: 'Write-back and placement jobs queued, by kind',
+    help: 'Durable jobs queued, by kind (write-back, place, drop, erase)',
     labelNames: ['kind'] as const,
     registers: [registry],
     collect() {
@@ -125,11 +125,30 @@ export const createOriginMetrics = (
     for (const outcome of ['done', 'dropped', 'failed']) jobs.inc({ kind, outcome }, 0);
   }
   for (const source of ['peer', 'backend', 'none', 'corrupt']) fills.inc({ source }, 0);
+  const evictions = new Counter({
+    name: 'shoal_origin_evictions_total',
+    help: 'Blobs dropped from the local cache above the high watermark (persisted ones only)',
+    registers: [registry],
+  });
+  const evictedBytes = new Counter({
+    name: 'shoal_origin_evicted_bytes_total',
+    help: 'Bytes dropped from the local cache above the high watermark',
+    registers: [registry],
+  });
+  const collected = new Counter({
+    name: 'shoal_origin_collected_total',
+    help: 'Copies of GC-collected blobs dropped here, and backend objects erased',
+    labelNames: ['what'] as const,
+    registers: [registry],
+  });
   return {
     bytesIn,
     bytesOut,
     jobs,
     fills,
+    evictions,
+    evictedBytes,
+    collected,
     /** Counts bytes sent (to all but agents, whose bytes the seeder counts). */
     egress: (destination: Exclude<EgressDestination, 'agent'>, n: number) => {
       sent[destination] += n;

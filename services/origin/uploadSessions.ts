@@ -9,6 +9,7 @@ import type { MetainfoBuilder } from '../../p2p/metainfo';
 import type { BlobService, Published } from './blobService';
 import type { OriginContext } from './context';
 import { newSessionId, parseSessionId } from './client/sessionId';
+import { createKeyedLocks } from './keyedLocks';
 import { digestMismatch, tooLarge } from './store/contentStore';
 import { createDiskGuard } from './store/diskGuard';
 import { appendStream, readChunkBytes } from './store/files';
@@ -40,21 +41,11 @@ const unknownSession = (id: string) =>
 export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => {
   const { db, clock, logger, uploadsDir } = ctx;
   const hashes = new Map<string, MetainfoBuilder>();
-  const locks = new Map<string, Promise<unknown>>();
+  const sessions = createKeyedLocks();
   const maxSize = ctx.config.uploads.maxBlobSize;
   const disk = createDiskGuard(uploadsDir, ctx.config.uploads.minFreeDiskBytes);
 
-  const withLock = async <T>(id: string, fn: () => Promise<T>): Promise<T> => {
-    const previous = locks.get(id) ?? Promise.resolve();
-    const run = previous.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    locks.set(id, tail);
-    try {
-      return await run;
-    } finally {
-      if (locks.get(id) === tail) locks.delete(id);
-    }
-  };
+  const withLock = <T>(id: string, fn: () => Promise<T>): Promise<T> => sessions.run(id, fn);
 
   /** The session's row, when the id names a session of this origin. */
   const rowOf = (id: string): UploadRow => {
@@ -200,25 +191,29 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
         throw error;
       },
     );
-    if (pending) await ctx.content.adopt(file, digest);
-    else if ((await ctx.content.stat(digest)) === undefined) {
-      // Neither the session file nor the blob: nothing to finish (disk lost under us).
-      logger.error({ upload: row.id, digest }, 'committed upload lost its content');
-      db.deleteUpload(row.id);
-      throw unknownSession(row.id);
-    }
-    // The session row stays until its jobs are stored: a crash before that finishes here
-    // again at the next start. Jobs and the end of the session are one transaction.
-    return blobs.publish(
-      {
-        digest,
-        size: commit.size,
-        repo: commit.repo,
-        ...(commit.mediaType !== undefined && { mediaType: commit.mediaType }),
-      },
-      commit.eventIds,
-      (jobs) => db.finishUpload(row.id, jobs, clock.now()),
-    );
+    // The blob's lock from landing on disk to being on the log: a drop of a collected copy
+    // of the same digest waits, then sees this new life and keeps the bytes.
+    return ctx.blobLocks.run(digest, async () => {
+      if (pending) await ctx.content.adopt(file, digest);
+      else if ((await ctx.content.stat(digest)) === undefined) {
+        // Neither the session file nor the blob: nothing to finish (disk lost under us).
+        logger.error({ upload: row.id, digest }, 'committed upload lost its content');
+        db.deleteUpload(row.id);
+        throw unknownSession(row.id);
+      }
+      // The session row stays until its jobs are stored: a crash before that finishes here
+      // again at the next start. Jobs and the end of the session are one transaction.
+      return blobs.publish(
+        {
+          digest,
+          size: commit.size,
+          repo: commit.repo,
+          ...(commit.mediaType !== undefined && { mediaType: commit.mediaType }),
+        },
+        commit.eventIds,
+        (jobs) => db.finishUpload(row.id, jobs, clock.now()),
+      );
+    });
   };
 
   /** Finishes a session committed earlier whose events may not be on the log yet. */

@@ -59,6 +59,18 @@ export const ProxyConfigSchema = Type.Object({
     },
     { default: {} },
   ),
+  gc: Type.Object(
+    {
+      referenceWindowMs: Type.Integer({
+        default: 60_000,
+        minimum: 1,
+        description:
+          'a manifest push records its manifest within this long of referencing its blobs, ' +
+          "else it fails (retriable); GC's gc.graceMs must be at least 4 × this",
+      }),
+    },
+    { default: {} },
+  ),
   readYourWrites: roleConfig.readYourWrites(),
   tls: roleConfig.tls(),
   security: roleConfig.security(),

@@ -19,15 +19,10 @@ import {
   orThrow,
   parseManifest,
   parseTag,
+  quotaExceeded,
   truncate,
 } from '../../domain';
-import type {
-  BlobLinkDoc,
-  DeletedDoc,
-  ManifestDoc,
-  PositionDoc,
-  ReferrerDoc,
-} from '../../projections';
+import type { BlobLinkDoc, DeletedDoc, PositionDoc, ReferrerDoc } from '../../projections';
 import {
   internalPartitionPrefix,
   isLinked,
@@ -39,11 +34,13 @@ import type { BlobAccess } from '../origin/client/blobAccess';
 import type { WriterContext } from '../shared/events';
 import { newEvent } from '../shared/events';
 import { readBody } from '../../kit/http/transport';
+import { quotaApplies, quotaExceededBy } from '../shared/quotas';
 import { createManifestCache } from '../shared/oci/manifestCache';
 import { digestParam, isDigestReference } from '../shared/oci/parseV2Path';
 import { createManifestIndexReader } from './manifestIndexReader';
 import type { RecordManifest } from './pullThrough';
 import { createPullThrough } from './pullThrough';
+import { createReferenceGuard } from './referenceGuard';
 
 const projection = manifestIndexProjection.name;
 /** The largest manifest any proxy configuration accepts (limits.manifestMaxBytes' maximum). */
@@ -74,6 +71,11 @@ export type DistributionDeps = {
   /** Resolves once the proxy's projections have applied `position` (bounded wait). */
   readonly waitFor: (position: Position) => Promise<void>;
   readonly limits: { readonly manifestMaxBytes: number; readonly manifestCacheBytes: number };
+  /**
+   * A manifest push must record its manifest within this long of referencing its children
+   * (default 60 s); GC's grace window must be at least 4 × this (see ReferenceGuard).
+   */
+  readonly referenceWindowMs?: number;
 };
 
 export type Distribution = ReturnType<typeof createDistribution>;
@@ -103,6 +105,20 @@ const hashOf = (digest: Digest, bytes: Buffer): Digest =>
  */
 export const createDistribution = (deps: DistributionDeps) => {
   const { log, store, blobs, tags, writer, waitFor, limits } = deps;
+  const guard = createReferenceGuard({
+    log,
+    writer,
+    clock: writer.clock,
+    windowMs: deps.referenceWindowMs ?? 60_000,
+  });
+  /** Quotas of the repository's namespaces (the policies and references projections). */
+  const quota = {
+    applies: (repo: RepoName) => quotaApplies(store, repo),
+    check: async (repo: RepoName, added: ReadonlyArray<{ digest: string; size: number }>) => {
+      const over = await quotaExceededBy(store, repo, added);
+      if (over !== undefined) throw quotaExceeded(over.namespace, over);
+    },
+  };
   const cache = createManifestCache(limits.manifestCacheBytes);
 
   const { syncToHead, linkOf, manifestDoc, listAll } = createManifestIndexReader({
@@ -174,6 +190,7 @@ export const createDistribution = (deps: DistributionDeps) => {
     references,
     options = {},
   ) => {
+    if (options.referencedAt !== undefined) guard.fresh(options.referencedAt);
     cache.set(digest, bytes);
     const subject = manifest.subject?.digest;
     const artifactType =
@@ -245,6 +262,18 @@ export const createDistribution = (deps: DistributionDeps) => {
       body?: Readable,
       length?: number,
     ) => {
+      if (await quota.applies(repo)) {
+        // The blob's size as the session and the last chunk's Content-Length tell it (a
+        // chunked last chunk counts as empty). Over quota: the session goes, nothing is linked.
+        const { size } = await blobs.uploadStatus(id);
+        try {
+          await quota.check(repo, [{ digest, size: size + (length ?? 0) }]);
+        } catch (error) {
+          body?.resume();
+          await blobs.cancelUpload(id).catch(() => undefined);
+          throw error;
+        }
+      }
       const result = await blobs.commitUpload(id, {
         digest,
         repo,
@@ -257,28 +286,21 @@ export const createDistribution = (deps: DistributionDeps) => {
 
     /**
      * Cross-repository mount: when `from` holds the blob, links it to `repo` by appending
-     * `BlobUploaded{repo}` (no bytes move) and returns; otherwise the caller falls back
-     * to an upload session. Resolves with the link's position, or undefined.
+     * `BlobUploaded{repo}` (no bytes move) with compare-and-swap on the blob's stream, so a GC
+     * removal of the blob or of `from`'s link cannot slip in between; otherwise the caller
+     * falls back to an upload session. Resolves with the link's position, or undefined.
      */
     mount: async (
       repo: RepoName,
       from: RepoName,
       digest: Digest,
     ): Promise<Position | undefined> => {
-      const link = await linkOf(from, digest, true);
-      if (link === undefined) return undefined;
-      const existing = await linkOf(repo, digest, false);
-      if (existing !== undefined) return existing.position;
+      if ((await linkOf(from, digest, true)) === undefined) return undefined;
       if ((await blobs.stat(digest)) === undefined) return undefined;
-      const position = await log.append([
-        newEvent(writer, 'BlobUploaded', {
-          digest,
-          size: link.size,
-          repo,
-          ...(link.mediaType !== undefined && { mediaType: link.mediaType }),
-        }),
-      ]);
-      await waitFor(position);
+      const position = await guard.mount(repo, from, digest, (size) =>
+        quota.check(repo, [{ digest, size }]),
+      );
+      if (position !== undefined) await waitFor(position);
       return position;
     },
 
@@ -357,8 +379,8 @@ export const createDistribution = (deps: DistributionDeps) => {
 
     /**
      * Stores a manifest: size cap, validation, every reference present in the repository,
-     * bytes stored as a blob, `ManifestPushed`, then the tag through build-index.
-     * Pushing a manifest the repository already holds appends nothing but the tag move.
+     * quota, bytes stored as a blob, its children referenced on their streams (GC safety,
+     * see `ReferenceGuard`), `ManifestPushed`, then the tag through build-index.
      */
     putManifest: async (
       repo: RepoName,
@@ -386,18 +408,34 @@ export const createDistribution = (deps: DistributionDeps) => {
       const manifest = orThrow(parseManifest(bytes.toString('utf8'), contentType));
       const references = await checkReferences(repo, manifest);
       const subject = manifest.subject?.digest;
-      let position: Position;
-      const existing = await store.get<ManifestDoc>(projection, keys.manifest(repo, digest));
-      if (existing !== undefined) {
-        position = existing.position;
-      } else {
-        await blobs.put(digest, bytes, {
-          repo,
-          mediaType: manifest.mediaType,
-          size: bytes.length,
-        });
-        position = await recordManifest(repo, digest, bytes, manifest, references);
+      await quota.check(repo, [{ digest, size: bytes.length }]);
+      // The manifest's own bytes: stored now (that upload is a reference), or referenced
+      // with its children when the repository has them already.
+      const stored = (await linkOf(repo, digest, false)) !== undefined;
+      if (!stored) {
+        await blobs.put(digest, bytes, { repo, mediaType: manifest.mediaType, size: bytes.length });
       }
+      const refs = manifestReferences(manifest);
+      let referencedAt: number;
+      try {
+        referencedAt = await guard.reference(repo, digest, {
+          blobs: stored ? [...refs.blobs, digest] : refs.blobs,
+          manifests: refs.manifests,
+        });
+      } catch (error) {
+        // Only its own bytes went (collected a moment ago): store them again, once.
+        const gone = isShoalError(error, 'MANIFEST_BLOB_UNKNOWN')
+          ? ((error.detail?.['digests'] as string[] | undefined) ?? [])
+          : [];
+        if (!stored || gone.length !== 1 || gone[0] !== digest) throw error;
+        await blobs.put(digest, bytes, { repo, mediaType: manifest.mediaType, size: bytes.length });
+        referencedAt = await guard.reference(repo, digest, refs);
+      }
+      // Every push records the manifest again: a manifest the repository holds is touched
+      // (its stream moves), so a GC removal decided before fails.
+      let position = await recordManifest(repo, digest, bytes, manifest, references, {
+        referencedAt,
+      });
       if (tag !== undefined) {
         const written = await tags.put({ repo, tag }, digest);
         position = Math.max(position, written.position);

@@ -4,6 +4,8 @@ import {
   buildIndexProjection,
   manifestIndexProjection,
   placementProjection,
+  policiesProjection,
+  referencesProjection,
   tagHistoryProjection,
 } from '../../projections';
 import { createBuildIndexClient } from '../build-index/client/buildIndexClient';
@@ -89,7 +91,12 @@ export const startProxy = async (deps: {
       'proxy: buildIndex.url is empty and no in-process tag service was given',
     );
   }
-  const projections: Projection[] = [manifestIndexProjection as Projection];
+  // references and policies: namespace usage and quotas, checked on every push.
+  const projections: Projection[] = [
+    manifestIndexProjection as Projection,
+    referencesProjection as Projection,
+    policiesProjection as Projection,
+  ];
   if (ownTags)
     projections.push(buildIndexProjection as Projection, tagHistoryProjection as Projection);
   const ringFromLog = deps.blobs === undefined && config.origins.urls.length === 0;
@@ -127,6 +134,7 @@ export const startProxy = async (deps: {
     writer,
     waitFor,
     limits: config.limits,
+    referenceWindowMs: config.gc.referenceWindowMs,
   });
   // Layer uploads and downloads may take longer than Node's default request timeout.
   app.server.requestTimeout = 0;

@@ -26,7 +26,12 @@ export type RecordManifest = (
   bytes: Buffer,
   manifest: Manifest,
   references: readonly Digest[],
-  options?: { links?: readonly ShoalEvent[]; writer?: WriterContext },
+  options?: {
+    links?: readonly ShoalEvent[];
+    writer?: WriterContext;
+    /** When the children were referenced on their streams (a push: see ReferenceGuard). */
+    referencedAt?: number;
+  },
 ) => Promise<Position>;
 
 export type PullThroughDeps = {

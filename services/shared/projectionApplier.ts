@@ -78,14 +78,27 @@ export const createProjectionApplier = (
 
   const noLoads: Entry[] = [];
 
-  const evolve = (entry: Entry, event: RecordedEvent) => {
-    const after = projection.evolve(entry.doc, event, entry.key);
+  const set = (entry: Entry, after: unknown) => {
     if (after === entry.doc) return;
     entry.doc = after;
     if (!entry.dirty) {
       entry.dirty = true;
       dirty.push(entry);
     }
+  };
+
+  /** Evolves the documents one event touches (all at once with `evolveAll`). */
+  const evolveEvent = (entries: readonly Entry[], event: RecordedEvent) => {
+    if (projection.evolveAll === undefined) {
+      for (const entry of entries) set(entry, projection.evolve(entry.doc, event, entry.key));
+      return;
+    }
+    const after = projection.evolveAll(
+      entries.map((entry) => entry.doc),
+      event,
+      entries.map((entry) => entry.key),
+    );
+    entries.forEach((entry, i) => set(entry, after[i]));
   };
 
   return {
@@ -103,21 +116,22 @@ export const createProjectionApplier = (
         // Nothing to read from the store: evolve in one pass.
         for (const event of events) {
           if (event.position <= position || !types.has(event.type)) continue;
-          for (const key of projection.keysOf(event)) evolve(entryOf(key, noLoads), event);
+          evolveEvent(
+            projection.keysOf(event).map((key) => entryOf(key, noLoads)),
+            event,
+          );
         }
         position = last;
         return;
       }
       // First the documents the batch needs, read in one getMany; then evolve step by step.
       const stepEvents: RecordedEvent[] = [];
-      const stepEntries: Entry[] = [];
+      const stepEntries: Entry[][] = [];
       const toLoad: Entry[] = [];
       for (const event of events) {
         if (event.position <= position || !types.has(event.type)) continue;
-        for (const key of projection.keysOf(event)) {
-          stepEvents.push(event);
-          stepEntries.push(entryOf(key, toLoad));
-        }
+        stepEvents.push(event);
+        stepEntries.push(projection.keysOf(event).map((key) => entryOf(key, toLoad)));
       }
       if (toLoad.length > 0) {
         const found = await store.getMany(
@@ -127,7 +141,7 @@ export const createProjectionApplier = (
         for (const entry of toLoad) entry.doc = found.get(docKeyString(entry.key));
       }
       for (let i = 0; i < stepEntries.length; i++) {
-        evolve(stepEntries[i] as Entry, stepEvents[i] as RecordedEvent);
+        evolveEvent(stepEntries[i] as Entry[], stepEvents[i] as RecordedEvent);
       }
       position = last;
     },

@@ -199,7 +199,7 @@ describe('metrics: Prometheus scrapes shoal dev --agents 3', () => {
     await scraped('shoal_origin_egress_bytes_total{destination="client"}', (v) => v > 0);
     await scraped('shoal_origin_egress_bytes_total{destination="agent"}', (v) => v > 0);
     await scraped('shoal_origin_disk_bytes{kind="used"}', (v) => v >= image.layerBytes);
-    expect((await query('shoal_origin_jobs_oldest_age_seconds')).length).toBe(2);
+    expect((await query('shoal_origin_jobs_oldest_age_seconds')).length).toBe(4); // write-back, place, drop, erase
     // Agents: bytes in by source, piece latency, swarms, cache.
     await scraped('shoal_agent_bytes_in_total', (v) => v >= image.layerBytes);
     await scraped('shoal_agent_piece_duration_seconds_count', (v) => v > 0);

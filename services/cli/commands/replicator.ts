@@ -3,6 +3,8 @@ import { Type } from '@sinclair/typebox';
 import type { Clock, EventLog, ProjectionStore } from '../../../domain';
 import { BuildIndexConfigSchema } from '../../build-index/config';
 import { startBuildIndex } from '../../build-index/main';
+import { GcConfigSchema } from '../../gc/config';
+import { createGcComponent } from '../../gc/main';
 import { ReplicationConfigSchema, ReplicatorConfigSchema } from '../../replicator/config';
 import { createReplicatorComponent, startReplicator } from '../../replicator/main';
 import type { Logger } from '../../shared/logger';
@@ -11,10 +13,14 @@ import type { RoleSecurity } from '../../shared/security/roleSecurity';
 // Where the replicator runs: mounted in build-index (`shoal build-index`, `shoal dev`), which
 // knows nothing of it, or alone (`shoal replicator`).
 
-/** `shoal build-index`'s file: build-index's settings and the mounted replicator's section. */
+/**
+ * `shoal build-index`'s file: build-index's settings and the sections of what is mounted in
+ * it: the replicator (`replication`) and scheduled GC (`gc`).
+ */
 export const BuildIndexRoleConfigSchema = Type.Object({
   ...BuildIndexConfigSchema.properties,
   replication: ReplicationConfigSchema,
+  gc: GcConfigSchema,
 });
 
 export type BuildIndexRoleConfig = Static<typeof BuildIndexRoleConfigSchema>;
@@ -28,7 +34,7 @@ type RoleDeps<C> = {
   security?: RoleSecurity;
 };
 
-/** build-index with the replicator mounted: one app, one projection runner, one listener. */
+/** build-index with the replicator and GC mounted: one app, one projection runner, one listener. */
 export const startBuildIndexRole = (deps: RoleDeps<BuildIndexRoleConfig>) => {
   const { config } = deps;
   const actor = 'build-index';
@@ -44,7 +50,17 @@ export const startBuildIndexRole = (deps: RoleDeps<BuildIndexRoleConfig>) => {
     actor,
     ...(deps.security !== undefined && { identity: deps.security.identity }),
   });
-  return startBuildIndex({ ...deps, actor, components: [replicator] });
+  const gc = createGcComponent({
+    config: config.gc,
+    cluster: config.cluster,
+    logger: deps.logger,
+    clock: deps.clock,
+    log: deps.log,
+    store: deps.store,
+    actor: 'gc',
+    syncTimeoutMs: Math.max(config.readYourWrites.timeoutMs, 60_000),
+  });
+  return startBuildIndex({ ...deps, actor, components: [replicator, gc] });
 };
 
 /** `shoal replicator`: the replicator alone, its rules and status API on its own listener. */

@@ -1,5 +1,12 @@
 import type { Digest } from '../../../domain';
-import { ShoalError, blobStream } from '../../../domain';
+import {
+  ShoalError,
+  blobStream,
+  lastCollection,
+  pendingErasure,
+  persistedIn,
+  storedAt,
+} from '../../../domain';
 import type { BuiltBlob } from '../../../p2p/metainfo';
 import { MetainfoBuilder, encodeMetainfo, pieceLengthFor } from '../../../p2p/metainfo';
 import type { Backend } from '../backendRouter';
@@ -40,9 +47,38 @@ const putChecked = async (
 };
 
 /**
+ * Why a job on a blob GC collected before must wait (it is retried with backoff): its new
+ * life's upload is not on the log yet, or the collected life's backend objects are still to
+ * be erased by a ring member (writing first would let the erasure delete the new copy).
+ */
+const waitAfterCollection = async (
+  ctx: OriginContext,
+  digest: Digest,
+  events: Awaited<ReturnType<OriginContext['log']['readStream']>>,
+): Promise<void> => {
+  if (lastCollection(events) === undefined) return;
+  if (!storedAt(events, Infinity)) {
+    throw new ShoalError(
+      'SERVICE_UNAVAILABLE',
+      `${digest} was collected and its new upload is not on the log yet`,
+    );
+  }
+  const erasure = pendingErasure(events);
+  if (erasure !== undefined && (await ctx.ring.members()).some((m) => m.id === erasure.eraser)) {
+    throw new ShoalError(
+      'SERVICE_UNAVAILABLE',
+      `${digest} waits until origin ${erasure.eraser} has erased the backend objects of its ` +
+        'collected copy',
+    );
+  }
+};
+
+/**
  * Write-back: makes the backend hold the blob, then appends `BlobPersisted`. Idempotent: a
  * backend that already has the object is not written again, and the event's id is fixed
  * per job, so a retry after a crash between the put and the append adds nothing twice.
+ * After a collection it writes only the new life, once the old one's objects are erased;
+ * a collection during the put leaves the event out (the eraser deletes the object).
  */
 export const writeBackHandler =
   (ctx: OriginContext): JobHandler =>
@@ -61,14 +97,14 @@ export const writeBackHandler =
       return 'dropped';
     }
     const name = backend.objectName(digest);
+    const events = await ctx.log.readStream(blobStream(digest));
+    await waitAfterCollection(ctx, digest, events);
+    const collected = lastCollection(events)?.position;
     const here = await ctx.content.stat(digest);
     const there = await backend.store.stat(name);
     if (there !== undefined && (here === undefined || there.size === here.size)) {
       // Already persisted (an earlier push, another origin): record it once, not per push.
-      const recorded = (await ctx.log.readStream(blobStream(digest))).some(
-        (e) => e.type === 'BlobPersisted' && e.data.backend === backend.name,
-      );
-      if (recorded) return 'done';
+      if (persistedIn(events).includes(backend.name)) return 'done';
     } else if (here === undefined) {
       ctx.logger.error({ digest }, 'write-back: the blob is gone from this origin; dropping');
       return 'dropped';
@@ -89,6 +125,10 @@ export const writeBackHandler =
         read.stream.destroy();
       }
     }
+    if (lastCollection(await ctx.log.readStream(blobStream(digest)))?.position !== collected) {
+      ctx.logger.info({ digest }, 'write-back: the blob was collected meanwhile; not recorded');
+      return 'dropped';
+    }
     await ctx.log.append([
       newEvent(ctx.writer, 'BlobPersisted', { digest, backend: backend.name }, { id: job.eventId }),
     ]);
@@ -108,6 +148,7 @@ export const placeHandler =
       ctx.logger.info({ digest, target: job.target }, 'placement target left the ring');
       return 'dropped';
     }
+    await waitAfterCollection(ctx, digest, await ctx.log.readStream(blobStream(digest)));
     const peer = ctx.peer(target.address);
     if ((await peer.statBlob(digest, { local: true })) !== undefined) return 'done';
     if ((await ctx.content.stat(digest)) === undefined) {

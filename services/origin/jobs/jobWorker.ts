@@ -11,7 +11,8 @@ export type JobHandler = (job: JobRow, signal: AbortSignal) => Promise<JobOutcom
 
 export type JobWorkerOptions = {
   readonly db: OriginDb;
-  readonly handlers: Readonly<Record<JobKind, JobHandler>>;
+  /** Handlers by kind; a job of a kind without one fails (and is retried). */
+  readonly handlers: Readonly<Partial<Record<JobKind, JobHandler>>>;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly concurrency: number;
@@ -67,6 +68,7 @@ export const createJobWorker = (options: JobWorkerOptions) => {
     const handler = handlers[job.kind];
     const promise = (async () => {
       try {
+        if (handler === undefined) throw new Error(`no handler for ${job.kind} jobs`);
         const outcome = await handler(job, abort.signal);
         db.deleteJob(job);
         options.onOutcome?.(job.kind, outcome);

@@ -27,9 +27,24 @@ export type BlobRead = {
  * its digest only after its bytes were hashed and matched, fsynced, and renamed into place
  * (and the directory fsynced): never half-written, never with the wrong content.
  */
-export const createContentStore = (root: string) => {
+export const createContentStore = (
+  root: string,
+  /** Told when a blob lands under its digest, is read, or is removed (the evictor's index). */
+  observer: ContentObserver = {},
+) => {
   const blobsDir = join(root, 'blobs');
   const tempDir = join(root, 'tmp');
+  /** Open read streams per digest: a blob being served is never evicted. */
+  const readers = new Map<string, number>();
+  const reading = (digest: Digest, stream: Readable) => {
+    readers.set(digest, (readers.get(digest) ?? 0) + 1);
+    stream.once('close', () => {
+      const left = (readers.get(digest) ?? 1) - 1;
+      if (left > 0) readers.set(digest, left);
+      else readers.delete(digest);
+    });
+    observer.read?.(digest);
+  };
 
   const pathOf = (digest: Digest): string => {
     const hex = digestHex(digest);
@@ -49,13 +64,17 @@ export const createContentStore = (root: string) => {
   /** Moves a verified file under its digest; drops it when the blob is already there. */
   const adopt = async (file: string, digest: Digest): Promise<void> => {
     const path = pathOf(digest);
-    if (await stat_(digest)) {
+    const there = await stat_(digest);
+    if (there !== undefined) {
       await unlink(file).catch(() => undefined);
+      observer.stored?.(digest, there.size);
       return;
     }
     await ensureDir(dirname(path));
     await rename(file, path);
     await syncDir(dirname(path));
+    const stored = await stat_(digest);
+    if (stored !== undefined) observer.stored?.(digest, stored.size);
   };
 
   return {
@@ -63,6 +82,28 @@ export const createContentStore = (root: string) => {
     pathOf,
     stat: stat_,
     adopt,
+    /** Whether a response is streaming the blob right now. */
+    isReading: (digest: string): boolean => readers.has(digest),
+
+    /** Every blob stored here with its size and last modification (ms), in no order. */
+    scan: async (): Promise<Array<{ digest: Digest; size: number; mtimeMs: number }>> => {
+      const out: Array<{ digest: Digest; size: number; mtimeMs: number }> = [];
+      const list = async (dir: string) => readdir(dir).catch(() => [] as string[]);
+      for (const algorithm of await list(blobsDir)) {
+        for (const shard of await list(join(blobsDir, algorithm))) {
+          for (const hex of await list(join(blobsDir, algorithm, shard))) {
+            const info = await stat(join(blobsDir, algorithm, shard, hex)).catch(() => undefined);
+            if (info?.isFile() !== true || hex.startsWith('.')) continue;
+            out.push({
+              digest: `${algorithm}:${hex}` as Digest,
+              size: info.size,
+              mtimeMs: info.mtimeMs,
+            });
+          }
+        }
+      }
+      return out;
+    },
 
     /** Opens a blob for reading, whole or a range; `BLOB_UNKNOWN` when absent. */
     read: async (digest: Digest, range?: ByteRange): Promise<BlobRead> => {
@@ -78,6 +119,7 @@ export const createContentStore = (root: string) => {
         const { start, end } = orThrow(resolveRange(size, range));
         if (end < start) {
           await handle.close();
+          observer.read?.(digest);
           return { stream: Readable.from([]), size, start, end };
         }
         const stream = createReadStream(pathOf(digest), {
@@ -87,6 +129,7 @@ export const createContentStore = (root: string) => {
           autoClose: true,
           highWaterMark: readChunkBytes,
         });
+        reading(digest, stream);
         return { stream, size, start, end };
       } catch (error) {
         await handle.close();
@@ -163,6 +206,7 @@ export const createContentStore = (root: string) => {
     remove: async (digest: Digest): Promise<boolean> => {
       try {
         await unlink(pathOf(digest));
+        observer.removed?.(digest);
         return true;
       } catch (error) {
         if (isMissing(error)) return false;
@@ -186,6 +230,13 @@ export const createContentStore = (root: string) => {
 };
 
 export type ContentStore = ReturnType<typeof createContentStore>;
+
+/** What the content store tells about its blobs as they change. */
+export type ContentObserver = {
+  readonly stored?: (digest: Digest, size: number) => void;
+  readonly read?: (digest: Digest) => void;
+  readonly removed?: (digest: Digest) => void;
+};
 
 /** Keeps a built metainfo only when its piece length is the one the final size calls for. */
 export const usableMetainfo = (built: BuiltBlob): BuiltBlob =>

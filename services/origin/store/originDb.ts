@@ -19,16 +19,17 @@ export type UploadRow = {
   };
 };
 
-export type JobKind = 'write-back' | 'place';
+export type JobKind = 'write-back' | 'place' | 'drop' | 'erase';
 
 /**
- * A durable job: write a blob back to the backend (`write-back`), or place a copy of it on
- * another owner of its digest (`place`).
+ * A durable job: write a blob back to the backend (`write-back`), place a copy of it on
+ * another owner of its digest (`place`), drop this origin's copy of a blob GC collected
+ * (`drop`), or delete a collected blob's backend objects (`erase`, by the origin GC named).
  */
 export type JobRow = {
   readonly kind: JobKind;
   readonly digest: string;
-  /** Backend name (write-back) or origin id (place). */
+  /** Backend name (write-back), origin id (place, drop), `backends` (erase). */
   readonly target: string;
   /** Id of the event the job appends when done, fixed so a retried append is a no-op. */
   readonly eventId: string;
@@ -79,6 +80,10 @@ export const openOriginDb = (path: string) => {
     CREATE TABLE IF NOT EXISTS metainfo (
       digest TEXT PRIMARY KEY,
       json TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE IF NOT EXISTS cursors (
+      name TEXT PRIMARY KEY,
+      position INTEGER NOT NULL
     ) STRICT;
   `);
   // Placement jobs were called `replicate` before "replication" came to mean copying to
@@ -145,6 +150,12 @@ export const openOriginDb = (path: string) => {
     nextDueAfter: db.prepare('SELECT min(not_before) AS at FROM jobs WHERE not_before > ?'),
     deleteJob: db.prepare('DELETE FROM jobs WHERE kind = ? AND digest = ? AND target = ?'),
     deleteJobsOf: db.prepare('DELETE FROM jobs WHERE digest = ?'),
+    deleteJobsOfKind: db.prepare('DELETE FROM jobs WHERE digest = ? AND kind = ?'),
+    getCursor: db.prepare('SELECT position FROM cursors WHERE name = ?'),
+    setCursor: db.prepare(
+      `INSERT INTO cursors (name, position) VALUES (?, ?)
+       ON CONFLICT (name) DO UPDATE SET position = excluded.position`,
+    ),
     failJob: db.prepare(
       `UPDATE jobs SET attempts = attempts + 1, not_before = ?, last_error = ?
        WHERE kind = ? AND digest = ? AND target = ?`,
@@ -202,6 +213,18 @@ export const openOriginDb = (path: string) => {
     deleteJob: (job: Pick<JobRow, 'kind' | 'digest' | 'target'>) =>
       void statements.deleteJob.run(job.kind, job.digest, job.target),
     deleteJobsOf: (digest: string) => void statements.deleteJobsOf.run(digest),
+    /** Drops a digest's queued jobs of some kinds. */
+    deleteJobsOfKinds: db.transaction((digest: string, kinds: readonly JobKind[]) => {
+      for (const kind of kinds) statements.deleteJobsOfKind.run(digest, kind);
+    }),
+    /** Where a reader of the log stopped (0: from the start). */
+    cursor: (name: string): number =>
+      (statements.getCursor.get(name) as { position: number } | undefined)?.position ?? 0,
+    /** Enqueues jobs and moves a cursor past what decided them, in one transaction. */
+    enqueueAt: db.transaction((name: string, position: number, jobs: NewJob[], now: number) => {
+      insertJobs(jobs, now);
+      statements.setCursor.run(name, position);
+    }),
     failJob: (job: Pick<JobRow, 'kind' | 'digest' | 'target'>, notBefore: number, error: string) =>
       void statements.failJob.run(
         notBefore,
