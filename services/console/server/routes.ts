@@ -84,7 +84,7 @@ export const consoleRoutes =
         return handler(viewerOf(request), query, request);
       });
 
-    get('/api/overview', Type.Object({}), (viewer) => reads.overview(viewer));
+    get('/api/overview', Type.Object({ min }), (viewer) => reads.overview(viewer));
     get('/api/repositories', schemas.repositories, (viewer, q) =>
       reads.repositories.list(viewer, {
         ...(q.q !== undefined && { query: q.q }),
@@ -121,7 +121,7 @@ export const consoleRoutes =
       }),
     );
     get('/api/blob', schemas.blob, (viewer, q) => reads.placement.blob(viewer, q.digest));
-    get('/api/swarms', Type.Object({}), async (viewer) => ({
+    get('/api/swarms', Type.Object({ min }), async (viewer) => ({
       configured: reads.swarms.configured,
       ...swarmsFor(await reads.swarms.snapshot(), viewer),
     }));
