@@ -59,10 +59,10 @@ export const History = ({ repo, tag }) => {
                       }
                     </div>
                     <div class="who">
-                      <span title=${c.at}>${when(c.at)}</span>
-                      <span class="muted">(${ago(c.at)})</span>${' '} · by
-                      <strong>${c.actor}</strong> · position <strong>${c.position}</strong> ·${' '}
-                      cluster ${c.cluster}
+                      <span title=${c.at}>${when(c.at)}</span>${' '}
+                      <span class="muted">(${ago(c.at)})</span>${' · by '}
+                      <strong>${c.actor}</strong>${' · position '}<strong>${c.position}</strong>
+                      ${` · cluster ${c.cluster}`}
                     </div>
                   </div>
                 </li>`,

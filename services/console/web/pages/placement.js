@@ -47,9 +47,11 @@ export const Placement = () => {
         r.members.length === 0
           ? html`<${Empty}>No origin has joined the ring yet.<//>`
           : html`<p class="muted">
-                Each blob is owned by ${Math.min(r.replicas, r.members.length)} of the
-                ${r.members.length} origin${r.members.length === 1 ? '' : 's'} (rendezvous hashing,
-                ${r.replicas} replicas).
+                ${
+                  `Each blob is owned by ${Math.min(r.replicas, r.members.length)} of the ` +
+                  `${r.members.length} origin${r.members.length === 1 ? '' : 's'} ` +
+                  `(rendezvous hashing, ${r.replicas} replicas).`
+                }
               </p>
               <ul class="ring" data-testid="ring">
                 ${r.members.map(
@@ -87,14 +89,12 @@ export const Placement = () => {
             <span
               ><strong class=${b.counts.pendingWriteBack > 0 ? 'warn' : ''}
                 >${b.counts.pendingWriteBack}</strong
-              >
-              awaiting write-back</span
+              >${' awaiting write-back'}</span
             >
             <span
               ><strong class=${b.counts.underPlaced > 0 ? 'warn' : ''}
                 >${b.counts.underPlaced}</strong
-              >
-              missing on an owner</span
+              >${' missing on an owner'}</span
             >
           </p>
           ${

@@ -12,13 +12,12 @@ const stateClass = {
   removed: 'muted',
 };
 
+const lagText = (lag) =>
+  `${lag.positions} event${lag.positions === 1 ? '' : 's'}` +
+  (lag.seconds > 0 ? ` · ${lag.seconds.toFixed(lag.seconds < 10 ? 1 : 0)} s` : '');
+
 const Lag = ({ lag }) =>
-  html`<span class=${lag.positions === 0 ? 'ok' : 'warn'} data-testid="lag"
-    >${lag.positions}
-    event${lag.positions === 1 ? '' : 's'}${
-      lag.seconds > 0 ? html` · ${lag.seconds.toFixed(lag.seconds < 10 ? 1 : 0)} s` : ''
-    }</span
-  >`;
+  html`<span class=${lag.positions === 0 ? 'ok' : 'warn'} data-testid="lag">${lagText(lag)}</span>`;
 
 export const Replication = () => {
   const state = useData(() => api('replication'), []);
@@ -97,9 +96,7 @@ export const Replication = () => {
                                       : html`<div>
                                           <code
                                             >${r.failures.last.repo}:${r.failures.last.tag}</code
-                                          >
-                                          ${r.failures.last.error}
-                                          <span class="muted"
+                                          >${` ${r.failures.last.error} `}<span class="muted"
                                             >${ago(r.failures.last.at)}${
                                               r.failures.last.retryAt === undefined
                                                 ? ', given up'

@@ -50,8 +50,8 @@ const Peer = ({ peer, size }) => {
           ? peer.stoppedAt === undefined
             ? '–'
             : html`<span class="muted">left ${time(peer.stoppedAt)}</span>`
-          : html`${time(peer.completedAt)}
-              <span class="muted">(${seconds(peer.firstSeenAt, peer.completedAt)})</span>`
+          : html`${time(peer.completedAt)}${' '}
+              <span class="muted" title="from its first announce">(${seconds(peer.firstSeenAt, peer.completedAt)})</span>`
       }
     </td>
   </tr>`;
@@ -64,8 +64,8 @@ const Swarm = ({ swarm }) => {
     <header>
       <h2><${Digest} digest=${swarm.digest} /> <span class="muted">${bytes(swarm.size)}</span></h2>
       <div class="muted">
-        ${swarm.repos.slice(0, 3).map((r) => html`<a href=${repoHref(r)}>${r}</a> `)} ·
-        ${swarm.activePeers} active · tracker ${swarm.tracker}
+        ${swarm.repos.slice(0, 3).map((r) => html`<a href=${repoHref(r)}>${r}</a> `)}
+        ${`· ${swarm.activePeers} active · tracker ${swarm.tracker}`}
       </div>
     </header>
     <p class="facts">
@@ -133,7 +133,11 @@ export const Swarms = () => {
                   announce.
                 </p>
               <//>`
-            : s.swarms.map((swarm) => html`<${Swarm} swarm=${swarm} key=${swarm.infoHash} />`)
+            : html`${s.swarms.map((swarm) => html`<${Swarm} swarm=${swarm} key=${swarm.infoHash} />`)}
+                <p class="muted">
+                  Progress is as each peer last announced: at once when it completes, else every
+                  announce interval; uploads and origin egress catch up on the next announce.
+                </p>`
         }
       `}
     <//>
