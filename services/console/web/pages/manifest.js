@@ -121,7 +121,7 @@ export const Manifest = ({ repo, digest }) => {
                                   ? html`<a href=${manifestHref(repo, c.digest)}
                                       ><${Digest} digest=${c.digest}
                                     /></a>`
-                                  : html`<${Digest} digest=${c.digest} />
+                                  : html`<${Digest} digest=${c.digest} />${' '}
                                       <span class="muted">(not pushed)</span>`
                               }
                             </td>

@@ -57,8 +57,8 @@ export const Placement = () => {
                 ${r.members.map(
                   (m) =>
                     html`<li>
-                      <strong>${m.id}</strong> <code>${m.address}</code>
-                      <span class="muted">joined @${m.position}</span>
+                      <strong>origin ${m.id}</strong> <code>${m.address}</code>${' '}
+                      <span class="muted">joined at position ${m.position}</span>
                     </li>`,
                 )}
               </ul>`}

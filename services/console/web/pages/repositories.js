@@ -256,7 +256,9 @@ export const Repository = ({ repo }) => {
     <${Status} state=${tags}>
       ${(data) =>
         data.tags.length === 0
-          ? html`<${Empty}>This repository has no tags (its manifests are untagged).<//>`
+          ? (summary.data?.manifests ?? 0) > 0
+            ? html`<${Empty}>This repository has no tags (its manifests are untagged).<//>`
+            : ''
           : html`<${TagsTable} repo=${repo} tags=${data.tags} />`}
     <//>
     <${AsOf} repo=${repo} />

@@ -25,7 +25,7 @@ const Peer = ({ peer, size }) => {
   const done = peer.complete ? total : total - (peer.left ?? total);
   return html`<tr data-peer=${peer.peerId} class=${peer.active ? '' : 'gone'}>
     <td>
-      ${peer.origin ? html`<span class="pill info">origin</span>` : html`<span class="pill">agent</span>`}
+      ${peer.origin ? html`<span class="pill info">origin</span>` : html`<span class="pill">agent</span>`}${' '}
       <code>${peer.address}</code>
     </td>
     <td class="progress">
