@@ -51,7 +51,7 @@ export const History = ({ repo, tag }) => {
                               ${
                                 c.previous === undefined
                                   ? html`<span class="muted">created</span>`
-                                  : html`<span class="muted">moved from</span>
+                                  : html`<span class="muted">moved from</span>${' '}
                                       <${Digest} digest=${c.previous} />`
                               }`
                           : html`<span class="pill deleted">deleted</span>

@@ -193,7 +193,7 @@ const AsOf = ({ repo }) => {
                                 <td>
                                   ${when(t.change?.at)}${' '}
                                   <span class="muted">(position ${t.change?.position})</span>
-                                  by${' '} ${t.change?.actor}
+                                  ${` by ${t.change?.actor}`}
                                 </td>
                                 <td>
                                   ${
@@ -201,7 +201,7 @@ const AsOf = ({ repo }) => {
                                       ? html`<span class="muted">unchanged</span>`
                                       : t.current === undefined
                                         ? html`<span class="warn">deleted</span>`
-                                        : html`<span class="warn">moved to</span>
+                                        : html`<span class="warn">moved to</span>${' '}
                                             <${Digest} digest=${t.current} />`
                                   }
                                 </td>
