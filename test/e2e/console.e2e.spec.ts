@@ -119,6 +119,13 @@ describe('the web console in a browser', () => {
     ).toBe(true);
     expect(await timeline.nth(1).getAttribute('data-digest')).toBe(manifestDigest(one));
     await shot(page, '03-tag-history');
+    // Each change opens the whole repository as of its position.
+    await timeline.nth(1).getByTestId('as-of-link').click();
+    await page
+      .locator(`[data-testid=as-of-tags] tr[data-tag=v1] td[data-digest="${one.top.digest}"]`)
+      .waitFor(wait);
+    await page.goBack();
+    await timeline.nth(1).waitFor(wait);
 
     // As of the first push's time (before the move): the old digest, marked as moved since.
     const firstAt = (await timeline

@@ -13,7 +13,10 @@ import { Events } from './pages/events.js';
 
 const routes = [
   [/^\/?$/, () => html`<${Repositories} />`],
-  [/^\/repo\/([^/]+)$/, ([repo]) => html`<${Repository} repo=${repo} />`],
+  [
+    /^\/repo\/([^/]+)$/,
+    ([repo], query) => html`<${Repository} repo=${repo} at=${query.get('at') ?? ''} />`,
+  ],
   [/^\/history\/([^/]+)\/([^/]+)$/, ([repo, tag]) => html`<${History} repo=${repo} tag=${tag} />`],
   [
     /^\/manifest\/([^/]+)\/([^/]+)$/,
@@ -135,10 +138,11 @@ const App = () => {
   let page = html`<div class="banner error">
     No page at ${path}. <a href="#/">Repositories</a>
   </div>`;
+  const [route, search = ''] = path.split('?');
   for (const [pattern, make] of routes) {
-    const match = pattern.exec(path);
+    const match = pattern.exec(route);
     if (match !== null) {
-      page = make(match.slice(1).map(decodeURIComponent));
+      page = make(match.slice(1).map(decodeURIComponent), new URLSearchParams(search));
       break;
     }
   }

@@ -114,6 +114,9 @@ export const ago = (iso) => {
 export const link = (href, text, attrs = {}) => html`<a href=${href} ...${attrs}>${text}</a>`;
 
 export const repoHref = (repo) => `#/repo/${encodeURIComponent(repo)}`;
+/** A repository as of a log position (or time). */
+export const asOfHref = (repo, at) =>
+  `#/repo/${encodeURIComponent(repo)}?at=${encodeURIComponent(at)}`;
 export const historyHref = (repo, tag) =>
   `#/history/${encodeURIComponent(repo)}/${encodeURIComponent(tag)}`;
 export const manifestHref = (repo, digest) =>

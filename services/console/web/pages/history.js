@@ -1,11 +1,12 @@
 // A tag's history: every change (digest, actor, time, position, cluster), newest first,
-// gaining new changes live; each change links to the repository as of just before it.
+// gaining new changes live; each change links to the whole repository as of that change.
 import { html } from 'htm/preact';
 import {
   Digest,
   LiveBadge,
   Status,
   ago,
+  asOfHref,
   api,
   manifestHref,
   repoHref,
@@ -62,7 +63,10 @@ export const History = ({ repo, tag }) => {
                       <span title=${c.at}>${when(c.at)}</span>${' '}
                       <span class="muted">(${ago(c.at)})</span>${' · by '}
                       <strong>${c.actor}</strong>${' · position '}<strong>${c.position}</strong>
-                      ${` · cluster ${c.cluster}`}
+                      ${` · cluster ${c.cluster} · `}
+                      <a href=${asOfHref(repo, c.position)} data-testid="as-of-link"
+                        >the repository then</a
+                      >
                     </div>
                   </div>
                 </li>`,

@@ -1,7 +1,7 @@
 // Repositories (search, sizes, tag counts) and one repository: its tags, and the whole
 // repository as of a time or a log position.
 import { html } from 'htm/preact';
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import {
   Digest,
   Empty,
@@ -128,20 +128,27 @@ const TagsTable = ({ repo, tags }) =>
   </table>`;
 
 /** The repository as of a time or position: the tag → digest map then, beside now. */
-const AsOf = ({ repo }) => {
-  const [at, setAt] = useState('');
+const AsOf = ({ repo, initial }) => {
+  const [at, setAt] = useState(initial);
   const [result, setResult] = useState(undefined);
-  const submit = (e) => {
-    e.preventDefault();
-    const value = at.trim();
+  const show = (input) => {
+    const value = input.trim();
     if (value === '') return;
-    // A datetime-local value has no zone: send it as the browser's local time, in UTC.
-    const asOf = /^\d+$/.test(value) ? value : new Date(value).toISOString();
+    // A time without a zone is the browser's local time: sent in UTC. What does not parse is
+    // sent as typed, for the console to say why.
+    const time = Date.parse(value);
+    const asOf = /^\d+$/.test(value) || Number.isNaN(time) ? value : new Date(time).toISOString();
     setResult({ loading: true });
     api('as-of', { repo, at: asOf }).then(
       (data) => setResult({ data }),
       (error) => setResult({ error: error.message }),
     );
+  };
+  // Opened from a tag's history (`?at=<position>`): show that moment at once.
+  useEffect(() => show(initial), [repo, initial]);
+  const submit = (e) => {
+    e.preventDefault();
+    show(at);
   };
   return html`<section class="card" data-testid="as-of">
     <h2>As of…</h2>
@@ -220,7 +227,7 @@ const AsOf = ({ repo }) => {
   </section>`;
 };
 
-export const Repository = ({ repo }) => {
+export const Repository = ({ repo, at = '' }) => {
   const summary = useData(() => api('repository', { name: repo }), [repo]);
   const tags = useData(() => api('tags', { repo, limit: 500 }), [repo]);
   const connected = useLive(
@@ -261,6 +268,6 @@ export const Repository = ({ repo }) => {
             : ''
           : html`<${TagsTable} repo=${repo} tags=${data.tags} />`}
     <//>
-    <${AsOf} repo=${repo} />
+    <${AsOf} repo=${repo} initial=${at} />
   </section>`;
 };
