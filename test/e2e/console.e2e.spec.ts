@@ -17,6 +17,7 @@ import { runTool } from '../fixtures/processes';
 // under test-results/console/.
 const root = resolve(__dirname, '../..');
 const skopeo = '/usr/bin/skopeo';
+const oras = join(root, '.tools/bin/oras');
 const run = (command: string, args: string[]) => runTool(command, args, { cwd: root });
 const shot = screenshotter('console');
 const wait = { timeout: 60_000 };
@@ -146,6 +147,47 @@ describe('the web console in a browser', () => {
     await page.locator('[data-testid=manifest]').waitFor(wait);
     await page.getByRole('heading', { name: /^Layers \(2,/ }).waitFor(wait);
     await shot(page, '05-manifest');
+
+    // A multi-platform image with a signature attached by oras: platforms on the tag, the
+    // index's children and the referrer on its manifest page.
+    const art = `art/multi-${randomBytes(3).toString('hex')}`;
+    const multi = await generateImage({
+      dir: join(dir.path, 'multi'),
+      layers: 1,
+      platforms: ['linux/amd64', 'linux/arm64'],
+    });
+    run(skopeo, [
+      '--insecure-policy',
+      'copy',
+      '--all',
+      '--dest-tls-verify=false',
+      multi.layoutRef,
+      `docker://${a.host}/${art}:v1`,
+    ]);
+    writeFileSync(join(dir.path, 'signature.txt'), randomBytes(32).toString('hex'));
+    runTool(
+      oras,
+      [
+        'attach',
+        `${a.host}/${art}:v1`,
+        '--plain-http',
+        '--artifact-type',
+        'application/vnd.shoal.signature',
+        'signature.txt:text/plain',
+      ],
+      { cwd: dir.path },
+    );
+    await page.goto(`${a.endpoints.console}/#/repo/${encodeURIComponent(art)}`);
+    const multiRow = page.locator('[data-testid=tags] tr[data-tag=v1]');
+    await multiRow.waitFor(wait);
+    expect(await multiRow.textContent()).toContain('linux/amd64, linux/arm64');
+    await multiRow.locator('a code.digest').click();
+    await page.getByRole('heading', { name: 'Index children' }).waitFor(wait);
+    expect(await page.locator('[data-testid=children] tr[data-digest]').count()).toBe(2);
+    await page
+      .locator('[data-testid=referrers]', { hasText: 'application/vnd.shoal.signature' })
+      .waitFor(wait);
+    await shot(page, '05b-index-and-referrer');
 
     // Replication: a rule to the second cluster, its lag falling to zero on the open page.
     await page.goto(`${a.endpoints.console}/#/replication`);

@@ -102,7 +102,7 @@ export const Manifest = ({ repo, digest }) => {
             m.children === undefined || m.children.length === 0
               ? ''
               : html`<h2>Index children</h2>
-                  <table class="list">
+                  <table class="list" data-testid="children">
                     <thead>
                       <tr>
                         <th>Platform</th>
@@ -113,7 +113,7 @@ export const Manifest = ({ repo, digest }) => {
                     <tbody>
                       ${m.children.map(
                         (c) =>
-                          html`<tr>
+                          html`<tr data-digest=${c.digest}>
                             <td>${c.platform ?? '–'}</td>
                             <td>
                               ${
@@ -135,7 +135,7 @@ export const Manifest = ({ repo, digest }) => {
           ${
             m.referrers.length === 0
               ? html`<${Empty}>No signatures, SBOMs or other artifacts refer to this manifest.<//>`
-              : html`<table class="list">
+              : html`<table class="list" data-testid="referrers">
                   <thead>
                     <tr>
                       <th>Digest</th>
