@@ -12,9 +12,9 @@ import { runTool } from '../fixtures/processes';
 // `shoal dev --agents 2` cluster: an image pushed with skopeo shows up; moving the tag with
 // skopeo adds to the open timeline without a reload; "as of" a time before the move shows
 // the old digest; a replication rule to a second cluster shows its lag fall to zero; a pull
-// through both agents shows their progress. A console alone, on an empty log and with its
-// build-index stopped, shows empty pages and a banner. Screenshots of every page are saved
-// under test-results/console/.
+// through both agents shows their progress. A console alone (`shoal console`) on an empty
+// log shows empty pages, and a banner on the open page once its build-index process stops.
+// Screenshots of every page are saved under test-results/console/.
 const root = resolve(__dirname, '../..');
 const skopeo = '/usr/bin/skopeo';
 const oras = join(root, '.tools/bin/oras');
@@ -262,20 +262,28 @@ describe('the web console in a browser', () => {
     await page.close();
   });
 
-  it('a console alone on an empty log: empty pages and a banner for its stopped build-index', async () => {
+  it('a console alone on an empty log: empty pages, and a banner once its build-index stops', async () => {
     const port = 20000 + Math.floor(Math.random() * 11000);
+    const dataDir = join(dir.path, 'alone');
+    const buildIndex = await startService(
+      ['build-index', '--data-dir', dataDir, '--port', String(port + 1)],
+      /build-index listening on (http:\/\/\S+)/,
+    );
+    services.push(buildIndex);
     const config = join(dir.path, 'console.yaml');
     writeFileSync(
       config,
       [
-        `dataDir: ${join(dir.path, 'alone')}`,
+        `dataDir: ${dataDir}`,
         'listen:',
         `  port: ${port}`,
         'services:',
-        // Nothing listens on port 9 (discard): build-index counts as stopped.
-        '  buildIndexUrl: http://127.0.0.1:9',
+        `  buildIndexUrl: ${buildIndex.url}`,
+        // Nothing listens on port 9 (discard): the tracker is down from the start.
         '  trackers: [http://127.0.0.1:9]',
         '  timeoutMs: 500',
+        'live:',
+        '  healthIntervalMs: 200',
       ].join('\n'),
     );
     const alone = await startService(
@@ -286,10 +294,14 @@ describe('the web console in a browser', () => {
     const page = await browser.context.newPage();
     const errorsBefore = browser.errors.length;
     await page.goto(alone.url);
+    await page.getByText('No repositories yet.').waitFor(wait);
     const banner = page.locator('[data-testid=service-down]', { hasText: 'build-index' });
+    await page.locator('[data-testid=service-down]', { hasText: 'tracker' }).waitFor(wait);
+    expect(await banner.count()).toBe(0);
+    // Stopping build-index raises its banner on the open page, without a reload.
+    await buildIndex.stop();
     await banner.waitFor(wait);
     expect(await banner.textContent()).toContain('tags cannot be pushed or moved');
-    await page.getByText('No repositories yet.').waitFor(wait);
     await shot(page, '11-empty-build-index-down');
     await page.goto(`${alone.url}/#/swarms`);
     await page.getByText(/Tracker http:\/\/127\.0\.0\.1:9 is not answering/).waitFor(wait);
