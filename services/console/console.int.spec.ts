@@ -193,6 +193,48 @@ describe('console API', () => {
     }
   });
 
+  it('sends a reconnecting view what it missed after its Last-Event-ID, in order', async () => {
+    /** The positions of the first `count` log messages of a view opened after `lastId`. */
+    const replayed = async (lastId: number, count: number, viewer?: 'alice') => {
+      const controller = new AbortController();
+      const response = await fetch(`${console_.url}/api/live?type=TagPushed`, {
+        headers: {
+          'last-event-id': String(lastId),
+          ...(viewer === undefined ? {} : { 'x-test-viewer': viewer }),
+        },
+        signal: controller.signal,
+      });
+      const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+      const decoder = new TextDecoder();
+      let text = '';
+      const ids: number[] = [];
+      try {
+        while (ids.length < count) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          text += decoder.decode(value, { stream: true });
+          const messages = text.split('\n\n');
+          text = messages.pop() as string;
+          for (const message of messages) {
+            const id = /^id: (\d+)$/m.exec(message);
+            if (/^event: log$/m.test(message) && id !== null) ids.push(Number(id[1]));
+          }
+        }
+      } finally {
+        controller.abort();
+        await reader.cancel().catch(() => undefined);
+      }
+      return ids;
+    };
+    const pushes = (await log.readBatch(firstPosition + 1))
+      .filter((e) => e.type === 'TagPushed')
+      .map((e) => ({ position: e.position, repo: (e.data as { repo: string }).repo }));
+    expect(pushes.length).toBeGreaterThanOrEqual(3);
+    expect(await replayed(firstPosition, pushes.length)).toEqual(pushes.map((p) => p.position));
+    const alices = pushes.filter((p) => p.repo.startsWith('team-a/')).map((p) => p.position);
+    expect(await replayed(firstPosition, alices.length, 'alice')).toEqual(alices);
+  });
+
   it('serves the page and its libraries from the installed packages', async () => {
     const page = await fetch(`${console_.url}/`);
     expect(await page.text()).toContain('/assets/app.js');
