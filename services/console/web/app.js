@@ -2,7 +2,7 @@
 // navigation and the hash router that picks a page.
 import { html, render } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
-import { api, useLive } from './lib.js';
+import { api, noEvents, useLive } from './lib.js';
 import { Repositories, Repository } from './pages/repositories.js';
 import { History } from './pages/history.js';
 import { Manifest } from './pages/manifest.js';
@@ -88,13 +88,10 @@ const Header = ({ path }) => {
       (e) => setError(e.message),
     );
   }, []);
-  const connected = useLive(
-    { type: 'None' },
-    {
-      position: (p) => p.position !== undefined && setPosition(p.position),
-      health: (h) => setServices(h.services),
-    },
-  );
+  const connected = useLive(noEvents, {
+    position: (p) => p.position !== undefined && setPosition(p.position),
+    health: (h) => setServices(h.services),
+  });
   const head = position ?? overview?.applied;
   return html`<header>
     <div class="top">

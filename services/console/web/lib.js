@@ -23,6 +23,12 @@ export const api = async (path, params = {}) => {
 };
 
 /**
+ * A live view that wants no log events, only `position`, `health` (and `swarms`): no event
+ * type is named `None`, so the server's filter lets none through.
+ */
+export const noEvents = { type: 'None' };
+
+/**
  * The live feed (server-sent events): one EventSource per page, its listeners by event name.
  * The browser reconnects by itself and sends Last-Event-ID, so no event is lost.
  */

@@ -1,7 +1,7 @@
 // Replication: every rule with its state, position, lag in events and seconds, what it
 // copied and its last failures; live (reloads on every replication event and position).
 import { html } from 'htm/preact';
-import { Empty, LiveBadge, Status, ago, api, useData, useLive, when } from '../lib.js';
+import { Empty, LiveBadge, Status, ago, api, noEvents, useData, useLive, when } from '../lib.js';
 
 const stateClass = {
   'caught-up': 'ok',
@@ -21,7 +21,7 @@ const Lag = ({ lag }) =>
 
 export const Replication = () => {
   const state = useData(() => api('replication'), []);
-  const connected = useLive({ type: 'None' }, { position: () => state.reload() });
+  const connected = useLive(noEvents, { position: () => state.reload() });
   return html`<section>
     <div class="title">
       <h1>Replication</h1>

@@ -11,6 +11,7 @@ import {
   Status,
   api,
   bytes,
+  noEvents,
   repoHref,
   useData,
   useLive,
@@ -100,7 +101,7 @@ const Swarm = ({ swarm }) => {
 export const Swarms = () => {
   const initial = useData(() => api('swarms'), []);
   const [live, setLive] = useState(undefined);
-  const connected = useLive({ type: 'None', swarms: 'true' }, { swarms: (s) => setLive(s) });
+  const connected = useLive({ ...noEvents, swarms: 'true' }, { swarms: (s) => setLive(s) });
   const state = live === undefined ? initial : { data: { ...initial.data, ...live } };
   return html`<section>
     <div class="title">
