@@ -260,7 +260,7 @@ describe('the web console in a browser', () => {
 
     expect(browser.errors).toEqual([]);
     await page.close();
-  });
+  }, 300_000);
 
   it('a console alone on an empty log: empty pages, and a banner once its build-index stops', async () => {
     const port = 20000 + Math.floor(Math.random() * 11000);
@@ -315,5 +315,5 @@ describe('the web console in a browser', () => {
     await shot(page, '13-unknown-repository');
     expect(browser.errors.slice(errorsBefore).filter((e) => !e.includes('404'))).toEqual([]);
     await page.close();
-  });
+  }, 180_000);
 });
