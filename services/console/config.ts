@@ -19,6 +19,10 @@ export const ConsoleConfigSchema = Type.Object({
   readYourWrites: roleConfig.readYourWrites(
     'how long a console read waits for its projections to reach a position it was shown',
   ),
+  tls: roleConfig.tls(),
+  security: roleConfig.security(),
+  http: roleConfig.http(),
+  admin: roleConfig.admin(),
   logLevel: roleConfig.logLevel(),
   services: Type.Object(
     {

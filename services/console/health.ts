@@ -1,5 +1,6 @@
 import type { Clock } from '../../domain';
 import { createJsonClient } from '../shared/httpClient';
+import type { ClientIdentity } from '../shared/security/clientIdentity';
 
 /** A service the console watches, by the role it plays and a name within it. */
 export type WatchedService = { readonly role: string; readonly name: string; readonly url: string };
@@ -22,10 +23,13 @@ export const createHealthWatch = (deps: {
   services: readonly WatchedService[];
   clock: Clock;
   timeoutMs: number;
+  identity?: ClientIdentity;
 }) => {
-  const clients = new Map(
-    deps.services.map((s) => [s.url, createJsonClient(s.url, { timeoutMs: deps.timeoutMs })]),
-  );
+  const options = {
+    timeoutMs: deps.timeoutMs,
+    ...(deps.identity !== undefined && { identity: deps.identity }),
+  };
+  const clients = new Map(deps.services.map((s) => [s.url, createJsonClient(s.url, options)]));
   let last: ServiceHealth[] = [];
   let running: Promise<ServiceHealth[]> | undefined;
 

@@ -1,11 +1,11 @@
-import type { AddressInfo } from 'node:net';
 import type { Clock, EventLog, Projection, ProjectionStore } from '../../domain';
 import { allProjections } from '../../projections';
-import { formatHost } from '../../kit/http/host';
 import { createProxyClient } from '../proxy/client/proxyClient';
 import { createReplicationClient } from '../replicator/client/replicationClient';
 import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
+import type { RoleSecurity } from '../shared/security/roleSecurity';
+import { openSecurity } from '../shared/security/roleSecurity';
 import { createProjectionRunner } from '../shared/projectionRunner';
 import { createTrackerStatusClient } from '../tracker/client/trackerStatusClient';
 import type { ConsoleConfig } from './config';
@@ -56,8 +56,11 @@ export const startConsole = async (deps: {
   log: EventLog;
   store: ProjectionStore;
   viewerOf?: ViewerOf;
+  /** Its listener (TLS, limits) and the identity it calls the other roles with. */
+  security?: RoleSecurity;
 }): Promise<RunningConsole> => {
   const { config, logger, clock, log, store } = deps;
+  const security = deps.security ?? openSecurity;
   const { services } = config;
   const runner = createProjectionRunner({
     log,
@@ -66,11 +69,10 @@ export const startConsole = async (deps: {
     logger: logger.child({ module: 'projections' }),
   });
   runner.start();
-  const timeoutMs = services.timeoutMs;
-  const proxy =
-    services.proxyUrl === '' ? undefined : createProxyClient(services.proxyUrl, { timeoutMs });
+  const calls = { timeoutMs: services.timeoutMs, identity: security.identity };
+  const proxy = services.proxyUrl === '' ? undefined : createProxyClient(services.proxyUrl, calls);
   const replicatorUrl = services.replicatorUrl || services.buildIndexUrl;
-  const health = createHealthWatch({ services: watchedServices(config), clock, timeoutMs });
+  const health = createHealthWatch({ services: watchedServices(config), clock, ...calls });
   const reads = createConsoleReads({
     cluster: config.cluster,
     log,
@@ -78,9 +80,8 @@ export const startConsole = async (deps: {
     clock,
     applied: () => runner.position(),
     contents: createManifestContents({ proxy }),
-    replication:
-      replicatorUrl === '' ? undefined : createReplicationClient(replicatorUrl, { timeoutMs }),
-    trackers: services.trackers.map((url) => createTrackerStatusClient(url, { timeoutMs })),
+    replication: replicatorUrl === '' ? undefined : createReplicationClient(replicatorUrl, calls),
+    trackers: services.trackers.map((url) => createTrackerStatusClient(url, calls)),
     health,
     replicas: config.placement.replicas,
   });
@@ -95,13 +96,20 @@ export const startConsole = async (deps: {
     healthIntervalMs: config.live.healthIntervalMs,
     swarmIntervalMs: config.live.swarmIntervalMs,
   });
-  const { app } = createHttpApp({ service: 'console', logger });
+  const { app, listen } = createHttpApp({
+    service: 'console',
+    logger,
+    authenticators: security.authenticators,
+    server: security.server,
+    ...(security.admin !== undefined && { admin: security.admin }),
+  });
   const close = async () => {
     live.close();
     await app.close();
     await runner.stop();
     await proxy?.close();
   };
+  let url = '';
   try {
     await app.register(assetRoutes());
     await app.register(
@@ -112,13 +120,11 @@ export const startConsole = async (deps: {
         waitFor: (position) => runner.waitFor(position, config.readYourWrites.timeoutMs),
       }),
     );
-    await app.listen({ host: config.listen.host, port: config.listen.port });
+    ({ url } = await listen({ host: config.listen.host, port: config.listen.port }));
   } catch (error) {
     await close();
     throw error;
   }
-  const address = app.server.address() as AddressInfo;
-  const url = `http://${formatHost(address.address)}:${address.port}`;
   logger.info({ url }, 'console listening');
   return { url, close };
 };

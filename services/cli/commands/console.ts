@@ -6,6 +6,7 @@ import { ConsoleConfigSchema } from '../../console/config';
 import { startConsole } from '../../console/main';
 import { openDataDir } from '../../shared/dataDir';
 import type { Logger } from '../../shared/logger';
+import type { RoleSecurity } from '../../shared/security/roleSecurity';
 
 /**
  * The console on its own projection store (`<dataDir>/console/projections.db`): it keeps
@@ -16,6 +17,7 @@ export const startConsoleRole = async (deps: {
   logger: Logger;
   clock: Clock;
   log: EventLog;
+  security?: RoleSecurity;
 }): Promise<{ url: string; close: () => Promise<void> }> => {
   const dir = openDataDir(deps.config.dataDir, { create: true }).sub('console');
   const store = openSqliteProjectionStore(join(dir, 'projections.db'));
@@ -34,11 +36,16 @@ export const startConsoleRole = async (deps: {
 
 /** `shoal console`: the web console alone, on the data directory's log. */
 export const consoleRole = {
-  name: 'console',
+  name: 'console' as const,
   description:
     'run the web console: read-only pages of repositories, tag history, manifests, ' +
     'replication, placement, swarms and the event log, live (never writes to the log)',
   schema: ConsoleConfigSchema,
-  start: (deps: { config: ConsoleConfig; logger: Logger; clock: Clock; log: EventLog }) =>
-    startConsoleRole(deps),
+  start: (deps: {
+    config: ConsoleConfig;
+    logger: Logger;
+    clock: Clock;
+    log: EventLog;
+    security: RoleSecurity;
+  }) => startConsoleRole(deps),
 };

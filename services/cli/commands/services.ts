@@ -302,6 +302,7 @@ export const registerServiceCommands = (program: Command): void => {
             logger: logger.child({ role: 'console' }),
             clock: systemClock,
             log: state.log,
+            ...securityOf('console'),
           });
           closers.push(web.close);
           const endpoints = {

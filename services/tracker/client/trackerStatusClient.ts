@@ -1,4 +1,5 @@
 import { createJsonClient } from '../../shared/httpClient';
+import type { ClientIdentity } from '../../shared/security/clientIdentity';
 
 /**
  * One peer of a swarm as a tracker last heard of it (`GET /swarms`), for people to look at.
@@ -46,8 +47,14 @@ export type SwarmView = {
  * tracker heard of its swarms, most recent first. Errors as the service client's (an
  * unreachable tracker is `SERVICE_UNAVAILABLE`).
  */
-export const createTrackerStatusClient = (url: string, options: { timeoutMs?: number } = {}) => {
-  const call = createJsonClient(url, { timeoutMs: options.timeoutMs ?? 5000 });
+export const createTrackerStatusClient = (
+  url: string,
+  options: { timeoutMs?: number; identity?: ClientIdentity } = {},
+) => {
+  const call = createJsonClient(url, {
+    timeoutMs: options.timeoutMs ?? 5000,
+    ...(options.identity !== undefined && { identity: options.identity }),
+  });
   return {
     url,
     swarms: async (limit = 100): Promise<{ at: string; swarms: SwarmView[] }> =>
