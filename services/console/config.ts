@@ -23,6 +23,7 @@ export const ConsoleConfigSchema = Type.Object({
   security: roleConfig.security(),
   http: roleConfig.http(),
   admin: roleConfig.admin(),
+  tracing: roleConfig.tracing(),
   logLevel: roleConfig.logLevel(),
   services: Type.Object(
     {

@@ -6,6 +6,7 @@ import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
 import type { RoleSecurity } from '../shared/security/roleSecurity';
 import { openSecurity } from '../shared/security/roleSecurity';
+import { startTracing } from '../shared/tracing';
 import { createProjectionRunner } from '../shared/projectionRunner';
 import { createTrackerStatusClient } from '../tracker/client/trackerStatusClient';
 import type { ConsoleConfig } from './config';
@@ -96,9 +97,11 @@ export const startConsole = async (deps: {
     healthIntervalMs: config.live.healthIntervalMs,
     swarmIntervalMs: config.live.swarmIntervalMs,
   });
+  const tracing = startTracing(config.tracing, 'console');
   const { app, listen } = createHttpApp({
     service: 'console',
     logger,
+    tracing,
     authenticators: security.authenticators,
     server: security.server,
     ...(security.admin !== undefined && { admin: security.admin }),
@@ -108,6 +111,7 @@ export const startConsole = async (deps: {
     await app.close();
     await runner.stop();
     await proxy?.close();
+    await tracing.shutdown();
   };
   let url = '';
   try {

@@ -206,7 +206,7 @@ describe('the web console in a browser', () => {
       '--url',
       a.endpoints.buildIndex,
     ]);
-    expect(added.stderr).toBe('');
+    expect([added.status, added.stderr]).toEqual([0, expect.any(String)]);
     const rule = page.locator('[data-testid=rules] tr[data-rule=to-west]');
     await rule.waitFor(wait);
     await rule.locator('.pill', { hasText: 'caught-up' }).waitFor(wait);
