@@ -28,7 +28,9 @@ export const Placement = () => {
     [only, prefix],
   );
   const connected = useLive(
-    { type: 'BlobUploaded,BlobPlaced,BlobPersisted,BlobDeleted,OriginJoined,OriginLeft' },
+    {
+      type: 'BlobUploaded,BlobPlaced,BlobPersisted,BlobDeleted,BlobCollected,BlobErased,OriginJoined,OriginLeft',
+    },
     {
       log: (event) => {
         if (event.type.startsWith('Origin')) ring.reload();

@@ -18,7 +18,13 @@ import {
   when,
 } from '../lib.js';
 
-const tagEvents = ['TagPushed', 'TagDeleted', 'ManifestPushed', 'ManifestDeleted'];
+const tagEvents = [
+  'TagPushed',
+  'TagDeleted',
+  'ManifestPushed',
+  'ManifestDeleted',
+  'ManifestCollected',
+];
 
 export const Repositories = () => {
   const [query, setQuery] = useState('');
