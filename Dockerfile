@@ -22,6 +22,9 @@ WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
+# The console's web pages are served as they are (no build step): beside dist/, where the
+# console looks for services/console/web.
+COPY --from=build /app/services/console/web services/console/web
 # Data directories (projection store, origin files) and the filesystem backend are volumes;
 # created here so that new named volumes belong to the unprivileged user.
 RUN mkdir -p /var/lib/shoal /var/lib/shoal-backend /etc/shoal \

@@ -13,6 +13,15 @@ export type Announcement = {
   /** Pieces it holds. */
   readonly have: number;
   readonly origin: boolean;
+  /**
+   * Progress, for people watching the swarm (the tracker keeps it for its swarm-status
+   * endpoint; it changes no handout): bytes of verified pieces fetched in this swarm, of
+   * them from origins, bytes sent to peers, and bytes still missing (to within one piece).
+   */
+  readonly downloaded?: number;
+  readonly fromOrigins?: number;
+  readonly uploaded?: number;
+  readonly left?: number;
   /** It leaves the swarm: forget it now rather than after the TTL. */
   readonly stopped?: boolean;
 };

@@ -244,6 +244,12 @@ export const createSwarmHost = async (options: SwarmHostOptions): Promise<SwarmH
       complete: scheduler.complete,
       have: scheduler.have,
       origin: options.origin === true,
+      downloaded: scheduler.stats.bytesDownloaded,
+      fromOrigins: scheduler.stats.originBytes,
+      uploaded: scheduler.stats.bytesUploaded,
+      left: scheduler.complete
+        ? 0
+        : Math.max(0, swarm.metainfo.length - scheduler.have * swarm.metainfo.pieceLength),
       ...(stopped && { stopped: true }),
     });
     // Completion is news: announce it at once.

@@ -1,18 +1,9 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Digest, RepoName } from '../../domain';
-import {
-  ShoalError,
-  isShoalError,
-  manifestAccept,
-  mediaTypes,
-  orThrow,
-  parseDigest,
-  parseTag,
-} from '../../domain';
-import { headerOf, readBody } from '../../kit/http/transport';
+import { ShoalError, isShoalError, orThrow, parseDigest, parseTag } from '../../domain';
 import type { TagApi } from '../build-index/client/tagApi';
-import { createServiceClient } from '../shared/httpClient';
+import { createProxyClient, mediaTypeOf } from '../proxy/client/proxyClient';
 import type { ClientIdentity } from '../shared/security/clientIdentity';
 import { createManifestCache } from '../shared/oci/manifestCache';
 import type { BlobFetcher } from './blobFetcher';
@@ -24,23 +15,6 @@ export type Manifest = {
 };
 
 const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-
-/** A manifest's media type from its JSON (`mediaType`), for manifests read as plain blobs. */
-const mediaTypeOf = (bytes: Buffer): string => {
-  try {
-    const parsed = JSON.parse(bytes.toString('utf8')) as {
-      mediaType?: unknown;
-      manifests?: unknown;
-    };
-    if (typeof parsed.mediaType === 'string') return parsed.mediaType;
-    return Array.isArray(parsed.manifests) ? mediaTypes.ociIndex : mediaTypes.ociManifest;
-  } catch {
-    throw new ShoalError('MANIFEST_INVALID', 'manifest is not JSON');
-  }
-};
-
-/** Largest manifest read from the proxy: the most a proxy may be configured to accept. */
-const maxManifestBytes = 64 * 1024 * 1024;
 
 /** Memory for manifests read recently (content addressed, least recently used dropped). */
 const defaultManifestCacheBytes = 64 * 1024 * 1024;
@@ -68,7 +42,7 @@ export const createAgentDistribution = (deps: {
   const proxy =
     deps.proxyUrl === ''
       ? undefined
-      : createServiceClient(deps.proxyUrl, {
+      : createProxyClient(deps.proxyUrl, {
           timeoutMs: deps.timeoutMs ?? 30_000,
           ...(deps.identity !== undefined && { identity: deps.identity }),
         });
@@ -78,33 +52,6 @@ export const createAgentDistribution = (deps: {
       throw new ShoalError('UNSUPPORTED', 'this agent has no build-index: pull by digest');
     }
     return deps.tags;
-  };
-
-  const fromProxy = async (
-    client: NonNullable<typeof proxy>,
-    repo: RepoName,
-    digest: Digest,
-  ): Promise<Manifest> => {
-    const response = await client.request({
-      method: 'GET',
-      path: `/v2/${repo}/manifests/${digest}`,
-      headers: { accept: manifestAccept },
-    });
-    const { bytes, truncated } = await readBody(response.body, maxManifestBytes);
-    if (response.status === 404) {
-      throw new ShoalError('MANIFEST_UNKNOWN', `manifest ${digest} is not in ${repo}`);
-    }
-    if (response.status < 200 || response.status >= 300) {
-      throw new ShoalError('SERVICE_UNAVAILABLE', `proxy answered ${response.status}`);
-    }
-    if (truncated) {
-      throw new ShoalError(
-        'MANIFEST_INVALID',
-        `manifest ${digest} is over ${maxManifestBytes} bytes`,
-      );
-    }
-    const contentType = headerOf(response.headers, 'content-type')?.split(';')[0]?.trim();
-    return { digest, bytes, mediaType: contentType || mediaTypeOf(bytes) };
   };
 
   const fromSwarm = async (digest: Digest): Promise<Manifest> => {
@@ -126,7 +73,9 @@ export const createAgentDistribution = (deps: {
     const cached = manifests.get(digest);
     if (cached !== undefined) return cached;
     const manifest =
-      proxy === undefined ? await fromSwarm(digest) : await fromProxy(proxy, repo, digest);
+      proxy === undefined
+        ? await fromSwarm(digest)
+        : { digest, ...(await proxy.manifest(repo, digest)) };
     if (sha256(manifest.bytes) !== digest) {
       throw new ShoalError('MANIFEST_INVALID', `manifest bytes do not match ${digest}`);
     }

@@ -102,6 +102,26 @@ export const TrackerConfigSchema = Type.Object({
   security: roleConfig.security(),
   http: roleConfig.http(),
   admin: roleConfig.admin(),
+  status: Type.Object(
+    {
+      maxSwarms: Type.Integer({
+        default: 256,
+        minimum: 1,
+        description: 'swarms GET /swarms remembers (the least recently heard of dropped first)',
+      }),
+      maxPeersPerSwarm: Type.Integer({
+        default: 256,
+        minimum: 1,
+        description: 'peers per swarm GET /swarms lists; more are counted, not listed',
+      }),
+      retainMs: Type.Integer({
+        default: 600_000,
+        minimum: 0,
+        description: 'how long GET /swarms shows a swarm after its last announce',
+      }),
+    },
+    { default: {} },
+  ),
   logLevel: roleConfig.logLevel(),
   tracing: roleConfig.tracing(),
 });

@@ -11,6 +11,7 @@ import type { TrackerConfig } from './config';
 import { createOriginDirectory } from './originDirectory';
 import { createPeerStore } from './peerStore';
 import { trackerRoutes } from './server/routes';
+import { createSwarmLedger } from './swarmLedger';
 
 export type RunningTracker = {
   /** `http://host:port` it listens on. */
@@ -55,8 +56,15 @@ export const startTracker = async (deps: {
     now: () => clock.now(),
     identity: security.identity,
   });
+  const ledger = createSwarmLedger({
+    now: () => clock.now(),
+    maxSwarms: config.status.maxSwarms,
+    maxPeersPerSwarm: config.status.maxPeersPerSwarm,
+    retainMs: config.status.retainMs,
+    peerTtlMs: ttlMs,
+  });
   let advertiseUrl = config.advertiseUrl.replace(/\/+$/, '');
-  const announce = createAnnounceHandler({
+  const handle = createAnnounceHandler({
     peers,
     origins,
     selfUrl: () => advertiseUrl,
@@ -64,6 +72,10 @@ export const startTracker = async (deps: {
     now: () => clock.now(),
     logger,
   });
+  const announce: typeof handle = (request) => {
+    ledger.record(request);
+    return handle(request);
+  };
 
   const tracing = startTracing(config.tracing, 'tracker');
   const { app, metrics, listen } = createHttpApp({
@@ -102,6 +114,8 @@ export const startTracker = async (deps: {
       metainfo: (digest) => origins.metainfo(digest as Digest),
       announces,
       mode: security.mode,
+      swarms: (limit) => ledger.list(limit),
+      now: () => clock.now(),
     }),
   );
   const sweeper = setInterval(() => peers.sweep(), Math.max(1000, ttlMs / 2));

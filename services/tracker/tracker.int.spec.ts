@@ -14,6 +14,7 @@ import { createServiceTokens, readServiceKey } from '../shared/security/serviceI
 import type { ServiceRole } from '../shared/security/subject';
 import { tempDir } from '../../test/fixtures/cli';
 import { createTrackerClient } from './client/trackerClient';
+import { createTrackerStatusClient } from './client/trackerStatusClient';
 import { TrackerConfigSchema } from './config';
 import type { RunningTracker } from './main';
 import { startTracker } from './main';
@@ -151,6 +152,48 @@ describe('the tracker service', () => {
     expect(other.peers.map((p) => p.address)).toEqual(
       expect.arrayContaining(['127.0.0.1:7001', '127.0.0.2:7001']),
     );
+  });
+
+  it("GET /swarms shows each peer's progress, its completion and its leaving", async () => {
+    const tracker = await start();
+    const client = createTrackerClient([tracker.url]);
+    const status = createTrackerStatusClient(tracker.url);
+    expect((await status.swarms()).swarms).toEqual([]);
+    await client.announce({
+      ...peer(1),
+      have: 1,
+      downloaded: 262_144,
+      fromOrigins: 262_144,
+      left: 337_856,
+    });
+    await client.announce({ ...peer(2), have: 0, downloaded: 0, left: 600_000 });
+    let [swarm] = (await status.swarms()).swarms;
+    expect(swarm).toMatchObject({ digest: blob.digest, infoHash: infoHash(blob) });
+    // The origin the tracker asked in is listed too, as an origin.
+    const agent1 = swarm?.peers.find((p) => p.address === '127.0.0.1:7001');
+    expect(agent1).toMatchObject({
+      have: 1,
+      downloaded: 262_144,
+      fromOrigins: 262_144,
+      active: true,
+    });
+    expect(agent1?.completedAt).toBeUndefined();
+    await client.announce({
+      ...peer(1, { complete: true }),
+      have: 3,
+      downloaded: 600_000,
+      left: 0,
+    });
+    await client.announce({ ...peer(2), stopped: true });
+    [swarm] = (await status.swarms()).swarms;
+    const done = swarm?.peers.find((p) => p.address === '127.0.0.1:7001');
+    expect(done).toMatchObject({ complete: true, left: 0, downloaded: 600_000, active: true });
+    expect(done?.completedAt).toBeGreaterThanOrEqual(done?.firstSeenAt as number);
+    const left = swarm?.peers.find((p) => p.address === '127.0.0.2:7001');
+    expect(left).toMatchObject({ active: false });
+    expect(left?.stoppedAt).toBeDefined();
+    const limited = await fetch(`${tracker.url}/swarms?limit=0`);
+    expect(limited.status).toBe(400);
   });
 
   it('rejects malformed announces', async () => {

@@ -5,6 +5,7 @@ import type { TObject, TSchema } from '@sinclair/typebox';
 import { parse as parseYaml, parseDocument } from 'yaml';
 import { AgentConfigSchema } from '../../services/agent/config';
 import { BuildIndexRoleConfigSchema } from '../../services/cli/commands/replicator';
+import { ConsoleConfigSchema } from '../../services/console/config';
 import { OriginConfigSchema } from '../../services/origin/config';
 import { ProxyConfigSchema } from '../../services/proxy/config';
 import { ReplicatorConfigSchema } from '../../services/replicator/config';
@@ -29,6 +30,7 @@ const roleSchemas: Record<string, TObject> = {
   proxy: ProxyConfigSchema,
   tracker: TrackerConfigSchema,
   agent: AgentConfigSchema,
+  console: ConsoleConfigSchema,
 };
 
 type Compose = {
@@ -518,6 +520,7 @@ describe('docker-compose.yml is in step with the configuration', () => {
       'build-index-1:build-index:kafka',
       'build-index-2:build-index:kafka',
       'build-index-esdb:build-index:eventstoredb',
+      'console:console:kafka',
       'origin-1:origin:kafka',
       'origin-2:origin:kafka',
       'proxy:proxy:kafka',

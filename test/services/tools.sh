@@ -11,7 +11,9 @@
 # Debian packages (apt, needs root or sudo):
 #   skopeo, containerd, runc (containerd's runtime; ctr pulls need it installed),
 #   docker-registry (the CNCF distribution registry, /usr/bin/docker-registry),
-#   umoci, jq, prometheus (the metrics e2e spec runs it; its service is never started).
+#   umoci, jq, prometheus (the metrics e2e spec runs it; its service is never started),
+#   chromium (the browser the console specs drive through playwright-core; nothing
+#   downloads a browser from elsewhere).
 #   Package services are kept from starting during the install (policy-rc.d) and
 #   the docker-registry service is never left listening on :5000, which Shoal's
 #   own proxy uses.
@@ -65,7 +67,7 @@ CONFORMANCE_VERSION="v0.0.0-20231101194043-f2182352d4cc"
 JAEGER_MODULE="github.com/jaegertracing/jaeger"
 JAEGER_VERSION="v1.75.0"
 
-APT_PACKAGES=(skopeo containerd runc docker-registry umoci jq prometheus)
+APT_PACKAGES=(skopeo containerd runc docker-registry umoci jq prometheus chromium)
 RESERVED_PORT=5000
 
 log() { printf '[tools] %s\n' "$*"; }

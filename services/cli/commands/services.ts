@@ -32,6 +32,8 @@ import {
   roleSecurityOf,
   runUntilSignal,
 } from './common';
+import { ConsoleConfigSchema } from '../../console/config';
+import { consoleRole, startConsoleRole } from './console';
 import type { DevAgentProcess } from './devAgents';
 import type { DevSecurity } from './devSecurity';
 import { createDevSecurity } from './devSecurity';
@@ -114,6 +116,7 @@ export const registerServiceCommands = (program: Command): void => {
     start: startBuildIndexRole,
   });
   registerRoleCommand(program, replicatorRole);
+  registerRoleCommand(program, consoleRole);
   registerRoleCommand(program, {
     name: 'proxy',
     description: 'run the proxy: the OCI Distribution API (push and pull) at /v2/',
@@ -125,13 +128,13 @@ export const registerServiceCommands = (program: Command): void => {
   addDataDirOption(program.command('dev'))
     .description(
       'run a whole cluster in one process on the embedded log and local disk: ' +
-        'proxy, build-index, an origin, a tracker and an agent (more agents with --agents, ' +
-        'as child processes)',
+        'proxy, build-index, an origin, a tracker, an agent (more agents with --agents, ' +
+        'as child processes) and the web console',
     )
     .option(
       '--port-base <port>',
       'first port: proxy P, agent P+1, build-index P+2, origin P+3, tracker P+4, ' +
-        'origin peer port P+5, agent peer port P+6; 0: ports the system picks',
+        'origin peer port P+5, agent peer port P+6, console P+7; 0: ports the system picks',
       parsePort,
       5000,
     )
@@ -280,12 +283,35 @@ export const registerServiceCommands = (program: Command): void => {
           }
           const childUrls = await Promise.all(children.map((child) => child.ready));
           const agentUrls = [swarm.agent.url, ...childUrls];
+          const consoleConfig = loadConfig(ConsoleConfigSchema, {
+            env: {},
+            overrides: {
+              ...common,
+              listen: { host: options.host, port: port(7) },
+              services: {
+                proxyUrl: proxy.url,
+                buildIndexUrl: buildIndex.url,
+                origins: [origin.url],
+                trackers: [swarm.tracker.url],
+                agents: agentUrls,
+              },
+            },
+          });
+          const web = await startConsoleRole({
+            config: consoleConfig,
+            logger: logger.child({ role: 'console' }),
+            clock: systemClock,
+            log: state.log,
+            ...securityOf('console'),
+          });
+          closers.push(web.close);
           const endpoints = {
             proxy: proxy.url,
             buildIndex: buildIndex.url,
             origins: [origin.url],
             trackers: [swarm.tracker.url],
             agents: agentUrls,
+            console: web.url,
           };
           writeFileSync(state.dataDir.endpointsPath, `${JSON.stringify(endpoints, null, 2)}\n`);
           const registry = proxy.url
@@ -315,6 +341,7 @@ export const registerServiceCommands = (program: Command): void => {
                         ? '(in this process; pull through the swarm: docker://…)'
                         : `(pid ${children[i - 1]?.pid ?? '?'}, ${children[i - 1]?.configPath})`),
                   )),
+              `  console      ${web.url}   (the web console)`,
               `  endpoints    ${state.dataDir.endpointsPath}`,
               '',
               ...(secure === undefined

@@ -7,6 +7,7 @@ import { encodeMetainfo } from '../../../p2p/metainfo';
 import type { SecurityMode } from '../../shared/security/authenticate';
 import { requireService } from '../../shared/security/authenticate';
 import type { AnnounceResult } from '../announce';
+import type { SwarmStatus } from '../swarmLedger';
 
 export const AnnounceBodySchema = Type.Object({
   infoHash: Type.String({ pattern: '^[0-9a-f]{64}$' }),
@@ -16,6 +17,10 @@ export const AnnounceBodySchema = Type.Object({
   complete: Type.Boolean({ default: false }),
   have: Type.Integer({ minimum: 0, default: 0 }),
   origin: Type.Boolean({ default: false }),
+  downloaded: Type.Optional(Type.Integer({ minimum: 0 })),
+  fromOrigins: Type.Optional(Type.Integer({ minimum: 0 })),
+  uploaded: Type.Optional(Type.Integer({ minimum: 0 })),
+  left: Type.Optional(Type.Integer({ minimum: 0 })),
   stopped: Type.Optional(Type.Boolean()),
 });
 
@@ -24,7 +29,9 @@ export type AnnounceBody = Static<typeof AnnounceBodySchema>;
 /**
  * The tracker API: `POST /announce` (JSON, see `AnnounceBodySchema`) answers
  * `{ peers: [{ peerId, address, origin, complete }], interval }` (interval in ms);
- * `GET /metainfo/:digest` answers the blob's metainfo JSON (header `Shoal-Info-Hash`).
+ * `GET /metainfo/:digest` answers the blob's metainfo JSON (header `Shoal-Info-Hash`);
+ * `GET /swarms[?limit=N]` (read-only) answers `{ at, swarms }`, what the tracker heard of its
+ * swarms, most recent first (see `SwarmStatus`).
  */
 export const trackerRoutes =
   (deps: {
@@ -35,6 +42,8 @@ export const trackerRoutes =
     announces: Counter<'result'>;
     /** required: only agents and origins announce, and only an origin as an origin. */
     mode: SecurityMode;
+    swarms: (limit: number) => readonly SwarmStatus[];
+    now: () => number;
   }): FastifyPluginAsync =>
   async (app) => {
     const servicesOnly = async (request: FastifyRequest) => requireService(request, deps.mode);
@@ -51,6 +60,23 @@ export const trackerRoutes =
         deps.announces.inc({ result: result.peers.length === 0 ? 'empty' : 'peers' });
         return { peers: result.peers, interval: result.intervalMs };
       },
+    );
+
+    app.get(
+      '/swarms',
+      {
+        // What peers are where: for Shoal's own services (the console), like metainfo.
+        onRequest: servicesOnly,
+        schema: {
+          querystring: Type.Object({
+            limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+          }),
+        },
+      },
+      async (request) => ({
+        at: new Date(deps.now()).toISOString(),
+        swarms: deps.swarms((request.query as { limit: number }).limit),
+      }),
     );
 
     app.get(

@@ -1,0 +1,134 @@
+import type { Clock, EventLog, Projection, ProjectionStore } from '../../domain';
+import { allProjections } from '../../projections';
+import { createProxyClient } from '../proxy/client/proxyClient';
+import { createReplicationClient } from '../replicator/client/replicationClient';
+import { createHttpApp } from '../shared/http';
+import type { Logger } from '../shared/logger';
+import type { RoleSecurity } from '../shared/security/roleSecurity';
+import { openSecurity } from '../shared/security/roleSecurity';
+import { startTracing } from '../shared/tracing';
+import { createProjectionRunner } from '../shared/projectionRunner';
+import { createTrackerStatusClient } from '../tracker/client/trackerStatusClient';
+import type { ConsoleConfig } from './config';
+import { createConsoleReads } from './consoleReads';
+import type { WatchedService } from './health';
+import { createHealthWatch } from './health';
+import { createLiveFeed } from './liveFeed';
+import { createManifestContents } from './manifestContents';
+import { assetRoutes } from './server/assets';
+import { consoleRoutes } from './server/routes';
+import type { ViewerOf } from './viewer';
+import { openAccess } from './viewer';
+
+export type RunningConsole = {
+  /** `http://host:port` the console listens on. */
+  readonly url: string;
+  readonly close: () => Promise<void>;
+};
+
+/** The services the console watches, by role, from its configuration. */
+const watchedServices = (config: ConsoleConfig): WatchedService[] => {
+  const { services } = config;
+  const named = (role: string, urls: readonly string[]) =>
+    urls.map((url, i) => ({ role, name: urls.length > 1 ? `${role} ${i + 1}` : role, url }));
+  return [
+    ...named('build-index', services.buildIndexUrl === '' ? [] : [services.buildIndexUrl]),
+    ...(services.replicatorUrl !== '' && services.replicatorUrl !== services.buildIndexUrl
+      ? named('replicator', [services.replicatorUrl])
+      : []),
+    ...named('proxy', services.proxyUrl === '' ? [] : [services.proxyUrl]),
+    ...named('origin', services.origins),
+    ...named('tracker', services.trackers),
+    ...named('agent', services.agents),
+  ];
+};
+
+/**
+ * Runs the console: a read-only web UI and its API. It never writes to the log; it keeps its
+ * own projections of it (every projection Shoal has, in the store it is given: its own, so it
+ * never contends with the services it watches), follows the log for the live views, and asks
+ * the proxy, the trackers and the replicator for what the log does not hold. `viewerOf`
+ * decides what each request may see (default: everything). The only place that listens.
+ */
+export const startConsole = async (deps: {
+  config: ConsoleConfig;
+  logger: Logger;
+  clock: Clock;
+  log: EventLog;
+  store: ProjectionStore;
+  viewerOf?: ViewerOf;
+  /** Its listener (TLS, limits) and the identity it calls the other roles with. */
+  security?: RoleSecurity;
+}): Promise<RunningConsole> => {
+  const { config, logger, clock, log, store } = deps;
+  const security = deps.security ?? openSecurity;
+  const { services } = config;
+  const runner = createProjectionRunner({
+    log,
+    store,
+    projections: Object.values(allProjections) as Projection[],
+    logger: logger.child({ module: 'projections' }),
+  });
+  runner.start();
+  const calls = { timeoutMs: services.timeoutMs, identity: security.identity };
+  const proxy = services.proxyUrl === '' ? undefined : createProxyClient(services.proxyUrl, calls);
+  const replicatorUrl = services.replicatorUrl || services.buildIndexUrl;
+  const health = createHealthWatch({ services: watchedServices(config), clock, ...calls });
+  const reads = createConsoleReads({
+    cluster: config.cluster,
+    log,
+    store,
+    clock,
+    applied: () => runner.position(),
+    contents: createManifestContents({ proxy }),
+    replication: replicatorUrl === '' ? undefined : createReplicationClient(replicatorUrl, calls),
+    trackers: services.trackers.map((url) => createTrackerStatusClient(url, calls)),
+    health,
+    replicas: config.placement.replicas,
+  });
+  const live = createLiveFeed({
+    log,
+    applied: runner,
+    health,
+    swarms: reads.swarms,
+    logger,
+    maxClients: config.live.maxClients,
+    replayLimit: config.live.replayLimit,
+    healthIntervalMs: config.live.healthIntervalMs,
+    swarmIntervalMs: config.live.swarmIntervalMs,
+  });
+  const tracing = startTracing(config.tracing, 'console');
+  const { app, listen } = createHttpApp({
+    service: 'console',
+    logger,
+    tracing,
+    authenticators: security.authenticators,
+    server: security.server,
+    ...(security.admin !== undefined && { admin: security.admin }),
+  });
+  const close = async () => {
+    live.close();
+    await app.close();
+    await runner.stop();
+    await proxy?.close();
+    await tracing.shutdown();
+  };
+  let url = '';
+  try {
+    await app.register(assetRoutes());
+    await app.register(
+      consoleRoutes({
+        reads,
+        live,
+        viewerOf: deps.viewerOf ?? openAccess,
+        waitFor: (position) => runner.waitFor(position, config.readYourWrites.timeoutMs),
+      }),
+    );
+    ({ url } = await listen({ host: config.listen.host, port: config.listen.port }));
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  logger.info({ url }, 'console listening');
+  return { url, close };
+};
