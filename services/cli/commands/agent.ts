@@ -13,9 +13,10 @@ import { createLogger } from '../../shared/logger';
 import { TrackerConfigSchema } from '../../tracker/config';
 import type { RunningTracker } from '../../tracker/main';
 import { startTracker } from '../../tracker/main';
+import { configHelp } from '../configHelp';
 import { note } from '../output';
 import type { GlobalOptions } from './common';
-import { addDataDirOption, envHelp, parsePort, roleSecurityOf, runUntilSignal } from './common';
+import { addDataDirOption, parsePort, roleSecurityOf, runUntilSignal } from './common';
 
 type AgentOptions = GlobalOptions & {
   config?: string;
@@ -81,7 +82,7 @@ export const registerAgentCommands = (program: Command): void => {
       'stop when the process that started this one exits, even by SIGKILL (its IPC ' +
         'channel closes, or this process is re-parented): `shoal dev --agents` uses it',
     )
-    .addHelpText('after', envHelp(AgentConfigSchema))
+    .addHelpText('after', configHelp(AgentConfigSchema))
     .action(async (options: AgentOptions) => {
       const config = loadConfig(AgentConfigSchema, {
         ...(options.config !== undefined && { file: options.config }),

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { Type } from '@sinclair/typebox';
 import { ShoalError } from '../../../domain';
-import { describeEnv, loadConfig, validateConfig } from '../../shared/config';
+import { loadConfig, validateConfig } from '../../shared/config';
 import type { LogConfig } from '../../shared/logConfig';
 import { LogConfigSchema } from '../../shared/logConfig';
 import type { Logger } from '../../shared/logger';
@@ -27,13 +27,16 @@ export const defaultLogConfig = {
 /**
  * What a command that opens the log directly needs from a role's YAML file: the log (which
  * adapter, which topic), the data directory and the cluster name. Any role's file (proxy,
- * origin, build-index) has these keys; the others are ignored.
+ * origin, build-index) has these keys; the role's others are its own (the role checks them).
  */
-export const StateConfigSchema = Type.Object({
-  cluster: roleConfig.cluster(),
-  dataDir: roleConfig.dataDir('log, projections'),
-  log: roleConfig.log(),
-});
+export const StateConfigSchema = Type.Object(
+  {
+    cluster: roleConfig.cluster(),
+    dataDir: roleConfig.dataDir('log, projections'),
+    log: roleConfig.log(),
+  },
+  { additionalProperties: true },
+);
 
 /** Every command takes `--data-dir` (also `SHOAL_DATA_DIR`). */
 export const addDataDirOption = (command: Command): Command =>
@@ -121,10 +124,6 @@ export const runUntilSignal = (
     void until?.then(stop);
   });
 
-export const envHelp = (schema: Parameters<typeof describeEnv>[0]): string =>
-  `\nConfiguration (YAML keys; environment variables override the file):\n${describeEnv(schema)
-    .map((e) => `  ${e.name.padEnd(44)} default: ${JSON.stringify(e.default)}`)
-    .join('\n')}\n`;
 
 /**
  * A role's security from its config (failing fast on bad files or a required mode without

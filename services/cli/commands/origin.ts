@@ -7,12 +7,12 @@ import { createLogger } from '../../shared/logger';
 import { OriginConfigSchema } from '../../origin/config';
 import { leaveRing, startOrigin } from '../../origin/main';
 import { openLocalState } from '../compose';
+import { configHelp } from '../configHelp';
 import { note, print, printJson } from '../output';
 import type { GlobalOptions } from './common';
 import {
   addDataDirOption,
   defaultLogConfig,
-  envHelp,
   parsePort,
   roleSecurityOf,
   runUntilSignal,
@@ -31,7 +31,7 @@ export const registerOriginCommands = (program: Command): void => {
     .option('--id <id>', 'origin id on the ring (overrides id)')
     .option('--host <host>', 'listen address (overrides listen.host)')
     .option('--port <port>', 'listen port (overrides listen.port)', parsePort)
-    .addHelpText('after', envHelp(OriginConfigSchema))
+    .addHelpText('after', configHelp(OriginConfigSchema))
     .action(async (options: OriginOptions) => {
       const config = loadConfig(OriginConfigSchema, {
         ...(options.config !== undefined && { file: options.config }),

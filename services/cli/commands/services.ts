@@ -21,13 +21,13 @@ import type { RoleSecurity, RoleSecurityConfig } from '../../shared/security/rol
 import type { ServiceRole } from '../../shared/security/subject';
 import type { LocalState } from '../compose';
 import { openLocalState } from '../compose';
+import { configHelp } from '../configHelp';
 import { note } from '../output';
 import { freePort, startDevSwarm } from './agent';
 import type { GlobalOptions } from './common';
 import {
   addDataDirOption,
   dataDirOf,
-  envHelp,
   parsePort,
   roleSecurityOf,
   runUntilSignal,
@@ -72,7 +72,7 @@ const registerRoleCommand = <S extends TObject>(
     .option('--config <file>', 'YAML configuration file')
     .option('--host <host>', 'listen address (overrides listen.host)')
     .option('--port <port>', 'listen port (overrides listen.port)', parsePort)
-    .addHelpText('after', envHelp(role.schema))
+    .addHelpText('after', configHelp(role.schema))
     .action(async (options: GlobalOptions & { config?: string; host?: string; port?: number }) => {
       const config = loadConfig(role.schema, {
         ...(options.config !== undefined && { file: options.config }),

@@ -4,8 +4,9 @@ import { loadConfig } from '../../shared/config';
 import { createLogger } from '../../shared/logger';
 import { TrackerConfigSchema } from '../../tracker/config';
 import { startTracker } from '../../tracker/main';
+import { configHelp } from '../configHelp';
 import { note } from '../output';
-import { envHelp, parsePort, roleSecurityOf, runUntilSignal } from './common';
+import { parsePort, roleSecurityOf, runUntilSignal } from './common';
 
 export const registerTrackerCommands = (program: Command): void => {
   program
@@ -18,7 +19,7 @@ export const registerTrackerCommands = (program: Command): void => {
     .option('--host <host>', 'listen address (overrides listen.host)')
     .option('--port <port>', 'listen port (overrides listen.port)', parsePort)
     .option('--origin <url...>', 'origin URLs (override origins.urls)')
-    .addHelpText('after', envHelp(TrackerConfigSchema))
+    .addHelpText('after', configHelp(TrackerConfigSchema))
     .action(
       async (options: { config?: string; host?: string; port?: number; origin?: string[] }) => {
         const config = loadConfig(TrackerConfigSchema, {
