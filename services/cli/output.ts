@@ -20,3 +20,34 @@ export const reportError = (error: unknown): void => {
   }
   process.exitCode = 1;
 };
+
+// A closed pipe (`shoal log tail | head -1`): the reader has all it wants. The command ends
+// quietly, as `cat` does: a service stops the way a signal stops it, anything else exits.
+
+const closedPipeListeners = new Set<() => void>();
+
+/** While registered, a closed stdout or stderr calls `listener` instead of exiting. */
+export const onClosedPipe = (listener: () => void): (() => void) => {
+  closedPipeListeners.add(listener);
+  return () => closedPipeListeners.delete(listener);
+};
+
+let pipeClosed = false;
+
+/** For stdout, stderr and log destinations: EPIPE ends the command quietly. */
+export const handleOutputError = (error: NodeJS.ErrnoException): void => {
+  if (error.code !== 'EPIPE') throw error;
+  if (pipeClosed) return;
+  pipeClosed = true;
+  if (closedPipeListeners.size > 0) {
+    for (const listener of closedPipeListeners) listener();
+    return;
+  }
+  process.exit();
+};
+
+/** Installs {@link handleOutputError} on stdout and stderr (once, at start). */
+export const guardOutputPipes = (): void => {
+  process.stdout.on('error', handleOutputError);
+  process.stderr.on('error', handleOutputError);
+};

@@ -3,7 +3,6 @@ import { ringStream } from '../../../domain';
 import { createOriginBackends } from '../../origin/backendConfig';
 import { systemClock } from '../../shared/clock';
 import { loadConfig } from '../../shared/config';
-import { createLogger } from '../../shared/logger';
 import { OriginConfigSchema } from '../../origin/config';
 import { leaveRing, startOrigin } from '../../origin/main';
 import { openLocalState } from '../compose';
@@ -12,10 +11,13 @@ import { note, print, printJson } from '../output';
 import type { GlobalOptions } from './common';
 import {
   addDataDirOption,
+  claimDataDir,
   defaultLogConfig,
   parsePort,
+  explainRoleListenError,
   roleSecurityOf,
   runUntilSignal,
+  serviceLogger,
   withState,
 } from './common';
 
@@ -41,18 +43,27 @@ export const registerOriginCommands = (program: Command): void => {
           listen: { host: options.host, port: options.port },
         },
       });
-      const logger = createLogger({ level: config.logLevel, name: 'origin' });
-      const { security, dispose } = roleSecurityOf(
-        config,
-        { role: 'origin', name: config.id },
-        logger,
+      const logger = serviceLogger({ level: config.logLevel, name: 'origin' });
+      const { lock } = claimDataDir(
+        config.dataDir,
+        { kind: 'role', role: 'origin', id: config.id, cluster: config.cluster },
+        `shoal origin ${config.id}`,
       );
+      let made: ReturnType<typeof roleSecurityOf>;
+      try {
+        made = roleSecurityOf(config, { role: 'origin', name: config.id }, logger);
+      } catch (error) {
+        lock.release();
+        throw error;
+      }
+      const { security, dispose } = made;
       const state = await openLocalState({
         dataDir: config.dataDir,
         log: config.log,
         create: true,
       }).catch((error: unknown) => {
         dispose();
+        lock.release();
         throw error;
       });
       const service = await startOrigin({
@@ -66,8 +77,10 @@ export const registerOriginCommands = (program: Command): void => {
       }).catch(async (error: unknown) => {
         await state.close();
         dispose();
-        throw error;
+        lock.release();
+        throw explainRoleListenError(error, 'origin', config, { what: 'seeder' });
       });
+      lock.update({ origin: service.url });
       note(
         `origin ${service.id} listening on ${service.url} ` +
           `(advertised as ${service.advertiseUrl}, data directory ${state.dataDir.root})`,
@@ -77,6 +90,7 @@ export const registerOriginCommands = (program: Command): void => {
         await service.close();
         await state.close();
         dispose();
+        lock.release();
       });
     });
 
