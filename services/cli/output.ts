@@ -51,3 +51,25 @@ export const guardOutputPipes = (): void => {
   process.stdout.on('error', handleOutputError);
   process.stderr.on('error', handleOutputError);
 };
+
+/**
+ * Rows as aligned columns under a header, two spaces apart (the last column unpadded, so long
+ * values such as digests and errors run on without pushing the others); a missing cell is `-`.
+ */
+export const table = (
+  header: readonly string[],
+  rows: ReadonlyArray<ReadonlyArray<string | number | undefined>>,
+): string => {
+  const cells = [header, ...rows].map((row) =>
+    row.map((cell) => (cell === undefined ? '-' : String(cell))),
+  );
+  const widths = header.map((_, i) => Math.max(...cells.map((row) => row[i]?.length ?? 0)));
+  return cells
+    .map((row) =>
+      row
+        .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+};

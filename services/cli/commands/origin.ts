@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { ringStream } from '../../../domain';
+import { ringMembers, ringStream } from '../../../domain';
 import { createOriginBackends } from '../../origin/backendConfig';
 import { systemClock } from '../../shared/clock';
 import { loadConfig } from '../../shared/config';
@@ -7,7 +7,7 @@ import { OriginConfigSchema } from '../../origin/config';
 import { leaveRing, startOrigin } from '../../origin/main';
 import { openLocalState } from '../compose';
 import { configHelp } from '../configHelp';
-import { note, print, printJson } from '../output';
+import { note, print, printJson, table } from '../output';
 import type { GlobalOptions } from './common';
 import {
   addDataDirOption,
@@ -99,14 +99,20 @@ export const registerOriginCommands = (program: Command): void => {
       'take an origin off the ring for good (appends OriginLeft); its blobs are fetched by ' +
         'their new owners from peers or the backend as they are read',
     )
-    .action(async (id: string, _options: GlobalOptions, command: Command) => {
+    .option('--force', 'take the last origin off too (the ring is then empty: every pull fails)')
+    .action(async (id: string, _options: unknown, command: Command) => {
       // `--data-dir` may be given before the subcommand, where `origin` takes it.
-      const options = command.optsWithGlobals<GlobalOptions>();
+      const options = command.optsWithGlobals<GlobalOptions & { force?: boolean }>();
       const position = await withState(options, false, ({ log }) =>
-        leaveRing({ log, clock: systemClock, cluster: defaultLogConfig.cluster, id }),
+        leaveRing({
+          log,
+          clock: systemClock,
+          cluster: defaultLogConfig.cluster,
+          id,
+          force: options.force === true,
+        }),
       );
-      if (position === undefined) note(`origin ${id} is not on the ring`);
-      else print(`origin ${id} left the ring at position ${position}`);
+      print(`origin ${id} left the ring at position ${position}`);
     });
 
   addDataDirOption(origin.command('ring'))
@@ -114,18 +120,17 @@ export const registerOriginCommands = (program: Command): void => {
     .option('--json', 'print JSON')
     .action(async (_options: unknown, command: Command) => {
       const options = command.optsWithGlobals<GlobalOptions & { json?: boolean }>();
-      const members = await withState(options, false, async ({ log }) => {
-        const ring = new Map<string, { address: string; position: number }>();
-        for (const event of await log.readStream(ringStream)) {
-          if (event.type === 'OriginJoined') {
-            ring.set(event.data.id, { address: event.data.address, position: event.position });
-          } else if (event.type === 'OriginLeft') {
-            ring.delete(event.data.id);
-          }
-        }
-        return [...ring].map(([id, m]) => ({ id, ...m }));
-      });
+      const members = await withState(options, false, async ({ log }) =>
+        ringMembers(await log.readStream(ringStream)),
+      );
       if (options.json) printJson({ members });
-      else for (const m of members) print(`${m.id}\t${m.address}\t(joined at ${m.position})`);
+      else {
+        print(
+          table(
+            ['ID', 'ADDRESS', 'JOINED AT'],
+            members.map((m) => [m.id, m.address, m.position]),
+          ),
+        );
+      }
     });
 };
