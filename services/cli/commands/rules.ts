@@ -4,26 +4,22 @@ import type { Position } from '../../../domain';
 import type { ReplicationApi, RuleView } from '../../replicator/client/replicationApi';
 import type { Progress } from '../../shared/progress';
 import { createProgress, progressMode } from '../../shared/progress';
-import { note, print, printJson } from '../output';
+import { note, print, printJson, table } from '../output';
 import type { ReplicationOptions } from './replication';
 import { replicationOptions, withReplication } from './replication';
 
-const describeRule = (rule: RuleView): string =>
-  [
-    rule.id,
-    rule.name ?? '-',
-    rule.repoPattern,
-    rule.tagPattern,
-    rule.destination,
-    rule.backfill ? 'yes' : 'no',
-    rule.removedPosition === undefined
-      ? `${rule.addedPosition}`
-      : `removed@${rule.removedPosition}`,
-  ].join('\t');
+const ruleCells = (rule: RuleView) => [
+  rule.id,
+  rule.name ?? '-',
+  rule.repoPattern,
+  rule.tagPattern,
+  rule.destination,
+  rule.backfill ? 'yes' : 'no',
+  rule.removedPosition === undefined ? `${rule.addedPosition}` : `removed@${rule.removedPosition}`,
+];
 
-const header = ['ID', 'NAME', 'REPOSITORIES', 'TAGS', 'DESTINATION', 'BACKFILL', 'ADDED'].join(
-  '\t',
-);
+const header = ['ID', 'NAME', 'REPOSITORIES', 'TAGS', 'DESTINATION', 'BACKFILL', 'ADDED'];
+const rulesTable = (list: readonly RuleView[]): string => table(header, list.map(ruleCells));
 
 /** How often a waiting `rules add --backfill` asks for the rule's status. */
 const backfillPollMs = 250;
@@ -101,7 +97,7 @@ export const registerRulesCommands = (program: Command): void => {
           if (options.json) printJson(added);
           else
             print(
-              `rule ${added.rule.id} added at position ${added.position}: ${describeRule(added.rule)}`,
+              `rule ${added.rule.id} added at position ${added.position}\n${rulesTable([added.rule])}`,
             );
           if (wait === false) return { ...added, followed: undefined };
           const progress = createProgress({
@@ -130,8 +126,7 @@ export const registerRulesCommands = (program: Command): void => {
         printJson({ rules: list });
         return;
       }
-      print(header);
-      for (const rule of list) print(describeRule(rule));
+      print(rulesTable(list));
     });
 
   replicationOptions(rules.command('rm').argument('<id>', 'rule id (or name of an active rule)'))
