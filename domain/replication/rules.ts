@@ -42,10 +42,12 @@ export const parseRuleId = (input: string): Result<string> =>
  * path, a query and a fragment.
  */
 export const parseDestination = (input: string): Result<string> => {
+  // User information is never echoed: it may hold a password.
+  const shown = truncate(input.replace(/^([^:/]*:\/\/)[^/@]*@/, '$1***@'));
   const bad = (why: string) =>
     fail(
-      new ShoalError('PARAMETER_INVALID', `invalid destination "${truncate(input)}": ${why}`, {
-        detail: { destination: truncate(input) },
+      new ShoalError('PARAMETER_INVALID', `invalid destination "${shown}": ${why}`, {
+        detail: { destination: shown },
       }),
     );
   let url: URL;

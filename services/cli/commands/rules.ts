@@ -63,7 +63,7 @@ export const registerRulesCommands = (program: Command): void => {
     .requiredOption('--repo <glob>', 'repositories: team/*, team/**, ** (see README)')
     .requiredOption('--to <url>', 'destination registry, e.g. https://registry.example.com')
     .option('--name <name>', 'a name for the rule (unique among active rules)')
-    .option('--tag <glob>', 'tags (default: every tag)', '*')
+    .option('--tag <glob>', 'tags (default: every tag, *)')
     .option('--backfill', 'also replicate the current state of every matching tag')
     .option(
       '--wait',
@@ -77,7 +77,7 @@ export const registerRulesCommands = (program: Command): void => {
           repo: string;
           to: string;
           name?: string;
-          tag: string;
+          tag?: string;
           backfill?: boolean;
           wait?: boolean;
         },
@@ -90,7 +90,7 @@ export const registerRulesCommands = (program: Command): void => {
           const added = await api.addRule({
             ...(options.name !== undefined && { name: options.name }),
             repoPattern: options.repo,
-            tagPattern: options.tag,
+            tagPattern: options.tag ?? '*',
             destination: options.to,
             backfill: options.backfill === true,
           });
