@@ -233,6 +233,13 @@ export const registerServiceCommands = (program: Command): void => {
           );
         }
         checkDevPorts(options.portBase, options.agents);
+        // Ctrl-C from the moment dev starts (a person may press it as the summary appears):
+        // without a listener Node would die of the signal, skipping the orderly stop.
+        const interrupted = new Promise<string>((resolve) => {
+          const onSignal = (signal: NodeJS.Signals) => resolve(signal);
+          process.once('SIGINT', onSignal);
+          process.once('SIGTERM', onSignal);
+        });
         const dataDir = dataDirOf(options);
         const envLevel = process.env.SHOAL_LOG_LEVEL;
         const level: LogLevel =
@@ -442,7 +449,7 @@ export const registerServiceCommands = (program: Command): void => {
             () => devPortRemedy(options.portBase, options.agents),
           );
         }
-        await runUntilSignal(closeAll);
+        await runUntilSignal(closeAll, interrupted);
       },
     );
 };
