@@ -7,9 +7,8 @@ import type {
   ReplicationStatus,
   RuleStatus,
 } from '../../replicator/client/replicationApi';
-import { liveLeaseHolder } from '../../replicator/lock';
 import { createReplicationClient } from '../../replicator/client/replicationClient';
-import { createReplicationService } from '../../replicator/main';
+import { createReplicationService, liveLeaseHolder } from '../../replicator/main';
 import { systemClock } from '../../shared/clock';
 import { createProjectionRunner } from '../../shared/projectionRunner';
 import { print, printJson, table } from '../output';
