@@ -31,7 +31,7 @@ const devOnTerminal = (args: string[], env: NodeJS.ProcessEnv = {}) => {
   }
 };
 
-const summaryStart = 'shoal dev: cluster "default", data directory';
+const summaryStart = '!!! shoal dev: ACCESS IS OPEN';
 
 describe('shoal dev on a terminal', () => {
   it('is quiet by default: the summary, then Ctrl-C stops it with exit 0', () => {

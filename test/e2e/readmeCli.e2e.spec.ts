@@ -19,7 +19,7 @@ const tableCommands = (): Array<{ text: string; words: string[]; flags: string[]
     });
   return commands.map((text) => {
     const tokens = text.split(/\s+/).slice(1);
-    const end = tokens.findIndex((t) => /^[[<-]/.test(t));
+    const end = tokens.findIndex((t) => !/^[a-z][a-z-]*$/.test(t));
     return {
       text,
       words: end === -1 ? tokens : tokens.slice(0, end),
