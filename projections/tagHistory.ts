@@ -67,16 +67,40 @@ export const changeAsOf = (
   return found;
 };
 
-/** Parses `--at` / `?at=`: digits are a log position, anything else an ISO 8601 time. */
-export const parseAsOf = (input: string): Result<AsOf> => {
+const unitMs: Record<string, number> = {
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+};
+
+/** `5m`, `2h ago`, `5 minutes ago`, `1 day ago`, `90s`: a duration back from now, in ms. */
+const relative = (input: string): number | undefined => {
+  const m =
+    /^(\d{1,9})\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hr|hrs|hours?|d|days?|w|weeks?)(\s+ago)?$/i.exec(
+      input.trim(),
+    );
+  if (m === null) return undefined;
+  const unit = (m[2] as string).toLowerCase();
+  return Number(m[1]) * (unitMs[unit[0] as string] as number);
+};
+
+/**
+ * Parses `--at` / `?at=`: digits are a log position; `5m`, `2h ago`, `5 minutes ago` a time
+ * that long before `now` (so relative times need `now`); anything else an ISO 8601 time.
+ */
+export const parseAsOf = (input: string, now?: number): Result<AsOf> => {
   if (/^\d{1,15}$/.test(input)) return ok({ position: Number(input) });
+  const back = relative(input);
+  if (back !== undefined && now !== undefined) return ok({ time: now - back });
   const time = Date.parse(input);
   if (Number.isNaN(time) || !/^\d{4}-\d{2}-\d{2}/.test(input)) {
     return fail(
       new ShoalError(
         'TIME_INVALID',
-        `"${truncate(input)}" is neither a log position nor an ISO 8601 time ` +
-          '(e.g. 2026-11-28T14:02:00Z)',
+        `"${truncate(input)}" is neither a log position, a time back from now (5m, 2h ago, ` +
+          '3 days ago) nor an ISO 8601 time (e.g. 2026-11-28T14:02:00Z)',
       ),
     );
   }

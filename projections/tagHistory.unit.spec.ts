@@ -112,4 +112,18 @@ describe('tag-history projection', () => {
     });
     expect(parseAsOf('yesterday')).toMatchObject({ ok: false, error: { code: 'TIME_INVALID' } });
   });
+
+  it('parses --at as a time back from now: 5m, 2h ago, 5 minutes ago', () => {
+    const now = Date.parse('2026-01-01T10:00:00Z');
+    const at = (text: string) => parseAsOf(text, now);
+    expect(at('5m')).toEqual({ ok: true, value: { time: now - 5 * 60_000 } });
+    expect(at('2h ago')).toEqual({ ok: true, value: { time: now - 2 * 3_600_000 } });
+    expect(at('5 minutes ago')).toEqual({ ok: true, value: { time: now - 5 * 60_000 } });
+    expect(at('1 day ago')).toEqual({ ok: true, value: { time: now - 86_400_000 } });
+    expect(at('90s')).toEqual({ ok: true, value: { time: now - 90_000 } });
+    expect(at('3 weeks ago')).toEqual({ ok: true, value: { time: now - 3 * 604_800_000 } });
+    // Without a clock a relative time cannot be placed.
+    expect(parseAsOf('5m')).toMatchObject({ ok: false, error: { code: 'TIME_INVALID' } });
+    expect(at('5 parsecs ago')).toMatchObject({ ok: false, error: { code: 'TIME_INVALID' } });
+  });
 });

@@ -42,10 +42,12 @@ export const parseRuleId = (input: string): Result<string> =>
  * path, a query and a fragment.
  */
 export const parseDestination = (input: string): Result<string> => {
+  // User information is never echoed: it may hold a password.
+  const shown = truncate(input.replace(/^([^:/]*:\/\/)[^/@]*@/, '$1***@'));
   const bad = (why: string) =>
     fail(
-      new ShoalError('PARAMETER_INVALID', `invalid destination "${truncate(input)}": ${why}`, {
-        detail: { destination: truncate(input) },
+      new ShoalError('PARAMETER_INVALID', `invalid destination "${shown}": ${why}`, {
+        detail: { destination: shown },
       }),
     );
   let url: URL;
@@ -56,7 +58,13 @@ export const parseDestination = (input: string): Result<string> => {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return bad('want http or https');
   if (url.username !== '' || url.password !== '') {
-    return bad('credentials do not belong in the URL (they would be on the log); configure them');
+    return bad(
+      'credentials do not belong in the URL (they would be on the log): give the URL without ' +
+        'them and configure them for the process that runs the replicator (shoal dev, ' +
+        'build-index or replicator), under replication.credentials in its YAML config ' +
+        `("${url.host}": {username, password} or {token}) or as JSON in ` +
+        `SHOAL_REPLICATION_CREDENTIALS, e.g. '{"${url.host}":{"username":"u","password":"p"}}'`,
+    );
   }
   if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '') {
     return bad('want the registry root, without a path (repositories keep their names)');

@@ -42,6 +42,10 @@ export const errorCodes = {
   LOG_UNAVAILABLE: { statusCode: 503, retriable: true },
   LOG_CORRUPT: { statusCode: 500, retriable: false },
   DATA_DIR_INVALID: { statusCode: 500, retriable: false },
+  /** Another process runs on the data directory in a way that excludes this one. */
+  DATA_DIR_IN_USE: { statusCode: 409, retriable: false },
+  /** A listen address is taken (EADDRINUSE). */
+  PORT_IN_USE: { statusCode: 409, retriable: false },
   SERVICE_UNAVAILABLE: { statusCode: 503, retriable: true },
   // Read-your-writes.
   POSITION_NOT_REACHED: { statusCode: 503, retriable: true },

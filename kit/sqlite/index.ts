@@ -1,2 +1,3 @@
 export * from './sqliteErrors';
 export * from './sqliteFile';
+export * from './processLock';

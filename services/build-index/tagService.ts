@@ -6,7 +6,13 @@ import type {
   RepoName,
   TagReference,
 } from '../../domain';
-import { ShoalError, formatTagReference, isShoalError, tagStream } from '../../domain';
+import {
+  ShoalError,
+  formatTagReference,
+  isShoalError,
+  manifestStream,
+  tagStream,
+} from '../../domain';
 import type { AsOf, TagChangeDoc, TagDoc } from '../../projections';
 import {
   buildIndexProjection,
@@ -51,6 +57,19 @@ export const createTagService = (deps: {
       detail: { repo: ref.repo, tag: ref.tag },
     });
 
+  /** Fails unless the repository holds a manifest of this digest (its stream says so). */
+  const requireManifest = async (repo: RepoName, digest: Digest) => {
+    const events = await log.readStream(manifestStream(repo, digest));
+    if (events[events.length - 1]?.type === 'ManifestPushed') return;
+    throw new ShoalError(
+      'MANIFEST_UNKNOWN',
+      `repository ${repo} has no manifest ${digest}${
+        events.length > 0 ? ' (it was deleted)' : ''
+      }: push the image first`,
+      { detail: { repo, digest } },
+    );
+  };
+
   /** Appends one tag event with compare-and-swap on its stream, retrying lost races. */
   const writeTag = async (
     ref: TagReference,
@@ -77,8 +96,9 @@ export const createTagService = (deps: {
   };
 
   return {
-    put: (ref, digest) =>
-      writeTag(ref, (last) => {
+    put: async (ref, digest, options) => {
+      if (options?.requireManifest === true) await requireManifest(ref.repo, digest);
+      return writeTag(ref, (last) => {
         if (last?.type === 'TagPushed' && last.data.digest === digest) {
           return { result: last.position };
         }
@@ -91,7 +111,8 @@ export const createTagService = (deps: {
             ...(previous !== undefined && { previous }),
           }),
         };
-      }),
+      });
+    },
 
     delete: async (ref) => {
       const { position } = await writeTag(ref, (last) => {

@@ -14,7 +14,7 @@ import { registerRulesCommands } from './commands/rules';
 import { registerServiceCommands } from './commands/services';
 import { registerTagCommands } from './commands/tags';
 import { registerTrackerCommands } from './commands/tracker';
-import { reportError } from './output';
+import { guardOutputPipes, reportError } from './output';
 
 /** Shoal's version from package.json, found from the source tree and from dist/ alike. */
 const packageVersion = (): string => {
@@ -53,6 +53,7 @@ export const buildProgram = (): Command => {
 };
 
 export const main = async (argv: string[]): Promise<void> => {
+  guardOutputPipes();
   try {
     await buildProgram().parseAsync(argv);
   } catch (error) {

@@ -20,3 +20,56 @@ export const reportError = (error: unknown): void => {
   }
   process.exitCode = 1;
 };
+
+// A closed pipe (`shoal log tail | head -1`): the reader has all it wants. The command ends
+// quietly, as `cat` does: a service stops the way a signal stops it, anything else exits.
+
+const closedPipeListeners = new Set<() => void>();
+
+/** While registered, a closed stdout or stderr calls `listener` instead of exiting. */
+export const onClosedPipe = (listener: () => void): (() => void) => {
+  closedPipeListeners.add(listener);
+  return () => closedPipeListeners.delete(listener);
+};
+
+let pipeClosed = false;
+
+/** For stdout, stderr and log destinations: EPIPE ends the command quietly. */
+export const handleOutputError = (error: NodeJS.ErrnoException): void => {
+  if (error.code !== 'EPIPE') throw error;
+  if (pipeClosed) return;
+  pipeClosed = true;
+  if (closedPipeListeners.size > 0) {
+    for (const listener of closedPipeListeners) listener();
+    return;
+  }
+  process.exit();
+};
+
+/** Installs {@link handleOutputError} on stdout and stderr (once, at start). */
+export const guardOutputPipes = (): void => {
+  process.stdout.on('error', handleOutputError);
+  process.stderr.on('error', handleOutputError);
+};
+
+/**
+ * Rows as aligned columns under a header, two spaces apart (the last column unpadded, so long
+ * values such as digests and errors run on without pushing the others); a missing cell is `-`.
+ */
+export const table = (
+  header: readonly string[],
+  rows: ReadonlyArray<ReadonlyArray<string | number | undefined>>,
+): string => {
+  const cells = [header, ...rows].map((row) =>
+    row.map((cell) => (cell === undefined ? '-' : String(cell))),
+  );
+  const widths = header.map((_, i) => Math.max(...cells.map((row) => row[i]?.length ?? 0)));
+  return cells
+    .map((row) =>
+      row
+        .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+};

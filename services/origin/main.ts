@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { Gauge } from 'prom-client';
 import type { BlobStore, Clock, EventLog, Position, ProjectionStore } from '../../domain';
-import { ShoalError, ringStream } from '../../domain';
+import { ShoalError, ringMembers, ringStream, truncate } from '../../domain';
 import { placementProjection } from '../../projections';
 import { openDataDir } from '../shared/dataDir';
 import { createHttpApp } from '../shared/http';
@@ -360,14 +360,9 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
  * address. Membership is by id, so rejoining at a new address moves no blob.
  */
 const joinRing = async (ctx: OriginContext, address: string): Promise<Position> => {
-  let current: { address: string; position: Position } | undefined;
-  for (const event of await ctx.log.readStream(ringStream)) {
-    if (event.type === 'OriginJoined' && event.data.id === ctx.selfId) {
-      current = { address: event.data.address, position: event.position };
-    } else if (event.type === 'OriginLeft' && event.data.id === ctx.selfId) {
-      current = undefined;
-    }
-  }
+  const current = ringMembers(await ctx.log.readStream(ringStream)).find(
+    (m) => m.id === ctx.selfId,
+  );
   if (current?.address === address) return current.position;
   const position = await ctx.log.append([
     newEvent(ctx.writer, 'OriginJoined', { id: ctx.selfId, address }),
@@ -376,26 +371,48 @@ const joinRing = async (ctx: OriginContext, address: string): Promise<Position> 
   return position;
 };
 
-/** Appends `OriginLeft`: the origin's blobs move to the next owners as they are read. */
+/**
+ * Appends `OriginLeft`: the origin's blobs move to the next owners as they are read. Fails with
+ * `NAME_UNKNOWN` for an id that is not on the ring, and refuses to take the last member off
+ * (no blob could be stored or served) unless `force`. Compare-and-swap on the ring stream, so
+ * two concurrent leaves cannot empty the ring between them.
+ */
 export const leaveRing = async (deps: {
   log: EventLog;
   clock: Clock;
   cluster: string;
   id: string;
   actor?: string;
-}): Promise<Position | undefined> => {
+  force?: boolean;
+}): Promise<Position> => {
   const events = await deps.log.readStream(ringStream);
-  let member = false;
-  for (const event of events) {
-    if (event.type === 'OriginJoined' && event.data.id === deps.id) member = true;
-    if (event.type === 'OriginLeft' && event.data.id === deps.id) member = false;
+  const members = ringMembers(events);
+  if (!members.some((m) => m.id === deps.id)) {
+    throw new ShoalError(
+      'NAME_UNKNOWN',
+      `origin "${truncate(deps.id)}" is not on the ring (members: ${
+        members.map((m) => m.id).join(', ') || 'none'
+      }; see \`shoal origin ring\`)`,
+      { detail: { id: truncate(deps.id) } },
+    );
   }
-  if (!member) return undefined;
-  return deps.log.append([
-    newEvent(
-      { clock: deps.clock, cluster: deps.cluster, actor: deps.actor ?? 'cli' },
-      'OriginLeft',
-      { id: deps.id },
-    ),
-  ]);
+  if (members.length === 1 && deps.force !== true) {
+    throw new ShoalError(
+      'PARAMETER_INVALID',
+      `origin ${deps.id} is the only origin on the ring: without it no blob can be stored or ` +
+        'served, and every push and pull fails. Start another origin first (it joins the ' +
+        'ring), or pass --force to empty the ring anyway',
+    );
+  }
+  const last = events[events.length - 1];
+  return deps.log.append(
+    [
+      newEvent(
+        { clock: deps.clock, cluster: deps.cluster, actor: deps.actor ?? 'cli' },
+        'OriginLeft',
+        { id: deps.id },
+      ),
+    ],
+    { expectedVersion: last === undefined ? 'no-stream' : last.streamVersion },
+  );
 };

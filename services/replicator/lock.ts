@@ -28,6 +28,33 @@ const alive = (pid: number): boolean => {
   }
 };
 
+type LeaseFile = { holder: LeaseHolder; ageMs: number };
+
+const readLease = async (path: string): Promise<LeaseFile | undefined> => {
+  try {
+    const [text, info] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
+    return { holder: JSON.parse(text) as LeaseHolder, ageMs: Date.now() - info.mtimeMs };
+  } catch {
+    return undefined;
+  }
+};
+
+/** Not renewed for `leaseMs`, or held by a process of this host that no longer exists. */
+const isStale = (lease: LeaseFile, leaseMs: number): boolean =>
+  lease.ageMs > leaseMs || (lease.holder.host === hostname() && !alive(lease.holder.pid));
+
+/**
+ * The process that holds the lease at `path` now, if any (a stale lease counts as none): for
+ * status read beside a running replicator, from the data directory.
+ */
+export const liveLeaseHolder = async (
+  path: string,
+  leaseMs: number,
+): Promise<LeaseHolder | undefined> => {
+  const lease = await readLease(path);
+  return lease === undefined || isStale(lease, leaseMs) ? undefined : lease.holder;
+};
+
 export const createFileLease = (path: string, options: { leaseMs: number }): FileLease => {
   const self: LeaseHolder = {
     pid: process.pid,
@@ -35,14 +62,7 @@ export const createFileLease = (path: string, options: { leaseMs: number }): Fil
     token: `${process.pid}-${Date.now()}-${Math.random().toString(16).slice(2)}`,
   };
 
-  const read = async (): Promise<{ holder: LeaseHolder; ageMs: number } | undefined> => {
-    try {
-      const [text, info] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
-      return { holder: JSON.parse(text) as LeaseHolder, ageMs: Date.now() - info.mtimeMs };
-    } catch {
-      return undefined;
-    }
-  };
+  const read = () => readLease(path);
 
   const write = async () => {
     // Write-then-rename: a reader never sees half a file.
@@ -59,10 +79,7 @@ export const createFileLease = (path: string, options: { leaseMs: number }): Fil
     async tryAcquire() {
       const current = await read();
       if (current !== undefined && !mine(current.holder)) {
-        const stale =
-          current.ageMs > options.leaseMs ||
-          (current.holder.host === self.host && !alive(current.holder.pid));
-        if (!stale) return false;
+        if (!isStale(current, options.leaseMs)) return false;
       }
       await write();
       // Two processes may both have seen the lease stale: the last rename wins; check.

@@ -21,6 +21,7 @@ import type { ProjectionsView } from './replicator';
 import { replicationRoutes } from './server/routes';
 
 export { createReplicationService } from './replicationService';
+export { liveLeaseHolder } from './lock';
 
 /** What the replicator is given by the role it is mounted in (or by `startReplicator`). */
 export type ReplicatorHost = {

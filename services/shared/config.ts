@@ -3,13 +3,15 @@ import type { Static, TObject, TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { ShoalError } from '../../domain';
+import { explainConfigErrors } from './configErrors';
+import { configKeys, nodeAt, strictSchema } from './configKeys';
 
 /**
  * Loads one role's configuration: defaults from the schema, then the YAML file, then
  * environment overrides, then validation. This is the only place that reads `SHOAL_*`
  * variables. The result is frozen: modules receive it, they never re-read the environment.
  *
- * Environment names are the config path in upper snake case after `SHOAL_`:
+ * Environment names are the config path in upper snake case after `SHOAL_` (`configKeys`):
  * `listen.port` ← `SHOAL_LISTEN_PORT`, `readYourWrites.timeoutMs` ← `SHOAL_READ_YOUR_WRITES_TIMEOUT_MS`.
  */
 export const loadConfig = <S extends TObject>(
@@ -44,69 +46,82 @@ export const loadConfig = <S extends TObject>(
       throw new ShoalError('CONFIG_INVALID', `config file ${sources.file} must hold a mapping`);
     }
   }
+  const env = envOverrides(schema, sources.env ?? process.env);
   const merged = deepMerge(
-    deepMerge(
-      fromFile as Record<string, unknown>,
-      envOverrides(schema, sources.env ?? process.env),
-    ),
+    deepMerge(fromFile as Record<string, unknown>, env.values),
     sources.overrides ?? {},
   );
-  return validateConfig(schema, merged, sources.file);
+  return validateConfig(
+    schema,
+    merged,
+    sources.file === undefined ? 'configuration' : `config file ${sources.file}`,
+    (path) => env.sources.get(path.join('.')),
+  );
 };
 
-/** Defaults, validation and freezing for a config given as a value (tests, `shoal dev`). */
+/**
+ * Defaults, validation and freezing for a config given as a value (tests, `shoal dev`).
+ * Unknown keys are errors (every object of the schema is closed; free maps stay open), and
+ * each problem names its key and what was probably meant.
+ */
 export const validateConfig = <S extends TObject>(
   schema: S,
   value: unknown,
   origin = 'configuration',
+  sourceOf?: (path: readonly string[]) => string | undefined,
 ): Readonly<Static<S>> => {
-  const withDefaults = Value.Default(schema, Value.Clone(value ?? {}));
-  const converted = Value.Convert(schema, withDefaults);
-  if (!Value.Check(schema, converted)) {
-    const problems = [...Value.Errors(schema, converted)]
-      .slice(0, 5)
-      .map((e) => `${e.path.replace(/^\//, '').replace(/\//g, '.') || '(root)'}: ${e.message}`);
-    throw new ShoalError('CONFIG_INVALID', `invalid ${origin}: ${problems.join('; ')}`, {
+  const strict = strictOf(schema);
+  const withDefaults = Value.Default(strict, Value.Clone(value ?? {}));
+  const converted = Value.Convert(strict, withDefaults);
+  if (!Value.Check(strict, converted)) {
+    const problems = explainConfigErrors(strict, Value.Errors(strict, converted), sourceOf).slice(
+      0,
+      8,
+    );
+    // One problem on the line, several one per line.
+    const list = problems.length === 1 ? ` ${problems[0]}` : `\n  ${problems.join('\n  ')}\n`;
+    throw new ShoalError('CONFIG_INVALID', `invalid ${origin}:${list}`, {
       detail: { problems },
     });
   }
   return deepFreeze(converted as Static<S>);
 };
 
-const envName = (path: string[]) =>
-  `SHOAL_${path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_')}`;
+const strictSchemas = new WeakMap<TSchema, TSchema>();
+const strictOf = <S extends TSchema>(schema: S): S => {
+  let strict = strictSchemas.get(schema);
+  if (strict === undefined) {
+    strict = strictSchema(schema);
+    strictSchemas.set(schema, strict);
+  }
+  return strict as S;
+};
 
-/** Lists of objects and maps (namespace routes, headers) are set in the config file only. */
-const fromEnv = (node: TSchema): boolean =>
-  !(node.type === 'array' && (node.items as TSchema | undefined)?.type === 'object') &&
-  !(node.type === 'object' && node.patternProperties !== undefined);
-
-const envOverrides = (schema: TSchema, env: NodeJS.ProcessEnv): Record<string, unknown> => {
-  const out: Record<string, unknown> = {};
-  const walk = (node: TSchema, path: string[]) => {
-    if (node.type === 'object' && node.properties) {
-      for (const [key, child] of Object.entries(node.properties as Record<string, TSchema>)) {
-        walk(child, [...path, key]);
-      }
-      return;
+/** The variables that set values, by YAML path (dotted), for error messages. */
+const envOverrides = (
+  schema: TSchema,
+  env: NodeJS.ProcessEnv,
+): { values: Record<string, unknown>; sources: Map<string, string> } => {
+  const values: Record<string, unknown> = {};
+  const sources = new Map<string, string>();
+  for (const key of configKeys(schema)) {
+    if (key.env === undefined) continue;
+    const raw = env[key.env];
+    if (raw === undefined) continue;
+    sources.set(key.path.join('.'), key.env);
+    let target = values;
+    for (const segment of key.path.slice(0, -1)) {
+      target = (target[segment] ??= {}) as Record<string, unknown>;
     }
-    if (!fromEnv(node)) return;
-    const raw = env[envName(path)];
-    if (raw === undefined) return;
-    let target = out;
-    for (const key of path.slice(0, -1)) {
-      target = (target[key] ??= {}) as Record<string, unknown>;
-    }
-    target[path[path.length - 1] as string] =
-      node.type === 'array'
+    target[key.path[key.path.length - 1] as string] =
+      nodeAt(schema, key.path)?.type === 'array'
         ? raw
             .split(',')
             .map((s) => s.trim())
             .filter(Boolean)
         : raw;
-  };
-  walk(schema, []);
-  return out;
+  }
+  return { values, sources };
 };
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> =>
@@ -133,20 +148,4 @@ const deepFreeze = <T>(value: T): T => {
     Object.freeze(value);
   }
   return value;
-};
-
-/** Every environment variable a schema reads, with its default, for `--help` and the README. */
-export const describeEnv = (schema: TSchema): Array<{ name: string; default: unknown }> => {
-  const out: Array<{ name: string; default: unknown }> = [];
-  const walk = (node: TSchema, path: string[]) => {
-    if (node.type === 'object' && node.properties) {
-      for (const [key, child] of Object.entries(node.properties as Record<string, TSchema>)) {
-        walk(child, [...path, key]);
-      }
-      return;
-    }
-    if (fromEnv(node)) out.push({ name: envName(path), default: node.default });
-  };
-  walk(schema, []);
-  return out;
 };

@@ -1,5 +1,6 @@
 import pino from 'pino';
 import type { DestinationStream, Logger, LoggerOptions } from 'pino';
+import pinoPretty from 'pino-pretty';
 
 export type { Logger } from 'pino';
 
@@ -71,19 +72,60 @@ export const loggerOptions = (options: { level?: LogLevel; name?: string }): Log
   },
 });
 
-/** JSON logs (pino). Services log to stdout; the CLI logs to stderr so stdout stays data. */
+export const logLevels: readonly LogLevel[] = [
+  'fatal',
+  'error',
+  'warn',
+  'info',
+  'debug',
+  'trace',
+  'silent',
+];
+
+/** `json`: one pino JSON object a line (for machines); `pretty`: a readable line (terminals). */
+export type LogFormat = 'json' | 'pretty';
+
+/**
+ * pino logs. Services log to stdout; the CLI logs to stderr so stdout stays data. A `sync`
+ * logger (`pretty` always is) writes each line before going on, so what a command prints after
+ * a log line comes after it. `onError` hears the destination's write errors (a closed pipe:
+ * EPIPE) instead of the process crashing on them.
+ */
 export const createLogger = (options: {
   level?: LogLevel;
   name?: string;
   /** A file descriptor (1 or 2), or a stream (tests). */
   destination?: 1 | 2 | DestinationStream;
+  format?: LogFormat;
+  sync?: boolean;
+  onError?: (error: NodeJS.ErrnoException) => void;
 }): Logger => {
-  const destination = options.destination ?? 1;
+  const format = options.format ?? 'json';
+  const target = options.destination ?? 1;
+  let destination: DestinationStream;
+  if (typeof target === 'number') {
+    const boom = pino.destination({
+      dest: target,
+      sync: format === 'pretty' || options.sync === true,
+    });
+    boom.on('error', (error: NodeJS.ErrnoException) => options.onError?.(error));
+    destination = boom;
+  } else {
+    destination = target;
+  }
+  const settings = loggerOptions(options);
+  if (format === 'json') return pino(settings, destination);
   return pino(
-    loggerOptions(options),
-    typeof destination === 'number'
-      ? pino.destination({ dest: destination, sync: false })
-      : destination,
+    settings,
+    pinoPretty({
+      destination,
+      sync: true,
+      colorize: pinoPretty.isColorSupported && process.env.NO_COLOR === undefined,
+      singleLine: true,
+      translateTime: 'SYS:HH:MM:ss.l',
+      ignore: 'pid,hostname,name,role',
+      messageFormat: '{if role}{role}: {end}{msg}',
+    }),
   );
 };
 

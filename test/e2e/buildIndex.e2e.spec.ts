@@ -45,12 +45,30 @@ describe('build-index service and the shoal CLI on one data directory', () => {
   it('moves a tag and answers what it pointed to at an earlier position and time', async () => {
     const repo = randomRepo('e2e/app');
     const [first, second] = [randomDigest(), randomDigest()];
-    const put1 = shoal(['tags', 'put', `${repo}:latest`, first, '--url', service.url, '--json']);
+    const put1 = shoal([
+      'tags',
+      'put',
+      `${repo}:latest`,
+      first,
+      '--url',
+      service.url,
+      '--json',
+      '--force',
+    ]);
     expect(put1.status).toBe(0);
     const p1 = JSON.parse(put1.stdout).position as number;
     const between = new Date().toISOString();
     await new Promise((r) => setTimeout(r, 20)); // distinct timestamps for the time query
-    const put2 = shoal(['tags', 'put', `${repo}:latest`, second, '--url', service.url, '--json']);
+    const put2 = shoal([
+      'tags',
+      'put',
+      `${repo}:latest`,
+      second,
+      '--url',
+      service.url,
+      '--json',
+      '--force',
+    ]);
     expect(JSON.parse(put2.stdout)).toMatchObject({ changed: true });
 
     expect(shoal(['tags', 'get', `${repo}:latest`, '--url', service.url]).stdout.trim()).toBe(
@@ -89,6 +107,7 @@ describe('build-index service and the shoal CLI on one data directory', () => {
       '--data-dir',
       dir.path,
       '--json',
+      '--force',
     ]);
     expect(put.stderr).toBe('');
     const position = JSON.parse(put.stdout).position as number;
@@ -113,7 +132,8 @@ describe('build-index service and the shoal CLI on one data directory', () => {
     const repo = randomRepo('e2e/app');
     for (const tag of ['b', 'a', 'c']) {
       expect(
-        shoal(['tags', 'put', `${repo}:${tag}`, randomDigest(), '--url', service.url]).status,
+        shoal(['tags', 'put', `${repo}:${tag}`, randomDigest(), '--url', service.url, '--force'])
+          .status,
       ).toBe(0);
     }
     expect(shoal(['tags', 'ls', repo, '--url', service.url]).stdout.trim().split('\n')).toEqual([
@@ -182,7 +202,15 @@ describe('the CLI refuses data it does not own', () => {
     const dir = tempDir();
     try {
       writeFileSync(join(dir.path, 'precious.txt'), 'keep me');
-      const result = shoal(['tags', 'put', 'a/b:c', randomDigest(), '--data-dir', dir.path]);
+      const result = shoal([
+        'tags',
+        'put',
+        'a/b:c',
+        randomDigest(),
+        '--force',
+        '--data-dir',
+        dir.path,
+      ]);
       expect(result.status).toBe(1);
       expect(result.stderr).toMatch(/not a Shoal data directory/);
       expect(readFileSync(join(dir.path, 'precious.txt'), 'utf8')).toBe('keep me');
@@ -194,9 +222,9 @@ describe('the CLI refuses data it does not own', () => {
   it('refuses a corrupt log file and leaves its bytes as they were', () => {
     const dir = tempDir();
     try {
-      expect(shoal(['tags', 'put', 'a/b:c', randomDigest(), '--data-dir', dir.path]).status).toBe(
-        0,
-      );
+      expect(
+        shoal(['tags', 'put', 'a/b:c', randomDigest(), '--force', '--data-dir', dir.path]).status,
+      ).toBe(0);
       const logPath = join(dir.path, 'log.db');
       const garbage = randomBytes(64 * 1024);
       writeFileSync(logPath, garbage);

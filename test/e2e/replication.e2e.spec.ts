@@ -505,21 +505,56 @@ describe('replication between two Shoal clusters', () => {
       new RegExp(`shoal_replication_lag_positions\\{[^}]*rule="${ab}"[^}]*\\} 0`),
     );
     expect(text).toMatch(/shoal_replication_lag_seconds\{/);
-    // A second build-index on A's data directory stands by: one replicator per directory.
-    const second = await startService(
-      ['build-index', '--data-dir', a.dataDir, '--port', '0'],
-      /build-index listening on (http:\/\/\S+)/,
+    // A's data directory belongs to its shoal dev: a build-index started on it is refused,
+    // naming dev. Two build-index processes on one directory of their own share it, and the
+    // second replicator stands by: one replicator per data directory.
+    const refused = shoal(['build-index', '--data-dir', a.dataDir, '--port', '0']);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/is in use by shoal dev: shoal dev \(pid \d+; proxy /);
+    const shared = tempDir('shoal-replication-standby-');
+    const rule = shoal([
+      'rules',
+      'add',
+      '--name',
+      'standby',
+      '--repo',
+      'x/*',
+      '--to',
+      'http://127.0.0.1:1',
+      '--data-dir',
+      shared.path,
+      '--json',
+    ]);
+    expect(rule.status).toBe(0);
+    const standbyId = JSON.parse(rule.stdout).rule.id as string;
+    const ready = /build-index listening on (http:\/\/\S+)/;
+    const first = await startService(
+      ['build-index', '--data-dir', shared.path, '--port', '0'],
+      ready,
     );
     try {
-      const standby = await eventually('the second replicator to stand by', async () => {
-        const body = await getJson<{ replicator: string; rules: RuleStatus[] }>(
-          `${second.url}/v1/replication/status`,
-        );
-        return body.replicator === 'standby' ? body : undefined;
+      await eventually('the first replicator to be active', async () => {
+        const body = await getJson<{ replicator: string }>(`${first.url}/v1/replication/status`);
+        return body.replicator === 'active' ? true : undefined;
       });
-      expect(standby.rules.find((r) => r.id === ab)?.state).toBe('standby');
+      const second = await startService(
+        ['build-index', '--data-dir', shared.path, '--port', '0'],
+        ready,
+      );
+      try {
+        const standby = await eventually('the second replicator to stand by', async () => {
+          const body = await getJson<{ replicator: string; rules: RuleStatus[] }>(
+            `${second.url}/v1/replication/status`,
+          );
+          return body.replicator === 'standby' ? body : undefined;
+        });
+        expect(standby.rules.find((r) => r.id === standbyId)?.state).toBe('standby');
+      } finally {
+        await second.stop();
+      }
     } finally {
-      await second.stop();
+      await first.stop();
+      shared.cleanup();
     }
     const status = shoal(['replication', 'status', '--url', a.buildIndex]);
     expect(status.stdout).toContain(ab);

@@ -7,7 +7,7 @@ import type { BlobFetcher } from '../blobFetcher';
 import type { AgentDistribution } from '../distribution';
 import { writeFileRange } from './fileResponse';
 import { ociErrorHandler } from '../../shared/oci/ociErrorHandler';
-import { parsePageSize, parseV2Path, unknownV2Path } from '../../shared/oci/parseV2Path';
+import { parsePageSize, parseV2Path } from '../../shared/oci/parseV2Path';
 
 const digestOf = (text: string): Digest => orThrow(parseDigest(text));
 
@@ -110,7 +110,14 @@ export const agentRoutes =
         case 'upload':
           throw new ShoalError('UNSUPPORTED', 'this registry is read-only (a Shoal agent)');
         case 'referrers':
-          throw unknownV2Path(rest);
+          // Referrers (signatures, SBOMs) are a query over every manifest of a repository:
+          // the proxy answers it; an agent serves content by name and digest only.
+          throw new ShoalError(
+            'UNSUPPORTED',
+            'a Shoal agent does not serve the referrers API: ask the proxy (shoal dev: port P, ' +
+              '"proxy" in <data-dir>/endpoints.json), e.g. oras discover <proxy>/' +
+              `${target.repo}@${target.digest}`,
+          );
       }
     };
 

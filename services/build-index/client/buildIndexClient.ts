@@ -22,10 +22,10 @@ export const createBuildIndexClient = (
   const paging = (p?: Paging) => ({ n: p?.n, last: p?.last });
 
   return {
-    put: async (ref, digest) =>
+    put: async (ref, digest, options) =>
       (
         await call<{ position: Position; changed: boolean }>('PUT', tagPath(ref), {
-          body: { digest },
+          body: { digest, ...(options?.requireManifest === true && { requireManifest: true }) },
         })
       ).body,
     get: async (ref, read) => {

@@ -27,8 +27,16 @@ export type Paging = { readonly n?: number; readonly last?: string };
  * from here, build-index's client folder, never build-index's own files.
  */
 export interface TagApi {
-  /** Points a tag at a digest. Unchanged tags append nothing and return the old position. */
-  put(ref: TagReference, digest: Digest): Promise<{ position: Position; changed: boolean }>;
+  /**
+   * Points a tag at a digest. Unchanged tags append nothing and return the old position. With
+   * `requireManifest`, fails with `MANIFEST_UNKNOWN` unless the repository holds a manifest of
+   * that digest (the check people want; the proxy, which has just stored it, does not ask).
+   */
+  put(
+    ref: TagReference,
+    digest: Digest,
+    options?: { requireManifest?: boolean },
+  ): Promise<{ position: Position; changed: boolean }>;
   /** Fails with `TAG_UNKNOWN` when the tag does not exist (or did not, at `at`). */
   get(ref: TagReference, options?: ReadOptions & { at?: AsOf }): Promise<TagView>;
   /** Fails with `TAG_UNKNOWN` when the tag does not exist. */

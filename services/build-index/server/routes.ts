@@ -34,14 +34,20 @@ export const buildIndexRoutes =
       {
         onRequest: servicesOnly,
         schema: {
-          body: Type.Object({ digest: Type.String({ maxLength: 256 }) }),
+          body: Type.Object({
+            digest: Type.String({ maxLength: 256 }),
+            requireManifest: Type.Optional(Type.Boolean()),
+          }),
         },
       },
       async (request, reply) => {
         const target = parseTagPath((request.params as { '*': string })['*']);
         if (target.kind !== 'tag') throw notAllowed(request.method, target.kind);
-        const digest = orThrow(parseDigest((request.body as { digest: string }).digest));
-        const { position, changed } = await tags.put(target.ref, digest);
+        const body = request.body as { digest: string; requireManifest?: boolean };
+        const digest = orThrow(parseDigest(body.digest));
+        const { position, changed } = await tags.put(target.ref, digest, {
+          requireManifest: body.requireManifest === true,
+        });
         reply.header(positionHeaders.written, String(position));
         return reply.code(changed ? 201 : 200).send({ ...target.ref, digest, position, changed });
       },

@@ -9,13 +9,21 @@ import { systemClock } from '../../shared/clock';
 import { loadConfig } from '../../shared/config';
 import type { RoleSecurity } from '../../shared/security/roleSecurity';
 import type { Logger } from '../../shared/logger';
-import { createLogger } from '../../shared/logger';
 import { TrackerConfigSchema } from '../../tracker/config';
 import type { RunningTracker } from '../../tracker/main';
 import { startTracker } from '../../tracker/main';
+import { configHelp } from '../configHelp';
 import { note } from '../output';
 import type { GlobalOptions } from './common';
-import { addDataDirOption, envHelp, parsePort, roleSecurityOf, runUntilSignal } from './common';
+import {
+  addDataDirOption,
+  claimDataDir,
+  parsePort,
+  explainRoleListenError,
+  roleSecurityOf,
+  runUntilSignal,
+  serviceLogger,
+} from './common';
 
 type AgentOptions = GlobalOptions & {
   config?: string;
@@ -81,7 +89,7 @@ export const registerAgentCommands = (program: Command): void => {
       'stop when the process that started this one exits, even by SIGKILL (its IPC ' +
         'channel closes, or this process is re-parented): `shoal dev --agents` uses it',
     )
-    .addHelpText('after', envHelp(AgentConfigSchema))
+    .addHelpText('after', configHelp(AgentConfigSchema))
     .action(async (options: AgentOptions) => {
       const config = loadConfig(AgentConfigSchema, {
         ...(options.config !== undefined && { file: options.config }),
@@ -97,14 +105,37 @@ export const registerAgentCommands = (program: Command): void => {
       const parent = options.exitWithParent === true ? watchParent() : undefined;
       let disposeSecurity: (() => void) | undefined;
       try {
-        const logger = createLogger({ level: config.logLevel, name: 'agent' });
-        const { security, dispose } = roleSecurityOf(
-          config,
-          { role: 'agent', name: config.id },
-          logger,
+        const logger = serviceLogger({ level: config.logLevel, name: 'agent' });
+        const { lock } = claimDataDir(
+          config.dataDir,
+          {
+            kind: 'role',
+            role: 'agent',
+            id: config.id,
+            cluster: 'agent',
+            withParent: options.exitWithParent === true,
+          },
+          `shoal agent ${config.id}`,
         );
-        disposeSecurity = dispose;
-        const agent = await startAgent({ config, logger, clock: systemClock, security });
+        let security: RoleSecurity;
+        try {
+          const made = roleSecurityOf(config, { role: 'agent', name: config.id }, logger);
+          security = made.security;
+          disposeSecurity = made.dispose;
+        } catch (error) {
+          lock.release();
+          throw error;
+        }
+        const agent = await startAgent({ config, logger, clock: systemClock, security }).catch(
+          (error: unknown) => {
+            lock.release();
+            throw explainRoleListenError(error, 'agent', config, {
+              what: 'peer port',
+              flag: '--peer-port or ',
+            });
+          },
+        );
+        lock.update({ agent: agent.url, peer: agent.peerAddress });
         note(`agent ${agent.id} listening on ${agent.url} (peer port ${agent.peerAddress})`);
         if (process.send !== undefined && process.connected) {
           const ready: AgentReadyMessage = {
@@ -117,7 +148,10 @@ export const registerAgentCommands = (program: Command): void => {
           process.send(ready, undefined, undefined, () => undefined);
         }
         await runUntilSignal(
-          agent.close,
+          async () => {
+            await agent.close();
+            lock.release();
+          },
           parent?.gone.then((reason) => `agent ${agent.id}: ${reason}`),
         );
       } finally {

@@ -2,17 +2,22 @@ import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { Type } from '@sinclair/typebox';
 import { ShoalError } from '../../../domain';
-import { describeEnv, loadConfig, validateConfig } from '../../shared/config';
+import { loadConfig, validateConfig } from '../../shared/config';
 import type { LogConfig } from '../../shared/logConfig';
 import { LogConfigSchema } from '../../shared/logConfig';
-import type { Logger } from '../../shared/logger';
 import { roleConfig } from '../../shared/roleConfig';
 import type { RoleSecurity, RoleSecurityConfig } from '../../shared/security/roleSecurity';
 import { createRoleSecurity } from '../../shared/security/roleSecurity';
 import type { ServiceRole } from '../../shared/security/subject';
 import type { LocalState } from '../compose';
 import { openLocalState } from '../compose';
-import { note } from '../output';
+import { openDataDir } from '../../shared/dataDir';
+import type { DataDirClaim, DataDirLock } from '../../shared/dataDirLock';
+import { lockDataDir } from '../../shared/dataDirLock';
+import type { LogFormat, Logger, LogLevel } from '../../shared/logger';
+import { createLogger, logLevels } from '../../shared/logger';
+import { explainListenError } from '../listenErrors';
+import { handleOutputError, note, onClosedPipe } from '../output';
 
 export type GlobalOptions = { dataDir?: string; config?: string };
 
@@ -27,13 +32,16 @@ export const defaultLogConfig = {
 /**
  * What a command that opens the log directly needs from a role's YAML file: the log (which
  * adapter, which topic), the data directory and the cluster name. Any role's file (proxy,
- * origin, build-index) has these keys; the others are ignored.
+ * origin, build-index) has these keys; the role's others are its own (the role checks them).
  */
-export const StateConfigSchema = Type.Object({
-  cluster: roleConfig.cluster(),
-  dataDir: roleConfig.dataDir('log, projections'),
-  log: roleConfig.log(),
-});
+export const StateConfigSchema = Type.Object(
+  {
+    cluster: roleConfig.cluster(),
+    dataDir: roleConfig.dataDir('log, projections'),
+    log: roleConfig.log(),
+  },
+  { additionalProperties: true },
+);
 
 /** Every command takes `--data-dir` (also `SHOAL_DATA_DIR`). */
 export const addDataDirOption = (command: Command): Command =>
@@ -108,6 +116,7 @@ export const runUntilSignal = (
       stopped = true;
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      offClosedPipe();
       note(reason === undefined ? 'shutting down…' : `${reason}: shutting down…`);
       close().then(resolve, (error: unknown) => {
         note(`error while shutting down: ${String(error)}`);
@@ -118,13 +127,10 @@ export const runUntilSignal = (
     const onSignal = () => stop();
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // `shoal dev | head`: the reader left; stop as a signal would.
+    const offClosedPipe = onClosedPipe(() => stop('output closed'));
     void until?.then(stop);
   });
-
-export const envHelp = (schema: Parameters<typeof describeEnv>[0]): string =>
-  `\nConfiguration (YAML keys; environment variables override the file):\n${describeEnv(schema)
-    .map((e) => `  ${e.name.padEnd(44)} default: ${JSON.stringify(e.default)}`)
-    .join('\n')}\n`;
 
 /**
  * A role's security from its config (failing fast on bad files or a required mode without
@@ -153,3 +159,62 @@ export const roleSecurityOf = (
     },
   };
 };
+/**
+ * Where a service's logs go and how they look: readable lines on a terminal, JSON otherwise
+ * (`SHOAL_LOG_FORMAT=json|pretty` decides instead). A closed pipe stops the service quietly.
+ */
+export const serviceLogger = (options: {
+  level: LogLevel;
+  name: string;
+  sync?: boolean;
+}): Logger => {
+  const chosen = process.env.SHOAL_LOG_FORMAT;
+  const format: LogFormat =
+    chosen === 'json' || chosen === 'pretty' ? chosen : process.stdout.isTTY ? 'pretty' : 'json';
+  return createLogger({ ...options, format, onError: handleOutputError });
+};
+
+/** A `--log-level` value, or `SHOAL_LOG_LEVEL`'s: one of pino's levels. */
+export const parseLogLevel = (text: string, from = '--log-level'): LogLevel => {
+  if ((logLevels as readonly string[]).includes(text)) return text as LogLevel;
+  throw new ShoalError('CONFIG_INVALID', `${from} "${text}" is not one of ${logLevels.join(', ')}`);
+};
+
+/**
+ * Opens (creating it if need be) the data directory a service runs on and claims it for this
+ * process's life: `DATA_DIR_IN_USE`, naming the holder, when `shoal dev` or a role process
+ * with the same identity runs on it already.
+ */
+export const claimDataDir = (
+  path: string,
+  claim: DataDirClaim,
+  command: string,
+): { root: string; lock: DataDirLock } => {
+  const { root } = openDataDir(path, { create: true });
+  return { root, lock: lockDataDir(root, claim, command) };
+};
+
+/**
+ * A role process's failure to listen, explained: which of its ports (`listen.port`, or its peer
+ * port `p2p.port`) and how to choose another.
+ */
+export const explainRoleListenError = (
+  error: unknown,
+  role: string,
+  config: { listen: { port: number }; p2p?: { port: number } },
+  peer?: { what: string; flag?: string },
+): unknown =>
+  explainListenError(
+    error,
+    (port) =>
+      port === config.listen.port
+        ? `${role} (listen.port)`
+        : peer !== undefined && port === config.p2p?.port
+          ? `${role} ${peer.what} (p2p.port)`
+          : undefined,
+    () =>
+      peer === undefined
+        ? 'Choose another port: --port, listen.port in the config file, or SHOAL_LISTEN_PORT.'
+        : `Choose another port: --port or listen.port, and ${peer.flag ?? ''}p2p.port for ` +
+          `the ${peer.what} (or SHOAL_LISTEN_PORT, SHOAL_P2P_PORT).`,
+  );

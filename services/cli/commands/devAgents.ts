@@ -24,6 +24,38 @@ export const devAgentPorts = (base: number, n: number): { registry: number; peer
   return { registry: base + 2 * n + 6, peer: base + 2 * n + 7 };
 };
 
+/** Ports a dev cluster with `agents` agents uses from its base: P … P + span - 1. */
+export const devPortSpan = (agents: number): number =>
+  agents > 1 ? devAgentPorts(0, agents).peer + 1 : 7;
+
+/** The role behind a port of the dev cluster (for a message about a busy port). */
+export const devPortRole = (base: number, agents: number, port: number): string | undefined => {
+  if (base === 0) return undefined;
+  const offset = port - base;
+  const fixed = ['proxy', 'agent 1', 'build-index', 'origin', 'tracker', 'origin seeder'];
+  if (offset >= 0 && offset < fixed.length) return `${fixed[offset]} (port P+${offset})`;
+  if (offset === 6) return 'agent 1 peer port (P+6)';
+  for (let n = 2; n <= agents; n += 1) {
+    const ports = devAgentPorts(base, n);
+    if (port === ports.registry) return `agent ${n} (port P+${offset})`;
+    if (port === ports.peer) return `agent ${n} peer port (P+${offset})`;
+  }
+  return undefined;
+};
+
+/** What to do about a busy port of the dev cluster: another base, far enough from this one. */
+export const devPortRemedy = (base: number, agents: number): string => {
+  const span = devPortSpan(agents);
+  const next = base + span;
+  return (
+    `Another program (or another dev cluster) has it: choose another --port-base. This ` +
+    `cluster (--port-base ${base}${agents > 1 ? ` --agents ${agents}` : ''}) uses ports ` +
+    `${base}–${base + span - 1}, so another cluster's base must be at least ${span} away` +
+    `${next + span - 1 <= maxPort ? ` (e.g. --port-base ${next})` : ''}; ` +
+    '--port-base 0 lets the system pick free ports.'
+  );
+};
+
 /** `--agents N`: an integer from 1 to {@link maxDevAgents}. */
 export const parseAgentCount = (text: string): number => {
   const count = Number(text);

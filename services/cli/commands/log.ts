@@ -1,19 +1,30 @@
 import type { Command } from 'commander';
 import type { RecordedEvent } from '../../../domain';
-import { ShoalError } from '../../../domain';
+import { ShoalError, eventTypes } from '../../../domain';
 import { print, printJson } from '../output';
 import type { GlobalOptions } from './common';
 import { addConfigOption, addDataDirOption, withState } from './common';
 
+// Human output: fixed columns, so lines printed as events arrive (--follow) line up too. A
+// stream longer than its column pushes the actor along rather than being cut.
+const typeWidth = Math.max(...eventTypes.map((type) => type.length));
+const columns = [8, 24, typeWidth, 48] as const;
+const row = (cells: ReadonlyArray<string | number>): string =>
+  cells
+    .map((cell, i) => (i < columns.length ? String(cell).padEnd(columns[i] ?? 0) : String(cell)))
+    .join('  ')
+    .trimEnd();
+const header = row(['POSITION', 'TIME', 'TYPE', 'STREAM', 'ACTOR']);
 const formatEvent = (event: RecordedEvent): string =>
-  [event.position, event.metadata.at, event.type, event.stream, JSON.stringify(event.data)].join(
-    '\t',
-  );
+  row([event.position, event.metadata.at, event.type, event.stream, event.metadata.actor]);
 
 export const registerLogCommands = (program: Command): void => {
   const log = program.command('log').description('inspect the event log');
   addConfigOption(addDataDirOption(log.command('tail')))
-    .description('print events (the last 20, or from a position), optionally following new ones')
+    .description(
+      'print events (the last 20, or from a position), optionally following new ones: ' +
+        'position, time, type, stream and actor (--json: whole events, with their data)',
+    )
     .option('--from <position>', 'first position to print')
     .option('-f, --follow', 'keep printing events as they are appended')
     .option('--json', 'one JSON event per line')
@@ -25,6 +36,7 @@ export const registerLogCommands = (program: Command): void => {
         const show = (event: RecordedEvent) =>
           options.json ? printJson(event) : print(formatEvent(event));
         await withState(options, false, async (state) => {
+          if (!options.json) print(header);
           const from =
             options.from !== undefined
               ? Math.max(1, Number(options.from))

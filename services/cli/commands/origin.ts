@@ -1,21 +1,23 @@
 import type { Command } from 'commander';
-import { ringStream } from '../../../domain';
+import { ringMembers, ringStream } from '../../../domain';
 import { createOriginBackends } from '../../origin/backendConfig';
 import { systemClock } from '../../shared/clock';
 import { loadConfig } from '../../shared/config';
-import { createLogger } from '../../shared/logger';
 import { OriginConfigSchema } from '../../origin/config';
 import { leaveRing, startOrigin } from '../../origin/main';
 import { openLocalState } from '../compose';
-import { note, print, printJson } from '../output';
+import { configHelp } from '../configHelp';
+import { note, print, printJson, table } from '../output';
 import type { GlobalOptions } from './common';
 import {
   addDataDirOption,
+  claimDataDir,
   defaultLogConfig,
-  envHelp,
   parsePort,
+  explainRoleListenError,
   roleSecurityOf,
   runUntilSignal,
+  serviceLogger,
   withState,
 } from './common';
 
@@ -31,7 +33,7 @@ export const registerOriginCommands = (program: Command): void => {
     .option('--id <id>', 'origin id on the ring (overrides id)')
     .option('--host <host>', 'listen address (overrides listen.host)')
     .option('--port <port>', 'listen port (overrides listen.port)', parsePort)
-    .addHelpText('after', envHelp(OriginConfigSchema))
+    .addHelpText('after', configHelp(OriginConfigSchema))
     .action(async (options: OriginOptions) => {
       const config = loadConfig(OriginConfigSchema, {
         ...(options.config !== undefined && { file: options.config }),
@@ -41,18 +43,27 @@ export const registerOriginCommands = (program: Command): void => {
           listen: { host: options.host, port: options.port },
         },
       });
-      const logger = createLogger({ level: config.logLevel, name: 'origin' });
-      const { security, dispose } = roleSecurityOf(
-        config,
-        { role: 'origin', name: config.id },
-        logger,
+      const logger = serviceLogger({ level: config.logLevel, name: 'origin' });
+      const { lock } = claimDataDir(
+        config.dataDir,
+        { kind: 'role', role: 'origin', id: config.id, cluster: config.cluster },
+        `shoal origin ${config.id}`,
       );
+      let made: ReturnType<typeof roleSecurityOf>;
+      try {
+        made = roleSecurityOf(config, { role: 'origin', name: config.id }, logger);
+      } catch (error) {
+        lock.release();
+        throw error;
+      }
+      const { security, dispose } = made;
       const state = await openLocalState({
         dataDir: config.dataDir,
         log: config.log,
         create: true,
       }).catch((error: unknown) => {
         dispose();
+        lock.release();
         throw error;
       });
       const service = await startOrigin({
@@ -66,8 +77,10 @@ export const registerOriginCommands = (program: Command): void => {
       }).catch(async (error: unknown) => {
         await state.close();
         dispose();
-        throw error;
+        lock.release();
+        throw explainRoleListenError(error, 'origin', config, { what: 'seeder' });
       });
+      lock.update({ origin: service.url });
       note(
         `origin ${service.id} listening on ${service.url} ` +
           `(advertised as ${service.advertiseUrl}, data directory ${state.dataDir.root})`,
@@ -77,6 +90,7 @@ export const registerOriginCommands = (program: Command): void => {
         await service.close();
         await state.close();
         dispose();
+        lock.release();
       });
     });
 
@@ -85,14 +99,20 @@ export const registerOriginCommands = (program: Command): void => {
       'take an origin off the ring for good (appends OriginLeft); its blobs are fetched by ' +
         'their new owners from peers or the backend as they are read',
     )
-    .action(async (id: string, _options: GlobalOptions, command: Command) => {
+    .option('--force', 'take the last origin off too (the ring is then empty: every pull fails)')
+    .action(async (id: string, _options: unknown, command: Command) => {
       // `--data-dir` may be given before the subcommand, where `origin` takes it.
-      const options = command.optsWithGlobals<GlobalOptions>();
+      const options = command.optsWithGlobals<GlobalOptions & { force?: boolean }>();
       const position = await withState(options, false, ({ log }) =>
-        leaveRing({ log, clock: systemClock, cluster: defaultLogConfig.cluster, id }),
+        leaveRing({
+          log,
+          clock: systemClock,
+          cluster: defaultLogConfig.cluster,
+          id,
+          force: options.force === true,
+        }),
       );
-      if (position === undefined) note(`origin ${id} is not on the ring`);
-      else print(`origin ${id} left the ring at position ${position}`);
+      print(`origin ${id} left the ring at position ${position}`);
     });
 
   addDataDirOption(origin.command('ring'))
@@ -100,18 +120,17 @@ export const registerOriginCommands = (program: Command): void => {
     .option('--json', 'print JSON')
     .action(async (_options: unknown, command: Command) => {
       const options = command.optsWithGlobals<GlobalOptions & { json?: boolean }>();
-      const members = await withState(options, false, async ({ log }) => {
-        const ring = new Map<string, { address: string; position: number }>();
-        for (const event of await log.readStream(ringStream)) {
-          if (event.type === 'OriginJoined') {
-            ring.set(event.data.id, { address: event.data.address, position: event.position });
-          } else if (event.type === 'OriginLeft') {
-            ring.delete(event.data.id);
-          }
-        }
-        return [...ring].map(([id, m]) => ({ id, ...m }));
-      });
+      const members = await withState(options, false, async ({ log }) =>
+        ringMembers(await log.readStream(ringStream)),
+      );
       if (options.json) printJson({ members });
-      else for (const m of members) print(`${m.id}\t${m.address}\t(joined at ${m.position})`);
+      else {
+        print(
+          table(
+            ['ID', 'ADDRESS', 'JOINED AT'],
+            members.map((m) => [m.id, m.address, m.position]),
+          ),
+        );
+      }
     });
 };

@@ -69,7 +69,7 @@ export const registerPolicyCommands = (program: Command): void => {
       'keep the last N tags (or those pushed within a duration) of matching repositories',
     )
     .requiredOption('--repo <glob>', 'repositories: team/*, team/**, ** (see README)')
-    .option('--tag <glob>', 'tags the rule applies to (default: every tag)', '*')
+    .option('--tag <glob>', 'tags the rule applies to (default: every tag, *)')
     .option('--keep-last <n>', 'keep the N most recently pushed tags (a move counts as a push)')
     .option('--keep-within <duration>', 'keep tags pushed within this long, e.g. 30d, 12h')
     .option('--untagged', 'rank untagged manifests with the tags (kept ones survive GC)')
@@ -79,7 +79,7 @@ export const registerPolicyCommands = (program: Command): void => {
       async (
         o: Options & {
           repo: string;
-          tag: string;
+          tag?: string;
           keepLast?: string;
           keepWithin?: string;
           untagged?: boolean;
@@ -90,7 +90,7 @@ export const registerPolicyCommands = (program: Command): void => {
         const result = await withPolicies(o, true, (p) =>
           p.addRule({
             repoPattern: o.repo,
-            tagPattern: o.tag,
+            tagPattern: o.tag ?? '*',
             ...(o.keepLast !== undefined && { keepLast: Number(o.keepLast) }),
             ...(o.keepWithin !== undefined && { keepWithin: o.keepWithin }),
             ...(o.untagged === true && { untagged: true }),

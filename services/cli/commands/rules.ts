@@ -4,26 +4,22 @@ import type { Position } from '../../../domain';
 import type { ReplicationApi, RuleView } from '../../replicator/client/replicationApi';
 import type { Progress } from '../../shared/progress';
 import { createProgress, progressMode } from '../../shared/progress';
-import { note, print, printJson } from '../output';
+import { note, print, printJson, table } from '../output';
 import type { ReplicationOptions } from './replication';
 import { replicationOptions, withReplication } from './replication';
 
-const describeRule = (rule: RuleView): string =>
-  [
-    rule.id,
-    rule.name ?? '-',
-    rule.repoPattern,
-    rule.tagPattern,
-    rule.destination,
-    rule.backfill ? 'yes' : 'no',
-    rule.removedPosition === undefined
-      ? `${rule.addedPosition}`
-      : `removed@${rule.removedPosition}`,
-  ].join('\t');
+const ruleCells = (rule: RuleView) => [
+  rule.id,
+  rule.name ?? '-',
+  rule.repoPattern,
+  rule.tagPattern,
+  rule.destination,
+  rule.backfill ? 'yes' : 'no',
+  rule.removedPosition === undefined ? `${rule.addedPosition}` : `removed@${rule.removedPosition}`,
+];
 
-const header = ['ID', 'NAME', 'REPOSITORIES', 'TAGS', 'DESTINATION', 'BACKFILL', 'ADDED'].join(
-  '\t',
-);
+const header = ['ID', 'NAME', 'REPOSITORIES', 'TAGS', 'DESTINATION', 'BACKFILL', 'ADDED'];
+const rulesTable = (list: readonly RuleView[]): string => table(header, list.map(ruleCells));
 
 /** How often a waiting `rules add --backfill` asks for the rule's status. */
 const backfillPollMs = 250;
@@ -67,7 +63,7 @@ export const registerRulesCommands = (program: Command): void => {
     .requiredOption('--repo <glob>', 'repositories: team/*, team/**, ** (see README)')
     .requiredOption('--to <url>', 'destination registry, e.g. https://registry.example.com')
     .option('--name <name>', 'a name for the rule (unique among active rules)')
-    .option('--tag <glob>', 'tags (default: every tag)', '*')
+    .option('--tag <glob>', 'tags (default: every tag, *)')
     .option('--backfill', 'also replicate the current state of every matching tag')
     .option(
       '--wait',
@@ -81,7 +77,7 @@ export const registerRulesCommands = (program: Command): void => {
           repo: string;
           to: string;
           name?: string;
-          tag: string;
+          tag?: string;
           backfill?: boolean;
           wait?: boolean;
         },
@@ -94,14 +90,14 @@ export const registerRulesCommands = (program: Command): void => {
           const added = await api.addRule({
             ...(options.name !== undefined && { name: options.name }),
             repoPattern: options.repo,
-            tagPattern: options.tag,
+            tagPattern: options.tag ?? '*',
             destination: options.to,
             backfill: options.backfill === true,
           });
           if (options.json) printJson(added);
           else
             print(
-              `rule ${added.rule.id} added at position ${added.position}: ${describeRule(added.rule)}`,
+              `rule ${added.rule.id} added at position ${added.position}\n${rulesTable([added.rule])}`,
             );
           if (wait === false) return { ...added, followed: undefined };
           const progress = createProgress({
@@ -130,8 +126,7 @@ export const registerRulesCommands = (program: Command): void => {
         printJson({ rules: list });
         return;
       }
-      print(header);
-      for (const rule of list) print(describeRule(rule));
+      print(rulesTable(list));
     });
 
   replicationOptions(rules.command('rm').argument('<id>', 'rule id (or name of an active rule)'))

@@ -1,7 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import type { Static, TObject } from '@sinclair/typebox';
 import type { Command } from 'commander';
+import { Option } from 'commander';
 import type { Clock, EventLog, ProjectionStore } from '../../../domain';
+import { ShoalError } from '../../../domain';
 import { createTagService } from '../../build-index/tagService';
 import type { BlobAccess } from '../../origin/client/blobAccess';
 import { createBlobAccess, staticRing } from '../../origin/client/createBlobAccess';
@@ -16,21 +18,26 @@ import { systemClock } from '../../shared/clock';
 import { loadConfig } from '../../shared/config';
 import type { LogConfig } from '../../shared/logConfig';
 import type { Logger, LogLevel } from '../../shared/logger';
-import { createLogger } from '../../shared/logger';
+import { logLevels } from '../../shared/logger';
 import type { RoleSecurity, RoleSecurityConfig } from '../../shared/security/roleSecurity';
 import type { ServiceRole } from '../../shared/security/subject';
+import { explainListenError } from '../listenErrors';
 import type { LocalState } from '../compose';
 import { openLocalState } from '../compose';
+import { configHelp } from '../configHelp';
 import { note } from '../output';
 import { freePort, startDevSwarm } from './agent';
 import type { GlobalOptions } from './common';
 import {
   addDataDirOption,
+  claimDataDir,
+  explainRoleListenError,
   dataDirOf,
-  envHelp,
+  parseLogLevel,
   parsePort,
   roleSecurityOf,
   runUntilSignal,
+  serviceLogger,
 } from './common';
 import { ConsoleConfigSchema } from '../../console/config';
 import { consoleRole, startConsoleRole } from './console';
@@ -42,6 +49,8 @@ import { BuildIndexRoleConfigSchema, replicatorRole, startBuildIndexRole } from 
 import {
   checkDevPorts,
   devAgentPorts,
+  devPortRemedy,
+  devPortRole,
   maxDevAgents,
   parseAgentCount,
   startDevAgentProcess,
@@ -72,7 +81,7 @@ const registerRoleCommand = <S extends TObject>(
     .option('--config <file>', 'YAML configuration file')
     .option('--host <host>', 'listen address (overrides listen.host)')
     .option('--port <port>', 'listen port (overrides listen.port)', parsePort)
-    .addHelpText('after', envHelp(role.schema))
+    .addHelpText('after', configHelp(role.schema))
     .action(async (options: GlobalOptions & { config?: string; host?: string; port?: number }) => {
       const config = loadConfig(role.schema, {
         ...(options.config !== undefined && { file: options.config }),
@@ -81,15 +90,34 @@ const registerRoleCommand = <S extends TObject>(
           listen: { host: options.host, port: options.port },
         },
       }) as Static<S> &
-        RoleSecurityConfig & { dataDir: string; log: LogConfig; logLevel: LogLevel };
-      const logger = createLogger({ level: config.logLevel, name: role.name });
-      const { security, dispose } = roleSecurityOf(config, { role: role.name }, logger);
+        RoleSecurityConfig & {
+          cluster: string;
+          dataDir: string;
+          log: LogConfig;
+          logLevel: LogLevel;
+          listen: { port: number };
+        };
+      const logger = serviceLogger({ level: config.logLevel, name: role.name });
+      const { lock } = claimDataDir(
+        config.dataDir,
+        { kind: 'role', role: role.name, cluster: config.cluster },
+        `shoal ${role.name}`,
+      );
+      let made: ReturnType<typeof roleSecurityOf>;
+      try {
+        made = roleSecurityOf(config, { role: role.name }, logger);
+      } catch (error) {
+        lock.release();
+        throw error;
+      }
+      const { security, dispose } = made;
       const state = await openLocalState({
         dataDir: config.dataDir,
         log: config.log,
         create: true,
       }).catch((error: unknown) => {
         dispose();
+        lock.release();
         throw error;
       });
       const service = await role
@@ -97,13 +125,16 @@ const registerRoleCommand = <S extends TObject>(
         .catch(async (error: unknown) => {
           await state.close();
           dispose();
-          throw error;
+          lock.release();
+          throw explainRoleListenError(error, role.name, config);
         });
+      lock.update({ [role.name]: service.url });
       note(`${role.name} listening on ${service.url} (data directory ${state.dataDir.root})`);
       await runUntilSignal(async () => {
         await service.close();
         await state.close();
         dispose();
+        lock.release();
       });
     });
 };
@@ -152,9 +183,22 @@ export const registerServiceCommands = (program: Command): void => {
       'TLS on every listener with a cluster CA made under <data-dir>/certs, and internal ' +
         'APIs for cluster identities only (as production runs)',
     )
+    .option(
+      '--log-level <level>',
+      `${logLevels.join(' | ')} (default: $SHOAL_LOG_LEVEL, else warn on a terminal, info ` +
+        'when the output is a pipe or a file)',
+      (text: string) => parseLogLevel(text),
+    )
+    // Not an option of dev: taken only to point at --port-base (commander would suggest --host).
+    .addOption(new Option('--port <port>').hideHelp())
     .addHelpText(
       'after',
       [
+        '',
+        'Logs: readable lines on a terminal, JSON lines (pino) when stdout is a pipe or a file',
+        '(SHOAL_LOG_FORMAT=json|pretty to choose). The summary of addresses comes last.',
+        'The data directory belongs to this process while it runs (<data-dir>/locks/): a',
+        'second dev, or a role process, on the same directory is refused, naming this one.',
         '',
         'Agents (--agents N): agent 1 runs in this process (registry P+1, peer port P+6).',
         'Agent n = 2…N runs as a child process `shoal agent --config',
@@ -176,10 +220,35 @@ export const registerServiceCommands = (program: Command): void => {
           host: string;
           cluster: string;
           secure?: boolean;
+          logLevel?: LogLevel;
+          port?: string;
         },
       ) => {
+        if (options.port !== undefined) {
+          throw new ShoalError(
+            'PARAMETER_INVALID',
+            'shoal dev has no --port: it runs every role on --port-base P and the ports after ' +
+              'it (proxy P, agent P+1, build-index P+2, origin P+3, tracker P+4, P+5, P+6); ' +
+              `e.g. --port-base ${options.port}`,
+          );
+        }
         checkDevPorts(options.portBase, options.agents);
+        // Ctrl-C from the moment dev starts (a person may press it as the summary appears):
+        // without a listener Node would die of the signal, skipping the orderly stop.
+        const interrupted = new Promise<string>((resolve) => {
+          const onSignal = (signal: NodeJS.Signals) => resolve(signal);
+          process.once('SIGINT', onSignal);
+          process.once('SIGTERM', onSignal);
+        });
         const dataDir = dataDirOf(options);
+        const envLevel = process.env.SHOAL_LOG_LEVEL;
+        const level: LogLevel =
+          options.logLevel ??
+          (envLevel !== undefined && envLevel !== ''
+            ? parseLogLevel(envLevel, 'SHOAL_LOG_LEVEL')
+            : process.stdout.isTTY
+              ? 'warn'
+              : 'info');
         const port = (offset: number) => (options.portBase === 0 ? 0 : options.portBase + offset);
         const common = { cluster: options.cluster, dataDir };
         const buildIndexConfig: BuildIndexRoleConfig = loadConfig(BuildIndexRoleConfigSchema, {
@@ -190,13 +259,20 @@ export const registerServiceCommands = (program: Command): void => {
           env: {},
           overrides: { ...common, listen: { host: options.host, port: port(0) } },
         });
-        const logger = createLogger({ level: buildIndexConfig.logLevel, name: 'shoal-dev' });
-        const state = await openLocalState({ dataDir, log: buildIndexConfig.log, create: true });
-        const closers: Array<() => Promise<void>> = [() => state.close()];
+        // Synchronous: the summary printed once started must come after every line before it.
+        const logger = serviceLogger({ level, name: 'shoal-dev', sync: true });
+        const { lock } = claimDataDir(
+          dataDir,
+          { kind: 'cluster', cluster: options.cluster },
+          'shoal dev',
+        );
+        const closers: Array<() => Promise<void>> = [async () => lock.release()];
         const closeAll = async () => {
           for (const close of closers.splice(0).reverse()) await close();
         };
         try {
+          const state = await openLocalState({ dataDir, log: buildIndexConfig.log, create: true });
+          closers.push(() => state.close());
           const secure: DevSecurity | undefined =
             options.secure === true
               ? createDevSecurity(state.dataDir.root, options.host, logger)
@@ -276,7 +352,7 @@ export const registerServiceCommands = (program: Command): void => {
                 trackerUrl: swarm.tracker.url,
                 buildIndexUrl: buildIndex.url,
                 proxyUrl: proxy.url,
-                logLevel: buildIndexConfig.logLevel,
+                logLevel: level,
                 ...(secure !== undefined && { extraConfig: secure.agentConfig() }),
               }),
             );
@@ -314,6 +390,13 @@ export const registerServiceCommands = (program: Command): void => {
             console: web.url,
           };
           writeFileSync(state.dataDir.endpointsPath, `${JSON.stringify(endpoints, null, 2)}\n`);
+          lock.update({
+            proxy: proxy.url,
+            'build-index': buildIndex.url,
+            origin: origin.url,
+            tracker: swarm.tracker.url,
+            ...Object.fromEntries(agentUrls.map((url, i) => [`agent ${i + 1}`, url])),
+          });
           const registry = proxy.url
             .replace(/^https?:\/\//, '')
             .replace(/^127\.0\.0\.1:/, 'localhost:');
@@ -350,16 +433,23 @@ export const registerServiceCommands = (program: Command): void => {
                     `  skopeo copy --dest-tls-verify=false oci:./img:v1 docker://${registry}/demo/app:v1`,
                     `  skopeo copy --src-tls-verify=false docker://${registry}/demo/app:v1 oci:./pulled:v1`,
                     `  crane ls ${registry}/demo/app`,
-                    `  npx shoal tags history demo/app:v1 --url ${buildIndex.url}`,
+                    `  shoal tags history demo/app:v1 --url ${buildIndex.url}`,
                   ]
                 : devSecureLines(secure, registry, buildIndex.url)),
+              '',
+              `logs: ${level}${level === 'warn' ? ' and worse (--log-level info for more)' : ''}` +
+                '; Ctrl-C stops the cluster',
             ].join('\n'),
           );
         } catch (error) {
           await closeAll();
-          throw error;
+          throw explainListenError(
+            error,
+            (port) => devPortRole(options.portBase, options.agents, port),
+            () => devPortRemedy(options.portBase, options.agents),
+          );
         }
-        await runUntilSignal(closeAll);
+        await runUntilSignal(closeAll, interrupted);
       },
     );
 };

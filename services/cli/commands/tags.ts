@@ -1,12 +1,20 @@
 import type { Command } from 'commander';
-import { orThrow, parseDigest, parseRepoName, parseTagReference } from '../../../domain';
+import {
+  ShoalError,
+  isShoalError,
+  orThrow,
+  parseDigest,
+  parseRepoName,
+  parseTagReference,
+} from '../../../domain';
 import { buildIndexProjection, parseAsOf, tagHistoryProjection } from '../../../projections';
 import { createBuildIndexClient } from '../../build-index/client/buildIndexClient';
 import type { TagApi } from '../../build-index/client/tagApi';
 import { createTagService } from '../../build-index/tagService';
 import { systemClock } from '../../shared/clock';
 import { createProjectionRunner } from '../../shared/projectionRunner';
-import { print, printJson } from '../output';
+import { print, printJson, table } from '../output';
+import { buildIndexService, callRemote, serviceUrl } from '../remote';
 import type { GlobalOptions } from './common';
 import { addDataDirOption, defaultLogConfig, withState } from './common';
 import type { ClientIdentityOptions } from './clientIdentity';
@@ -25,7 +33,10 @@ const withTags = async <T>(
   fn: (tags: TagApi) => Promise<T>,
 ): Promise<T> => {
   if (options.url !== undefined) {
-    return fn(createBuildIndexClient(options.url, { identity: clientIdentityOf(options) }));
+    const url = serviceUrl(options.url, buildIndexService);
+    return callRemote(url, buildIndexService, () =>
+      fn(createBuildIndexClient(url, { identity: clientIdentityOf(options) })),
+    );
   }
   return withState(options, write, async ({ log, store }) => {
     const runner = createProjectionRunner({
@@ -60,25 +71,44 @@ export const registerTagCommands = (program: Command): void => {
     .description('read and write tags (on the data directory, or a build-index with --url)');
 
   common(tags.command('put').argument('<repo:tag>').argument('<digest>'))
-    .description('point a tag at a digest (appends TagPushed)')
-    .action(async (refText: string, digestText: string, options: TagsOptions) => {
-      const ref = orThrow(parseTagReference(refText));
-      const digest = orThrow(parseDigest(digestText));
-      const result = await withTags(options, true, (api) => api.put(ref, digest));
-      if (options.json) printJson({ ...ref, digest, ...result });
-      else
-        print(
-          `${refText} -> ${digest} at position ${result.position}${result.changed ? '' : ' (unchanged)'}`,
-        );
-    });
+    .description('point a tag at the digest of a manifest the repository holds (appends TagPushed)')
+    .option('--force', 'point the tag even if the repository has no manifest of that digest')
+    .action(
+      async (refText: string, digestText: string, options: TagsOptions & { force?: boolean }) => {
+        const ref = orThrow(parseTagReference(refText));
+        const digest = orThrow(parseDigest(digestText));
+        const result = await withTags(options, true, (api) =>
+          api.put(ref, digest, { requireManifest: options.force !== true }),
+        ).catch((error: unknown) => {
+          if (!isShoalError(error, 'MANIFEST_UNKNOWN')) throw error;
+          // A tag on a digest no manifest has is served to no one and replicated by no rule.
+          throw new ShoalError(
+            'MANIFEST_UNKNOWN',
+            `${error.message} (through the proxy, e.g. skopeo copy … docker://<proxy>/${ref.repo}:…), ` +
+              'or pass --force to point the tag anyway',
+            { detail: { repo: ref.repo, digest } },
+          );
+        });
+        if (options.json) printJson({ ...ref, digest, ...result });
+        else
+          print(
+            `${refText} -> ${digest} at position ${result.position}${result.changed ? '' : ' (unchanged)'}`,
+          );
+      },
+    );
 
   common(tags.command('get').argument('<repo:tag>'))
     .description('print the digest a tag points to, now or at a past time or position')
-    .option('--at <time|position>', 'ISO 8601 time (2026-11-28T14:02:00Z) or log position')
+    .option(
+      '--at <when>',
+      'a log position (42), a time back from now (5m, 2h ago, 3 days ago) or an ISO 8601 ' +
+        'time (2026-11-28T14:02:00Z)',
+    )
     .option('--min-position <n>', 'wait until the build-index has applied this position')
     .action(async (refText: string, options: TagsOptions & { at?: string }) => {
       const ref = orThrow(parseTagReference(refText));
-      const at = options.at === undefined ? undefined : orThrow(parseAsOf(options.at));
+      const at =
+        options.at === undefined ? undefined : orThrow(parseAsOf(options.at, systemClock.now()));
       const minPosition =
         options.minPosition === undefined ? undefined : Number(options.minPosition);
       const view = await withTags(options, false, (api) =>
@@ -106,11 +136,17 @@ export const registerTagCommands = (program: Command): void => {
         printJson({ ...ref, history });
         return;
       }
-      print(['POSITION', 'TIME', 'ACTOR', 'CHANGE'].join('\t'));
-      for (const change of history) {
-        const what = change.kind === 'pushed' ? change.digest : `deleted (was ${change.previous})`;
-        print([change.position, change.at, change.actor, what].join('\t'));
-      }
+      print(
+        table(
+          ['POSITION', 'TIME', 'ACTOR', 'CHANGE'],
+          history.map((change) => [
+            change.position,
+            change.at,
+            change.actor,
+            change.kind === 'pushed' ? change.digest : `deleted (was ${change.previous})`,
+          ]),
+        ),
+      );
     });
 
   common(tags.command('ls').argument('<repo>'))

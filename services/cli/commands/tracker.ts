@@ -1,11 +1,17 @@
 import type { Command } from 'commander';
 import { systemClock } from '../../shared/clock';
 import { loadConfig } from '../../shared/config';
-import { createLogger } from '../../shared/logger';
 import { TrackerConfigSchema } from '../../tracker/config';
 import { startTracker } from '../../tracker/main';
+import { configHelp } from '../configHelp';
 import { note } from '../output';
-import { envHelp, parsePort, roleSecurityOf, runUntilSignal } from './common';
+import {
+  explainRoleListenError,
+  parsePort,
+  roleSecurityOf,
+  runUntilSignal,
+  serviceLogger,
+} from './common';
 
 export const registerTrackerCommands = (program: Command): void => {
   program
@@ -18,7 +24,7 @@ export const registerTrackerCommands = (program: Command): void => {
     .option('--host <host>', 'listen address (overrides listen.host)')
     .option('--port <port>', 'listen port (overrides listen.port)', parsePort)
     .option('--origin <url...>', 'origin URLs (override origins.urls)')
-    .addHelpText('after', envHelp(TrackerConfigSchema))
+    .addHelpText('after', configHelp(TrackerConfigSchema))
     .action(
       async (options: { config?: string; host?: string; port?: number; origin?: string[] }) => {
         const config = loadConfig(TrackerConfigSchema, {
@@ -28,12 +34,12 @@ export const registerTrackerCommands = (program: Command): void => {
             ...(options.origin !== undefined && { origins: { urls: options.origin } }),
           },
         });
-        const logger = createLogger({ level: config.logLevel, name: 'tracker' });
+        const logger = serviceLogger({ level: config.logLevel, name: 'tracker' });
         const { security, dispose } = roleSecurityOf(config, { role: 'tracker' }, logger);
         const service = await startTracker({ config, logger, clock: systemClock, security }).catch(
           (error: unknown) => {
             dispose();
-            throw error;
+            throw explainRoleListenError(error, 'tracker', config);
           },
         );
         note(`tracker listening on ${service.url}`);

@@ -32,7 +32,15 @@ export type RuleStatus = Pick<
   ReplicationRuleDoc,
   'id' | 'name' | 'repoPattern' | 'tagPattern' | 'destination' | 'backfill'
 > & {
-  readonly state: 'caught-up' | 'replicating' | 'retrying' | 'standby' | 'not-running' | 'removed';
+  readonly state:
+    | 'caught-up'
+    | 'replicating'
+    | 'retrying'
+    | 'standby'
+    | 'not-running'
+    | 'removed'
+    /** Read from a data directory a replicator in another process is working on. */
+    | 'elsewhere';
   /** Recorded position: every matching change up to here is replicated or given up. */
   readonly lastPosition: Position;
   /** The same, including what the running replicator did but has not recorded yet. */
@@ -52,8 +60,11 @@ export type ReplicationStatus = {
   /** The source log's head when the status was taken. */
   readonly head: Position;
   readonly at: string;
-  /** This process's replicator: `active`, `standby` (another holds the lease), or none. */
-  readonly replicator: 'active' | 'standby' | 'stopped' | 'not-running';
+  /**
+   * This process's replicator: `active`, `standby` (another holds the lease), or none; the CLI
+   * on a data directory says `elsewhere` when another process's replicator holds its lease.
+   */
+  readonly replicator: 'active' | 'standby' | 'stopped' | 'not-running' | 'elsewhere';
   readonly rules: readonly RuleStatus[];
 };
 
