@@ -4,7 +4,8 @@ import { ShoalError } from '../shared/errors';
 import type { Result } from '../shared/result';
 import { fail, ok } from '../shared/result';
 import type { RuleScope } from './patterns';
-import { parsePattern, ruleMatches } from './patterns';
+import { parsePattern } from '../oci/glob';
+import { ruleMatches } from './patterns';
 
 /** A replication rule as its `ReplicationRuleAdded` event states it. */
 export type ReplicationRule = RuleScope & {
