@@ -5,15 +5,25 @@ import { print, printJson } from '../output';
 import type { GlobalOptions } from './common';
 import { addConfigOption, addDataDirOption, withState } from './common';
 
+/** One line an event: position, time, type, stream, who (actor and client address), data. */
 const formatEvent = (event: RecordedEvent): string =>
-  [event.position, event.metadata.at, event.type, event.stream, JSON.stringify(event.data)].join(
-    '\t',
-  );
+  [
+    event.position,
+    event.metadata.at,
+    event.type,
+    event.stream,
+    event.metadata.actor,
+    event.metadata.client ?? '-',
+    JSON.stringify(event.data),
+  ].join('\t');
 
 export const registerLogCommands = (program: Command): void => {
   const log = program.command('log').description('inspect the event log');
   addConfigOption(addDataDirOption(log.command('tail')))
-    .description('print events (the last 20, or from a position), optionally following new ones')
+    .description(
+      'print events (the last 20, or from a position): position, time, type, stream, actor, ' +
+        'client address, data; optionally following new ones',
+    )
     .option('--from <position>', 'first position to print')
     .option('-f, --follow', 'keep printing events as they are appended')
     .option('--json', 'one JSON event per line')

@@ -98,7 +98,7 @@ export const registerTagCommands = (program: Command): void => {
     });
 
   common(tags.command('history').argument('<repo:tag>'))
-    .description('every change of a tag: position, time, actor, digest')
+    .description('every change of a tag: position, time, actor, client address, digest')
     .action(async (refText: string, options: TagsOptions) => {
       const ref = orThrow(parseTagReference(refText));
       const history = await withTags(options, false, (api) => api.history(ref));
@@ -106,10 +106,10 @@ export const registerTagCommands = (program: Command): void => {
         printJson({ ...ref, history });
         return;
       }
-      print(['POSITION', 'TIME', 'ACTOR', 'CHANGE'].join('\t'));
+      print(['POSITION', 'TIME', 'ACTOR', 'CLIENT', 'CHANGE'].join('\t'));
       for (const change of history) {
         const what = change.kind === 'pushed' ? change.digest : `deleted (was ${change.previous})`;
-        print([change.position, change.at, change.actor, what].join('\t'));
+        print([change.position, change.at, change.actor, change.client ?? '-', what].join('\t'));
       }
     });
 
