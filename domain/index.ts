@@ -7,3 +7,4 @@ export * from './manifest';
 export * from './replication';
 export * from './origin';
 export * from './projection';
+export * from './access';
