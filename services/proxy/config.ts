@@ -2,6 +2,7 @@ import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import { manifestMaxBytes } from '../../domain';
 import { roleConfig } from '../shared/roleConfig';
+import { AuthConfigSchema } from '../shared/security/authConfig';
 
 /** proxy configuration. Every field has a default; `shoal proxy --help` lists them. */
 export const ProxyConfigSchema = Type.Object({
@@ -64,6 +65,7 @@ export const ProxyConfigSchema = Type.Object({
   security: roleConfig.security(),
   http: roleConfig.http(),
   admin: roleConfig.admin(),
+  auth: AuthConfigSchema,
   logLevel: roleConfig.logLevel(),
   tracing: roleConfig.tracing(),
 });
