@@ -65,7 +65,8 @@ export const ReplicationConfigSchema = Type.Object(
     credentials: Type.Union([Type.String(), Type.Record(Type.String(), RegistryCredentialSchema)], {
       default: {},
       description:
-        'per destination host[:port]: {username, password} or {token}; in the environment ' +
+        'per destination host[:port]: {username, password} or {token}; sent to that host ' +
+        'only (and to the token realms listed in realmHosts); in the environment ' +
         '(SHOAL_REPLICATION_CREDENTIALS) as JSON. Never written to the log',
     }),
     source: Type.Object(
@@ -165,14 +166,23 @@ export const credentialsOf = (
       typeof c['username'] === 'string' &&
       c['username'] !== '';
     const token = c !== null && typeof c === 'object' && typeof c['token'] === 'string';
-    if (basic && typeof c?.['password'] === 'string') {
-      out.set(host.toLowerCase(), { username: c['username'] as string, password: c['password'] });
+    const realmHosts = c?.['realmHosts'];
+    const hosts =
+      Array.isArray(realmHosts) && realmHosts.every((h) => typeof h === 'string')
+        ? (realmHosts as string[])
+        : undefined;
+    if (basic && typeof c?.['password'] === 'string' && (realmHosts === undefined || hosts)) {
+      out.set(host.toLowerCase(), {
+        username: c['username'] as string,
+        password: c['password'],
+        ...(hosts !== undefined && { realmHosts: hosts }),
+      });
     } else if (token && c?.['token'] !== '') {
       out.set(host.toLowerCase(), { token: c?.['token'] as string });
     } else {
       throw new ShoalError(
         'CONFIG_INVALID',
-        `replication.credentials["${host}"]: want {username, password} or {token}`,
+        `replication.credentials["${host}"]: want {username, password[, realmHosts]} or {token}`,
       );
     }
   }
