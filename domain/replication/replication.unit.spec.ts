@@ -2,6 +2,7 @@ import { backoffDelay, defaultBackoff, givesUp } from './backoff';
 import { replicationLag } from './lag';
 import { ruleMatches } from './patterns';
 import {
+  destinationAllowed,
   destinationHost,
   parseDestination,
   ruleIdFor,
@@ -18,6 +19,17 @@ describe('replication patterns', () => {
 });
 
 describe('replication rules', () => {
+  it('allows only destinations an allowlist glob matches', () => {
+    const allowlist = ['https://*.example.com', 'http://127.0.0.1:*'];
+    expect(destinationAllowed(allowlist, 'https://dr.example.com')).toBe(true);
+    expect(destinationAllowed(allowlist, 'http://127.0.0.1:5000')).toBe(true);
+    expect(destinationAllowed(allowlist, 'http://127.0.0.1')).toBe(false);
+    expect(destinationAllowed(allowlist, 'https://evil.com')).toBe(false);
+    expect(destinationAllowed(allowlist, 'https://dr.example.com.evil.com')).toBe(false);
+    expect(destinationAllowed([], 'https://dr.example.com')).toBe(false);
+    expect(destinationAllowed(['**'], 'http://anything:1')).toBe(true);
+  });
+
   it('normalises a destination and refuses credentials, paths and other schemes', () => {
     expect(parseDestination('http://127.0.0.1:5000/')).toEqual({
       ok: true,

@@ -62,6 +62,13 @@ export const ReplicationConfigSchema = Type.Object(
         'PEM CA bundle https destinations are checked against (another cluster’s CA); ' +
         'empty: the system roots',
     }),
+    allowedDestinations: Type.Array(Type.String({ minLength: 1, maxLength: 512 }), {
+      default: [],
+      description:
+        'globs over destination URLs rules may name (`https://*.example.com`, ' +
+        '`http://127.0.0.1:*`, `**` for any); a rule to another is refused when added and ' +
+        'never replicated. Empty: none (shoal dev allows loopback)',
+    }),
     credentials: Type.Union([Type.String(), Type.Record(Type.String(), RegistryCredentialSchema)], {
       default: {},
       description:

@@ -26,6 +26,7 @@ describe('the replicator as a role', () => {
         dataDir: dir,
         cluster: 'alone',
         listen: { port: 0 },
+        replication: { allowedDestinations: ['http://127.0.0.1:*'] },
       }),
       logger: silentLogger(),
       clock: systemClock,
@@ -64,7 +65,10 @@ describe('the replicator as a role', () => {
     const log = createMemoryEventLog();
     const store = createMemoryProjectionStore();
     const component = createReplicatorComponent({
-      config: validateConfig(ReplicationConfigSchema, { lock: { enabled: false } }),
+      config: validateConfig(ReplicationConfigSchema, {
+        lock: { enabled: false },
+        allowedDestinations: ['http://127.0.0.1:*'],
+      }),
       cluster: 'host',
       dataDir: dir,
       readYourWritesTimeoutMs: 5000,

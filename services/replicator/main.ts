@@ -105,6 +105,7 @@ export const createReplicatorComponent = (deps: {
         waitFor: (position) =>
           host.runner.waitFor(position, deps.readYourWritesTimeoutMs, replicationProjection.name),
         scanLimit: config.statusScanLimit,
+        allowedDestinations: config.allowedDestinations,
         ...(replicator !== undefined && { replicator }),
       });
       late.api = api;

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Clock, EventLog, PendingChange, Position, ProjectionStore } from '../../domain';
 import {
   ShoalError,
+  destinationAllowed,
   orThrow,
   replicationLag,
   ruleIdFor,
@@ -35,6 +36,11 @@ export const createReplicationService = (deps: {
   replicator?: Replicator;
   /** Most events read past a rule's settled position to find its oldest pending change. */
   scanLimit?: number;
+  /**
+   * Globs of the destinations rules may name (`replication.allowedDestinations`); a rule to
+   * another is refused with `DENIED`. Undefined: not checked here (the replicator checks).
+   */
+  allowedDestinations?: readonly string[];
 }): ReplicationApi => {
   const { log, store, writer, waitFor } = deps;
   const scanLimit = deps.scanLimit ?? 100_000;
@@ -165,6 +171,14 @@ export const createReplicationService = (deps: {
   return {
     async addRule(input) {
       const valid = orThrow(validateRuleInput(input));
+      const allowlist = deps.allowedDestinations;
+      if (allowlist !== undefined && !destinationAllowed(allowlist, valid.destination)) {
+        throw new ShoalError(
+          'DENIED',
+          `destination ${valid.destination} is not in replication.allowedDestinations`,
+          { detail: { destination: valid.destination } },
+        );
+      }
       const rules = await readRules(store);
       if (valid.name !== undefined && rules.some((r) => isActiveRule(r) && r.name === valid.name)) {
         throw new ShoalError('PARAMETER_INVALID', `a rule named "${valid.name}" exists already`, {

@@ -181,7 +181,12 @@ export const registerServiceCommands = (program: Command): void => {
         const common = { cluster: options.cluster, dataDir };
         const buildIndexConfig: BuildIndexRoleConfig = loadConfig(BuildIndexRoleConfigSchema, {
           env: {},
-          overrides: { ...common, listen: { host: options.host, port: port(2) } },
+          overrides: {
+            ...common,
+            listen: { host: options.host, port: port(2) },
+            // A dev cluster replicates to other registries on this machine only.
+            replication: { allowedDestinations: loopbackDestinations },
+          },
         });
         const proxyConfig: ProxyConfig = loadConfig(ProxyConfigSchema, {
           env: {},
@@ -336,6 +341,14 @@ export const registerServiceCommands = (program: Command): void => {
       },
     );
 };
+
+/** Registries on this machine, as replication destinations: `http(s)://localhost[:port]`, … */
+const loopbackDestinations = ['http', 'https'].flatMap((scheme) =>
+  ['127.0.0.1', 'localhost', '[::1]'].flatMap((host) => [
+    `${scheme}://${host}`,
+    `${scheme}://${host}:*`,
+  ]),
+);
 
 /**
  * The dev cluster's origin: the real service on its port, with the filesystem backend under
