@@ -89,8 +89,14 @@ export const createAccessControl = (options: {
     if (mode === 'open') return 'allow';
     if (subject.kind === 'service')
       return options.serviceActions.includes(action) ? 'allow' : 'deny';
-    if (subject.kind === 'anonymous') return anonymousMay(repo, action) ? 'allow' : 'challenge';
     const grant = grants.get(subject);
+    if (subject.kind === 'anonymous') {
+      // An anonymous token of a Docker token server (or the proxy, seen from an agent).
+      if (grant !== undefined && !grant.checkPolicies && tokenAllows(grant, repo, action)) {
+        return 'allow';
+      }
+      return anonymousMay(repo, action) ? 'allow' : 'challenge';
+    }
     const byPolicy = mayAccess(policies, principalOf(subject), repo, action);
     if (grant === undefined) return byPolicy ? 'allow' : 'deny';
     if (!grant.checkPolicies) {
@@ -107,7 +113,7 @@ export const createAccessControl = (options: {
     decide,
     visible(subject, repo) {
       if (mode === 'open' || subject.kind === 'service') return true;
-      const grant = subject.kind === 'anonymous' ? undefined : grants.get(subject);
+      const grant = grants.get(subject);
       if (grant !== undefined && !grant.checkPolicies) {
         return tokenAllows(grant, repo, 'pull') || anonymousMay(repo, 'pull');
       }

@@ -172,11 +172,13 @@ export const createUserAuth = (options: {
         return refuse(request, 'token', (error as Error).message);
       }
       // An anonymous token (asked for without credentials) grants what anonymous callers may.
-      if (token.kind === 'anonymous') return { kind: 'anonymous', address: request.ip };
-      const subject: Subject = {
-        ...subjectFor(token.subject, request.ip, token.kind),
-        groups: token.groups,
-      } as Subject;
+      const subject: Subject =
+        token.kind === 'anonymous'
+          ? { kind: 'anonymous', address: request.ip }
+          : ({
+              ...subjectFor(token.subject, request.ip, token.kind),
+              groups: token.groups,
+            } as Subject);
       return bindGrant(subject, {
         ...(token.access !== undefined && { access: token.access }),
         checkPolicies: token.checkPolicies,
