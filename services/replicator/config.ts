@@ -4,6 +4,7 @@ import type { RegistryCredential } from '../../adapters/registry/registryAuth';
 import { RegistryCredentialSchema } from '../../adapters/registry/registryAuth';
 import { ShoalError } from '../../domain';
 import { roleConfig } from '../shared/roleConfig';
+import { AuthConfigSchema } from '../shared/security/authConfig';
 
 /**
  * The replicator's settings: the `replication` section of its role config, and of build-index's
@@ -135,6 +136,7 @@ export const ReplicatorConfigSchema = Type.Object({
   security: roleConfig.security(),
   http: roleConfig.http(),
   admin: roleConfig.admin(),
+  auth: AuthConfigSchema,
   logLevel: roleConfig.logLevel(),
   tracing: roleConfig.tracing(),
 });

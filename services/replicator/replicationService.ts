@@ -13,7 +13,7 @@ import {
 import type { ReplicationRuleDoc } from '../../projections';
 import { isActiveRule } from '../../projections';
 import type { WriterContext } from '../shared/events';
-import { newEvent } from '../shared/events';
+import { attributedWriter, newEvent } from '../shared/events';
 import type { ReplicationApi, RuleStatus, RuleView } from './client/replicationApi';
 import { readRules } from './readRules';
 import type { Replicator } from './replicator';
@@ -169,7 +169,7 @@ export const createReplicationService = (deps: {
   };
 
   return {
-    async addRule(input) {
+    async addRule(input, options = {}) {
       const valid = orThrow(validateRuleInput(input));
       const allowlist = deps.allowedDestinations;
       if (allowlist !== undefined && !destinationAllowed(allowlist, valid.destination)) {
@@ -187,14 +187,14 @@ export const createReplicationService = (deps: {
       }
       const id = ruleIdFor(valid.name, randomBytes(3).toString('hex'));
       const position = await log.append(
-        [newEvent(writer, 'ReplicationRuleAdded', { id, ...valid })],
+        [newEvent(attributedWriter(writer, options.by), 'ReplicationRuleAdded', { id, ...valid })],
         { expectedVersion: 'no-stream' },
       );
       await waitFor(position);
       return { rule: await find(id), position };
     },
 
-    async removeRule(idOrName) {
+    async removeRule(idOrName, options = {}) {
       const rule = await find(idOrName);
       if (!isActiveRule(rule)) {
         throw new ShoalError('NAME_UNKNOWN', `replication rule ${rule.id} was removed already`, {
@@ -202,7 +202,7 @@ export const createReplicationService = (deps: {
         });
       }
       const position = await log.append([
-        newEvent(writer, 'ReplicationRuleRemoved', { id: rule.id }),
+        newEvent(attributedWriter(writer, options.by), 'ReplicationRuleRemoved', { id: rule.id }),
       ]);
       await waitFor(position);
       return { id: rule.id, position };

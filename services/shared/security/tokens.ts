@@ -324,10 +324,17 @@ export const createTokenVerifier = (options: {
   };
 };
 
-/** Reads a PEM public key or certificate (a verifier given the proxy's key, not a JWKS). */
+/**
+ * Reads the public key of a PEM file: a public key, a certificate, or a private key (the
+ * signing key shared with a verifier).
+ */
 export const readPublicKey = (file: string): KeyObject => {
-  const text = readFileSync(file, 'utf8');
-  return text.includes('BEGIN CERTIFICATE')
-    ? new X509Certificate(text).publicKey
-    : createPublicKey(text);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ShoalError('CONFIG_INVALID', `cannot read ${file}: ${(error as Error).message}`);
+  }
+  if (text.includes('BEGIN CERTIFICATE')) return new X509Certificate(text).publicKey;
+  return createPublicKey(text.includes('PRIVATE KEY') ? createPrivateKey(text) : text);
 };

@@ -15,7 +15,7 @@ import { unauthorized } from './challenge';
 import type { Subject } from './subject';
 import { actorOf } from './subject';
 import type { TokenSigner, TokenVerifier } from './tokens';
-import { createTokenSigner, createTokenVerifier } from './tokens';
+import { createTokenSigner, createTokenVerifier, readPublicKey } from './tokens';
 
 /** Users and their credentials for one service: who logs in, and what they may do. */
 export type UserAuth = {
@@ -79,8 +79,11 @@ export const createUserAuth = (options: {
   challenge: (request: FastifyRequest, scope?: string) => string;
   /** Issue tokens (the proxy): signs with `auth.token.keyFile`. */
   issueTokens?: boolean;
-  /** Verify Shoal's tokens with this public key (a service that does not issue them). */
-  ownKey?: Parameters<typeof createTokenVerifier>[0]['own'];
+  /**
+   * Verify Shoal's tokens without issuing them (build-index): with the public half of
+   * `auth.token.keyFile`, when it is set.
+   */
+  verifyOwnTokens?: boolean;
 }): UserAuth => {
   const { config, logger } = options;
   const failed = new Counter({
@@ -106,7 +109,13 @@ export const createUserAuth = (options: {
   const own =
     signer !== undefined
       ? { issuer: signer.issuer, audience: signer.audience, publicKey: signer.publicKey }
-      : options.ownKey;
+      : options.verifyOwnTokens && config.token.keyFile !== ''
+        ? {
+            issuer: config.token.issuer,
+            audience: config.token.service,
+            publicKey: readPublicKey(config.token.keyFile),
+          }
+        : undefined;
   const verifier: TokenVerifier = createTokenVerifier({
     ...(own !== undefined && { own }),
     issuers: config.issuers,
