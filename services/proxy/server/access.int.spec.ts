@@ -1,20 +1,9 @@
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { createMemoryEventLog } from '../../../adapters/eventlog';
-import { createMemoryProjectionStore } from '../../../adapters/projection-store/memory/memoryProjectionStore';
 import type { EventLog, RecordedEvent } from '../../../domain';
-import { createFsBlobAccess } from '../../../test/doubles/fsBlobAccess';
+import { startAuthProxy } from '../../../test/fixtures/authProxy';
 import { sha256 } from '../../../test/fixtures/blobs';
 import { tempDir } from '../../../test/fixtures/cli';
-import { createTagService } from '../../build-index/tagService';
-import { systemClock } from '../../shared/clock';
-import { validateConfig } from '../../shared/config';
-import { silentLogger } from '../../shared/logger';
-import { ProxyConfigSchema } from '../config';
 import type { RunningProxy } from '../main';
-import { startProxy } from '../main';
 
 // The proxy with access required: users from an htpasswd file written by `htpasswd -B`, the
 // token endpoint, per-repository policies, and what the audit trail then records. Clients
@@ -39,25 +28,10 @@ describe('proxy access: users, tokens and policies', () => {
 
   beforeAll(async () => {
     dir = tempDir('shoal-proxy-auth-');
-    const htpasswd = join(dir.path, 'htpasswd');
-    writeFileSync(
-      htpasswd,
-      Object.entries(users)
-        .map(([user, password]) =>
-          execFileSync('htpasswd', ['-nbB', '-C', '5', user, password], {
-            encoding: 'utf8',
-          }).trim(),
-        )
-        .join('\n'),
-    );
-    log = createMemoryEventLog();
-    const store = createMemoryProjectionStore();
-    const writer = { clock: systemClock, cluster: 'test', actor: 'proxy' };
-    const blobs = await createFsBlobAccess({ dir: join(dir.path, 'blobs'), log, writer });
-    const config = validateConfig(ProxyConfigSchema, {
-      listen: { port: 0 },
+    ({ proxy, log } = await startAuthProxy({
+      dir: dir.path,
+      users,
       auth: {
-        htpasswd: { file: htpasswd },
         groups: { dev: ['alice', 'bob'] },
         policies: [
           { repositories: [`${team}/**`], groups: ['dev'], actions: ['pull', 'push'] },
@@ -68,17 +42,7 @@ describe('proxy access: users, tokens and policies', () => {
         admins: ['admin'],
         failedLogins: { delayMs: 200 },
       },
-    });
-    proxy = await startProxy({
-      config,
-      logger: silentLogger(),
-      clock: systemClock,
-      log,
-      store,
-      blobs,
-      localTags: createTagService,
-      security: { mode: 'required', authenticators: [] },
-    });
+    }));
   });
 
   afterAll(async () => {
