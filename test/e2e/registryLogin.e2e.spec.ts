@@ -3,8 +3,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { EventLog, RecordedEvent } from '../../domain';
 import type { RunningProxy } from '../../services/proxy/main';
+import { openSqliteEventLog } from '../../adapters/eventlog';
+import { openDataDir } from '../../services/shared/dataDir';
 import { startAuthProxy } from '../fixtures/authProxy';
-import { tempDir } from '../fixtures/cli';
+import { shoalAsync, tempDir } from '../fixtures/cli';
 import type { Containerd } from '../fixtures/containerd';
 import { startContainerd } from '../fixtures/containerd';
 import type { GeneratedImage } from '../fixtures/images';
@@ -30,6 +32,7 @@ describe('registry clients log in to the proxy (access required)', () => {
   let dir: ReturnType<typeof tempDir>;
   let proxy: RunningProxy;
   let log: EventLog;
+  let dataDir: string;
   let host: string;
   let images: GeneratedImage[];
   let containerd: Containerd | undefined;
@@ -41,12 +44,16 @@ describe('registry clients log in to the proxy (access required)', () => {
       throw new Error(`missing ${missing.join(', ')}: run test/services/tools.sh install`);
     }
     dir = tempDir('shoal-login-e2e-');
+    // The log of a data directory, so `shoal tags history` and `shoal log tail` read it.
+    dataDir = join(dir.path, 'data');
     ({ proxy, log } = await startAuthProxy({
       dir: dir.path,
       users,
+      log: openSqliteEventLog(openDataDir(dataDir, { create: true }).logPath),
       auth: {
         groups: { dev: ['alice', 'bob'] },
         policies: [
+          { repositories: [`${team}/shared`], users: ['bob'], actions: ['overwrite'] },
           { repositories: [`${team}/**`], groups: ['dev'], actions: ['pull', 'push'] },
           { repositories: [`${team}/**`], users: ['alice'], actions: ['overwrite', 'delete'] },
           { repositories: [`${team}/**`], users: ['reader'], actions: ['pull'] },
@@ -65,6 +72,7 @@ describe('registry clients log in to the proxy (access required)', () => {
   afterAll(async () => {
     await containerd?.stop();
     await proxy?.close();
+    await log?.close();
     dir?.cleanup();
   });
 
@@ -277,6 +285,36 @@ describe('registry clients log in to the proxy (access required)', () => {
     }
     expect(tagEvents.map((e) => [e.metadata.actor, e.metadata.client])).toEqual([
       ['user:alice', '127.0.0.1'],
+      ['user:alice', '127.0.0.1'],
+      ['user:bob', '127.0.0.1'],
+    ]);
+  });
+
+  it('shoal tags history and shoal log tail name who pushed and who moved a tag', async () => {
+    const [first, second] = images as [GeneratedImage, GeneratedImage];
+    const ref = `${team}/shared:v1`;
+    await skopeoLogin('alice');
+    await skopeoLogin('bob');
+    ok(await push('alice', first, ref), 'alice pushes');
+    ok(await push('bob', second, ref), 'bob moves the tag');
+
+    const history = await shoalAsync(['tags', 'history', ref, '--data-dir', dataDir]);
+    expect(history.stderr).toBe('');
+    const rows = history.stdout
+      .trim()
+      .split('\n')
+      .map((line) => line.split('\t'));
+    expect(rows[0]).toEqual(['POSITION', 'TIME', 'ACTOR', 'CLIENT', 'CHANGE']);
+    expect(rows.slice(1).map((row) => [row[2], row[3], row[4]])).toEqual([
+      ['user:alice', '127.0.0.1', first.top.digest],
+      ['user:bob', '127.0.0.1', second.top.digest],
+    ]);
+
+    const tail = await shoalAsync(['log', 'tail', '--from', '1', '--data-dir', dataDir]);
+    const tagLines = tail.stdout
+      .split('\n')
+      .filter((line) => line.includes('TagPushed') && line.includes(`${team}/shared`));
+    expect(tagLines.map((line) => line.split('\t').slice(4, 6))).toEqual([
       ['user:alice', '127.0.0.1'],
       ['user:bob', '127.0.0.1'],
     ]);
