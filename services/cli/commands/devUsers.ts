@@ -7,11 +7,7 @@ import bcrypt from 'bcryptjs';
 export type DevUsers = {
   readonly admin: { readonly user: string; readonly password: string };
   /** Overrides of the proxy's and build-index's `auth` (one key: build-index checks tokens). */
-  readonly auth: {
-    readonly htpasswd: { readonly file: string };
-    readonly admins: readonly string[];
-    readonly token: { readonly keyFile: string };
-  };
+  readonly auth: { htpasswd: { file: string }; admins: string[]; token: { keyFile: string } };
 };
 
 /**
