@@ -24,6 +24,7 @@ import { startTracker } from '../tracker/main';
 import { AgentConfigSchema } from './config';
 import type { RunningAgent } from './main';
 import { startAgent } from './main';
+import { openSecurity } from '../shared/security/roleSecurity';
 
 // The agent with auth.required: its localhost registry takes the proxy's tokens only, sends
 // clients without one to the proxy's token endpoint, and serves a repository only what the
@@ -96,7 +97,7 @@ describe('the agent with access required', () => {
       store: createMemoryProjectionStore(),
       blobs: createBlobAccess({ ring: staticRing([{ id: '1', url: origin.url }]), replicas: 1 }),
       localTags: createTagService,
-      security: { mode: 'required', authenticators: [] },
+      security: { ...openSecurity, mode: 'required' },
     });
     // alice pushes an image to her private repository, and something to the other one.
     const alice = await token('alice', `repository:${priv}:pull,push`);

@@ -14,6 +14,7 @@ import { silentLogger } from '../shared/logger';
 import { BuildIndexConfigSchema } from './config';
 import type { RunningService } from './main';
 import { startBuildIndex } from './main';
+import { openSecurity } from '../shared/security/roleSecurity';
 
 // build-index with access required: users call its API with their passwords (or Shoal's
 // tokens), and the policies the proxy applies decide here too; replication rules (mounted
@@ -70,7 +71,7 @@ describe('build-index access: users and policies', () => {
       log,
       store,
       components: [replicator],
-      security: { mode: 'required', authenticators: [] },
+      security: { ...openSecurity, mode: 'required' },
     });
   });
 

@@ -50,13 +50,6 @@ export const ProxyConfigSchema = Type.Object({
         minimum: 0,
         description: 'memory for manifest bytes served recently (content addressed, LRU)',
       }),
-      uploadSessionsPerUser: Type.Integer({
-        default: 100,
-        minimum: 0,
-        description:
-          'open upload sessions one user (or one address, for anonymous pushes) may hold; ' +
-          'past it a new one is refused with 429 (0: no cap)',
-      }),
     },
     { default: {} },
   ),

@@ -131,7 +131,7 @@ describe('the replicator as a role', () => {
     const runner = createProjectionRunner({ log, store, projections: [...component.projections] });
     runner.start();
     const { app, metrics } = createHttpApp({ service: 'host', logger: silentLogger() });
-    const mounted = await component.mount({ app, metrics, runner, mode: 'open' });
+    const mounted = await component.mount({ app, metrics, runner });
     try {
       await app.listen({ host: '127.0.0.1', port: 0 });
       const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;

@@ -5,7 +5,7 @@ import type { Service } from '../fixtures/cli';
 import { shoal, shoalAsync, startService, tempDir } from '../fixtures/cli';
 import { manifestsOnLog } from '../fixtures/dataDirLog';
 import { randomDigest, randomRepo } from '../fixtures/events';
-import { serviceFetch } from '../fixtures/security';
+import { serviceFetch, testSecurityOn } from '../fixtures/security';
 
 const listening = /build-index listening on (http:\/\/\S+)/;
 
@@ -76,11 +76,12 @@ describe('build-index service and the shoal CLI on one data directory', () => {
       shoal(['tags', 'history', `${repo}:latest`, '--json', '--url', service.url]).stdout,
     ).history;
     expect(history.map((h: { digest: string }) => h.digest)).toEqual([first, second]);
-    // Open access: the change names the anonymous caller and its address.
+    // The change names the caller (the CLI's cluster identity, or anonymous when access is
+    // open) and its address.
     expect(history[1]).toMatchObject({
       kind: 'pushed',
       previous: first,
-      actor: 'anonymous',
+      actor: testSecurityOn ? expect.stringMatching(/^service:cli\//) : 'anonymous',
       client: '127.0.0.1',
     });
   });

@@ -1,7 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { Agent, fetch } from 'undici';
 import type { EventLog, RecordedEvent } from '../../domain';
+import { createDevSecurity } from '../../services/cli/commands/devSecurity';
+import { silentLogger } from '../../services/shared/logger';
+import type { RoleSecurity } from '../../services/shared/security/roleSecurity';
 import type { RunningProxy } from '../../services/proxy/main';
 import { openSqliteEventLog } from '../../adapters/eventlog';
 import { openDataDir } from '../../services/shared/dataDir';
@@ -17,7 +21,8 @@ import { runToolAsync } from '../fixtures/processes';
 // Real registry clients log in to a proxy with access required and push and pull through it,
 // following the Bearer challenge to the proxy's token endpoint: skopeo, crane, oras and
 // containerd (ctr --user). Each client keeps its credentials in a file of the test's own.
-// Plain HTTP on loopback.
+// Over TLS (a cluster CA the clients are given: none is told to skip verification), and
+// over plain HTTP on loopback.
 
 const root = resolve(__dirname, '../..');
 const tools = {
@@ -28,7 +33,68 @@ const tools = {
 const users = { alice: 'alice-secret', bob: 'bob-secret', reader: 'reader-secret' };
 type User = keyof typeof users;
 
-describe('registry clients log in to the proxy (access required)', () => {
+/** How clients reach the proxy: their flags for it. */
+type Transport = {
+  readonly name: string;
+  /** The proxy's TLS and cluster identities, made under `dir`; none: plain HTTP. */
+  readonly secure: boolean;
+};
+
+type ClientFlags = {
+  skopeoLogin: string[];
+  skopeoDest: string[];
+  skopeoSrc: string[];
+  skopeoDelete: string[];
+  crane: string[];
+  craneEnv: Record<string, string>;
+  oras: string[];
+  /** For `ctr images pull` of `host` (a registry on loopback is plain HTTP to it by default). */
+  ctr: (host: string) => string[];
+};
+
+const plainFlags: ClientFlags = {
+  skopeoLogin: ['--tls-verify=false'],
+  skopeoDest: ['--dest-tls-verify=false'],
+  skopeoSrc: ['--src-tls-verify=false'],
+  skopeoDelete: ['--tls-verify=false'],
+  crane: ['--insecure'],
+  craneEnv: {},
+  oras: ['--plain-http'],
+  ctr: () => ['--plain-http'],
+};
+
+/** Clients trusting the cluster CA: `certDir` holds it as ca.crt (skopeo), `caFile` is it. */
+const tlsFlags = (caFile: string, certDir: string): ClientFlags => ({
+  skopeoLogin: ['--cert-dir', certDir],
+  skopeoDest: ['--dest-cert-dir', certDir],
+  skopeoSrc: ['--src-cert-dir', certDir],
+  skopeoDelete: ['--cert-dir', certDir],
+  crane: [],
+  craneEnv: { SSL_CERT_FILE: caFile },
+  oras: ['--ca-file', caFile],
+  // containerd's way: a hosts.toml that names the registry https and its CA.
+  ctr: (host) => {
+    const hosts = join(certDir, 'hosts.d');
+    mkdirSync(join(hosts, host), { recursive: true });
+    writeFileSync(
+      join(hosts, host, 'hosts.toml'),
+      [
+        `server = "https://${host}"`,
+        `[host."https://${host}"]`,
+        '  capabilities = ["pull", "resolve"]',
+        `  ca = "${caFile}"`,
+      ].join('\n'),
+    );
+    return ['--hosts-dir', hosts];
+  },
+});
+
+const transports: Transport[] = [
+  { name: 'TLS', secure: true },
+  { name: 'plain HTTP', secure: false },
+];
+
+describe.each(transports)('registry clients log in to the proxy ($name)', ({ secure }) => {
   let dir: ReturnType<typeof tempDir>;
   let proxy: RunningProxy;
   let log: EventLog;
@@ -36,6 +102,9 @@ describe('registry clients log in to the proxy (access required)', () => {
   let host: string;
   let images: GeneratedImage[];
   let containerd: Containerd | undefined;
+  let security: RoleSecurity | undefined;
+  let flags: ClientFlags = plainFlags;
+  let dispatcher: Agent | undefined;
   const team = `team-${randomBytes(3).toString('hex')}`;
 
   beforeAll(async () => {
@@ -46,7 +115,14 @@ describe('registry clients log in to the proxy (access required)', () => {
     dir = tempDir('shoal-login-e2e-');
     // The log of a data directory, so `shoal tags history` and `shoal log tail` read it.
     dataDir = join(dir.path, 'data');
+    if (secure) {
+      const dev = createDevSecurity(join(dir.path, 'cluster'), '127.0.0.1', silentLogger());
+      security = dev.of('proxy');
+      flags = tlsFlags(dev.certs.caFile, dev.clientCertDir);
+      dispatcher = new Agent({ connect: { ca: readFileSync(dev.certs.caFile) } });
+    }
     ({ proxy, log } = await startAuthProxy({
+      ...(security !== undefined && { security }),
       dir: dir.path,
       users,
       log: openSqliteEventLog(openDataDir(dataDir, { create: true }).logPath),
@@ -61,7 +137,8 @@ describe('registry clients log in to the proxy (access required)', () => {
         failedLogins: { delayMs: 50 },
       },
     }));
-    host = proxy.url.replace(/^http:\/\//, '');
+    expect(proxy.url.startsWith(secure ? 'https://' : 'http://')).toBe(true);
+    host = proxy.url.replace(/^https?:\/\//, '');
     images = await Promise.all(
       [1, 2].map((n) =>
         generateImage({ dir: join(dir.path, `image-${n}`), layers: 2, layerSize: 256 * 1024 }),
@@ -73,6 +150,8 @@ describe('registry clients log in to the proxy (access required)', () => {
     await containerd?.stop();
     await proxy?.close();
     await log?.close();
+    security?.close();
+    await dispatcher?.close();
     dir?.cleanup();
   });
 
@@ -101,7 +180,7 @@ describe('registry clients log in to the proxy (access required)', () => {
         tools.skopeo,
         [
           'login',
-          '--tls-verify=false',
+          ...flags.skopeoLogin,
           '--authfile',
           join(authDir(user), 'auth.json'),
           '-u',
@@ -114,16 +193,16 @@ describe('registry clients log in to the proxy (access required)', () => {
       `skopeo login ${user}`,
     );
   const push = (user: User | 'nobody', image: GeneratedImage, ref: string) =>
-    skopeo(user, 'copy', '--dest-tls-verify=false', image.layoutRef, `docker://${host}/${ref}`);
+    skopeo(user, 'copy', ...flags.skopeoDest, image.layoutRef, `docker://${host}/${ref}`);
 
   const crane = (user: User, ...args: string[]) =>
-    runToolAsync(tools.crane, [...args, '--insecure'], {
-      env: { DOCKER_CONFIG: authDir(user) },
+    runToolAsync(tools.crane, [...args, ...flags.crane], {
+      env: { DOCKER_CONFIG: authDir(user), ...flags.craneEnv },
     });
   const oras = (user: User, ...args: string[]) =>
     runToolAsync(tools.oras, [
       ...args,
-      '--plain-http',
+      ...flags.oras,
       '--registry-config',
       join(authDir(user), 'oras.json'),
     ]);
@@ -132,7 +211,10 @@ describe('registry clients log in to the proxy (access required)', () => {
     const refused = await push('nobody', images[0] as GeneratedImage, `${team}/app:v1`);
     expect(refused.status).not.toBe(0);
     expect(refused.stderr).toMatch(/\b401\b|unauthorized|authentication required/i);
-    const response = await fetch(`${proxy.url}/v2/${team}/app/blobs/uploads/`, { method: 'POST' });
+    const response = await fetch(`${proxy.url}/v2/${team}/app/blobs/uploads/`, {
+      method: 'POST',
+      ...(dispatcher !== undefined && { dispatcher }),
+    });
     expect(response.status).toBe(401);
     expect(response.headers.get('www-authenticate')).toBe(
       `Bearer realm="${proxy.url}/auth/token",service="shoal",` +
@@ -149,7 +231,7 @@ describe('registry clients log in to the proxy (access required)', () => {
       await skopeo(
         'bob',
         'copy',
-        '--src-tls-verify=false',
+        ...flags.skopeoSrc,
         `docker://${host}/${team}/skopeo:v1`,
         `oci:${out}:v1`,
       ),
@@ -189,7 +271,7 @@ describe('registry clients log in to the proxy (access required)', () => {
         '-u',
         'alice',
         '--password-stdin',
-        '--plain-http',
+        ...flags.oras,
         '--registry-config',
         join(authDir('alice'), 'oras.json'),
       ],
@@ -206,7 +288,7 @@ describe('registry clients log in to the proxy (access required)', () => {
         'push',
         `${host}/${team}/notes:v1`,
         'notes.txt:text/plain',
-        '--plain-http',
+        ...flags.oras,
         '--registry-config',
         join(authDir('alice'), 'oras.json'),
       ],
@@ -225,12 +307,12 @@ describe('registry clients log in to the proxy (access required)', () => {
     ok(await push('bob', image, `${team}/ctr:v1`), 'push for containerd');
     containerd = await startContainerd(join(dir.path, 'containerd'));
     const ref = `${host}/${team}/ctr:v1`;
-    const anonymous = await containerd.tryCtr('content', 'fetch', '--plain-http', ref);
+    const anonymous = await containerd.tryCtr('content', 'fetch', ...flags.ctr(host), ref);
     expect(anonymous.status).not.toBe(0);
     await containerd.ctr(
       'images',
       'pull',
-      '--plain-http',
+      ...flags.ctr(host),
       '--snapshotter',
       'native',
       '--user',
@@ -257,7 +339,7 @@ describe('registry clients log in to the proxy (access required)', () => {
     const removed = await skopeo(
       'reader',
       'delete',
-      '--tls-verify=false',
+      ...flags.skopeoDelete,
       `docker://${host}/${team}/readonly:v1`,
     );
     expect(removed.status).not.toBe(0);

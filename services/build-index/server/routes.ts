@@ -41,9 +41,6 @@ export const buildIndexRoutes =
       return minPosition === undefined ? {} : { minPosition };
     };
 
-    // Before the body is read or checked: an anonymous write is a 401, not a 400.
-    const servicesOnly = async (request: FastifyRequest) => requireService(request, access.mode);
-
     app.put(
       '/v1/repositories/*',
       {

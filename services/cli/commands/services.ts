@@ -17,6 +17,7 @@ import { loadConfig } from '../../shared/config';
 import type { LogConfig } from '../../shared/logConfig';
 import type { Logger, LogLevel } from '../../shared/logger';
 import { createLogger } from '../../shared/logger';
+import type { AuthConfig } from '../../shared/security/authConfig';
 import type { RoleSecurity, RoleSecurityConfig } from '../../shared/security/roleSecurity';
 import type { ServiceRole } from '../../shared/security/subject';
 import type { LocalState } from '../compose';
@@ -34,6 +35,8 @@ import {
 } from './common';
 import type { DevAgentProcess } from './devAgents';
 import type { DevSecurity } from './devSecurity';
+import type { DevUsers } from './devUsers';
+import { createDevUsers } from './devUsers';
 import { createDevSecurity } from './devSecurity';
 import type { BuildIndexRoleConfig } from './replicator';
 import { BuildIndexRoleConfigSchema, replicatorRole, startBuildIndexRole } from './replicator';
@@ -146,8 +149,9 @@ export const registerServiceCommands = (program: Command): void => {
     .option('--cluster <name>', 'cluster name stamped on events', 'default')
     .option(
       '--secure',
-      'TLS on every listener with a cluster CA made under <data-dir>/certs, and internal ' +
-        'APIs for cluster identities only (as production runs)',
+      'TLS on every listener with a cluster CA made under <data-dir>/certs, internal APIs ' +
+        'for cluster identities only, and logins: an admin with a password printed at start ' +
+        '(as production runs)',
     )
     .addHelpText(
       'after',
@@ -206,8 +210,21 @@ export const registerServiceCommands = (program: Command): void => {
           if (secure !== undefined) closers.push(async () => secure.close());
           const securityOf = (role: ServiceRole) =>
             secure === undefined ? {} : { security: secure.of(role) };
+          // Users: an admin (a fresh password each start), for the proxy and build-index.
+          const users = secure === undefined ? undefined : createDevUsers(state.dataDir.root);
+          const withUsers = <C extends { auth: AuthConfig }>(config: C): C =>
+            users === undefined
+              ? config
+              : {
+                  ...config,
+                  auth: {
+                    ...config.auth,
+                    ...users.auth,
+                    token: { ...config.auth.token, ...users.auth.token },
+                  },
+                };
           const buildIndex = await startBuildIndexRole({
-            config: buildIndexConfig,
+            config: withUsers(buildIndexConfig),
             logger: logger.child({ role: 'build-index' }),
             clock: systemClock,
             log: state.log,
@@ -235,7 +252,7 @@ export const registerServiceCommands = (program: Command): void => {
               buildIndex.runner.waitFor(position, buildIndexConfig.readYourWrites.timeoutMs),
           });
           const proxy = await startProxy({
-            config: proxyConfig,
+            config: withUsers(proxyConfig),
             logger: logger.child({ role: 'proxy' }),
             clock: systemClock,
             log: state.log,
@@ -330,7 +347,7 @@ export const registerServiceCommands = (program: Command): void => {
                     `  crane ls ${registry}/demo/app`,
                     `  npx shoal tags history demo/app:v1 --url ${buildIndex.url}`,
                   ]
-                : devSecureLines(secure, registry, buildIndex.url)),
+                : devSecureLines(secure, users as DevUsers, registry, buildIndex.url)),
             ].join('\n'),
           );
         } catch (error) {
@@ -400,16 +417,23 @@ const startDevOrigin = async (deps: {
   };
 };
 
-/** What `shoal dev --secure` prints: where the CA is, and clients that check it. */
-const devSecureLines = (secure: DevSecurity, registry: string, buildIndexUrl: string) => {
+/** What `shoal dev --secure` prints: where the CA is, the admin, clients that check the CA. */
+const devSecureLines = (
+  secure: DevSecurity,
+  users: DevUsers,
+  registry: string,
+  buildIndexUrl: string,
+) => {
   const cli = secure.certs.roles.cli as { certFile: string; keyFile: string };
+  const { user, password } = users.admin;
   return [
     `TLS on every listener, cluster CA ${secure.certs.caFile}; internal APIs take cluster`,
     `identities only (certificates and the service key in ${secure.certs.dir}).`,
-    'push and pull an image, checking the CA:',
+    `  login        ${user} / ${password}   (an admin; a new password at every start)`,
+    'log in, then push and pull an image, checking the CA:',
+    `  skopeo login --cert-dir ${secure.clientCertDir} -u ${user} -p ${password} ${registry}`,
     `  skopeo copy --dest-cert-dir ${secure.clientCertDir} oci:./img:v1 docker://${registry}/demo/app:v1`,
     `  skopeo copy --src-cert-dir ${secure.clientCertDir} docker://${registry}/demo/app:v1 oci:./pulled:v1`,
-    `  skopeo login --cert-dir ${secure.clientCertDir} ${registry}   (once users are configured)`,
     `  docker: sudo mkdir -p /etc/docker/certs.d/${registry} && ` +
       `sudo cp ${secure.certs.caFile} /etc/docker/certs.d/${registry}/ca.crt; ` +
       `docker login ${registry}`,

@@ -42,6 +42,8 @@ export type AccessControl = {
   visible(subject: Subject, repo: string): boolean;
   /** Admins may do everything, and alone manage replication rules. */
   isAdmin(subject: Subject): boolean;
+  /** Whether callers without credentials may pull anything (then lists are theirs to read). */
+  anonymousPulls(): boolean;
   /** Actions the policies allow the subject on a repository (for the token endpoint). */
   allowed(subject: Subject, repo: string): Set<AccessAction>;
 };
@@ -123,6 +125,8 @@ export const createAccessControl = (options: {
       if (subject.kind !== 'user' && subject.kind !== 'robot') return false;
       return isAdmin(policies, principalOf(subject));
     },
+    anonymousPulls: () =>
+      policies.anonymous.repositories.length > 0 && policies.anonymous.actions.includes('pull'),
     allowed(subject, repo) {
       if (subject.kind === 'service') return new Set(options.serviceActions);
       return allowedActions(policies, principalOf(subject), repo);

@@ -44,10 +44,14 @@ export const mayOnRepository = (
   return access.users?.access.decide(request.subject, repo, action) === 'allow';
 };
 
-/** Refuses an anonymous caller (401 with the role's challenge), unless `mode` is open. */
+/**
+ * Refuses an anonymous caller (401 with the role's challenge) unless `mode` is open or the
+ * anonymous policy lets callers without credentials pull something.
+ */
 export const requireCaller = (request: FastifyRequest, access: ApiAccess): void => {
   if (access.mode === 'open' || request.subject.kind !== 'anonymous') return;
   if (access.users === undefined) return requireService(request, access.mode);
+  if (access.users.access.anonymousPulls()) return;
   throw unauthorized('authentication required', access.users.challenge(request));
 };
 
@@ -59,7 +63,9 @@ export const requireAdmin = (request: FastifyRequest, access: ApiAccess): void =
   if (access.mode === 'open' || request.subject.kind === 'service') return;
   const users = access.users;
   if (users === undefined) return requireService(request, access.mode);
-  requireCaller(request, access);
+  if (request.subject.kind === 'anonymous') {
+    throw unauthorized('authentication required', users.challenge(request));
+  }
   if (!users.access.isAdmin(request.subject)) {
     throw new ShoalError('DENIED', `${actorOf(request.subject)} is not an admin`);
   }
