@@ -178,6 +178,9 @@ export const createUserAuth = (options: {
       try {
         token = await verifier.verify(value.replace(bearerPrefix, '').trim());
       } catch (error) {
+        // Open access checks nothing: a token it cannot read (a cluster service's, sent to a
+        // role that does not take them) leaves the caller anonymous, as it would be without.
+        if (options.mode === 'open') return undefined;
         return refuse(request, 'token', (error as Error).message);
       }
       // An anonymous token (asked for without credentials) grants what anonymous callers may.
@@ -197,7 +200,8 @@ export const createUserAuth = (options: {
   };
 
   return {
-    authenticators: [basic, bearer],
+    // Bearer tokens only where some can be checked: Shoal's own key or a trusted issuer.
+    authenticators: own !== undefined || config.issuers.length > 0 ? [basic, bearer] : [basic],
     access,
     ...(signer !== undefined && { signer }),
     checkPassword,
