@@ -6,6 +6,7 @@ import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
 import { sha256 } from '../fixtures/blobs';
 import { eventually, runTool } from '../fixtures/processes';
+import { serviceHeaders } from '../fixtures/security';
 
 // Lossless replication between two real Shoal clusters: two `shoal dev` processes, each with
 // its own data directory, log and ports, and rules between them. Images are pushed with
@@ -512,8 +513,11 @@ describe('replication between two Shoal clusters', () => {
     );
     try {
       const standby = await eventually('the second replicator to stand by', async () => {
+        // A role process: with the security switch on, the status is for admins and
+        // cluster services only.
         const body = await getJson<{ replicator: string; rules: RuleStatus[] }>(
           `${second.url}/v1/replication/status`,
+          await serviceHeaders(),
         );
         return body.replicator === 'standby' ? body : undefined;
       });
