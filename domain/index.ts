@@ -10,3 +10,4 @@ export * from './retention';
 export * from './quota';
 export * from './gc';
 export * from './projection';
+export * from './access';

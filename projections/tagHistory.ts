@@ -9,6 +9,8 @@ export type TagChangeDoc = {
   readonly position: Position;
   readonly at: string;
   readonly actor: string;
+  /** The client address of the request that made the change, when one did. */
+  readonly client?: string;
   readonly cluster: string;
 };
 
@@ -34,7 +36,7 @@ export const tagHistoryProjection: Projection<TagChangeDoc> = {
       : [],
   evolve: (_doc, event) => {
     if (event.type !== 'TagPushed' && event.type !== 'TagDeleted') return undefined;
-    const { at, actor, cluster } = event.metadata;
+    const { at, actor, client, cluster } = event.metadata;
     return {
       kind: event.type === 'TagPushed' ? 'pushed' : 'deleted',
       ...(event.type === 'TagPushed' && { digest: event.data.digest as Digest }),
@@ -42,6 +44,7 @@ export const tagHistoryProjection: Projection<TagChangeDoc> = {
       position: event.position,
       at,
       actor,
+      ...(client !== undefined && { client }),
       cluster,
     };
   },

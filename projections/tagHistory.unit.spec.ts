@@ -63,6 +63,21 @@ describe('tag-history projection', () => {
     expect(historyOf(pushedDeletedPushed(), 'lib/other', 'v1')).toHaveLength(1);
   });
 
+  it('records who made the change: the actor and the client address of the request', () => {
+    const [first] = recorded([
+      'TagPushed',
+      { repo: 'lib/app', tag: 'v1', digest: digest(1) },
+      '2026-01-01T10:00:00Z',
+    ]);
+    const event = {
+      ...(first as RecordedEvent),
+      metadata: { ...(first as RecordedEvent).metadata, actor: 'user:alice', client: '10.0.0.7' },
+    } as RecordedEvent;
+    expect(historyOf([event], 'lib/app', 'v1')).toEqual([
+      expect.objectContaining({ actor: 'user:alice', client: '10.0.0.7' }),
+    ]);
+  });
+
   it('keys each change by its position, padded so that id order is position order', () => {
     const [event] = recorded([
       'TagPushed',

@@ -14,7 +14,16 @@ import type { ResponseHeaders } from '../../kit/http/transport';
 /** Credentials for one registry: basic (also used at a token endpoint) or a fixed token. */
 export const RegistryCredentialSchema = Type.Union([
   Type.Object(
-    { username: Type.String({ minLength: 1 }), password: Type.String() },
+    {
+      username: Type.String({ minLength: 1 }),
+      password: Type.String(),
+      /**
+       * Other hosts (`host[:port]`) whose token endpoint may receive these credentials, when
+       * the registry's challenge names a realm there (Docker Hub's `auth.docker.io`). No
+       * other host ever does: not one named by a `Location`, a `Link` or another realm.
+       */
+      realmHosts: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    },
     { additionalProperties: false },
   ),
   Type.Object({ token: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
@@ -88,8 +97,11 @@ export type RegistryAuthOptions = {
  * A `{token}` credential is sent as a bearer token as is.
  */
 export type RegistryAuth = {
-  /** The `Authorization` header for a request in `scope`, when there is one to send. */
-  header(scope: string): string | undefined;
+  /**
+   * The `Authorization` header for a request in `scope` to `url`, when there is one to send:
+   * never to another host than the registry's (a `Location` or `Link` may name one).
+   */
+  header(scope: string, url?: URL): string | undefined;
   /**
    * Answers a 401's `WWW-Authenticate` challenge: fetches a token for `scope` or switches to
    * basic. True when the request is worth repeating; false when there is nothing to answer
@@ -118,7 +130,14 @@ export const createRegistryAuth = (options: RegistryAuthOptions): RegistryAuth =
     for (const s of (challenge.params['scope'] ?? '').split(' ').filter(Boolean)) scopes.add(s);
     for (const s of scopes) url.searchParams.append('scope', s);
     const headers: Record<string, string> = { accept: 'application/json' };
-    if (credential !== undefined && 'username' in credential) {
+    // Credentials go to the registry's own host, or to a realm host configured for them;
+    // any other realm is asked for an anonymous token.
+    const trusted =
+      url.host === host ||
+      (credential !== undefined &&
+        'username' in credential &&
+        (credential.realmHosts ?? []).some((h) => h.toLowerCase() === url.host.toLowerCase()));
+    if (credential !== undefined && 'username' in credential && trusted) {
       headers['authorization'] = basicAuthorization(credential);
     }
     const response = await options.get(url, headers);
@@ -139,7 +158,8 @@ export const createRegistryAuth = (options: RegistryAuthOptions): RegistryAuth =
   };
 
   return {
-    header(scope) {
+    header(scope, url) {
+      if (url !== undefined && url.host !== host) return undefined;
       if (credential !== undefined && 'token' in credential) return `Bearer ${credential.token}`;
       if (scheme === 'basic' && credential !== undefined) return basicAuthorization(credential);
       if (scheme === 'bearer') {

@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import type { FakeRegistry } from '../../test/doubles/fakeRegistry';
 import { startFakeRegistry } from '../../test/doubles/fakeRegistry';
@@ -139,5 +142,79 @@ describe('the destination registry client', () => {
       retriable: true,
     });
     client.close();
+  });
+
+  describe('credentials go to the destination host only', () => {
+    /** A second host: records every Authorization it is sent, and challenges for Basic. */
+    const startSpy = async () => {
+      const seen: string[] = [];
+      const requests: string[] = [];
+      const server = createServer((request, response) => {
+        requests.push(`${request.method} ${request.url}`);
+        if (request.headers.authorization !== undefined) seen.push(request.headers.authorization);
+        request.resume();
+        if (request.url?.startsWith('/token')) {
+          response.writeHead(200, { 'content-type': 'application/json' });
+          return response.end(JSON.stringify({ token: 'anonymous-token', expires_in: 300 }));
+        }
+        response.writeHead(401, { 'www-authenticate': 'Basic realm="spy"' });
+        response.end();
+      });
+      await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      spies.push(server);
+      return { url, host: new URL(url).host, seen, requests };
+    };
+    const spies: Server[] = [];
+    afterEach(async () => {
+      for (const spy of spies.splice(0)) {
+        spy.closeAllConnections();
+        await new Promise((done) => spy.close(done));
+      }
+    });
+    const credential = { username: 'user', password: 'secret' };
+
+    it('never sends them to a host an upload Location names', async () => {
+      const spy = await startSpy();
+      const fake = await start({ auth: 'basic', uploadsAt: spy.url });
+      const client = createRegistryClient({ baseUrl: fake.url, credential });
+      const bytes = randomBytes(100);
+      await expect(
+        client.uploadBlob('r/a', { digest: sha256(bytes), size: 100 }, opener(bytes), {
+          chunkSize: 1024,
+        }),
+      ).rejects.toMatchObject({ code: 'DENIED' });
+      expect(spy.requests.length).toBeGreaterThan(0);
+      expect(spy.seen).toEqual([]);
+      client.close();
+    });
+
+    it('never sends them to a host a Link names', async () => {
+      const spy = await startSpy();
+      const fake = await start({ auth: 'basic', nextPageAt: spy.url });
+      const client = createRegistryClient({ baseUrl: fake.url, credential });
+      await expect(client.listTags('r/a')).rejects.toMatchObject({ code: 'DENIED' });
+      expect(spy.requests).toEqual(['GET /v2/r/a/tags/list?n=1000&last=z']);
+      expect(spy.seen).toEqual([]);
+      client.close();
+    });
+
+    it('asks a token realm on another host anonymously, unless it is listed for them', async () => {
+      const spy = await startSpy();
+      const fake = await start({ auth: 'bearer', realm: `${spy.url}/token` });
+      const client = createRegistryClient({ baseUrl: fake.url, credential });
+      await expect(client.ping()).rejects.toMatchObject({ code: 'DENIED' });
+      expect(spy.requests).toEqual([expect.stringMatching(/^GET \/token\?service=fake/)]);
+      expect(spy.seen).toEqual([]);
+      client.close();
+
+      const trusting = createRegistryClient({
+        baseUrl: fake.url,
+        credential: { ...credential, realmHosts: [spy.host] },
+      });
+      await expect(trusting.ping()).rejects.toMatchObject({ code: 'DENIED' });
+      expect(spy.seen).toEqual([`Basic ${Buffer.from('user:secret').toString('base64')}`]);
+      trusting.close();
+    });
   });
 });

@@ -190,7 +190,7 @@ export const createRegistryClient = (options: RegistryClientOptions): RegistryCl
     const url = typeof target === 'string' ? new URL(target, baseUrl) : target;
     for (let attempt = 0; ; attempt++) {
       const headers: Record<string, string> = { ...init.headers };
-      const authorization = auth.header(init.scope);
+      const authorization = auth.header(init.scope, url);
       if (authorization !== undefined) headers['authorization'] = authorization;
       let body: Buffer | Readable | undefined;
       if (init.body !== undefined) {
@@ -208,6 +208,7 @@ export const createRegistryClient = (options: RegistryClientOptions): RegistryCl
       if (
         response.status === 401 &&
         attempt === 0 &&
+        url.host === base.host &&
         (await auth.answer(header(response.headers, 'www-authenticate'), init.scope))
       ) {
         continue;

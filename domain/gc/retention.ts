@@ -1,4 +1,4 @@
-import { matchesGlob } from '../replication/patterns';
+import { matchesGlob } from '../oci/glob';
 import type { RetentionRule } from '../retention/rules';
 import { isProtected } from '../retention/rules';
 

@@ -6,8 +6,13 @@ export type Position = number;
 export type EventMetadata = {
   /** When the writer created the event, ISO 8601 UTC. */
   readonly at: string;
-  /** Who caused it: a user, a service instance, `cli`. */
+  /**
+   * Who caused it: `user:alice`, `robot:ci`, `service:origin/1`, `anonymous`, or a process
+   * acting on its own (`cli`, `replicator`).
+   */
   readonly actor: string;
+  /** The address of the client whose request caused it, when a request did. */
+  readonly client?: string;
   /** The cluster whose log first recorded it. */
   readonly cluster: string;
   readonly correlationId?: string;

@@ -20,6 +20,7 @@ const Envelope = Type.Object(
       {
         at: Type.String({ minLength: 1, maxLength: 64 }),
         actor: Type.String({ maxLength: 256 }),
+        client: Type.Optional(Type.String({ maxLength: 256 })),
         cluster: Type.String({ maxLength: 256 }),
         correlationId: Type.Optional(Type.String({ maxLength: 128 })),
         causationId: Type.Optional(Type.String({ maxLength: 128 })),

@@ -3,3 +3,4 @@ export * from './repoName';
 export * from './tag';
 export * from './reference';
 export * from './schemas';
+export * from './glob';

@@ -4,7 +4,8 @@ import { ShoalError } from '../shared/errors';
 import type { Result } from '../shared/result';
 import { fail, ok } from '../shared/result';
 import type { RuleScope } from './patterns';
-import { parsePattern, ruleMatches } from './patterns';
+import { matchesGlob, parsePattern } from '../oci/glob';
+import { ruleMatches } from './patterns';
 
 /** A replication rule as its `ReplicationRuleAdded` event states it. */
 export type ReplicationRule = RuleScope & {
@@ -71,6 +72,13 @@ export const parseDestination = (input: string): Result<string> => {
   }
   return ok(`${url.protocol}//${url.host}`);
 };
+
+/**
+ * Whether a destination (as `parseDestination` normalised it) matches an allowlist of globs
+ * over destination URLs: `https://*.example.com`, `http://127.0.0.1:*`, `**` for any.
+ */
+export const destinationAllowed = (allowlist: readonly string[], destination: string): boolean =>
+  allowlist.some((pattern) => matchesGlob(pattern, destination));
 
 /** `host[:port]` of a destination: the key credentials are configured under. */
 export const destinationHost = (destination: string): string => new URL(destination).host;

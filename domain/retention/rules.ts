@@ -1,5 +1,5 @@
 import { truncate } from '../oci/digest';
-import { matchesGlob, parsePattern } from '../replication/patterns';
+import { matchesGlob, parsePattern } from '../oci/glob';
 import { ShoalError } from '../shared/errors';
 import type { Result } from '../shared/result';
 import { fail, ok } from '../shared/result';

@@ -133,6 +133,28 @@ export const AgentConfigSchema = Type.Object({
   security: roleConfig.security(),
   http: roleConfig.http(),
   admin: roleConfig.admin(),
+  auth: Type.Object(
+    {
+      required: Type.Boolean({
+        default: false,
+        description:
+          'pulls need a token from the proxy (the challenge names its token endpoint; ' +
+          'docker login to the proxy): a private image is then not readable by any process ' +
+          'on the host. Needs proxy.url',
+      }),
+      realm: Type.String({
+        default: '',
+        description: 'token endpoint named in challenges; empty: <proxy.url>/auth/token',
+      }),
+      jwksUrl: Type.String({
+        default: '',
+        description: "the proxy's token keys; empty: <proxy.url>/auth/jwks",
+      }),
+      issuer: Type.String({ default: 'shoal', description: "the proxy's auth.token.issuer" }),
+      service: Type.String({ default: 'shoal', description: "the proxy's auth.token.service" }),
+    },
+    { default: {} },
+  ),
   logLevel: roleConfig.logLevel(),
   tracing: roleConfig.tracing(),
 });

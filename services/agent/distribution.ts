@@ -1,7 +1,14 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Digest, RepoName } from '../../domain';
-import { ShoalError, isShoalError, orThrow, parseDigest, parseTag } from '../../domain';
+import {
+  ShoalError,
+  isShoalError,
+  manifestAccept,
+  orThrow,
+  parseDigest,
+  parseTag,
+} from '../../domain';
 import type { TagApi } from '../build-index/client/tagApi';
 import { createProxyClient, mediaTypeOf } from '../proxy/client/proxyClient';
 import type { ClientIdentity } from '../shared/security/clientIdentity';
@@ -18,6 +25,9 @@ const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).d
 
 /** Memory for manifests read recently (content addressed, least recently used dropped). */
 const defaultManifestCacheBytes = 64 * 1024 * 1024;
+
+/** (repository, digest) pairs the proxy confirmed, kept to spare it a request per pull. */
+const maxLinksKept = 10_000;
 
 /**
  * The agent's read-only OCI Distribution API: tags resolved through build-index on every
@@ -47,6 +57,47 @@ export const createAgentDistribution = (deps: {
           ...(deps.identity !== undefined && { identity: deps.identity }),
         });
 
+  // Content is addressed by digest alone here; a repository's access must not reach another's
+  // blobs by naming their digests. With access required, the proxy (which knows what each
+  // repository holds) confirms each (repository, digest) once, asked with the caller's token.
+  const links = new Map<string, true>();
+  const linked = async (
+    kind: 'blobs' | 'manifests',
+    repo: RepoName,
+    digest: Digest,
+    authorization: string | undefined,
+  ): Promise<void> => {
+    const key = `${kind} ${repo}@${digest}`;
+    if (links.has(key)) return;
+    if (proxy === undefined) {
+      throw new ShoalError('UNSUPPORTED', 'access checks need proxy.url: the proxy knows links');
+    }
+    const response = await proxy.request({
+      method: 'HEAD',
+      path: `/v2/${repo}/${kind}/${digest}`,
+      headers: {
+        ...(kind === 'manifests' && { accept: manifestAccept }),
+        ...(authorization !== undefined && { authorization }),
+      },
+    });
+    response.body.resume();
+    if (response.status === 404) {
+      throw new ShoalError(
+        kind === 'blobs' ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN',
+        `${digest} is not in ${repo}`,
+        { detail: { name: repo, digest } },
+      );
+    }
+    if (response.status === 401 || response.status === 403) {
+      throw new ShoalError('DENIED', `the proxy refused ${repo}@${digest}`);
+    }
+    if (response.status < 200 || response.status >= 300) {
+      throw new ShoalError('SERVICE_UNAVAILABLE', `proxy answered ${response.status}`);
+    }
+    if (links.size >= maxLinksKept) links.delete(links.keys().next().value as string);
+    links.set(key, true);
+  };
+
   const tagApi = (): TagApi => {
     if (deps.tags === undefined) {
       throw new ShoalError('UNSUPPORTED', 'this agent has no build-index: pull by digest');
@@ -69,13 +120,18 @@ export const createAgentDistribution = (deps: {
     }
   };
 
-  const manifestByDigest = async (repo: RepoName, digest: Digest): Promise<Manifest> => {
+  /** `authorization`: the caller's, when access is required (the proxy checks it too). */
+  const manifestByDigest = async (
+    repo: RepoName,
+    digest: Digest,
+    authorization?: string,
+  ): Promise<Manifest> => {
     const cached = manifests.get(digest);
     if (cached !== undefined) return cached;
     const manifest =
       proxy === undefined
         ? await fromSwarm(digest)
-        : { digest, ...(await proxy.manifest(repo, digest)) };
+        : { digest, ...(await proxy.manifest(repo, digest, authorization)) };
     if (sha256(manifest.bytes) !== digest) {
       throw new ShoalError('MANIFEST_INVALID', `manifest bytes do not match ${digest}`);
     }
@@ -84,14 +140,27 @@ export const createAgentDistribution = (deps: {
   };
 
   return {
-    /** A manifest by tag (resolved now) or digest. */
-    manifest: async (repo: RepoName, reference: string): Promise<Manifest> => {
+    /**
+     * A manifest by tag (resolved now) or digest. With `check`, the proxy confirms (once) that
+     * the repository holds it, asked with the caller's `authorization`.
+     */
+    manifest: async (
+      repo: RepoName,
+      reference: string,
+      check?: { authorization?: string },
+    ): Promise<Manifest> => {
       const byDigest = parseDigest(reference);
-      if (byDigest.ok) return manifestByDigest(repo, byDigest.value);
-      const tag = orThrow(parseTag(reference));
-      const view = await tagApi().get({ repo, tag });
-      return manifestByDigest(repo, orThrow(parseDigest(view.digest)));
+      const digest = byDigest.ok
+        ? byDigest.value
+        : orThrow(
+            parseDigest((await tagApi().get({ repo, tag: orThrow(parseTag(reference)) })).digest),
+          );
+      if (check !== undefined) await linked('manifests', repo, digest, check.authorization);
+      return manifestByDigest(repo, digest, check?.authorization);
     },
+    /** Refuses a blob the repository does not hold (confirmed by the proxy, see `linked`). */
+    checkBlob: (repo: RepoName, digest: Digest, authorization?: string) =>
+      linked('blobs', repo, digest, authorization),
     tags: (repo: RepoName, paging: { n?: number; last?: string }) => tagApi().list(repo, paging),
     catalog: (paging: { n?: number; last?: string }) => tagApi().catalog(paging),
     /** Closes the connections to the proxy. */

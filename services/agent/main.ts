@@ -8,7 +8,12 @@ import { createSwarmHost } from '../../p2p/swarm';
 import { createBuildIndexClient } from '../build-index/client/buildIndexClient';
 import type { TagApi } from '../build-index/client/tagApi';
 import { openDataDir } from '../shared/dataDir';
+import { validateConfig } from '../shared/config';
 import { createHttpApp } from '../shared/http';
+import { AuthConfigSchema } from '../shared/security/authConfig';
+import { bearerChallenge } from '../shared/security/challenge';
+import type { UserAuth } from '../shared/security/userAuth';
+import { createUserAuth } from '../shared/security/userAuth';
 import type { Logger } from '../shared/logger';
 import { requireService } from '../shared/security/authenticate';
 import type { RoleSecurity } from '../shared/security/roleSecurity';
@@ -33,6 +38,44 @@ export type RunningAgent = {
 };
 
 /**
+ * Access to the agent's registry when `auth.required`: tokens the proxy issued (checked with
+ * its keys, from its JWKS), each granting pull on the repositories it names; a challenge
+ * that sends clients to the proxy's token endpoint. The proxy's policies decided the grants.
+ */
+const agentAuth = (config: AgentConfig, logger: Logger): UserAuth => {
+  const proxy = config.proxy.url.replace(/\/+$/, '');
+  if (proxy === '' && (config.auth.realm === '' || config.auth.jwksUrl === '')) {
+    throw new ShoalError(
+      'CONFIG_INVALID',
+      'agent: auth.required needs proxy.url (its token endpoint, its keys, and what each ' +
+        'repository holds)',
+    );
+  }
+  const realm = config.auth.realm || `${proxy}/auth/token`;
+  return createUserAuth({
+    config: validateConfig(AuthConfigSchema, {
+      issuers: [
+        {
+          issuer: config.auth.issuer,
+          audience: config.auth.service,
+          jwksUrl: config.auth.jwksUrl || `${proxy}/auth/jwks`,
+          access: 'claims',
+        },
+      ],
+    }),
+    mode: 'required',
+    logger: logger.child({ module: 'auth' }),
+    serviceActions: ['pull'],
+    challenge: (_request, scope) =>
+      bearerChallenge({
+        realm,
+        service: config.auth.service,
+        ...(scope !== undefined && { scope }),
+      }),
+  });
+};
+
+/**
  * Runs an agent: the host's read-only registry (localhost) and its P2P peer. Blobs come
  * through the swarm (metainfo and peers from the tracker, pieces from agents and origins);
  * tags through build-index; manifests from the proxy. The only place that listens.
@@ -54,14 +97,17 @@ export const startAgent = async (deps: {
     throw new ShoalError('CONFIG_INVALID', 'agent: trackers.urls names no tracker');
   }
   const tracing = startTracing(config.tracing, 'agent');
+  // One authenticator chain: cluster identities first, then the proxy's tokens (auth.required).
+  const auth = config.auth.required ? agentAuth(config, logger) : undefined;
   const { app, metrics, listen } = createHttpApp({
     service: 'agent',
     logger,
     tracing,
-    authenticators: security.authenticators,
+    authenticators: [...security.authenticators, ...(auth?.authenticators ?? [])],
     server: security.server,
     ...(security.admin !== undefined && { admin: security.admin }),
   });
+  auth?.registerMetrics(metrics);
   const agentMetrics = createAgentMetrics(metrics);
   const root = openDataDir(config.dataDir, { create: true }).sub(`agent-${config.id}`);
   const cache = await createBlobCache({
@@ -145,7 +191,7 @@ export const startAgent = async (deps: {
       stats: s.scheduler.stats,
     })),
   }));
-  await app.register(agentRoutes({ distribution, blobs }));
+  await app.register(agentRoutes({ distribution, blobs, ...(auth !== undefined && { auth }) }));
   let url: string;
   try {
     ({ url } = await listen({ host: config.listen.host, port: config.listen.port }));

@@ -1,6 +1,7 @@
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import { roleConfig } from '../shared/roleConfig';
+import { AuthConfigSchema } from '../shared/security/authConfig';
 
 /**
  * build-index configuration. Every field has a default; `shoal build-index --help` lists them.
@@ -18,6 +19,7 @@ export const BuildIndexConfigSchema = Type.Object({
   security: roleConfig.security(),
   http: roleConfig.http(),
   admin: roleConfig.admin(),
+  auth: AuthConfigSchema,
   logLevel: roleConfig.logLevel(),
   tracing: roleConfig.tracing(),
 });

@@ -6,10 +6,11 @@ import { createHttpApp } from '../shared/http';
 import type { Logger } from '../shared/logger';
 import { observeEventLog, registerProjectionMetrics } from '../shared/logMetrics';
 import { createProjectionRunner } from '../shared/projectionRunner';
-import type { SecurityMode } from '../shared/security/authenticate';
 import type { RoleSecurity } from '../shared/security/roleSecurity';
 import { openSecurity } from '../shared/security/roleSecurity';
 import { startTracing } from '../shared/tracing';
+import type { ApiAccess } from '../shared/security/guards';
+import { createApiAccess } from '../shared/security/guards';
 import type { BuildIndexConfig } from './config';
 import { buildIndexRoutes } from './server/routes';
 import { createTagService } from './tagService';
@@ -31,8 +32,8 @@ export type BuildIndexComponent = {
     readonly app: FastifyInstance;
     readonly metrics: Registry;
     readonly runner: ReturnType<typeof createProjectionRunner>;
-    /** How strict the host's API is with its callers (`requireService`). */
-    readonly mode: SecurityMode;
+    /** Who may call the host's API: cluster services, and users (admins, policies). */
+    readonly access: ApiAccess;
   }): Promise<{ start(): void; close(): Promise<void> }>;
 };
 
@@ -49,17 +50,27 @@ export const startBuildIndex = async (deps: {
   store: ProjectionStore;
   actor?: string;
   components?: readonly BuildIndexComponent[];
-  /** TLS, limits, authenticators; none: open, plain HTTP. */
+  /**
+   * TLS, limits, cluster authenticators; none: open, plain HTTP. `open` lets everyone do
+   * everything; `required` applies `auth`'s policies to users.
+   */
   security?: RoleSecurity;
 }): Promise<RunningService & { readonly runner: ReturnType<typeof createProjectionRunner> }> => {
   const { config, logger, clock, store } = deps;
   const security = deps.security ?? openSecurity;
   const tracing = startTracing(config.tracing, 'build-index');
+  // One authenticator chain: cluster identities first, then users (`auth`).
+  const { access, authenticators, users } = createApiAccess({
+    auth: config.auth,
+    security,
+    logger: logger.child({ module: 'auth' }),
+    realm: 'shoal build-index',
+  });
   const { app, metrics, listen } = createHttpApp({
     service: 'build-index',
     logger,
     tracing,
-    authenticators: security.authenticators,
+    authenticators,
     server: security.server,
     ...(security.admin !== undefined && { admin: security.admin }),
   });
@@ -86,14 +97,15 @@ export const startBuildIndex = async (deps: {
     writer,
     waitFor: (position) => runner.waitFor(position, config.readYourWrites.timeoutMs),
   });
-  await app.register(buildIndexRoutes(tags, { mode: security.mode }));
+  users.registerMetrics(metrics);
+  await app.register(buildIndexRoutes(tags, access));
   const mounted: Array<{ start(): void; close(): Promise<void> }> = [];
   const closeMounted = async () => {
     for (const component of mounted.splice(0).reverse()) await component.close();
   };
   try {
     for (const component of components) {
-      mounted.push(await component.mount({ app, metrics, runner, mode: security.mode }));
+      mounted.push(await component.mount({ app, metrics, runner, access }));
     }
   } catch (error) {
     await closeMounted();

@@ -51,8 +51,9 @@ describe('tag service: tags put on a digest that must name a manifest', () => {
       await expect(tags.put(other, pushed, { requireManifest: true })).rejects.toMatchObject({
         code: 'MANIFEST_UNKNOWN',
       });
-      // Without the check (the proxy, which has just stored the manifest; --force) any digest.
-      expect((await tags.put(other, missing)).changed).toBe(true);
+      // The check is the default; without it (`tags put --force`) any digest.
+      await expect(tags.put(other, missing)).rejects.toMatchObject({ code: 'MANIFEST_UNKNOWN' });
+      expect((await tags.put(other, missing, { requireManifest: false })).changed).toBe(true);
     } finally {
       await stop();
     }

@@ -12,6 +12,7 @@ import {
   isShoalError,
   manifestStream,
   tagStream,
+  truncate,
 } from '../../domain';
 import type { AsOf, TagChangeDoc, TagDoc } from '../../projections';
 import {
@@ -21,7 +22,7 @@ import {
   tagHistoryProjection,
 } from '../../projections';
 import type { WriterContext } from '../shared/events';
-import { newEvent } from '../shared/events';
+import { attributedWriter, newEvent } from '../shared/events';
 import type { Paging, ReadOptions, TagApi, TagView } from './client/tagApi';
 import { maxPageSize } from './client/tagApi';
 
@@ -57,17 +58,19 @@ export const createTagService = (deps: {
       detail: { repo: ref.repo, tag: ref.tag },
     });
 
-  /** Fails unless the repository holds a manifest of this digest (its stream says so). */
+  /**
+   * Refuses a digest the repository holds no manifest of: read from the manifest's stream on
+   * the log, so a manifest pushed a moment ago (through any proxy) counts at once.
+   */
   const requireManifest = async (repo: RepoName, digest: Digest) => {
     const events = await log.readStream(manifestStream(repo, digest));
-    if (events[events.length - 1]?.type === 'ManifestPushed') return;
-    throw new ShoalError(
-      'MANIFEST_UNKNOWN',
-      `repository ${repo} has no manifest ${digest}${
-        events.length > 0 ? ' (it was deleted)' : ''
-      }: push the image first`,
-      { detail: { repo, digest } },
-    );
+    if (events[events.length - 1]?.type !== 'ManifestPushed') {
+      throw new ShoalError(
+        'MANIFEST_UNKNOWN',
+        `manifest ${truncate(digest)} is not in ${repo}: push it before tagging it`,
+        { detail: { name: repo, digest } },
+      );
+    }
   };
 
   /** Appends one tag event with compare-and-swap on its stream, retrying lost races. */
@@ -96,15 +99,23 @@ export const createTagService = (deps: {
   };
 
   return {
-    put: async (ref, digest, options) => {
-      if (options?.requireManifest === true) await requireManifest(ref.repo, digest);
+    put: async (ref, digest, options = {}) => {
+      if (options.requireManifest !== false) await requireManifest(ref.repo, digest);
       return writeTag(ref, (last) => {
         if (last?.type === 'TagPushed' && last.data.digest === digest) {
           return { result: last.position };
         }
         const previous = last?.type === 'TagPushed' ? (last.data.digest as Digest) : undefined;
+        if (previous !== undefined && options.overwrite === false) {
+          throw new ShoalError(
+            'DENIED',
+            `tag ${formatTagReference(ref)} points at another manifest; moving it needs the ` +
+              'overwrite permission',
+            { detail: { repo: ref.repo, tag: ref.tag } },
+          );
+        }
         return {
-          append: newEvent(writer, 'TagPushed', {
+          append: newEvent(attributedWriter(writer, options.by), 'TagPushed', {
             repo: ref.repo,
             tag: ref.tag,
             digest,
@@ -114,11 +125,11 @@ export const createTagService = (deps: {
       });
     },
 
-    delete: async (ref) => {
+    delete: async (ref, options = {}) => {
       const { position } = await writeTag(ref, (last) => {
         if (last?.type !== 'TagPushed') throw unknown(ref);
         return {
-          append: newEvent(writer, 'TagDeleted', {
+          append: newEvent(attributedWriter(writer, options.by), 'TagDeleted', {
             repo: ref.repo,
             tag: ref.tag,
             previous: last.data.digest as Digest,

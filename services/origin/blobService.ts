@@ -22,7 +22,8 @@ import {
 } from '../../p2p/metainfo';
 import type { Backend } from './backendRouter';
 import type { OriginContext } from './context';
-import { newEvent } from '../shared/events';
+import type { Attribution } from '../shared/events';
+import { attributedWriter, newEvent } from '../shared/events';
 import type { BlobRead } from './store/contentStore';
 import { blobUnknown, sizeMismatch, usableMetainfo } from './store/contentStore';
 import type { GrowingBlob } from './store/growingBlob';
@@ -75,6 +76,16 @@ const passedOn = new Set(['MANIFEST_UNKNOWN', 'DENIED', 'STORAGE_UNAVAILABLE']);
  * between owners), metainfo, and the bookkeeping every new blob needs: events on the log
  * and durable write-back and placement jobs.
  */
+/** A whole blob's store options: `replicaOf` marks a copy between owners (only placed). */
+type WholeBlobOptions = {
+  readonly repo?: RepoName;
+  readonly mediaType?: string;
+  readonly size?: number;
+  readonly replicaOf?: string;
+  /** Whom the push is for (the events' actor and client). */
+  readonly by?: Attribution;
+};
+
 export const createBlobService = (ctx: OriginContext) => {
   const { content, db, ring, log, writer, selfId, logger } = ctx;
   // The origin's directory (uploads/ may not exist yet): the disk pushes land on.
@@ -117,7 +128,10 @@ export const createBlobService = (ctx: OriginContext) => {
     blob: { digest: Digest; size: number; repo: string; mediaType?: string },
     eventIds: readonly [string, string] = [randomUUID(), randomUUID()],
     enqueue?: (jobs: NewJob[]) => void,
+    /** Whom the push is for: the events' actor and client (else the origin's own). */
+    by?: Attribution,
   ): Promise<Published> => {
+    const as = attributedWriter(writer, by);
     const jobs = await placementJobs(blob.digest, blob.repo);
     if (enqueue === undefined) {
       db.enqueue(jobs, ctx.clock.now());
@@ -125,7 +139,7 @@ export const createBlobService = (ctx: OriginContext) => {
     }
     const position = await log.append([
       newEvent(
-        writer,
+        as,
         'BlobUploaded',
         {
           digest: blob.digest,
@@ -135,7 +149,7 @@ export const createBlobService = (ctx: OriginContext) => {
         },
         { id: eventIds[0] },
       ),
-      newEvent(writer, 'BlobPlaced', { digest: blob.digest, origin: selfId }, { id: eventIds[1] }),
+      newEvent(as, 'BlobPlaced', { digest: blob.digest, origin: selfId }, { id: eventIds[1] }),
     ]);
     if (enqueue !== undefined) {
       enqueue(jobs);
@@ -436,7 +450,7 @@ export const createBlobService = (ctx: OriginContext) => {
   const storeWholeLocked = async (
     digest: Digest,
     body: ByteSource,
-    options: { repo?: RepoName; mediaType?: string; size?: number; replicaOf?: string },
+    options: WholeBlobOptions,
   ): Promise<{ digest: Digest; size: number; position?: Position }> => {
     const existing = await content.stat(digest);
     if (existing !== undefined && options.size !== undefined && existing.size !== options.size) {
@@ -466,12 +480,17 @@ export const createBlobService = (ctx: OriginContext) => {
     if (options.repo === undefined) {
       throw new ShoalError('PARAMETER_INVALID', 'a blob put needs the repository it is for');
     }
-    return publish({
-      digest,
-      size,
-      repo: options.repo,
-      ...(options.mediaType !== undefined && { mediaType: options.mediaType }),
-    });
+    return publish(
+      {
+        digest,
+        size,
+        repo: options.repo,
+        ...(options.mediaType !== undefined && { mediaType: options.mediaType }),
+      },
+      undefined,
+      undefined,
+      options.by,
+    );
   };
 
   /**
@@ -563,7 +582,7 @@ export const createBlobService = (ctx: OriginContext) => {
     put: async (
       digest: Digest,
       body: ByteSource,
-      options: { repo?: RepoName; mediaType?: string; size?: number; replicaOf?: string },
+      options: WholeBlobOptions,
     ): Promise<{ digest: Digest; size: number; position?: Position }> => {
       if (options.replicaOf === undefined && options.repo !== undefined) {
         checkWritable(options.repo);

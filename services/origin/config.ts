@@ -115,6 +115,13 @@ export const OriginConfigSchema = Type.Object({
           'free-disk watermark: a push that would leave less free space on the data ' +
           'directory’s disk fails with 507 STORAGE_FULL and leaves nothing behind (0: off)',
       }),
+      maxOpenPerUser: Type.Integer({
+        default: 100,
+        minimum: 0,
+        description:
+          'open upload sessions one user (actor) may hold on this origin; more are refused ' +
+          '(DENIED) until one ends or expires. 0: no cap',
+      }),
     },
     { default: {} },
   ),

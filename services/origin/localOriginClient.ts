@@ -4,9 +4,9 @@ import { ShoalError, isShoalError, orThrow, parseDigest, parseRepoName } from '.
 import type { Activity } from './activity';
 import type { BlobService } from './blobService';
 import type { OriginClient } from './client/originClient';
-import type { RequestBody } from './client/originClient';
+import type { Binding, RequestBody } from './client/originClient';
 import type { RingView } from './ringView';
-import type { UploadSessions } from './uploadSessions';
+import type { SessionBinding, UploadSessions } from './uploadSessions';
 
 /**
  * This origin as an `OriginClient` for a caller in the same process (the proxy of
@@ -55,24 +55,31 @@ export const createLocalOriginClient = (deps: {
   };
 
   const digestOf = (text: string): Digest => orThrow(parseDigest(text));
+  /** A client's binding as the sessions check it: the repository and the owner's actor. */
+  const bindingOf = (binding: Binding): SessionBinding => ({
+    repo: binding.repo,
+    ...(binding.by !== undefined && { owner: binding.by.actor }),
+  });
 
   return {
     url: deps.url,
 
-    startUpload: ({ repo }) => call(async () => uploads.start(orThrow(parseRepoName(repo)))),
+    startUpload: ({ repo, by }) =>
+      call(async () => uploads.start(orThrow(parseRepoName(repo)), by)),
 
     appendUpload: (id, body, options = {}) =>
       transfer(async () => {
         const source = sourceOf(body, options.signal) ?? Readable.from([]);
         const status = await uploads.append(id, source, {
           ...(options.offset !== undefined && { offset: options.offset }),
+          ...(options.binding !== undefined && { binding: bindingOf(options.binding) }),
         });
         return { size: status.size };
       }),
 
-    uploadStatus: (id) =>
+    uploadStatus: (id, binding) =>
       call(async () => {
-        const { size, repo } = await uploads.status(id);
+        const { size, repo } = await uploads.status(id, binding && bindingOf(binding));
         return { size, repo };
       }),
 
@@ -84,11 +91,12 @@ export const createLocalOriginClient = (deps: {
           ...(options.repo !== undefined && { repo: orThrow(parseRepoName(options.repo)) }),
           ...(options.mediaType !== undefined && { mediaType: options.mediaType }),
           ...(body !== undefined && { body }),
+          ...(options.by !== undefined && { by: options.by }),
         });
         return { digest: done.digest, size: done.size, position: done.position };
       }),
 
-    cancelUpload: (id) => call(() => uploads.cancel(id)),
+    cancelUpload: (id, binding) => call(() => uploads.cancel(id, binding && bindingOf(binding))),
 
     putBlob: (digest, body, options = {}) =>
       transfer(async () => {
@@ -101,6 +109,7 @@ export const createLocalOriginClient = (deps: {
             ...(options.mediaType !== undefined && { mediaType: options.mediaType }),
             ...(size !== undefined && { size }),
             ...(options.replicaOf !== undefined && { replicaOf: options.replicaOf }),
+            ...(options.by !== undefined && { by: options.by }),
           },
         );
         return {

@@ -15,6 +15,14 @@ import { createDiskGuard } from './store/diskGuard';
 import { appendStream, readChunkBytes } from './store/files';
 import { sessionBuilder } from './store/sessionBuilder';
 import type { UploadRow } from './store/originDb';
+import type { Attribution } from '../shared/events';
+
+/**
+ * Whom a session must belong to for an operation on it: the repository it was started in
+ * (a session started in `a/` is not committed through `b/`) and its owner's actor. A session
+ * that does not match is unknown to the caller (`BLOB_UPLOAD_UNKNOWN`).
+ */
+export type SessionBinding = { readonly repo?: string; readonly owner?: string };
 
 /** How stale a session's `updatedAt` may get before an append refreshes it. */
 const touchEveryMs = 60_000;
@@ -56,8 +64,17 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
     return row;
   };
 
-  const openRowOf = (id: string): UploadRow => {
+  /** Refuses an operation that names another repository or comes from another owner. */
+  const checkBinding = (row: UploadRow, binding: SessionBinding | undefined): void => {
+    if (binding?.repo !== undefined && binding.repo !== row.repo) throw unknownSession(row.id);
+    if (binding?.owner !== undefined && row.owner !== undefined && binding.owner !== row.owner) {
+      throw unknownSession(row.id);
+    }
+  };
+
+  const openRowOf = (id: string, binding?: SessionBinding): UploadRow => {
     const row = rowOf(id);
+    checkBinding(row, binding);
     if (row.commit !== undefined) {
       throw new ShoalError('BLOB_UPLOAD_INVALID', `upload ${id} is already committed`);
     }
@@ -212,6 +229,7 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
         },
         commit.eventIds,
         (jobs) => db.finishUpload(row.id, jobs, clock.now()),
+        commit.by,
       );
     });
   };
@@ -224,15 +242,31 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
     });
 
   return {
-    start: async (repo: RepoName): Promise<UploadStatus> => {
+    /** Opens a session in `repo` for `by` (its owner), within the per-owner cap. */
+    start: async (repo: RepoName, by?: Attribution): Promise<UploadStatus> => {
       blobs.checkWritable(repo);
+      const cap = ctx.config.uploads.maxOpenPerUser;
+      if (by !== undefined && cap > 0 && db.openUploadCountOf(by.actor) >= cap) {
+        throw new ShoalError(
+          'DENIED',
+          `${by.actor} has ${cap} open upload sessions on this origin; finish or cancel one`,
+          { detail: { limit: cap } },
+        );
+      }
       const { id, file } = newSessionId(ctx.selfId);
       await ensureDir(uploadsDir);
       const handle = await open(join(uploadsDir, file), 'wx');
       await handle.close();
       await syncDir(uploadsDir);
       const now = clock.now();
-      db.insertUpload({ id, file, repo, createdAt: now, updatedAt: now });
+      db.insertUpload({
+        id,
+        file,
+        repo,
+        ...(by !== undefined && { owner: by.actor }),
+        createdAt: now,
+        updatedAt: now,
+      });
       hashes.set(id, sessionBuilder());
       return { id, size: 0, repo };
     },
@@ -241,16 +275,20 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
      * Appends a chunk. With `offset`, it must equal the bytes received so far, else
      * `RANGE_INVALID` and nothing is written. Bytes received before a client error stay.
      */
-    append: (id: string, body: ByteSource, options: { offset?: number; length?: number } = {}) =>
+    append: (
+      id: string,
+      body: ByteSource,
+      options: { offset?: number; length?: number; binding?: SessionBinding } = {},
+    ) =>
       withLock(id, async (): Promise<UploadStatus> => {
-        const row = openRowOf(id);
+        const row = openRowOf(id, options.binding);
         const size = await appendLocked(row, body, options.offset, options.length);
         return { id, size, repo: row.repo };
       }),
 
-    status: (id: string) =>
+    status: (id: string, binding?: SessionBinding) =>
       withLock(id, async (): Promise<UploadStatus> => {
-        const row = openRowOf(id);
+        const row = openRowOf(id, binding);
         return { id, size: await sizeOf(row), repo: row.repo };
       }),
 
@@ -264,15 +302,22 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
       id: string,
       options: {
         digest: Digest;
+        /** The repository the commit names: it must be the session's. */
         repo?: RepoName;
         mediaType?: string;
         body?: ByteSource;
         /** The body's length, when the request declares one (checked against the disk). */
         length?: number;
+        /** Who commits: the session's owner; recorded on its events. */
+        by?: Attribution;
       },
     ) =>
       withLock(id, async (): Promise<Published> => {
         let row = rowOf(id);
+        checkBinding(row, {
+          ...(options.repo !== undefined && { repo: options.repo }),
+          ...(options.by !== undefined && { owner: options.by.actor }),
+        });
         if (row.commit === undefined) {
           const size =
             options.body === undefined
@@ -285,9 +330,10 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
           const commit = {
             digest: options.digest,
             size,
-            repo: options.repo ?? row.repo,
+            repo: row.repo,
             ...(options.mediaType !== undefined && { mediaType: options.mediaType }),
             eventIds: [randomUUID(), randomUUID()] as [string, string],
+            ...(options.by !== undefined && { by: options.by }),
           };
           db.commitUpload(id, commit, [], clock.now());
           row = { ...row, commit };
@@ -300,9 +346,9 @@ export const createUploadSessions = (ctx: OriginContext, blobs: BlobService) => 
         return finishCommit(row);
       }),
 
-    cancel: (id: string) =>
+    cancel: (id: string, binding?: SessionBinding) =>
       withLock(id, async (): Promise<void> => {
-        const row = openRowOf(id);
+        const row = openRowOf(id, binding);
         forget(id);
         await unlink(pathOf(row)).catch((error: unknown) => {
           if (!isMissing(error)) throw error;

@@ -2,6 +2,7 @@ import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import { manifestMaxBytes } from '../../domain';
 import { roleConfig } from '../shared/roleConfig';
+import { AuthConfigSchema } from '../shared/security/authConfig';
 
 /** proxy configuration. Every field has a default; `shoal proxy --help` lists them. */
 export const ProxyConfigSchema = Type.Object({
@@ -49,13 +50,6 @@ export const ProxyConfigSchema = Type.Object({
         minimum: 0,
         description: 'memory for manifest bytes served recently (content addressed, LRU)',
       }),
-      uploadSessionsPerUser: Type.Integer({
-        default: 100,
-        minimum: 0,
-        description:
-          'open upload sessions one user (or one address, for anonymous pushes) may hold; ' +
-          'past it a new one is refused with 429 (0: no cap)',
-      }),
     },
     { default: {} },
   ),
@@ -76,6 +70,7 @@ export const ProxyConfigSchema = Type.Object({
   security: roleConfig.security(),
   http: roleConfig.http(),
   admin: roleConfig.admin(),
+  auth: AuthConfigSchema,
   logLevel: roleConfig.logLevel(),
   tracing: roleConfig.tracing(),
 });

@@ -30,9 +30,9 @@ import {
   manifestIndexProjection,
 } from '../../projections';
 import type { TagApi } from '../build-index/client/tagApi';
-import type { BlobAccess } from '../origin/client/blobAccess';
-import type { WriterContext } from '../shared/events';
-import { newEvent } from '../shared/events';
+import type { BlobAccess, UploadBinding } from '../origin/client/blobAccess';
+import type { Attribution, WriterContext } from '../shared/events';
+import { attributedWriter, newEvent } from '../shared/events';
 import { readBody } from '../../kit/http/transport';
 import { quotaApplies, quotaExceededBy } from '../shared/quotas';
 import { createManifestCache } from '../shared/oci/manifestCache';
@@ -245,38 +245,51 @@ export const createDistribution = (deps: DistributionDeps) => {
       return blobs.get(digest, range, { repo });
     },
 
-    startUpload: (repo: RepoName) => blobs.startUpload({ repo }),
+    /**
+     * Upload sessions belong to their repository and to whom they were started for
+     * (`binding`): every later step names both, and a session that does not match is unknown.
+     */
+    startUpload: (binding: UploadBinding) => blobs.startUpload(binding),
     /** `length`: the body's Content-Length when the client sent one (not chunked). */
-    appendUpload: (id: string, body: Readable, offset?: number, length?: number) =>
+    appendUpload: (
+      binding: UploadBinding,
+      id: string,
+      body: Readable,
+      offset?: number,
+      length?: number,
+    ) =>
       blobs.appendUpload(id, body, {
+        binding,
         ...(offset !== undefined && { offset }),
         ...(length !== undefined && { length }),
       }),
-    uploadStatus: (id: string) => blobs.uploadStatus(id),
-    cancelUpload: (id: string) => blobs.cancelUpload(id),
+    uploadStatus: (binding: UploadBinding, id: string) => blobs.uploadStatus(id, binding),
+    cancelUpload: (binding: UploadBinding, id: string) => blobs.cancelUpload(id, binding),
 
     commitUpload: async (
-      repo: RepoName,
+      binding: UploadBinding,
       id: string,
       digest: Digest,
       body?: Readable,
       length?: number,
     ) => {
+      const repo = binding.repo;
       if (await quota.applies(repo)) {
         // The blob's size as the session and the last chunk's Content-Length tell it (a
         // chunked last chunk counts as empty). Over quota: the session goes, nothing is linked.
-        const { size } = await blobs.uploadStatus(id);
+        const { size } = await blobs.uploadStatus(id, binding);
         try {
           await quota.check(repo, [{ digest, size: size + (length ?? 0) }]);
         } catch (error) {
           body?.resume();
-          await blobs.cancelUpload(id).catch(() => undefined);
+          await blobs.cancelUpload(id, binding).catch(() => undefined);
           throw error;
         }
       }
       const result = await blobs.commitUpload(id, {
         digest,
-        repo,
+        repo: binding.repo,
+        ...(binding.by !== undefined && { by: binding.by }),
         ...(body && { body }),
         ...(body && length !== undefined && { length }),
       });
@@ -294,11 +307,16 @@ export const createDistribution = (deps: DistributionDeps) => {
       repo: RepoName,
       from: RepoName,
       digest: Digest,
+      by?: Attribution,
     ): Promise<Position | undefined> => {
       if ((await linkOf(from, digest, true)) === undefined) return undefined;
       if ((await blobs.stat(digest)) === undefined) return undefined;
-      const position = await guard.mount(repo, from, digest, (size) =>
-        quota.check(repo, [{ digest, size }]),
+      const position = await guard.mount(
+        repo,
+        from,
+        digest,
+        (size) => quota.check(repo, [{ digest, size }]),
+        by,
       );
       if (position !== undefined) await waitFor(position);
       return position;
@@ -310,7 +328,7 @@ export const createDistribution = (deps: DistributionDeps) => {
      * `UNSUPPORTED` (405) while another repository links it or a manifest references it:
      * it never takes content away from someone else.
      */
-    deleteBlob: async (repo: RepoName, digest: Digest): Promise<Position> => {
+    deleteBlob: async (repo: RepoName, digest: Digest, by?: Attribution): Promise<Position> => {
       if ((await linkOf(repo, digest, true)) === undefined) throw blobUnknown(repo, digest);
       const deleted = await store.get<DeletedDoc>(projection, keys.deleted(digest));
       const repos = (await listAll<BlobLinkDoc>(keys.blobRepos(digest))).filter(
@@ -333,7 +351,9 @@ export const createDistribution = (deps: DistributionDeps) => {
           { detail: { digest } },
         );
       }
-      const position = await log.append([newEvent(writer, 'BlobDeleted', { digest })]);
+      const position = await log.append([
+        newEvent(attributedWriter(writer, by), 'BlobDeleted', { digest }),
+      ]);
       await waitFor(position);
       return position;
     },
@@ -387,7 +407,13 @@ export const createDistribution = (deps: DistributionDeps) => {
       reference: string,
       bytes: Buffer,
       contentType: string | undefined,
+      options: {
+        by?: Attribution;
+        /** Whether an existing tag pointing elsewhere may be moved (see TagApi.put). */
+        overwrite?: boolean;
+      } = {},
     ): Promise<ManifestPutResult> => {
+      const by = options.by;
       orThrow(checkManifestSize(bytes.length, limits.manifestMaxBytes));
       let tag: Tag | undefined;
       let digest: Digest;
@@ -413,7 +439,12 @@ export const createDistribution = (deps: DistributionDeps) => {
       // with its children when the repository has them already.
       const stored = (await linkOf(repo, digest, false)) !== undefined;
       if (!stored) {
-        await blobs.put(digest, bytes, { repo, mediaType: manifest.mediaType, size: bytes.length });
+        await blobs.put(digest, bytes, {
+          repo,
+          mediaType: manifest.mediaType,
+          size: bytes.length,
+          ...(by !== undefined && { by }),
+        });
       }
       const refs = manifestReferences(manifest);
       let referencedAt: number;
@@ -435,9 +466,13 @@ export const createDistribution = (deps: DistributionDeps) => {
       // (its stream moves), so a GC removal decided before fails.
       let position = await recordManifest(repo, digest, bytes, manifest, references, {
         referencedAt,
+        writer: attributedWriter(writer, by),
       });
       if (tag !== undefined) {
-        const written = await tags.put({ repo, tag }, digest);
+        const written = await tags.put({ repo, tag }, digest, {
+          ...(by !== undefined && { by }),
+          ...(options.overwrite !== undefined && { overwrite: options.overwrite }),
+        });
         position = Math.max(position, written.position);
       }
       return { digest, position, ...(subject !== undefined && { subject }) };
@@ -447,12 +482,17 @@ export const createDistribution = (deps: DistributionDeps) => {
      * By tag: deletes the tag only. By digest: deletes every tag pointing at the manifest in
      * this repository, then the manifest (`ManifestDeleted`).
      */
-    deleteManifest: async (repo: RepoName, reference: string): Promise<Position> => {
+    deleteManifest: async (
+      repo: RepoName,
+      reference: string,
+      by?: Attribution,
+    ): Promise<Position> => {
+      const write = by === undefined ? {} : { by };
       if (!isDigestReference(reference)) {
         const tag = parseTag(reference);
         if (!tag.ok) throw manifestUnknown(repo, reference);
         try {
-          return (await tags.delete({ repo, tag: tag.value })).position;
+          return (await tags.delete({ repo, tag: tag.value }, write)).position;
         } catch (error) {
           if (isShoalError(error, 'TAG_UNKNOWN')) throw manifestUnknown(repo, reference);
           throw error;
@@ -463,13 +503,13 @@ export const createDistribution = (deps: DistributionDeps) => {
       if (doc === undefined) throw manifestUnknown(repo, reference);
       for (const { id } of await listAll<PositionDoc>(keys.tagsOf(repo, digest))) {
         try {
-          await tags.delete({ repo, tag: id as Tag });
+          await tags.delete({ repo, tag: id as Tag }, write);
         } catch (error) {
           if (!isShoalError(error, 'TAG_UNKNOWN')) throw error;
         }
       }
       const position = await log.append([
-        newEvent(writer, 'ManifestDeleted', {
+        newEvent(attributedWriter(writer, by), 'ManifestDeleted', {
           repo,
           digest,
           ...(doc.references.length > 0 && { references: [...doc.references] }),
@@ -514,16 +554,30 @@ export const createDistribution = (deps: DistributionDeps) => {
       return { items: [], more: false };
     },
 
-    /** Repositories holding at least one manifest, in lexical order after `last`. */
-    catalog: async (n?: number, last?: string): Promise<NamePage> => {
+    /**
+     * Repositories holding at least one manifest, in lexical order after `last`: only those
+     * `visible` passes (the caller may pull them), pages filled past the ones it hides.
+     */
+    catalog: async (
+      n?: number,
+      last?: string,
+      visible: (repo: string) => boolean = () => true,
+    ): Promise<NamePage> => {
       if (n === 0) return { items: [], more: false };
       const limit = Math.min(n ?? 10_000, 10_000);
-      const names = await store.partitions(projection, {
-        ...(last !== undefined && { after: last }),
-        limit: limit + 1,
-      });
-      const repos = names.filter((name) => !name.startsWith(internalPartitionPrefix));
-      return pageOf(repos, limit);
+      const repos: string[] = [];
+      let after = last;
+      for (;;) {
+        const names = await store.partitions(projection, {
+          ...(after !== undefined && { after }),
+          limit: limit + 1,
+        });
+        for (const name of names) {
+          if (!name.startsWith(internalPartitionPrefix) && visible(name)) repos.push(name);
+        }
+        if (names.length <= limit || repos.length > limit) return pageOf(repos, limit);
+        after = names[names.length - 1];
+      }
     },
   };
 };

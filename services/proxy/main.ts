@@ -24,9 +24,12 @@ import { createProjectionRunner } from '../shared/projectionRunner';
 import type { RoleSecurity } from '../shared/security/roleSecurity';
 import { openSecurity } from '../shared/security/roleSecurity';
 import { startTracing } from '../shared/tracing';
+import { bearerChallenge } from '../shared/security/challenge';
+import { createUserAuth } from '../shared/security/userAuth';
 import type { ProxyConfig } from './config';
 import { createDistribution } from './distribution';
 import { distributionRoutes } from './server/routes';
+import { tokenRoutes } from './server/tokenRoutes';
 
 export type RunningProxy = {
   /** `http://host:port` the proxy listens on. */
@@ -66,7 +69,7 @@ export const startProxy = async (deps: {
   actor?: string;
   /**
    * TLS, limits, authenticators (users' after the services'), the identity it calls origins
-   * and build-index with; none: open, plain HTTP.
+   * and build-index with; none: open, plain HTTP. In `required` mode `auth`'s policies apply.
    */
   security?: RoleSecurity;
 }): Promise<RunningProxy> => {
@@ -74,11 +77,27 @@ export const startProxy = async (deps: {
   const security = deps.security ?? openSecurity;
   const identity = { identity: security.identity };
   const tracing = startTracing(config.tracing, 'proxy');
+  const tokenConfig = config.auth.token;
+  const auth = createUserAuth({
+    config: config.auth,
+    mode: security.mode,
+    logger: logger.child({ module: 'auth' }),
+    // Cluster services (agents) read through the proxy; they write nothing here.
+    serviceActions: ['pull'],
+    issueTokens: true,
+    challenge: (request, scope) =>
+      bearerChallenge({
+        realm: tokenConfig.realm || `${request.protocol}://${request.host}/auth/token`,
+        service: tokenConfig.service,
+        ...(scope !== undefined && { scope }),
+      }),
+  });
+  // One authenticator chain: cluster identities first, then users.
   const { app, metrics, listen } = createHttpApp({
     service: 'proxy',
     logger,
     tracing,
-    authenticators: security.authenticators,
+    authenticators: [...security.authenticators, ...auth.authenticators],
     server: security.server,
     ...(security.admin !== undefined && { admin: security.admin }),
   });
@@ -136,6 +155,13 @@ export const startProxy = async (deps: {
     limits: config.limits,
     referenceWindowMs: config.gc.referenceWindowMs,
   });
+  auth.registerMetrics(metrics);
+  await app.register(
+    tokenRoutes(auth, auth.signer as NonNullable<typeof auth.signer>, {
+      access: tokenConfig.lifetimeSeconds,
+      refresh: tokenConfig.refreshLifetimeSeconds,
+    }),
+  );
   // Layer uploads and downloads may take longer than Node's default request timeout.
   app.server.requestTimeout = 0;
   await app.register(
@@ -143,6 +169,7 @@ export const startProxy = async (deps: {
       manifestMaxBytes: config.limits.manifestMaxBytes,
       waitFor,
       metrics,
+      auth,
     }),
   );
   let url: string;

@@ -8,8 +8,8 @@ import {
   manifestStream,
   storedAt,
 } from '../../domain';
-import type { WriterContext } from '../shared/events';
-import { newEvent } from '../shared/events';
+import type { Attribution, WriterContext } from '../shared/events';
+import { attributedWriter, newEvent } from '../shared/events';
 
 /** Children of a manifest being pushed: blobs (config, layers, its own bytes) and manifests. */
 export type Children = { readonly blobs: readonly Digest[]; readonly manifests: readonly Digest[] };
@@ -109,6 +109,8 @@ export const createReferenceGuard = (deps: {
       from: string,
       digest: Digest,
       beforeAppend: (size: number) => Promise<void>,
+      /** Whom the mount is for (the event's actor); none: the proxy's own writer. */
+      by?: Attribution,
     ): Promise<Position | undefined> => {
       for (let attempt = 0; attempt < mountAttempts; attempt++) {
         const events = await log.readStream(blobStream(digest));
@@ -121,7 +123,7 @@ export const createReferenceGuard = (deps: {
         try {
           return await log.append(
             [
-              newEvent(writer, 'BlobUploaded', {
+              newEvent(by === undefined ? writer : attributedWriter(writer, by), 'BlobUploaded', {
                 digest,
                 size: upload.data.size,
                 repo,

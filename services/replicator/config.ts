@@ -4,6 +4,7 @@ import type { RegistryCredential } from '../../adapters/registry/registryAuth';
 import { RegistryCredentialSchema } from '../../adapters/registry/registryAuth';
 import { ShoalError } from '../../domain';
 import { roleConfig } from '../shared/roleConfig';
+import { AuthConfigSchema } from '../shared/security/authConfig';
 
 /**
  * The replicator's settings: the `replication` section of its role config, and of build-index's
@@ -62,10 +63,18 @@ export const ReplicationConfigSchema = Type.Object(
         'PEM CA bundle https destinations are checked against (another cluster’s CA); ' +
         'empty: the system roots',
     }),
+    allowedDestinations: Type.Array(Type.String({ minLength: 1, maxLength: 512 }), {
+      default: [],
+      description:
+        'globs over destination URLs rules may name (`https://*.example.com`, ' +
+        '`http://127.0.0.1:*`, `**` for any); a rule to another is refused when added and ' +
+        'never replicated. Empty: none (shoal dev allows loopback)',
+    }),
     credentials: Type.Union([Type.String(), Type.Record(Type.String(), RegistryCredentialSchema)], {
       default: {},
       description:
-        'per destination host[:port]: {username, password} or {token}; in the environment ' +
+        'per destination host[:port]: {username, password} or {token}; sent to that host ' +
+        'only (and to the token realms listed in realmHosts); in the environment ' +
         '(SHOAL_REPLICATION_CREDENTIALS) as JSON. Never written to the log',
     }),
     source: Type.Object(
@@ -127,6 +136,7 @@ export const ReplicatorConfigSchema = Type.Object({
   security: roleConfig.security(),
   http: roleConfig.http(),
   admin: roleConfig.admin(),
+  auth: AuthConfigSchema,
   logLevel: roleConfig.logLevel(),
   tracing: roleConfig.tracing(),
 });
@@ -165,14 +175,23 @@ export const credentialsOf = (
       typeof c['username'] === 'string' &&
       c['username'] !== '';
     const token = c !== null && typeof c === 'object' && typeof c['token'] === 'string';
-    if (basic && typeof c?.['password'] === 'string') {
-      out.set(host.toLowerCase(), { username: c['username'] as string, password: c['password'] });
+    const realmHosts = c?.['realmHosts'];
+    const hosts =
+      Array.isArray(realmHosts) && realmHosts.every((h) => typeof h === 'string')
+        ? (realmHosts as string[])
+        : undefined;
+    if (basic && typeof c?.['password'] === 'string' && (realmHosts === undefined || hosts)) {
+      out.set(host.toLowerCase(), {
+        username: c['username'] as string,
+        password: c['password'],
+        ...(hosts !== undefined && { realmHosts: hosts }),
+      });
     } else if (token && c?.['token'] !== '') {
       out.set(host.toLowerCase(), { token: c?.['token'] as string });
     } else {
       throw new ShoalError(
         'CONFIG_INVALID',
-        `replication.credentials["${host}"]: want {username, password} or {token}`,
+        `replication.credentials["${host}"]: want {username, password[, realmHosts]} or {token}`,
       );
     }
   }

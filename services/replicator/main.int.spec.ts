@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createMemoryEventLog } from '../../adapters/eventlog';
 import { createMemoryProjectionStore } from '../../adapters/projection-store/memory/memoryProjectionStore';
+import { tagPushed } from '../../test/fixtures/events';
 import { systemClock } from '../shared/clock';
 import { validateConfig } from '../shared/config';
 import { createHttpApp } from '../shared/http';
@@ -26,6 +27,7 @@ describe('the replicator as a role', () => {
         dataDir: dir,
         cluster: 'alone',
         listen: { port: 0 },
+        replication: { allowedDestinations: ['http://127.0.0.1:*'] },
       }),
       logger: silentLogger(),
       clock: systemClock,
@@ -54,7 +56,56 @@ describe('the replicator as a role', () => {
       expect(metrics).toContain('shoal_replication_lag_positions');
       expect(metrics).toContain('service="replicator"');
       const [added] = await log.readBatch(1, { limit: 1 });
-      expect(added?.metadata).toMatchObject({ actor: 'replicator', cluster: 'alone' });
+      // A request made it: the event names its caller (anonymous, open access) and address.
+      expect(added?.metadata).toMatchObject({
+        actor: 'anonymous',
+        client: '127.0.0.1',
+        cluster: 'alone',
+      });
+    } finally {
+      await running.close();
+    }
+  });
+
+  it('a rule like *a*a*a…*c against 255-character names leaves /health answering within 1 s', async () => {
+    const log = createMemoryEventLog();
+    const running = await startReplicator({
+      config: validateConfig(ReplicatorConfigSchema, {
+        dataDir: dir,
+        cluster: 'redos',
+        listen: { port: 0 },
+        replication: { lock: { enabled: false }, allowedDestinations: ['http://127.0.0.1:*'] },
+      }),
+      logger: silentLogger(),
+      clock: systemClock,
+      log,
+      store: createMemoryProjectionStore(),
+    });
+    try {
+      const api = createReplicationClient(running.url);
+      // With the backtracking regular expression this rule was, one name took hours.
+      await api.addRule({
+        name: 'redos',
+        repoPattern: `${'*a'.repeat(40)}*c`,
+        destination: 'http://127.0.0.1:9',
+      });
+      const name = 'a'.repeat(255);
+      const head = await log.append(
+        Array.from({ length: 20 }, (_, i) => tagPushed({ repo: name, tag: `t${i}` })),
+      );
+      let slowestMs = 0;
+      let settled = false;
+      const deadline = Date.now() + 30_000;
+      while (!settled) {
+        if (Date.now() > deadline) throw new Error('the replicator did not reach the head');
+        const started = Date.now();
+        const health = await fetch(`${running.url}/health`, { signal: AbortSignal.timeout(5000) });
+        slowestMs = Math.max(slowestMs, Date.now() - started);
+        expect(health.status).toBe(200);
+        const [rule] = (await api.status()).rules;
+        settled = rule !== undefined && rule.settled >= head;
+      }
+      expect(slowestMs).toBeLessThan(1000);
     } finally {
       await running.close();
     }
@@ -64,7 +115,10 @@ describe('the replicator as a role', () => {
     const log = createMemoryEventLog();
     const store = createMemoryProjectionStore();
     const component = createReplicatorComponent({
-      config: validateConfig(ReplicationConfigSchema, { lock: { enabled: false } }),
+      config: validateConfig(ReplicationConfigSchema, {
+        lock: { enabled: false },
+        allowedDestinations: ['http://127.0.0.1:*'],
+      }),
       cluster: 'host',
       dataDir: dir,
       readYourWritesTimeoutMs: 5000,
@@ -77,7 +131,7 @@ describe('the replicator as a role', () => {
     const runner = createProjectionRunner({ log, store, projections: [...component.projections] });
     runner.start();
     const { app, metrics } = createHttpApp({ service: 'host', logger: silentLogger() });
-    const mounted = await component.mount({ app, metrics, runner, mode: 'open' });
+    const mounted = await component.mount({ app, metrics, runner });
     try {
       await app.listen({ host: '127.0.0.1', port: 0 });
       const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
@@ -87,7 +141,7 @@ describe('the replicator as a role', () => {
       expect((await api.status()).replicator).not.toBe('not-running');
       await api.addRule({ repoPattern: '**', destination: 'http://127.0.0.1:9' });
       const [added] = await log.readBatch(1, { limit: 1 });
-      expect(added?.metadata.actor).toBe('build-index');
+      expect(added?.metadata).toMatchObject({ actor: 'anonymous', cluster: 'host' });
     } finally {
       await mounted.close();
       await app.close();

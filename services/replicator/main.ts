@@ -7,10 +7,11 @@ import { observeEventLog, registerProjectionMetrics } from '../shared/logMetrics
 import { startTracing } from '../shared/tracing';
 import type { Logger } from '../shared/logger';
 import { createProjectionRunner } from '../shared/projectionRunner';
-import type { SecurityMode } from '../shared/security/authenticate';
 import type { ClientIdentity } from '../shared/security/clientIdentity';
 import type { RoleSecurity } from '../shared/security/roleSecurity';
 import { openSecurity } from '../shared/security/roleSecurity';
+import type { ApiAccess } from '../shared/security/guards';
+import { createApiAccess } from '../shared/security/guards';
 import type { ReplicationApi } from './client/replicationApi';
 import type { ReplicationConfig, ReplicatorConfig } from './config';
 import { credentialsOf } from './config';
@@ -31,8 +32,8 @@ export type ReplicatorHost = {
   readonly metrics: Registry;
   /** A runner that keeps {@link ReplicatorComponent.projections} up to date. */
   readonly runner: ProjectionsView;
-  /** How strict the host's API is with its callers. */
-  readonly mode: SecurityMode;
+  /** Who may call the API (admins and cluster services change rules); none: open. */
+  readonly access?: ApiAccess;
 };
 
 export type MountedReplicator = {
@@ -106,10 +107,11 @@ export const createReplicatorComponent = (deps: {
         waitFor: (position) =>
           host.runner.waitFor(position, deps.readYourWritesTimeoutMs, replicationProjection.name),
         scanLimit: config.statusScanLimit,
+        allowedDestinations: config.allowedDestinations,
         ...(replicator !== undefined && { replicator }),
       });
       late.api = api;
-      await host.app.register(replicationRoutes(api, { mode: host.mode }));
+      await host.app.register(replicationRoutes(api, host.access));
       return {
         api,
         start: () => replicator?.start(),
@@ -133,7 +135,7 @@ export const startReplicator = async (deps: {
   log: EventLog;
   store: ProjectionStore;
   actor?: string;
-  /** TLS, limits, authenticators; none: open, plain HTTP. */
+  /** TLS, limits, cluster authenticators; none: open, plain HTTP (see startBuildIndex). */
   security?: RoleSecurity;
 }): Promise<{
   /** `http://host:port` the rules and status API listens on. */
@@ -144,11 +146,18 @@ export const startReplicator = async (deps: {
   const { config, logger, store } = deps;
   const security = deps.security ?? openSecurity;
   const tracing = startTracing(config.tracing, 'replicator');
+  // One authenticator chain: cluster identities first, then users (`auth`).
+  const { access, authenticators, users } = createApiAccess({
+    auth: config.auth,
+    security,
+    logger: logger.child({ module: 'auth' }),
+    realm: 'shoal replicator',
+  });
   const { app, metrics, listen } = createHttpApp({
     service: 'replicator',
     logger,
     tracing,
-    authenticators: security.authenticators,
+    authenticators,
     server: security.server,
     ...(security.admin !== undefined && { admin: security.admin }),
   });
@@ -173,10 +182,11 @@ export const startReplicator = async (deps: {
   });
   runner.start();
   registerProjectionMetrics(metrics, { runner, log: deps.log, clock: deps.clock });
+  users.registerMetrics(metrics);
   let mounted: MountedReplicator | undefined;
   let url: string;
   try {
-    mounted = await component.mount({ app, metrics, runner, mode: security.mode });
+    mounted = await component.mount({ app, metrics, runner, access });
     ({ url } = await listen({ host: config.listen.host, port: config.listen.port }));
   } catch (error) {
     await mounted?.close();

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Clock, EventLog, PendingChange, Position, ProjectionStore } from '../../domain';
 import {
   ShoalError,
+  destinationAllowed,
   orThrow,
   replicationLag,
   ruleIdFor,
@@ -12,7 +13,7 @@ import {
 import type { ReplicationRuleDoc } from '../../projections';
 import { isActiveRule } from '../../projections';
 import type { WriterContext } from '../shared/events';
-import { newEvent } from '../shared/events';
+import { attributedWriter, newEvent } from '../shared/events';
 import type { ReplicationApi, RuleStatus, RuleView } from './client/replicationApi';
 import { readRules } from './readRules';
 import type { Replicator } from './replicator';
@@ -35,6 +36,11 @@ export const createReplicationService = (deps: {
   replicator?: Replicator;
   /** Most events read past a rule's settled position to find its oldest pending change. */
   scanLimit?: number;
+  /**
+   * Globs of the destinations rules may name (`replication.allowedDestinations`); a rule to
+   * another is refused with `DENIED`. Undefined: not checked here (the replicator checks).
+   */
+  allowedDestinations?: readonly string[];
 }): ReplicationApi => {
   const { log, store, writer, waitFor } = deps;
   const scanLimit = deps.scanLimit ?? 100_000;
@@ -163,8 +169,16 @@ export const createReplicationService = (deps: {
   };
 
   return {
-    async addRule(input) {
+    async addRule(input, options = {}) {
       const valid = orThrow(validateRuleInput(input));
+      const allowlist = deps.allowedDestinations;
+      if (allowlist !== undefined && !destinationAllowed(allowlist, valid.destination)) {
+        throw new ShoalError(
+          'DENIED',
+          `destination ${valid.destination} is not in replication.allowedDestinations`,
+          { detail: { destination: valid.destination } },
+        );
+      }
       const rules = await readRules(store);
       if (valid.name !== undefined && rules.some((r) => isActiveRule(r) && r.name === valid.name)) {
         throw new ShoalError('PARAMETER_INVALID', `a rule named "${valid.name}" exists already`, {
@@ -173,14 +187,14 @@ export const createReplicationService = (deps: {
       }
       const id = ruleIdFor(valid.name, randomBytes(3).toString('hex'));
       const position = await log.append(
-        [newEvent(writer, 'ReplicationRuleAdded', { id, ...valid })],
+        [newEvent(attributedWriter(writer, options.by), 'ReplicationRuleAdded', { id, ...valid })],
         { expectedVersion: 'no-stream' },
       );
       await waitFor(position);
       return { rule: await find(id), position };
     },
 
-    async removeRule(idOrName) {
+    async removeRule(idOrName, options = {}) {
       const rule = await find(idOrName);
       if (!isActiveRule(rule)) {
         throw new ShoalError('NAME_UNKNOWN', `replication rule ${rule.id} was removed already`, {
@@ -188,7 +202,7 @@ export const createReplicationService = (deps: {
         });
       }
       const position = await log.append([
-        newEvent(writer, 'ReplicationRuleRemoved', { id: rule.id }),
+        newEvent(attributedWriter(writer, options.by), 'ReplicationRuleRemoved', { id: rule.id }),
       ]);
       await waitFor(position);
       return { id: rule.id, position };

@@ -24,6 +24,7 @@ import type { Replicator } from './replicator';
 import { createReplicator } from './replicator';
 import { sha256 } from '../../test/fixtures/blobs';
 import { eventually } from '../../test/fixtures/processes';
+import { manifestPushed } from '../../test/fixtures/events';
 
 /** Waits on a signal (a status, the log): polled every 20 ms, at most 15 s. */
 const quick = [15_000, 20] as const;
@@ -57,6 +58,7 @@ const sourceCluster = async () => {
       projections: runner,
       config: validateConfig(ReplicationConfigSchema, {
         backoff: { initialMs: 20, maxMs: 200 },
+        allowedDestinations: ['http://127.0.0.1:*'],
         ...config,
       }),
       cluster: 'src',
@@ -75,7 +77,7 @@ const sourceCluster = async () => {
     return r;
   };
 
-  const api = (r?: Replicator): ReplicationApi =>
+  const api = (r?: Replicator, allowedDestinations?: readonly string[]): ReplicationApi =>
     createReplicationService({
       log,
       store,
@@ -83,6 +85,7 @@ const sourceCluster = async () => {
       clock: systemClock,
       waitFor: (p) => runner.waitFor(p, 5000, replicationProjection.name),
       ...(r !== undefined && { replicator: r }),
+      ...(allowedDestinations !== undefined && { allowedDestinations }),
     });
 
   /** Stores a one-layer image in the source's blobs; returns the manifest digest. */
@@ -104,7 +107,17 @@ const sourceCluster = async () => {
         layers: [layer],
       }),
     );
-    return (await put(manifest, 'application/vnd.oci.image.manifest.v1+json')).digest;
+    const stored = await put(manifest, 'application/vnd.oci.image.manifest.v1+json');
+    // Recorded as the proxy records a push, so build-index lets a tag point at it.
+    await log.append([
+      manifestPushed({
+        repo,
+        digest: stored.digest,
+        size: stored.size,
+        references: [config.digest, layer.digest],
+      }),
+    ]);
+    return stored.digest;
   };
 
   const tag = (repo: string, name: string, digest: Digest) =>
@@ -280,5 +293,29 @@ describe('the replicator (in-memory source, fake destination registries)', () =>
     expect([...fake.tags.keys()].sort()).toEqual(['c/app:shared-1', 'c/app:shared-2']);
     expect(done.skipped).toBe(1);
     expect(done.failures.last?.error).toMatch(/shared-2 still uses/);
+  });
+
+  it('replicates only to allowed destinations: refused when added, given up when on the log', async () => {
+    const fake = await destination();
+    const checked = source.api(source.replicator({ allowedDestinations: ['https://*.example'] }), [
+      'https://*.example',
+    ]);
+    expect(
+      await checked.addRule({ repoPattern: '**', destination: fake.url }).then(
+        () => undefined,
+        (error: { code?: string }) => error.code,
+      ),
+    ).toBe('DENIED');
+    await expect(
+      checked.addRule({ repoPattern: '**', destination: 'https://dr.example' }),
+    ).resolves.toMatchObject({ rule: { destination: 'https://dr.example' } });
+    // A rule another writer put on the log: this replicator sends nothing to its destination.
+    const unchecked = source.api();
+    const { rule } = await unchecked.addRule({ repoPattern: 'nope/**', destination: fake.url });
+    await source.tag('nope/app', 'v1', await source.image('nope/app'));
+    const done = await caughtUp(checked, rule.id);
+    expect(done.skipped).toBe(1);
+    expect(done.failures.last?.error).toMatch(/not in replication.allowedDestinations/);
+    expect(fake.requests).toEqual([]);
   });
 });

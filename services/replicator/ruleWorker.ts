@@ -1,5 +1,5 @@
 import type { Digest, EventData, Position, RecordedEvent, ShoalEvent } from '../../domain';
-import { backoffDelay, givesUp, ruleSelects } from '../../domain';
+import { backoffDelay, destinationAllowed, givesUp, ruleSelects } from '../../domain';
 import type { ReplicationRuleDoc, TagDoc } from '../../projections';
 import { buildIndexProjection } from '../../projections';
 import type { WriterContext } from '../shared/events';
@@ -135,6 +135,12 @@ export const startRuleWorker = (
   });
 
   const backfilling = (item: Item) => item.event.position < rule.addedPosition;
+  // A rule on the log may name a destination this replicator's config does not allow (added
+  // elsewhere, or before the allowlist changed): its changes are given up, nothing is sent.
+  const allowed = destinationAllowed(config.allowedDestinations, rule.destination);
+  if (!allowed) {
+    wlog.error('destination not in replication.allowedDestinations: nothing is replicated');
+  }
 
   /** Makes the destination's tag what the source's is now. */
   const sync = async (item: Item): Promise<Outcome> => {
@@ -225,6 +231,15 @@ export const startRuleWorker = (
   };
 
   const work = async (item: Item) => {
+    if (!allowed) {
+      item.outcome = {
+        kind: 'gave-up',
+        error: `destination ${rule.destination} is not in replication.allowedDestinations`,
+        attempt: 1,
+      };
+      flush();
+      return;
+    }
     for (;;) {
       if (stopped) return;
       try {

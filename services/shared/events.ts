@@ -7,7 +7,27 @@ export type WriterContext = {
   readonly clock: Clock;
   readonly actor: string;
   readonly cluster: string;
+  /** The address of the client whose request this writer serves (see `attributedWriter`). */
+  readonly client?: string;
 };
+
+/** Who a request acts for: the event metadata's `actor` and `client`. */
+export type Attribution = { readonly actor: string; readonly client?: string };
+
+/**
+ * The writer of a request's events: the process's writer with the request's actor and client,
+ * so the audit trail names who asked, not the service that wrote. Without an attribution the
+ * process's own writer.
+ */
+export const attributedWriter = (writer: WriterContext, by?: Attribution): WriterContext =>
+  by === undefined
+    ? writer
+    : {
+        clock: writer.clock,
+        cluster: writer.cluster,
+        actor: by.actor,
+        ...(by.client !== undefined && { client: by.client }),
+      };
 
 /** Ids an event may be given: its own, and those that tie it to a flow and its cause. */
 export type EventIds = {
@@ -36,6 +56,7 @@ export const newEvent = <T extends EventType>(
     metadata: {
       at: new Date(ctx.clock.now()).toISOString(),
       actor: ctx.actor,
+      ...(ctx.client !== undefined && { client: ctx.client }),
       cluster: ctx.cluster,
       ...(ids.correlationId !== undefined && { correlationId: ids.correlationId }),
       ...(ids.causationId !== undefined && { causationId: ids.causationId }),

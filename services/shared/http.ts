@@ -12,6 +12,7 @@ import type { Authenticator } from './security/authenticate';
 import { installAuthentication } from './security/authenticate';
 import { traceRequests } from './httpTracing';
 import type { Tracing } from './tracing';
+import { challengeOf } from './security/challenge';
 
 export type HttpApp = {
   readonly app: FastifyInstance;
@@ -224,6 +225,8 @@ const problemDetailsHandler = (error: unknown, request: FastifyRequest, reply: F
   if (described.statusCode >= 500) request.log.error({ err: error }, 'request failed');
   if (isShoalError(error) && error.code === 'POSITION_NOT_REACHED')
     reply.header('Retry-After', '1');
+  const challenge = challengeOf(error);
+  if (challenge !== undefined) reply.header('WWW-Authenticate', challenge);
   return reply
     .code(described.statusCode)
     .type('application/problem+json')

@@ -1,7 +1,12 @@
 /**
- * `npm run bench:registry [-- --size 1GiB --layers 5 --rounds 3 --json]`: push and pull one
- * generated image with skopeo through Shoal's proxy (`shoal dev`) and through the CNCF
- * registry (`/usr/bin/docker-registry`, filesystem storage on loopback), in the same run.
+ * `npm run bench:registry [-- --size 1GiB --layers 5 --rounds 3 --json --plain]`: push and pull
+ * one generated image with skopeo through Shoal's proxy (`shoal dev --secure`) and through the
+ * CNCF registry (`/usr/bin/docker-registry`, filesystem storage on loopback), in the same run.
+ *
+ * Both run as production would: TLS (the dev cluster's CA; the CNCF registry serves the
+ * proxy's certificate from it) and logins (Shoal's admin, with its token flow; an htpasswd
+ * user at the CNCF registry, as `htpasswd -B` writes it), skopeo checking the CA and sending
+ * credentials. `--plain`: both on plain HTTP without authentication.
  *
  * Each round generates a fresh image (random layers, so neither registry nor skopeo's blob
  * cache has seen it), pushes it to both registries and pulls it back from both, alternating
@@ -14,9 +19,11 @@
  * how long the write-back took after each push is printed beside it. The load average at
  * each round is printed too: the machine may be shared, so compare ratios, not seconds.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -29,6 +36,7 @@ const { values: args } = parseArgs({
     layers: { type: 'string', default: '5' },
     rounds: { type: 'string', default: '3' },
     json: { type: 'boolean', default: false },
+    plain: { type: 'boolean', default: false },
   },
 });
 
@@ -39,6 +47,8 @@ const parseSize = (text: string): number => {
   const factor = { B: 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[unit] ?? 1;
   return Math.round(Number(m[1]) * factor);
 };
+
+type Name = 'shoal' | 'cncf';
 
 const root = resolve(__dirname, '../../..');
 const cli = join(root, 'dist/services/cli/main.js');
@@ -60,7 +70,7 @@ const startProcess = async (
   command: string,
   argv: string[],
   ready: () => Promise<boolean>,
-): Promise<ChildProcess> => {
+): Promise<{ child: ChildProcess; output: () => string }> => {
   const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-8000)));
@@ -68,14 +78,32 @@ const startProcess = async (
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${command} exited:\n${output}`);
-    if (await ready().catch(() => false)) return child;
+    if (await ready().catch(() => false)) return { child, output: () => output };
     await new Promise((r) => setTimeout(r, 100));
   }
   child.kill('SIGKILL');
   throw new Error(`${command} did not start in 30 s:\n${output}`);
 };
 
-const answers = (url: string) => async () => (await fetch(url)).status === 200;
+/** GET over http or https (trusting `ca` when given): the status and body. */
+const get = (url: string, ca?: Buffer): Promise<{ status: number; body: string }> =>
+  new Promise((done, fail) => {
+    const send = url.startsWith('https:') ? httpsRequest : httpRequest;
+    const req = send(url, { ...(ca !== undefined && { ca }) }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => done({ status: res.statusCode ?? 0, body }));
+      res.on('error', fail);
+    });
+    req.on('error', fail);
+    req.end();
+  });
+
+/** Up: it answers (a 401 too: the registry asks for a login). */
+const answers = (url: string, ca?: Buffer) => async () => {
+  const { status } = await get(url, ca);
+  return status === 200 || status === 401;
+};
 
 const stop = (child: ChildProcess) =>
   new Promise<void>((done) => {
@@ -95,8 +123,8 @@ const timed = (argv: string[]): number => {
 };
 
 /** Write-back and replication jobs queued on an origin, from its metrics. */
-const pendingJobs = async (origin: string): Promise<number> => {
-  const text = await (await fetch(`${origin}/metrics`)).text();
+const pendingJobs = async (origin: string, ca?: Buffer): Promise<number> => {
+  const text = (await get(`${origin}/metrics`, ca)).body;
   let pending = 0;
   for (const m of text.matchAll(/^shoal_origin_jobs_pending\{[^}]*\} (\d+)$/gm)) {
     pending += Number(m[1]);
@@ -105,11 +133,15 @@ const pendingJobs = async (origin: string): Promise<number> => {
 };
 
 /** Waits until no origin has queued jobs; resolves with the seconds it took. */
-const drained = async (origins: readonly string[], timeoutMs = 300_000): Promise<number> => {
+const drained = async (
+  origins: readonly string[],
+  ca?: Buffer,
+  timeoutMs = 300_000,
+): Promise<number> => {
   const started = process.hrtime.bigint();
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const counts = await Promise.all(origins.map(pendingJobs));
+    const counts = await Promise.all(origins.map((origin) => pendingJobs(origin, ca)));
     if (counts.every((n) => n === 0)) return Number(process.hrtime.bigint() - started) / 1e9;
     if (Date.now() > deadline) throw new Error(`origins still have ${counts} jobs queued`);
     await new Promise((r) => setTimeout(r, 100));
@@ -147,21 +179,45 @@ const main = async () => {
   const work = mkdtempSync(join(tmpdir(), 'shoal-bench-registry-'));
   const children: ChildProcess[] = [];
   try {
+    const secure = !args.plain;
     const base = await freePort();
+    const shoalDir = join(work, 'shoal');
+    const certs = join(shoalDir, 'certs');
+    const ca = () => readFileSync(join(certs, 'ca.crt'));
+    const scheme = secure ? 'https' : 'http';
     const shoal = await startProcess(
       process.execPath,
-      [cli, 'dev', '--data-dir', join(work, 'shoal'), '--port-base', String(base)],
+      [
+        cli,
+        'dev',
+        '--data-dir',
+        shoalDir,
+        '--port-base',
+        String(base),
+        ...(secure ? ['--secure'] : []),
+      ],
       // Ready once it wrote endpoints.json (the last step of starting) and the proxy answers.
       async () =>
-        existsSync(join(work, 'shoal', 'endpoints.json')) &&
-        (await answers(`http://127.0.0.1:${base}/v2/`)()),
+        existsSync(join(shoalDir, 'endpoints.json')) &&
+        (await answers(`${scheme}://127.0.0.1:${base}/v2/`, secure ? ca() : undefined)()),
     );
-    children.push(shoal);
-    const endpoints = JSON.parse(readFileSync(join(work, 'shoal', 'endpoints.json'), 'utf8')) as {
+    children.push(shoal.child);
+    const trust = secure ? ca() : undefined;
+    const endpoints = JSON.parse(readFileSync(join(shoalDir, 'endpoints.json'), 'utf8')) as {
       origins: string[];
     };
+    // The dev cluster's admin and the password it printed.
+    const shoalLogin = secure ? /\blogin\s+(\S+) \/ (\S+)/.exec(shoal.output()) : null;
+    if (secure && shoalLogin === null) {
+      throw new Error(`shoal dev --secure printed no login:\n${shoal.output()}`);
+    }
     const cncfPort = await freePort();
     const config = join(work, 'cncf.yml');
+    const cncfPassword = 'bench-secret';
+    if (secure) {
+      const line = execFileSync('htpasswd', ['-nbB', 'bench', cncfPassword], { encoding: 'utf8' });
+      writeFileSync(join(work, 'cncf.htpasswd'), line);
+    }
     writeFileSync(
       config,
       [
@@ -170,18 +226,34 @@ const main = async () => {
         'storage:',
         `  filesystem: { rootdirectory: ${join(work, 'cncf')} }`,
         '  delete: { enabled: true }',
-        `http: { addr: "127.0.0.1:${cncfPort}" }`,
+        `http:`,
+        `  addr: "127.0.0.1:${cncfPort}"`,
+        // The proxy's certificate (for 127.0.0.1, from the same CA): one trust for both.
+        ...(secure
+          ? [
+              `  tls: { certificate: ${join(certs, 'proxy.crt')}, key: ${join(certs, 'proxy.key')} }`,
+            ]
+          : []),
+        ...(secure
+          ? [`auth: { htpasswd: { realm: cncf, path: ${join(work, 'cncf.htpasswd')} } }`]
+          : []),
         '',
       ].join('\n'),
     );
     const registry = await startProcess(
       cncf,
       ['serve', config],
-      answers(`http://127.0.0.1:${cncfPort}/v2/`),
+      answers(`${scheme}://127.0.0.1:${cncfPort}/v2/`, trust),
     );
-    children.push(registry);
+    children.push(registry.child);
+    /** skopeo's flags for one side of a copy: the CA and the login, or plain HTTP. */
+    const access = (side: 'src' | 'dest', name: Name): string[] => {
+      if (!secure) return [`--${side}-tls-verify=false`];
+      const creds =
+        name === 'shoal' ? `${shoalLogin?.[1]}:${shoalLogin?.[2]}` : `bench:${cncfPassword}`;
+      return [`--${side}-cert-dir`, join(certs, 'client'), `--${side}-creds`, creds];
+    };
     const targets = { shoal: `127.0.0.1:${base}`, cncf: `127.0.0.1:${cncfPort}` } as const;
-    type Name = keyof typeof targets;
     const times: Record<Name, { push: number[]; pull: number[] }> = {
       shoal: { push: [], pull: [] },
       cncf: { push: [], pull: [] },
@@ -190,7 +262,7 @@ const main = async () => {
     const loads: string[] = [];
     /** Before a timed step: Shoal's background work from the previous one is over. */
     const quiet = async (after?: 'push') => {
-      const seconds = await drained(endpoints.origins);
+      const seconds = await drained(endpoints.origins, trust);
       if (after === 'push') writeBack.push(seconds);
       return seconds;
     };
@@ -199,7 +271,8 @@ const main = async () => {
     };
     log(
       `image: ${layers} layers, ${(totalSize / 1024 ** 2).toFixed(0)} MiB in total; ` +
-        `${rounds} rounds; shoal ${targets.shoal}, cncf ${targets.cncf}`,
+        `${rounds} rounds; shoal ${targets.shoal}, cncf ${targets.cncf}; ` +
+        (secure ? 'TLS and logins on both' : 'plain HTTP, no logins'),
     );
     for (let round = 1; round <= rounds; round++) {
       const dir = join(work, `image-${round}`);
@@ -218,7 +291,7 @@ const main = async () => {
         const seconds = timed([
           '--insecure-policy',
           'copy',
-          '--dest-tls-verify=false',
+          ...access('dest', name),
           image.layoutRef,
           `docker://${targets[name]}/${repo}:v1`,
         ]);
@@ -233,7 +306,7 @@ const main = async () => {
         const seconds = timed([
           '--insecure-policy',
           'copy',
-          '--src-tls-verify=false',
+          ...access('src', name),
           `docker://${targets[name]}/${repo}:v1`,
           `oci:${out}:v1`,
         ]);
@@ -244,6 +317,7 @@ const main = async () => {
       rmSync(dir, { recursive: true, force: true });
     }
     const summary = {
+      secure,
       sizeBytes: totalSize,
       layers,
       rounds,

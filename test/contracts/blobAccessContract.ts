@@ -38,7 +38,20 @@ const indexType = 'application/vnd.oci.image.index.v1+json';
  * `describeBlobAccessContract('origins', factory)`. The tests share one cluster and use
  * fresh blobs and repositories each.
  */
-export const describeBlobAccessContract = (name: string, factory: BlobAccessFactory): void => {
+export type BlobAccessContractOptions = {
+  /**
+   * Whether the access can tell the origin whom it acts for (`by`): in process, or over HTTP
+   * with a cluster identity the origin trusts. Without one the origin binds sessions to their
+   * repository only, and records its caller as the actor.
+   */
+  readonly knowsOwners: boolean;
+};
+
+export const describeBlobAccessContract = (
+  name: string,
+  factory: BlobAccessFactory,
+  options: BlobAccessContractOptions = { knowsOwners: true },
+): void => {
   describe(`BlobAccess contract: ${name}`, () => {
     const upstreamIndex = Buffer.from(
       JSON.stringify({ schemaVersion: 2, mediaType: indexType, manifests: [], n: name }),
@@ -273,6 +286,50 @@ export const describeBlobAccessContract = (name: string, factory: BlobAccessFact
       expect(await codeOf(access.pullManifest(freshRepo(), 'v1'))).toBe('MANIFEST_UNKNOWN');
       const repo = `${upstream.namespace}/${freshRepo()}` as RepoName;
       expect(await codeOf(access.pullManifest(repo, 'nope'))).toBe('MANIFEST_UNKNOWN');
+    });
+
+    it('binds a session to its repository and owner: another one does not find it', async () => {
+      const blob = blobFixture(4_000);
+      const repo = freshRepo();
+      const other = freshRepo();
+      const alice = { actor: 'user:alice', client: '10.0.0.1' };
+      const bob = { actor: 'user:bob' };
+      const { id } = await access.startUpload({ repo, by: alice });
+      const mine = { repo, by: alice };
+      await access.appendUpload(id, body(blob.content.subarray(0, 1_000)), { binding: mine });
+      const strangers = [
+        { repo: other, by: alice },
+        ...(options.knowsOwners ? [{ repo, by: bob }] : []),
+      ];
+      for (const binding of strangers) {
+        expect(
+          await codeOf(access.appendUpload(id, body(blob.content), { binding, offset: 1_000 })),
+        ).toBe('BLOB_UPLOAD_UNKNOWN');
+        expect(await codeOf(access.uploadStatus(id, binding))).toBe('BLOB_UPLOAD_UNKNOWN');
+        expect(await codeOf(access.cancelUpload(id, binding))).toBe('BLOB_UPLOAD_UNKNOWN');
+        expect(
+          await codeOf(
+            access.commitUpload(id, {
+              digest: blob.digest,
+              repo: binding.repo,
+              by: binding.by,
+              body: body(blob.content.subarray(1_000)),
+            }),
+          ),
+        ).toBe('BLOB_UPLOAD_UNKNOWN');
+      }
+      await expect(access.uploadStatus(id, mine)).resolves.toEqual({ size: 1_000 });
+      const done = await access.commitUpload(id, {
+        digest: blob.digest,
+        repo,
+        by: alice,
+        body: body(blob.content.subarray(1_000)),
+      });
+      const [event] = await uploadedUpTo(blob.digest, done.position);
+      expect(event?.data).toMatchObject({ repo });
+      if (options.knowsOwners) {
+        expect(event?.metadata).toMatchObject({ actor: 'user:alice', client: '10.0.0.1' });
+      }
     });
 
     it('starts independent sessions', async () => {

@@ -36,6 +36,12 @@ export type FakeRegistryOptions = {
   readonly password?: string;
   /** Delete by tag answers 400 UNSUPPORTED (the CNCF registry's behaviour). */
   readonly noTagDelete?: boolean;
+  /** Upload sessions' `Location`s point at this base URL (another host) instead. */
+  readonly uploadsAt?: string;
+  /** The bearer challenge's token realm (default: this registry's `/token`). */
+  readonly realm?: string;
+  /** Tag lists answer with a `Link` to a next page at this URL (another host). */
+  readonly nextPageAt?: string;
 };
 
 const readBody = async (request: IncomingMessage): Promise<Buffer> => {
@@ -77,7 +83,7 @@ export const startFakeRegistry = async (
       if (header?.startsWith('Bearer ') && validTokens.has(header.slice(7))) return true;
       response.setHeader(
         'www-authenticate',
-        `Bearer realm="${url}/token",service="fake",scope="registry:catalog:*"`,
+        `Bearer realm="${options.realm ?? `${url}/token`}",service="fake",scope="registry:catalog:*"`,
       );
       error(response, 401, 'UNAUTHORIZED');
       return false;
@@ -157,7 +163,7 @@ export const startFakeRegistry = async (
       }
       const id = randomUUID();
       uploads.set(id, { repo, data: Buffer.alloc(0) });
-      response.writeHead(202, { location: `${url}/upload/${id}` });
+      response.writeHead(202, { location: `${options.uploadsAt ?? url}/upload/${id}` });
       return response.end();
     }
     if (kind === 'blobs' && (method === 'HEAD' || method === 'GET')) {
@@ -173,7 +179,12 @@ export const startFakeRegistry = async (
         .filter((k) => k.startsWith(`${repo}:`))
         .map((k) => k.slice(repo.length + 1))
         .sort();
-      response.writeHead(200, { 'content-type': 'application/json' });
+      response.writeHead(200, {
+        'content-type': 'application/json',
+        ...(options.nextPageAt !== undefined && {
+          link: `<${options.nextPageAt}/v2/${repo}/tags/list?n=1000&last=z>; rel="next"`,
+        }),
+      });
       return response.end(JSON.stringify({ name: repo, tags: list }));
     }
     if (kind === 'manifests') {

@@ -7,8 +7,8 @@ import { pipeline } from 'node:stream/promises';
 import type { Digest, EventLog } from '../../domain';
 import { ShoalError, digestAlgorithm } from '../../domain';
 import type { BlobAccess } from '../../services/origin/client/blobAccess';
-import type { WriterContext } from '../../services/shared/events';
-import { newEvent } from '../../services/shared/events';
+import type { Attribution, WriterContext } from '../../services/shared/events';
+import { attributedWriter, newEvent } from '../../services/shared/events';
 import { sha256 } from '../fixtures/blobs';
 
 /**
@@ -44,6 +44,19 @@ export const createFsBlobAccess = async (deps: {
     return join(uploads, id);
   };
   const blobPath = (digest: Digest) => join(blobs, digest.replace(':', '-'));
+  /** Each session's repository and owner: another one does not find it. */
+  const bindings = new Map<string, { repo: string; owner?: string }>();
+  const checkBinding = (id: string, binding?: { repo?: string; by?: Attribution }) => {
+    const bound = bindings.get(id);
+    if (bound === undefined || binding === undefined) return;
+    const owner = binding.by?.actor;
+    if (
+      (binding.repo !== undefined && binding.repo !== bound.repo) ||
+      (owner !== undefined && bound.owner !== undefined && owner !== bound.owner)
+    ) {
+      throw new ShoalError('BLOB_UPLOAD_UNKNOWN', `no upload session ${id}`);
+    }
+  };
   const sizeOf = async (path: string) => {
     try {
       return (await stat(path)).size;
@@ -65,7 +78,7 @@ export const createFsBlobAccess = async (deps: {
   const commitFile = async (
     path: string,
     digest: Digest,
-    options: { repo: string; mediaType?: string },
+    options: { repo: string; mediaType?: string; by?: Attribution },
   ) => {
     const actual = await hashFile(path, digest);
     if (actual !== digest) {
@@ -77,7 +90,7 @@ export const createFsBlobAccess = async (deps: {
     const size = (await stat(path)).size;
     await rename(path, blobPath(digest));
     const position = await deps.log.append([
-      newEvent(deps.writer, 'BlobUploaded', {
+      newEvent(attributedWriter(deps.writer, options.by), 'BlobUploaded', {
         digest,
         size,
         repo: options.repo,
@@ -88,13 +101,15 @@ export const createFsBlobAccess = async (deps: {
   };
 
   return {
-    startUpload: async () => {
+    startUpload: async ({ repo, by }) => {
       const id = randomUUID();
       await writeFile(sessionPath(id), '');
+      bindings.set(id, { repo, ...(by !== undefined && { owner: by.actor }) });
       return { id };
     },
     appendUpload: async (id, body, options = {}) => {
       const size = await sessionSize(id);
+      checkBinding(id, options.binding);
       if (options.offset !== undefined && options.offset !== size) {
         throw new ShoalError(
           'RANGE_INVALID',
@@ -105,17 +120,26 @@ export const createFsBlobAccess = async (deps: {
       await pipeline(body, createWriteStream(sessionPath(id), { flags: 'a' }));
       return { size: await sessionSize(id) };
     },
-    uploadStatus: async (id) => ({ size: await sessionSize(id) }),
+    uploadStatus: async (id, binding) => {
+      const size = await sessionSize(id);
+      checkBinding(id, binding);
+      return { size };
+    },
     commitUpload: async (id, options) => {
       await sessionSize(id);
+      checkBinding(id, options);
       if (options.body !== undefined) {
         await pipeline(options.body, createWriteStream(sessionPath(id), { flags: 'a' }));
       }
-      return commitFile(sessionPath(id), options.digest, options);
+      const done = await commitFile(sessionPath(id), options.digest, options);
+      bindings.delete(id);
+      return done;
     },
-    cancelUpload: async (id) => {
+    cancelUpload: async (id, binding) => {
       await sessionSize(id);
+      checkBinding(id, binding);
       await rm(sessionPath(id), { force: true });
+      bindings.delete(id);
     },
     put: async (digest, body, options) => {
       const path = join(uploads, `put-${randomUUID()}`);

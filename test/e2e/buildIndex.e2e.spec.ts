@@ -3,8 +3,9 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Service } from '../fixtures/cli';
 import { shoal, shoalAsync, startService, tempDir } from '../fixtures/cli';
+import { manifestsOnLog } from '../fixtures/dataDirLog';
 import { randomDigest, randomRepo } from '../fixtures/events';
-import { serviceFetch } from '../fixtures/security';
+import { serviceFetch, testSecurityOn } from '../fixtures/security';
 
 const listening = /build-index listening on (http:\/\/\S+)/;
 
@@ -27,7 +28,7 @@ describe('build-index service and the shoal CLI on one data directory', () => {
 
   it('puts a tag over HTTP and reads it back at once, with its position', async () => {
     const repo = randomRepo('e2e/app');
-    const digest = randomDigest();
+    const [digest] = (await manifestsOnLog(dir.path, repo)) as [string];
     const put = await serviceFetch(`${service.url}/v1/repositories/${repo}/tags/v1`, {
       method: 'PUT',
       headers: { 'content-type': 'application/json' },
@@ -44,17 +45,8 @@ describe('build-index service and the shoal CLI on one data directory', () => {
 
   it('moves a tag and answers what it pointed to at an earlier position and time', async () => {
     const repo = randomRepo('e2e/app');
-    const [first, second] = [randomDigest(), randomDigest()];
-    const put1 = shoal([
-      'tags',
-      'put',
-      `${repo}:latest`,
-      first,
-      '--url',
-      service.url,
-      '--json',
-      '--force',
-    ]);
+    const [first, second] = (await manifestsOnLog(dir.path, repo, 2)) as [string, string];
+    const put1 = shoal(['tags', 'put', `${repo}:latest`, first, '--url', service.url, '--json']);
     expect(put1.status).toBe(0);
     const p1 = JSON.parse(put1.stdout).position as number;
     const between = new Date().toISOString();
@@ -93,12 +85,19 @@ describe('build-index service and the shoal CLI on one data directory', () => {
       shoal(['tags', 'history', `${repo}:latest`, '--json', '--url', service.url]).stdout,
     ).history;
     expect(history.map((h: { digest: string }) => h.digest)).toEqual([first, second]);
-    expect(history[1]).toMatchObject({ kind: 'pushed', previous: first, actor: 'build-index' });
+    // The change names the caller (the CLI's cluster identity, or anonymous when access is
+    // open) and its address.
+    expect(history[1]).toMatchObject({
+      kind: 'pushed',
+      previous: first,
+      actor: testSecurityOn ? expect.stringMatching(/^service:cli\//) : 'anonymous',
+      client: '127.0.0.1',
+    });
   });
 
   it('sees a write made by the CLI process on the data directory (read-your-writes)', async () => {
     const repo = randomRepo('e2e/app');
-    const digest = randomDigest();
+    const [digest] = (await manifestsOnLog(dir.path, repo)) as [string];
     const put = await shoalAsync([
       'tags',
       'put',
@@ -130,10 +129,10 @@ describe('build-index service and the shoal CLI on one data directory', () => {
 
   it('lists tags and the catalog, deletes a tag, and keeps the deletion in history', async () => {
     const repo = randomRepo('e2e/app');
-    for (const tag of ['b', 'a', 'c']) {
+    const digests = await manifestsOnLog(dir.path, repo, 3);
+    for (const [i, tag] of ['b', 'a', 'c'].entries()) {
       expect(
-        shoal(['tags', 'put', `${repo}:${tag}`, randomDigest(), '--url', service.url, '--force'])
-          .status,
+        shoal(['tags', 'put', `${repo}:${tag}`, digests[i] as string, '--url', service.url]).status,
       ).toBe(0);
     }
     expect(shoal(['tags', 'ls', repo, '--url', service.url]).stdout.trim().split('\n')).toEqual([
@@ -187,7 +186,8 @@ describe('build-index service and the shoal CLI on one data directory', () => {
     expect(events.map((e) => e.position)).toEqual(
       [...events.map((e) => e.position)].sort((a, b) => a - b),
     );
-    expect(events[0]).toMatchObject({ position: 1, type: 'TagPushed' });
+    expect(events[0]).toMatchObject({ position: 1, type: 'ManifestPushed' });
+    expect(events.map((e) => e.type)).toContain('TagPushed');
 
     const verify = shoal(['replay', '--verify', '--data-dir', dir.path]);
     expect(verify.stderr).toBe('');
@@ -222,9 +222,9 @@ describe('the CLI refuses data it does not own', () => {
   it('refuses a corrupt log file and leaves its bytes as they were', () => {
     const dir = tempDir();
     try {
-      expect(
-        shoal(['tags', 'put', 'a/b:c', randomDigest(), '--force', '--data-dir', dir.path]).status,
-      ).toBe(0);
+      // A tag on a manifest the repository lacks: refused, the log is there all the same.
+      const refused = shoal(['tags', 'put', 'a/b:c', randomDigest(), '--data-dir', dir.path]);
+      expect(refused.stderr).toMatch(/MANIFEST_UNKNOWN/);
       const logPath = join(dir.path, 'log.db');
       const garbage = randomBytes(64 * 1024);
       writeFileSync(logPath, garbage);

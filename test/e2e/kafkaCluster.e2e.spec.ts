@@ -56,7 +56,6 @@ if (!restartableBroker.ok && brokers !== '') {
 }
 
 const suffix = () => randomBytes(4).toString('hex');
-const randomDigest = () => sha256(randomBytes(32));
 
 // --- processes -------------------------------------------------------------------------
 
@@ -680,7 +679,8 @@ describe('a cluster of separate processes on one Kafka log', () => {
         expect(seen).toEqual(expect.objectContaining({ digest: image.top.digest, position }));
 
         // Through the CLI against build-index-1; read with the CLI from build-index-2.
-        const digest = randomDigest();
+        // The CLI tags a manifest the repository has (build-index refuses any other digest).
+        const digest = image.top.digest;
         const cliPut = await shoalCli([
           'tags',
           'put',
@@ -735,7 +735,7 @@ describe('a cluster of separate processes on one Kafka log', () => {
       const writer = service('build-index-1').url;
       const more = Array.from({ length: 24 }, (_, i) => ({
         tag: `more-${i}`,
-        digest: randomDigest(),
+        digest: (i % 2 === 0 ? first : second).top.digest,
       }));
       for (let i = 0; i < more.length; i += 6) {
         await Promise.all(

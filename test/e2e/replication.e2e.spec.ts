@@ -6,6 +6,7 @@ import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
 import { sha256 } from '../fixtures/blobs';
 import { eventually, runTool } from '../fixtures/processes';
+import { serviceHeaders } from '../fixtures/security';
 
 // Lossless replication between two real Shoal clusters: two `shoal dev` processes, each with
 // its own data directory, log and ports, and rules between them. Images are pushed with
@@ -534,7 +535,12 @@ describe('replication between two Shoal clusters', () => {
     );
     try {
       await eventually('the first replicator to be active', async () => {
-        const body = await getJson<{ replicator: string }>(`${first.url}/v1/replication/status`);
+        // A role process: with the security switch on, the status is for admins and
+        // cluster services only.
+        const body = await getJson<{ replicator: string }>(
+          `${first.url}/v1/replication/status`,
+          await serviceHeaders(),
+        );
         return body.replicator === 'active' ? true : undefined;
       });
       const second = await startService(
@@ -545,6 +551,7 @@ describe('replication between two Shoal clusters', () => {
         const standby = await eventually('the second replicator to stand by', async () => {
           const body = await getJson<{ replicator: string; rules: RuleStatus[] }>(
             `${second.url}/v1/replication/status`,
+            await serviceHeaders(),
           );
           return body.replicator === 'standby' ? body : undefined;
         });

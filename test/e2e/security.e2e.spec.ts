@@ -16,8 +16,22 @@ import { rawGet, sClient as sClientAt, serialSeen as serialSeenAt } from '../fix
 const skopeo = '/usr/bin/skopeo';
 
 /** `skopeo copy` checking TLS against the CA in `certDir` (`--src-`/`--dest-cert-dir`). */
-const skopeoCopy = (side: 'src' | 'dest', certDir: string, from: string, to: string) =>
-  run(skopeo, ['--insecure-policy', 'copy', `--${side}-cert-dir`, certDir, from, to]);
+const skopeoCopy = (
+  side: 'src' | 'dest',
+  certDir: string,
+  from: string,
+  to: string,
+  creds?: string,
+) =>
+  run(skopeo, [
+    '--insecure-policy',
+    'copy',
+    `--${side}-cert-dir`,
+    certDir,
+    ...(creds === undefined ? [] : [`--${side}-creds`, creds]),
+    from,
+    to,
+  ]);
 
 const credential = /\b(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]{8,}/;
 
@@ -75,7 +89,9 @@ describe('a cluster with TLS and cluster identities on every listener', () => {
       'proxy',
       'proxy',
       `${common}${tls('proxy', 'request')}security: { ${serviceKey} }\n` +
-        `buildIndex: { url: ${JSON.stringify(buildIndex.url)} }\n`,
+        `buildIndex: { url: ${JSON.stringify(buildIndex.url)} }\n` +
+        // Users are not this spec's subject: anyone may push and pull.
+        `auth: { anonymous: { repositories: ['**'], actions: [pull, push, overwrite, delete] } }\n`,
     );
     https = new Agent({ connect: { ca: readFileSync(join(certs, 'ca.crt')) } });
   }, 120_000);
@@ -142,8 +158,9 @@ describe('a cluster with TLS and cluster identities on every listener', () => {
     );
     expect(output).toMatch(/alert protocol version/);
     expect(output).not.toContain('HTTP/1.1');
+    // TLS 1.2 is served (the ping asks for a login: the proxy has users).
     const tls12 = await sClient(proxy.url, ['-tls1_2'], get('/v2/'));
-    expect(tls12).toMatch(/HTTP\/1\.1 200/);
+    expect(tls12).toMatch(/HTTP\/1\.1 401/);
   }, 60_000);
 
   it('swaps the certificate on SIGHUP: a new connection sees the new serial', async () => {
@@ -160,7 +177,8 @@ describe('a cluster with TLS and cluster identities on every listener', () => {
     expect(await serialSeen(proxy.url)).not.toBe(before);
     // Still serving, over the new certificate.
     const ping = await undiciFetch(`${proxy.url}/v2/`, { dispatcher: https });
-    expect(ping.status).toBe(200);
+    expect(ping.status).toBe(401);
+    expect(ping.headers.get('www-authenticate')).toMatch(/^Bearer realm="https:/);
   }, 60_000);
 });
 
@@ -183,7 +201,14 @@ describe('shoal dev --secure', () => {
     const registry = /docker:\/\/(localhost:\d+)\/demo/.exec(banner)?.[1] as string;
     const agent = (/ {2}agent {8}https:\/\/127\.0\.0\.1:(\d+)/.exec(banner)?.[1] ?? '') as string;
     const image = await generateImage({ dir: join(dir.path, 'image'), layers: 2, layerSize: 4096 });
-    skopeoCopy('dest', certDir, image.layoutRef, `docker://${registry}/demo/app:v1`);
+    // The admin it printed: without a login a push is refused.
+    const login = /login {8}(\S+) \/ (\S+)/.exec(banner);
+    expect(login).not.toBeNull();
+    const creds = `${login?.[1]}:${login?.[2]}`;
+    expect(() =>
+      skopeoCopy('dest', certDir, image.layoutRef, `docker://${registry}/demo/app:v0`),
+    ).toThrow(/unauthorized|authentication required|denied/i);
+    skopeoCopy('dest', certDir, image.layoutRef, `docker://${registry}/demo/app:v1`, creds);
     // Through the agent: tracker, origin (seeder) and agent calling each other with identities.
     skopeoCopy(
       'src',

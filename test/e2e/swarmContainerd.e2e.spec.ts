@@ -1,11 +1,11 @@
-import { spawn, spawnSync } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { Service } from '../fixtures/cli';
-import { startService, stopChild, tempDir } from '../fixtures/cli';
+import { startService, tempDir } from '../fixtures/cli';
+import type { Containerd } from '../fixtures/containerd';
+import { startContainerd } from '../fixtures/containerd';
 import { generateImage } from '../fixtures/images';
 import { sha256 } from '../fixtures/blobs';
 import { runTool } from '../fixtures/processes';
@@ -15,7 +15,7 @@ import { serviceFetch } from '../fixtures/security';
 // in hosts.toml. Its daemon runs as root with a private config, root, state and socket; the
 // upstream named in hosts.toml does not exist, so every byte must come through the agent.
 const root = resolve(__dirname, '../..');
-const tools = { containerd: '/usr/bin/containerd', ctr: '/usr/bin/ctr', skopeo: '/usr/bin/skopeo' };
+const skopeo = '/usr/bin/skopeo';
 const upstream = 'shoal.invalid';
 
 const run = (command: string, args: string[]) => runTool(command, args, { cwd: root });
@@ -45,15 +45,11 @@ const findFiles = (dir: string, name: string): string[] => {
 describe('containerd pulls through the agent (hosts.toml mirror)', () => {
   let dir: ReturnType<typeof tempDir>;
   let dev: Service;
-  let containerd: ChildProcess | undefined;
-  let socket: string;
+  let containerd: Containerd | undefined;
 
   beforeAll(async () => {
-    const missing = Object.values(tools).filter((path) => !existsSync(path));
-    if (missing.length > 0) {
-      throw new Error(`missing ${missing.join(', ')}: run test/services/tools.sh install`);
-    }
-    if (process.getuid?.() !== 0) throw new Error('the containerd daemon needs root');
+    if (!existsSync(skopeo))
+      throw new Error(`missing ${skopeo}: run test/services/tools.sh install`);
     dir = tempDir('shoal-containerd-e2e-');
     const base = 20000 + Math.floor(Math.random() * 12000);
     dev = await startService(
@@ -62,39 +58,11 @@ describe('containerd pulls through the agent (hosts.toml mirror)', () => {
       {},
       60_000,
     );
-    const state = join(dir.path, 'containerd');
-    socket = join(state, 'containerd.sock');
-    mkdirSync(state, { recursive: true });
-    const config = join(state, 'config.toml');
-    writeFileSync(
-      config,
-      [
-        'version = 2',
-        `root = "${join(state, 'root')}"`,
-        `state = "${join(state, 'state')}"`,
-        'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-        '[grpc]',
-        `  address = "${socket}"`,
-        '[ttrpc]',
-        `  address = "${socket}.ttrpc"`,
-        '[debug]',
-        '  address = ""',
-        '[metrics]',
-        '  address = ""',
-      ].join('\n'),
-    );
-    containerd = spawn(tools.containerd, ['--config', config], { stdio: 'ignore' });
-    const deadline = Date.now() + 30_000;
-    while (spawnSync(tools.ctr, ['--address', socket, 'version']).status !== 0) {
-      if (Date.now() > deadline || containerd.exitCode !== null) {
-        throw new Error('containerd did not start');
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    containerd = await startContainerd(join(dir.path, 'containerd'));
   }, 120_000);
 
   afterAll(async () => {
-    if (containerd !== undefined) await stopChild(containerd);
+    await containerd?.stop();
     await dev?.stop();
     dir?.cleanup();
   }, 60_000);
@@ -107,7 +75,7 @@ describe('containerd pulls through the agent (hosts.toml mirror)', () => {
     });
     const repo = `mirror/app-${randomBytes(3).toString('hex')}`;
     const proxyHost = dev.url.replace(/^http:\/\//, '');
-    run(tools.skopeo, [
+    run(skopeo, [
       '--insecure-policy',
       'copy',
       '--dest-tls-verify=false',
@@ -128,13 +96,12 @@ describe('containerd pulls through the agent (hosts.toml mirror)', () => {
     );
 
     const ref = `${upstream}/${repo}:v1`;
-    const ctr = (...args: string[]) =>
-      run(tools.ctr, ['--address', socket, '-n', 'shoal', ...args]);
-    ctr('images', 'pull', '--hosts-dir', hosts, '--snapshotter', 'native', ref);
-    expect(ctr('images', 'ls')).toContain(image.top.digest);
+    const { ctr } = containerd as Containerd;
+    await ctr('images', 'pull', '--hosts-dir', hosts, '--snapshotter', 'native', ref);
+    expect(await ctr('images', 'ls')).toContain(image.top.digest);
 
     // Unpacked: every layer's file is in the snapshots with its content.
-    const snapshots = join(dir.path, 'containerd', 'root', 'io.containerd.snapshotter.v1.native');
+    const snapshots = join((containerd as Containerd).root, 'io.containerd.snapshotter.v1.native');
     for (const layer of image.manifests[0]?.layers ?? []) {
       const gz = readFileSync(join(image.dir, 'blobs', 'sha256', layer.digest.slice(7)));
       const file = fileOfLayer(gz);

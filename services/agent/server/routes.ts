@@ -1,13 +1,16 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { Digest } from '../../../domain';
+import type { Digest, RepoName } from '../../../domain';
 import { ShoalError, orThrow, parseDigest } from '../../../domain';
 import { parseRangeWithin } from '../../../kit/http/range';
 import type { BlobFetcher } from '../blobFetcher';
 import type { AgentDistribution } from '../distribution';
 import { writeFileRange } from './fileResponse';
 import { ociErrorHandler } from '../../shared/oci/ociErrorHandler';
+import type { V2Path } from '../../shared/oci/parseV2Path';
 import { parsePageSize, parseV2Path } from '../../shared/oci/parseV2Path';
+import { unauthorized } from '../../shared/security/challenge';
+import type { UserAuth } from '../../shared/security/userAuth';
 
 const digestOf = (text: string): Digest => orThrow(parseDigest(text));
 
@@ -26,15 +29,51 @@ const pageOf = (query: Record<string, string | undefined>) => {
  * `GET /blobs/<digest>` for any content-addressed file.
  */
 export const agentRoutes =
-  (deps: { distribution: AgentDistribution; blobs: BlobFetcher }): FastifyPluginAsync =>
+  (deps: {
+    distribution: AgentDistribution;
+    blobs: BlobFetcher;
+    /**
+     * Access required (`auth.required`): the proxy's tokens, their grants checked per
+     * repository, and what a repository holds confirmed by the proxy. None: open to every
+     * process on the host.
+     */
+    auth?: UserAuth;
+  }): FastifyPluginAsync =>
   async (app) => {
+    const { auth } = deps;
+    const authorizationOf = (request: FastifyRequest) =>
+      typeof request.headers.authorization === 'string' ? request.headers.authorization : undefined;
+    /** With access required: refuses what the caller's token does not grant. */
+    const check = (request: FastifyRequest, target: V2Path) => {
+      if (auth === undefined) return;
+      if (target.kind === 'ping' || target.kind === 'catalog') {
+        if (request.subject.kind !== 'anonymous' || authorizationOf(request) !== undefined) return;
+        const scope = target.kind === 'catalog' ? 'registry:catalog:*' : undefined;
+        throw unauthorized('authentication required', auth.challenge(request, scope));
+      }
+      auth.require(request, target.repo, 'pull');
+    };
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
     app.setErrorHandler(ociErrorHandler);
 
     /** Serves a blob, whole or a range, pinned in the cache until the response ends. */
-    const sendBlob = async (request: FastifyRequest, reply: FastifyReply, text: string) => {
+    const sendBlob = async (
+      request: FastifyRequest,
+      reply: FastifyReply,
+      text: string,
+      repo?: RepoName,
+    ) => {
       const digest = digestOf(text);
+      if (auth !== undefined) {
+        if (repo === undefined) {
+          throw new ShoalError(
+            'DENIED',
+            'blobs by digest alone are off while access is required: ask /v2/<name>/blobs/<digest>',
+          );
+        }
+        await deps.distribution.checkBlob(repo, digest, authorizationOf(request));
+      }
       reply
         .header('Docker-Content-Digest', digest)
         .header('Accept-Ranges', 'bytes')
@@ -82,21 +121,31 @@ export const agentRoutes =
         throw new ShoalError('UNSUPPORTED', 'this registry is read-only (a Shoal agent)');
       }
       const target = parseV2Path(rest, request.method);
+      check(request, target);
       const query = request.query as Record<string, string | undefined>;
       switch (target.kind) {
         case 'ping':
           return reply.type('application/json').send('{}');
-        case 'catalog':
+        case 'catalog': {
+          const { repositories } = await deps.distribution.catalog(pageOf(query));
           return reply.send({
-            repositories: (await deps.distribution.catalog(pageOf(query))).repositories,
+            repositories:
+              auth === undefined
+                ? repositories
+                : repositories.filter((repo) => auth.access.visible(request.subject, repo)),
           });
+        }
         case 'tags':
           return reply.send({
             name: target.repo,
             tags: (await deps.distribution.tags(target.repo, pageOf(query))).tags,
           });
         case 'manifest': {
-          const manifest = await deps.distribution.manifest(target.repo, target.reference);
+          const manifest = await deps.distribution.manifest(
+            target.repo,
+            target.reference,
+            auth && { authorization: authorizationOf(request) },
+          );
           reply
             .header('Content-Type', manifest.mediaType)
             .header('Docker-Content-Digest', manifest.digest)
@@ -105,7 +154,7 @@ export const agentRoutes =
           return request.method === 'HEAD' ? reply.send() : reply.send(manifest.bytes);
         }
         case 'blob':
-          return sendBlob(request, reply, target.digest);
+          return sendBlob(request, reply, target.digest, target.repo);
         case 'uploads':
         case 'upload':
           throw new ShoalError('UNSUPPORTED', 'this registry is read-only (a Shoal agent)');

@@ -2,8 +2,9 @@ import type { Position } from '../../../domain';
 import { positionHeaders } from '../../shared/http';
 import { createJsonClient } from '../../shared/httpClient';
 import type { ClientIdentity } from '../../shared/security/clientIdentity';
+import { onBehalfOfHeaders } from '../../shared/security/authenticate';
 import { tagPath } from './tagPath';
-import type { Paging, ReadOptions, TagApi, TagChange, TagView } from './tagApi';
+import type { Paging, ReadOptions, TagApi, TagChange, TagView, WriteOptions } from './tagApi';
 
 /** TagApi over a running build-index's HTTP API. */
 export const createBuildIndexClient = (
@@ -20,12 +21,25 @@ export const createBuildIndexClient = (
     return text.length > 0 ? `?${text}` : '';
   };
   const paging = (p?: Paging) => ({ n: p?.n, last: p?.last });
+  /** Whom a write is for: build-index records them when this client is a cluster service. */
+  const onBehalfOf = (write?: WriteOptions): Record<string, string> =>
+    write?.by === undefined
+      ? {}
+      : {
+          [onBehalfOfHeaders.actor]: write.by.actor,
+          ...(write.by.client !== undefined && { [onBehalfOfHeaders.client]: write.by.client }),
+        };
 
   return {
-    put: async (ref, digest, options) =>
+    put: async (ref, digest, write) =>
       (
         await call<{ position: Position; changed: boolean }>('PUT', tagPath(ref), {
-          body: { digest, ...(options?.requireManifest === true && { requireManifest: true }) },
+          body: {
+            digest,
+            ...(write?.overwrite !== undefined && { overwrite: write.overwrite }),
+            ...(write?.requireManifest === false && { requireManifest: false }),
+          },
+          headers: onBehalfOf(write),
         })
       ).body,
     get: async (ref, read) => {
@@ -39,7 +53,9 @@ export const createBuildIndexClient = (
         await call<TagView>('GET', `${tagPath(ref)}${query({ at })}`, { headers: headers(read) })
       ).body;
     },
-    delete: async (ref) => (await call<{ position: Position }>('DELETE', tagPath(ref))).body,
+    delete: async (ref, write) =>
+      (await call<{ position: Position }>('DELETE', tagPath(ref), { headers: onBehalfOf(write) }))
+        .body,
     list: async (repo, read) =>
       (
         await call<{ tags: string[] }>(

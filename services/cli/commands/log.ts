@@ -6,24 +6,32 @@ import type { GlobalOptions } from './common';
 import { addConfigOption, addDataDirOption, withState } from './common';
 
 // Human output: fixed columns, so lines printed as events arrive (--follow) line up too. A
-// stream longer than its column pushes the actor along rather than being cut.
+// stream or actor longer than its column pushes the rest along rather than being cut.
 const typeWidth = Math.max(...eventTypes.map((type) => type.length));
-const columns = [8, 24, typeWidth, 48] as const;
+const columns = [8, 24, typeWidth, 48, 20] as const;
 const row = (cells: ReadonlyArray<string | number>): string =>
   cells
     .map((cell, i) => (i < columns.length ? String(cell).padEnd(columns[i] ?? 0) : String(cell)))
     .join('  ')
     .trimEnd();
-const header = row(['POSITION', 'TIME', 'TYPE', 'STREAM', 'ACTOR']);
+const header = row(['POSITION', 'TIME', 'TYPE', 'STREAM', 'ACTOR', 'CLIENT']);
 const formatEvent = (event: RecordedEvent): string =>
-  row([event.position, event.metadata.at, event.type, event.stream, event.metadata.actor]);
+  row([
+    event.position,
+    event.metadata.at,
+    event.type,
+    event.stream,
+    event.metadata.actor,
+    event.metadata.client ?? '-',
+  ]);
 
 export const registerLogCommands = (program: Command): void => {
   const log = program.command('log').description('inspect the event log');
   addConfigOption(addDataDirOption(log.command('tail')))
     .description(
       'print events (the last 20, or from a position), optionally following new ones: ' +
-        'position, time, type, stream and actor (--json: whole events, with their data)',
+        'position, time, type, stream, actor and client address (--json: whole events, with ' +
+        'their data)',
     )
     .option('--from <position>', 'first position to print')
     .option('-f, --follow', 'keep printing events as they are appended')

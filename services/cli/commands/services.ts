@@ -19,6 +19,7 @@ import { loadConfig } from '../../shared/config';
 import type { LogConfig } from '../../shared/logConfig';
 import type { Logger, LogLevel } from '../../shared/logger';
 import { logLevels } from '../../shared/logger';
+import type { AuthConfig } from '../../shared/security/authConfig';
 import type { RoleSecurity, RoleSecurityConfig } from '../../shared/security/roleSecurity';
 import type { ServiceRole } from '../../shared/security/subject';
 import { explainListenError } from '../listenErrors';
@@ -43,6 +44,8 @@ import { ConsoleConfigSchema } from '../../console/config';
 import { consoleRole, startConsoleRole } from './console';
 import type { DevAgentProcess } from './devAgents';
 import type { DevSecurity } from './devSecurity';
+import type { DevUsers } from './devUsers';
+import { createDevUsers } from './devUsers';
 import { createDevSecurity } from './devSecurity';
 import type { BuildIndexRoleConfig } from './replicator';
 import { BuildIndexRoleConfigSchema, replicatorRole, startBuildIndexRole } from './replicator';
@@ -180,8 +183,9 @@ export const registerServiceCommands = (program: Command): void => {
     .option('--cluster <name>', 'cluster name stamped on events', 'default')
     .option(
       '--secure',
-      'TLS on every listener with a cluster CA made under <data-dir>/certs, and internal ' +
-        'APIs for cluster identities only (as production runs)',
+      'TLS on every listener with a cluster CA made under <data-dir>/certs, internal APIs ' +
+        'for cluster identities only, and logins: an admin with a password printed at start ' +
+        '(as production runs)',
     )
     .option(
       '--log-level <level>',
@@ -253,7 +257,12 @@ export const registerServiceCommands = (program: Command): void => {
         const common = { cluster: options.cluster, dataDir };
         const buildIndexConfig: BuildIndexRoleConfig = loadConfig(BuildIndexRoleConfigSchema, {
           env: {},
-          overrides: { ...common, listen: { host: options.host, port: port(2) } },
+          overrides: {
+            ...common,
+            listen: { host: options.host, port: port(2) },
+            // A dev cluster replicates to other registries on this machine only.
+            replication: { allowedDestinations: loopbackDestinations },
+          },
         });
         const proxyConfig: ProxyConfig = loadConfig(ProxyConfigSchema, {
           env: {},
@@ -280,8 +289,21 @@ export const registerServiceCommands = (program: Command): void => {
           if (secure !== undefined) closers.push(async () => secure.close());
           const securityOf = (role: ServiceRole) =>
             secure === undefined ? {} : { security: secure.of(role) };
+          // Users: an admin (a fresh password each start), for the proxy and build-index.
+          const users = secure === undefined ? undefined : createDevUsers(state.dataDir.root);
+          const withUsers = <C extends { auth: AuthConfig }>(config: C): C =>
+            users === undefined
+              ? config
+              : {
+                  ...config,
+                  auth: {
+                    ...config.auth,
+                    ...users.auth,
+                    token: { ...config.auth.token, ...users.auth.token },
+                  },
+                };
           const buildIndex = await startBuildIndexRole({
-            config: buildIndexConfig,
+            config: withUsers(buildIndexConfig),
             logger: logger.child({ role: 'build-index' }),
             clock: systemClock,
             log: state.log,
@@ -309,7 +331,7 @@ export const registerServiceCommands = (program: Command): void => {
               buildIndex.runner.waitFor(position, buildIndexConfig.readYourWrites.timeoutMs),
           });
           const proxy = await startProxy({
-            config: proxyConfig,
+            config: withUsers(proxyConfig),
             logger: logger.child({ role: 'proxy' }),
             clock: systemClock,
             log: state.log,
@@ -435,7 +457,7 @@ export const registerServiceCommands = (program: Command): void => {
                     `  crane ls ${registry}/demo/app`,
                     `  shoal tags history demo/app:v1 --url ${buildIndex.url}`,
                   ]
-                : devSecureLines(secure, registry, buildIndex.url)),
+                : devSecureLines(secure, users as DevUsers, registry, buildIndex.url)),
               '',
               `logs: ${level}${level === 'warn' ? ' and worse (--log-level info for more)' : ''}` +
                 '; Ctrl-C stops the cluster',
@@ -453,6 +475,14 @@ export const registerServiceCommands = (program: Command): void => {
       },
     );
 };
+
+/** Registries on this machine, as replication destinations: `http(s)://localhost[:port]`, … */
+const loopbackDestinations = ['http', 'https'].flatMap((scheme) =>
+  ['127.0.0.1', 'localhost', '[::1]'].flatMap((host) => [
+    `${scheme}://${host}`,
+    `${scheme}://${host}:*`,
+  ]),
+);
 
 /**
  * The dev cluster's origin: the real service on its port, with the filesystem backend under
@@ -504,16 +534,23 @@ const startDevOrigin = async (deps: {
   };
 };
 
-/** What `shoal dev --secure` prints: where the CA is, and clients that check it. */
-const devSecureLines = (secure: DevSecurity, registry: string, buildIndexUrl: string) => {
+/** What `shoal dev --secure` prints: where the CA is, the admin, clients that check the CA. */
+const devSecureLines = (
+  secure: DevSecurity,
+  users: DevUsers,
+  registry: string,
+  buildIndexUrl: string,
+) => {
   const cli = secure.certs.roles.cli as { certFile: string; keyFile: string };
+  const { user, password } = users.admin;
   return [
     `TLS on every listener, cluster CA ${secure.certs.caFile}; internal APIs take cluster`,
     `identities only (certificates and the service key in ${secure.certs.dir}).`,
-    'push and pull an image, checking the CA:',
+    `  login        ${user} / ${password}   (an admin; a new password at every start)`,
+    'log in, then push and pull an image, checking the CA:',
+    `  skopeo login --cert-dir ${secure.clientCertDir} -u ${user} -p ${password} ${registry}`,
     `  skopeo copy --dest-cert-dir ${secure.clientCertDir} oci:./img:v1 docker://${registry}/demo/app:v1`,
     `  skopeo copy --src-cert-dir ${secure.clientCertDir} docker://${registry}/demo/app:v1 oci:./pulled:v1`,
-    `  skopeo login --cert-dir ${secure.clientCertDir} ${registry}   (once users are configured)`,
     `  docker: sudo mkdir -p /etc/docker/certs.d/${registry} && ` +
       `sudo cp ${secure.certs.caFile} /etc/docker/certs.d/${registry}/ca.crt; ` +
       `docker login ${registry}`,

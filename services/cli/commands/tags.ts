@@ -128,7 +128,7 @@ export const registerTagCommands = (program: Command): void => {
     });
 
   common(tags.command('history').argument('<repo:tag>'))
-    .description('every change of a tag: position, time, actor, digest')
+    .description('every change of a tag: position, time, actor, client address, digest')
     .action(async (refText: string, options: TagsOptions) => {
       const ref = orThrow(parseTagReference(refText));
       const history = await withTags(options, false, (api) => api.history(ref));
@@ -138,11 +138,12 @@ export const registerTagCommands = (program: Command): void => {
       }
       print(
         table(
-          ['POSITION', 'TIME', 'ACTOR', 'CHANGE'],
+          ['POSITION', 'TIME', 'ACTOR', 'CLIENT', 'CHANGE'],
           history.map((change) => [
             change.position,
             change.at,
             change.actor,
+            change.client ?? '-',
             change.kind === 'pushed' ? change.digest : `deleted (was ${change.previous})`,
           ]),
         ),

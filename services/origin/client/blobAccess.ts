@@ -1,5 +1,14 @@
 import type { Readable } from 'node:stream';
 import type { Digest, Position, RepoName } from '../../../domain';
+import type { Attribution } from '../../shared/events';
+
+/**
+ * Whom an upload session belongs to: the repository it was started in and the user it was
+ * started for. Every later operation names both; a session that does not match is unknown
+ * to the caller (`BLOB_UPLOAD_UNKNOWN`), so a session started in `a/` by alice cannot be
+ * appended to, committed or cancelled through `b/` or by bob.
+ */
+export type UploadBinding = { readonly repo: RepoName; readonly by?: Attribution };
 
 /**
  * How the proxy (and later the tracker and agents) reach blob bytes in a cluster: upload
@@ -10,8 +19,11 @@ import type { Digest, Position, RepoName } from '../../../domain';
  * `SIZE_INVALID`, `SERVICE_UNAVAILABLE` (retriable).
  */
 export interface BlobAccess {
-  /** Opens an upload session. The id is opaque, URL-safe, and names the origin holding it. */
-  startUpload(options: { repo: RepoName }): Promise<{ id: string }>;
+  /**
+   * Opens an upload session in `repo` for `by` (its owner; the events of its commit record
+   * them). The id is opaque, URL-safe, and names the origin holding it.
+   */
+  startUpload(options: UploadBinding): Promise<{ id: string }>;
 
   /**
    * Appends bytes to a session. `offset`, when given, must equal the bytes received so far
@@ -25,22 +37,25 @@ export interface BlobAccess {
       offset?: number;
       /** The chunk's length when known (Content-Length); lets the origin check it. */
       length?: number;
+      binding?: UploadBinding;
     },
   ): Promise<{ size: number }>;
 
   /** Bytes received so far; `BLOB_UPLOAD_UNKNOWN` for an unknown or finished session. */
-  uploadStatus(id: string): Promise<{ size: number }>;
+  uploadStatus(id: string, binding?: UploadBinding): Promise<{ size: number }>;
 
   /**
    * Finishes a session, optionally with a last chunk: verifies the digest while streaming,
    * commits the blob atomically on the owners, appends `BlobUploaded`/`BlobPlaced`.
-   * On a digest mismatch fails with `DIGEST_INVALID` and nothing becomes visible.
+   * On a digest mismatch fails with `DIGEST_INVALID` and nothing becomes visible. `repo` (and
+   * `by`) must be the session's.
    */
   commitUpload(
     id: string,
     options: {
       digest: Digest;
       repo: RepoName;
+      by?: Attribution;
       mediaType?: string;
       body?: Readable;
       /** The last chunk's length when known (Content-Length). */
@@ -49,13 +64,13 @@ export interface BlobAccess {
   ): Promise<{ digest: Digest; size: number; position: Position }>;
 
   /** Abandons a session and frees its space. */
-  cancelUpload(id: string): Promise<void>;
+  cancelUpload(id: string, binding?: UploadBinding): Promise<void>;
 
   /** Stores a whole blob in one call (manifests, replication). Same checks as a commit. */
   put(
     digest: Digest,
     body: Readable | Buffer,
-    options: { repo: RepoName; mediaType?: string; size?: number },
+    options: { repo: RepoName; mediaType?: string; size?: number; by?: Attribution },
   ): Promise<{ size: number; position: Position }>;
 
   /**

@@ -114,7 +114,7 @@ export const createBlobAccess = (
     unreachable(error) || isShoalError(error, 'BLOB_UNKNOWN');
 
   return {
-    startUpload: async ({ repo }) => {
+    startUpload: async ({ repo, by }) => {
       const ring = await members();
       const preferred = ring.filter((m) => m.id === options.preferredOrigin);
       // Spread sessions over the members; the digest (hence the owners) is not known yet.
@@ -124,7 +124,9 @@ export const createBlobAccess = (
       ).map((id) => ring.find((m) => m.id === id) as OriginEndpoint);
       return firstAnswer(
         [...preferred, ...rest],
-        async (client) => ({ id: (await client.startUpload({ repo })).id }),
+        async (client) => ({
+          id: (await client.startUpload({ repo, ...(by !== undefined && { by }) })).id,
+        }),
         unreachable,
       );
     },
@@ -132,8 +134,8 @@ export const createBlobAccess = (
     appendUpload: async (id, body, opts = {}) =>
       (await sessionOrigin(id)).appendUpload(id, body, opts),
 
-    uploadStatus: async (id) => {
-      const { size } = await (await sessionOrigin(id)).uploadStatus(id);
+    uploadStatus: async (id, binding) => {
+      const { size } = await (await sessionOrigin(id)).uploadStatus(id, binding);
       return { size };
     },
 
@@ -143,6 +145,7 @@ export const createBlobAccess = (
       ).commitUpload(id, {
         digest: opts.digest,
         repo: opts.repo,
+        ...(opts.by !== undefined && { by: opts.by }),
         ...(opts.mediaType !== undefined && { mediaType: opts.mediaType }),
         ...(opts.body !== undefined && { body: opts.body }),
         ...(opts.body !== undefined && opts.length !== undefined && { length: opts.length }),
@@ -150,7 +153,7 @@ export const createBlobAccess = (
       return { digest: done.digest as Digest, size: done.size, position: done.position };
     },
 
-    cancelUpload: async (id) => (await sessionOrigin(id)).cancelUpload(id),
+    cancelUpload: async (id, binding) => (await sessionOrigin(id)).cancelUpload(id, binding),
 
     put: async (digest, body, opts) => {
       const targets = await owners(digest);
@@ -163,6 +166,7 @@ export const createBlobAccess = (
             repo: opts.repo,
             ...(opts.mediaType !== undefined && { mediaType: opts.mediaType }),
             ...(opts.size !== undefined && { size: opts.size }),
+            ...(opts.by !== undefined && { by: opts.by }),
           }),
         unreachable,
       );

@@ -6,8 +6,25 @@ import { parseServedRange } from '../../../kit/http/range';
 import { discard, drop, headerOf, readBody, sliceBody } from '../../../kit/http/transport';
 import type { Metainfo } from '../../../p2p/metainfo';
 import { positionHeaders } from '../../shared/http';
+import type { Attribution } from '../../shared/events';
 import { createServiceClient, readJson } from '../../shared/httpClient';
 import type { ClientIdentity } from '../../shared/security/clientIdentity';
+import { onBehalfOfHeaders } from '../../shared/security/authenticate';
+
+/** The repository and owner an upload session must have (see `UploadBinding`). */
+export type Binding = { readonly repo: string; readonly by?: Attribution };
+
+/**
+ * Whom a request is for, as the on-behalf-of headers say it: the origin records (and binds
+ * sessions to) them when the caller is a cluster service.
+ */
+const onBehalfOf = (by: Attribution | undefined): Record<string, string> =>
+  by === undefined
+    ? {}
+    : {
+        [onBehalfOfHeaders.actor]: by.actor,
+        ...(by.client !== undefined && { [onBehalfOfHeaders.client]: by.client }),
+      };
 
 /** A body sent to an origin: bytes, or a stream (sent as it comes, with back-pressure). */
 export type RequestBody = Readable | Buffer | undefined;
@@ -54,26 +71,31 @@ export type Committed = {
  */
 export interface OriginClient {
   readonly url: string;
-  startUpload(options: { repo: string }): Promise<{ id: string }>;
-  /** `offset` must be the session's size (else `RANGE_INVALID`); `length` the body's size. */
+  /** Opens a session in `repo`, owned by `by` (else by the caller itself). */
+  startUpload(options: { repo: string; by?: Attribution }): Promise<{ id: string }>;
+  /**
+   * `offset` must be the session's size (else `RANGE_INVALID`); `length` the body's size;
+   * `binding` the session's repository and owner (else `BLOB_UPLOAD_UNKNOWN`).
+   */
   appendUpload(
     id: string,
     body: RequestBody,
-    options?: { offset?: number; length?: number; signal?: AbortSignal },
+    options?: { offset?: number; length?: number; signal?: AbortSignal; binding?: Binding },
   ): Promise<{ size: number }>;
-  uploadStatus(id: string): Promise<{ size: number; repo: string }>;
+  uploadStatus(id: string, binding?: Binding): Promise<{ size: number; repo: string }>;
   commitUpload(
     id: string,
     options: {
       digest: string;
       repo?: string;
+      by?: Attribution;
       mediaType?: string;
       body?: RequestBody;
       length?: number;
       signal?: AbortSignal;
     },
   ): Promise<Committed>;
-  cancelUpload(id: string): Promise<void>;
+  cancelUpload(id: string, binding?: Binding): Promise<void>;
   /**
    * Stores a whole blob. With `replicaOf`, it is a copy between owners: the receiver records
    * only `BlobPlaced` (no `BlobUploaded`, no write-back, no further replication).
@@ -86,6 +108,7 @@ export interface OriginClient {
       mediaType?: string;
       size?: number;
       replicaOf?: string;
+      by?: Attribution;
       signal?: AbortSignal;
     },
   ): Promise<{ digest: string; size: number; position?: Position }>;
@@ -171,12 +194,12 @@ export const createOriginClient = (
   return {
     url: http.url,
 
-    startUpload: async ({ repo }) =>
+    startUpload: async ({ repo, by }) =>
       json<{ id: string }>(
         await http.call({
           method: 'POST',
           path: '/internal/uploads',
-          headers: { 'content-type': 'application/json' },
+          headers: { 'content-type': 'application/json', ...onBehalfOf(by) },
           body: Buffer.from(JSON.stringify({ repo })),
         }),
       ),
@@ -184,10 +207,11 @@ export const createOriginClient = (
     appendUpload: async (id, body, opts = {}) => {
       const response = await http.call({
         method: 'PATCH',
-        path: `${uploadPath(id)}${query({ offset: opts.offset })}`,
+        path: `${uploadPath(id)}${query({ offset: opts.offset, repo: opts.binding?.repo })}`,
         headers: {
           'content-type': 'application/octet-stream',
           ...(opts.length !== undefined && { 'content-length': opts.length }),
+          ...onBehalfOf(opts.binding?.by),
         },
         body: body ?? Buffer.alloc(0),
         ...(opts.signal !== undefined && { signal: opts.signal }),
@@ -196,9 +220,13 @@ export const createOriginClient = (
       return { size };
     },
 
-    uploadStatus: async (id) => {
+    uploadStatus: async (id, binding) => {
       const { size, repo } = await json<{ size: number; repo: string }>(
-        await http.call({ method: 'GET', path: uploadPath(id) }),
+        await http.call({
+          method: 'GET',
+          path: `${uploadPath(id)}${query({ repo: binding?.repo })}`,
+          headers: onBehalfOf(binding?.by),
+        }),
       );
       return { size, repo };
     },
@@ -214,6 +242,7 @@ export const createOriginClient = (
         headers: {
           'content-type': 'application/octet-stream',
           ...(opts.length !== undefined && { 'content-length': opts.length }),
+          ...onBehalfOf(opts.by),
         },
         body: opts.body ?? Buffer.alloc(0),
         ...(opts.signal !== undefined && { signal: opts.signal }),
@@ -221,8 +250,13 @@ export const createOriginClient = (
       return json<Committed>(response);
     },
 
-    cancelUpload: async (id) => {
-      discard((await http.call({ method: 'DELETE', path: uploadPath(id) })).body);
+    cancelUpload: async (id, binding) => {
+      const response = await http.call({
+        method: 'DELETE',
+        path: `${uploadPath(id)}${query({ repo: binding?.repo })}`,
+        headers: onBehalfOf(binding?.by),
+      });
+      discard(response.body);
     },
 
     putBlob: async (digest, body, opts = {}) => {
@@ -236,6 +270,7 @@ export const createOriginClient = (
         headers: {
           'content-type': 'application/octet-stream',
           ...(opts.size !== undefined && { 'content-length': opts.size }),
+          ...onBehalfOf(opts.by),
         },
         body: body ?? Buffer.alloc(0),
         ...(opts.signal !== undefined && { signal: opts.signal }),

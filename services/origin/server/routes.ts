@@ -5,12 +5,13 @@ import type { ByteRange, Digest, RepoName } from '../../../domain';
 import { ShoalError, orThrow, parseDigest, parseRepoName } from '../../../domain';
 import { encodeMetainfo, infoHash } from '../../../p2p/metainfo';
 import { positionHeaders } from '../../shared/http';
+import { auditOf } from '../../shared/security/authenticate';
 import type { Activity } from '../activity';
 import type { BlobService, ReadOptions } from '../blobService';
 import { callerHeader } from '../client/originClient';
 import type { RingView } from '../ringView';
 import type { BlobRead } from '../store/contentStore';
-import type { UploadSessions } from '../uploadSessions';
+import type { SessionBinding, UploadSessions } from '../uploadSessions';
 import { absoluteRange, parseContentRange, parseRangeHeader } from '../../../kit/http/range';
 
 export type OriginRoutesDeps = {
@@ -37,6 +38,14 @@ const digestOf = (request: FastifyRequest): Digest =>
 const repoOf = (value: string | undefined): RepoName | undefined =>
   value === undefined ? undefined : orThrow(parseRepoName(value));
 const idOf = (request: FastifyRequest) => (request.params as { id: string }).id;
+/**
+ * The session a request may touch: the repository it names (`?repo=`) and its actor — the user
+ * a cluster service acts for, else the caller itself (see `auditOf`).
+ */
+const bindingOf = (request: FastifyRequest): SessionBinding => {
+  const repo = repoOf((request.query as { repo?: string }).repo);
+  return { ...(repo !== undefined && { repo }), owner: auditOf(request).actor };
+};
 const isLocal = (request: FastifyRequest) => (request.query as { local?: string }).local === '1';
 /** `local` and `repo` of a blob read, checked. */
 const readOptionsOf = (request: FastifyRequest): ReadOptions => {
@@ -82,18 +91,19 @@ export const originRoutes =
       { schema: { body: Type.Object({ repo: Type.String({ maxLength: 300 }) }) } },
       async (request, reply) => {
         const repo = orThrow(parseRepoName((request.body as { repo: string }).repo));
-        const session = await uploads.start(repo);
+        const session = await uploads.start(repo, auditOf(request));
         reply.header('location', `/internal/uploads/${session.id}`);
         reply.header('upload-offset', '0');
         return reply.code(201).send(session);
       },
     );
 
+    const BoundQuery = Type.Object({ repo: Type.Optional(Type.String({ maxLength: 300 })) });
     app.get(
       '/internal/uploads/:id',
-      { schema: { params: UploadParams } },
+      { schema: { params: UploadParams, querystring: BoundQuery } },
       async (request, reply) => {
-        const status = await uploads.status(idOf(request));
+        const status = await uploads.status(idOf(request), bindingOf(request));
         reply.header('upload-offset', String(status.size));
         return status;
       },
@@ -101,9 +111,9 @@ export const originRoutes =
 
     app.delete(
       '/internal/uploads/:id',
-      { schema: { params: UploadParams } },
+      { schema: { params: UploadParams, querystring: BoundQuery } },
       async (request, reply) => {
-        await uploads.cancel(idOf(request));
+        await uploads.cancel(idOf(request), bindingOf(request));
         return reply.code(204).send();
       },
     );
@@ -264,7 +274,10 @@ export const originRoutes =
         {
           schema: {
             params: UploadParams,
-            querystring: Type.Object({ offset: Type.Optional(Type.Integer({ minimum: 0 })) }),
+            querystring: Type.Object({
+              offset: Type.Optional(Type.Integer({ minimum: 0 })),
+              repo: Type.Optional(Type.String({ maxLength: 300 })),
+            }),
           },
         },
         async (request, reply) => {
@@ -299,6 +312,7 @@ export const originRoutes =
           const status = await uploads.append(id, body, {
             ...(offsets[0] !== undefined && { offset: offsets[0] }),
             ...(declared !== undefined && { length: declared }),
+            binding: bindingOf(request),
           });
           reply
             .header('location', `/internal/uploads/${id}`)
@@ -334,6 +348,7 @@ export const originRoutes =
               contentLength(request) !== undefined && {
                 length: contentLength(request) as number,
               }),
+            by: auditOf(request),
           });
           reply
             .header(positionHeaders.written, String(done.position))
@@ -365,6 +380,7 @@ export const originRoutes =
             ...(query.mediaType !== undefined && { mediaType: query.mediaType }),
             ...(size !== undefined && { size }),
             ...(query.replicaOf !== undefined && { replicaOf: query.replicaOf }),
+            by: auditOf(request),
           });
           if (done.position !== undefined) {
             reply.header(positionHeaders.written, String(done.position));

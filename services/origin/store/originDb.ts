@@ -7,6 +7,12 @@ export type UploadRow = {
   /** File name in the uploads directory. */
   readonly file: string;
   readonly repo: string;
+  /**
+   * The actor who started the session (`user:alice`): only they may append to it, commit or
+   * cancel it. Absent for sessions started before sessions had owners, or by the origin's own
+   * callers in the same process without one.
+   */
+  readonly owner?: string;
   readonly createdAt: number;
   readonly updatedAt: number;
   readonly commit?: {
@@ -16,6 +22,8 @@ export type UploadRow = {
     readonly mediaType?: string;
     /** Ids of the BlobUploaded and BlobPlaced events, fixed so retried appends are no-ops. */
     readonly eventIds: readonly [string, string];
+    /** Whom the events are for (recorded as their actor and client, even after a crash). */
+    readonly by?: { readonly actor: string; readonly client?: string };
   };
 };
 
@@ -38,7 +46,7 @@ export type JobRow = {
   readonly lastError?: string;
 };
 
-const schemaVersion = 1;
+const schemaVersion = 2;
 
 /**
  * The origin's own state, in one SQLite file beside its blobs: upload sessions, the durable
@@ -86,6 +94,10 @@ export const openOriginDb = (path: string) => {
       position INTEGER NOT NULL
     ) STRICT;
   `);
+  // Schema 2: sessions have owners.
+  if (version < 2 && !columnsOf(db, 'uploads').includes('owner')) {
+    db.exec('ALTER TABLE uploads ADD COLUMN owner TEXT');
+  }
   // Placement jobs were called `replicate` before "replication" came to mean copying to
   // other clusters only; a queue written then is carried over.
   db.exec("UPDATE OR REPLACE jobs SET kind = 'place' WHERE kind = 'replicate'");
@@ -95,6 +107,7 @@ export const openOriginDb = (path: string) => {
     id: string;
     file: string;
     repo: string;
+    owner: string | null;
     created_at: number;
     updated_at: number;
     commit_json: string | null;
@@ -103,6 +116,7 @@ export const openOriginDb = (path: string) => {
     id: r.id,
     file: r.file,
     repo: r.repo,
+    ...(r.owner !== null && { owner: r.owner }),
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     ...(r.commit_json !== null && { commit: JSON.parse(r.commit_json) as UploadRow['commit'] }),
@@ -128,7 +142,8 @@ export const openOriginDb = (path: string) => {
 
   const statements = {
     insertUpload: db.prepare(
-      'INSERT INTO uploads (id, file, repo, created_at, updated_at) VALUES (?, ?, ?, ?, ?)',
+      `INSERT INTO uploads (id, file, repo, owner, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?)`,
     ),
     getUpload: db.prepare('SELECT * FROM uploads WHERE id = ?'),
     touchUpload: db.prepare('UPDATE uploads SET updated_at = ? WHERE id = ?'),
@@ -139,6 +154,9 @@ export const openOriginDb = (path: string) => {
       'SELECT * FROM uploads WHERE commit_json IS NULL AND updated_at < ? ORDER BY updated_at',
     ),
     countUploads: db.prepare('SELECT count(*) AS n FROM uploads WHERE commit_json IS NULL'),
+    countUploadsOf: db.prepare(
+      'SELECT count(*) AS n FROM uploads WHERE commit_json IS NULL AND owner = ?',
+    ),
     insertJob: db.prepare(
       `INSERT INTO jobs (kind, digest, target, event_id, not_before, created_at)
        VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
@@ -176,7 +194,14 @@ export const openOriginDb = (path: string) => {
 
   return {
     insertUpload: (row: Omit<UploadRow, 'commit'>) =>
-      void statements.insertUpload.run(row.id, row.file, row.repo, row.createdAt, row.updatedAt),
+      void statements.insertUpload.run(
+        row.id,
+        row.file,
+        row.repo,
+        row.owner ?? null,
+        row.createdAt,
+        row.updatedAt,
+      ),
     getUpload: (id: string): UploadRow | undefined => {
       const r = statements.getUpload.get(id) as UploadRecord | undefined;
       return r && toUpload(r);
@@ -187,6 +212,9 @@ export const openOriginDb = (path: string) => {
     expiredUploads: (before: number): UploadRow[] =>
       (statements.expiredUploads.all(before) as UploadRecord[]).map(toUpload),
     openUploadCount: (): number => (statements.countUploads.get() as { n: number }).n,
+    /** Open sessions an owner holds (for the per-user cap). */
+    openUploadCountOf: (owner: string): number =>
+      (statements.countUploadsOf.get(owner) as { n: number }).n,
 
     /** Marks a session committed and enqueues its jobs, in one transaction. */
     commitUpload: db.transaction(
@@ -258,6 +286,9 @@ export const openOriginDb = (path: string) => {
     close: () => db.close(),
   };
 };
+
+const columnsOf = (db: SqliteDatabase, table: string): string[] =>
+  (db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>).map((c) => c.name);
 
 export type NewJob = {
   readonly kind: JobKind;

@@ -45,6 +45,9 @@ export const createProxyClient = (
     const response = await client.request({ method: 'GET', path, headers });
     const { bytes, truncated } = await readBody(response.body, maxBytes);
     if (response.status === 404) throw unknown();
+    if (response.status === 401 || response.status === 403) {
+      throw new ShoalError('DENIED', `the proxy refused ${path}`);
+    }
     if (response.status < 200 || response.status >= 300) {
       throw new ShoalError('SERVICE_UNAVAILABLE', `proxy answered ${response.status}`);
     }
@@ -54,14 +57,21 @@ export const createProxyClient = (
   return {
     url: client.url,
 
-    /** A manifest by digest with its media type (`MANIFEST_UNKNOWN` when the repo lacks it). */
+    /** Any request to the proxy, answered whatever its status (the caller reads the body). */
+    request: client.request,
+
+    /**
+     * A manifest by digest with its media type (`MANIFEST_UNKNOWN` when the repo lacks it),
+     * asked with a caller's `authorization` when given (`DENIED` when the proxy refuses it).
+     */
     manifest: async (
       repo: string,
       digest: Digest,
+      authorization?: string,
     ): Promise<{ bytes: Buffer; mediaType: string }> => {
       const { response, bytes, truncated } = await get(
         `/v2/${repo}/manifests/${digest}`,
-        { accept: manifestAccept },
+        { accept: manifestAccept, ...(authorization !== undefined && { authorization }) },
         maxManifestBytes,
         () => new ShoalError('MANIFEST_UNKNOWN', `manifest ${digest} is not in ${repo}`),
       );

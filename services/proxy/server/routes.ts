@@ -1,18 +1,24 @@
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
-import type { Digest, Position, RepoName } from '../../../domain';
+import type { AccessAction, Digest, Position, RepoName } from '../../../domain';
 import { ShoalError, isShoalError, mediaTypes, parseDigest, parseRepoName } from '../../../domain';
 import { parseContentRange, parseRangeWithin } from '../../../kit/http/range';
 import { positionHeader, positionHeaders } from '../../shared/http';
+import type { UploadBinding } from '../../origin/client/blobAccess';
 import type { Distribution } from '../distribution';
 import { countRegistryBytes } from '../metrics';
 import { methodNotAllowed, ociErrorHandler, withStatus } from '../../shared/oci/ociErrorHandler';
 import type { V2Path } from '../../shared/oci/parseV2Path';
 import { digestParam, parsePageSize, parseV2Path, v2Paths } from '../../shared/oci/parseV2Path';
+import { auditOf } from '../../shared/security/authenticate';
+import type { UserAuth } from '../../shared/security/userAuth';
+import { checkV2Access } from './access';
 
 export type DistributionRouteOptions = {
   readonly manifestMaxBytes: number;
+  /** Who may do what (none: everyone may do everything, as in `open` mode). */
+  readonly auth?: UserAuth;
   /** Waits until the proxy's projections reflect a position (for `Shoal-Min-Position`). */
   readonly waitFor: (position: Position) => Promise<void>;
   /** Where the bytes pushed and pulled are counted. */
@@ -116,6 +122,16 @@ export const distributionRoutes =
       if (minPosition !== undefined && minPosition > 0) await options.waitFor(minPosition);
     });
 
+    const { auth } = options;
+    /** Whether the request's subject may take an action (always, without `auth`). */
+    const may = (request: FastifyRequest, repo: RepoName, action: AccessAction) =>
+      auth === undefined || auth.access.decide(request.subject, repo, action) === 'allow';
+    /** The session a request may touch: its repository, for whom it acts. */
+    const bindingOf = (request: FastifyRequest, repo: RepoName): UploadBinding => ({
+      repo,
+      by: auditOf(request),
+    });
+
     const written = (reply: FastifyReply, position: Position) =>
       reply.header(positionHeaders.written, String(position));
 
@@ -152,9 +168,13 @@ export const distributionRoutes =
       },
 
       catalog: {
-        GET: async (_p, q, _r, reply) => {
+        GET: async (_p, q, request, reply) => {
           const n = parsePageSize(q['n']);
-          const page = await distribution.catalog(n, q['last']);
+          const page = await distribution.catalog(
+            n,
+            q['last'],
+            auth === undefined ? undefined : (repo) => auth.access.visible(request.subject, repo),
+          );
           const last = page.items[page.items.length - 1];
           if (page.more && n !== undefined && last !== undefined) {
             reply.header('Link', nextLink(v2Paths.catalog(), n, last));
@@ -207,6 +227,7 @@ export const distributionRoutes =
             reference,
             bytes,
             request.headers['content-type'],
+            { by: auditOf(request), overwrite: may(request, repo, 'overwrite') },
           );
           if (result.subject !== undefined) reply.header(h.subject, result.subject);
           return written(reply, result.position)
@@ -216,8 +237,8 @@ export const distributionRoutes =
             .header('Content-Length', '0')
             .send();
         },
-        DELETE: async ({ repo, reference }, _q, _r, reply) => {
-          const position = await distribution.deleteManifest(repo, reference);
+        DELETE: async ({ repo, reference }, _q, request, reply) => {
+          const position = await distribution.deleteManifest(repo, reference, auditOf(request));
           return written(reply, position).code(202).header('Content-Length', '0').send();
         },
       },
@@ -246,8 +267,12 @@ export const distributionRoutes =
           }
           return reply.send(blob.stream);
         },
-        DELETE: async ({ repo, digest }, _q, _r, reply) => {
-          const position = await distribution.deleteBlob(repo, digestParam(digest));
+        DELETE: async ({ repo, digest }, _q, request, reply) => {
+          const position = await distribution.deleteBlob(
+            repo,
+            digestParam(digest),
+            auditOf(request),
+          );
           return written(reply, position).code(202).header('Content-Length', '0').send();
         },
       },
@@ -259,9 +284,10 @@ export const distributionRoutes =
           if (mount !== undefined && from !== undefined) {
             const digest = parseDigest(mount);
             const source = parseRepoName(from);
+            // Mounting needs pull on `from`; without it, an upload starts as if it lacked the blob.
             const position =
-              digest.ok && source.ok
-                ? await distribution.mount(repo, source.value, digest.value)
+              digest.ok && source.ok && may(request, source.value, 'pull')
+                ? await distribution.mount(repo, source.value, digest.value, auditOf(request))
                 : undefined;
             if (digest.ok && position !== undefined) {
               return written(reply, position)
@@ -273,7 +299,8 @@ export const distributionRoutes =
             }
           }
           const monolithic = q['digest'] === undefined ? undefined : digestParam(q['digest']);
-          const { id } = await distribution.startUpload(repo);
+          const binding = bindingOf(request, repo);
+          const { id } = await distribution.startUpload(binding);
           if (monolithic === undefined) {
             bodyOf(request)?.resume();
             return uploadAccepted(reply, repo, id, 0).code(202).send();
@@ -281,7 +308,7 @@ export const distributionRoutes =
           try {
             const body = bodyOf(request);
             const result = await distribution.commitUpload(
-              repo,
+              binding,
               id,
               monolithic,
               body,
@@ -289,7 +316,7 @@ export const distributionRoutes =
             );
             return blobCreated(reply, repo, result.digest, result.position);
           } catch (error) {
-            await distribution.cancelUpload(id).catch(() => undefined);
+            await distribution.cancelUpload(binding, id).catch(() => undefined);
             throw error;
           }
         },
@@ -301,6 +328,7 @@ export const distributionRoutes =
           const body = bodyOf(request) ?? Readable.from([]);
           try {
             const { size } = await distribution.appendUpload(
+              bindingOf(request, repo),
               id,
               body,
               range?.start,
@@ -311,7 +339,9 @@ export const distributionRoutes =
             body.resume();
             if (isShoalError(error, 'RANGE_INVALID')) {
               // Tell the client where the session stands so it can resume from there.
-              const status = await distribution.uploadStatus(id).catch(() => undefined);
+              const status = await distribution
+                .uploadStatus(bindingOf(request, repo), id)
+                .catch(() => undefined);
               if (status !== undefined) {
                 throw withStatus(error, {
                   status: 416,
@@ -334,7 +364,7 @@ export const distributionRoutes =
           }
           const body = bodyOf(request);
           const result = await distribution.commitUpload(
-            repo,
+            bindingOf(request, repo),
             id,
             digestParam(text),
             body,
@@ -342,12 +372,12 @@ export const distributionRoutes =
           );
           return blobCreated(reply, repo, result.digest, result.position);
         },
-        GET: async ({ repo, id }, _q, _r, reply) => {
-          const { size } = await distribution.uploadStatus(id);
+        GET: async ({ repo, id }, _q, request, reply) => {
+          const { size } = await distribution.uploadStatus(bindingOf(request, repo), id);
           return uploadAccepted(reply, repo, id, size).code(204).send();
         },
-        DELETE: async ({ id }, _q, _r, reply) => {
-          await distribution.cancelUpload(id);
+        DELETE: async ({ repo, id }, _q, request, reply) => {
+          await distribution.cancelUpload(bindingOf(request, repo), id);
           return reply.code(204).send();
         },
       },
@@ -365,6 +395,15 @@ export const distributionRoutes =
       if (handler === undefined) {
         bodyOf(request)?.resume();
         throw methodNotAllowed(request.method, `a ${target.kind} path`);
+      }
+      if (auth !== undefined) {
+        try {
+          checkV2Access(auth, request, target, method);
+        } catch (error) {
+          // A refused body (a layer, maybe gigabytes) is not read: the connection ends instead.
+          if (bodyOf(request) !== undefined) reply.header('Connection', 'close');
+          throw error;
+        }
       }
       return handler(target, request.query as Query, request, reply);
     };

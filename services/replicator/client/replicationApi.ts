@@ -1,5 +1,6 @@
 import type { Position, RuleInput } from '../../../domain';
 import type { ReplicationRuleDoc } from '../../../projections';
+import type { Attribution } from '../../shared/events';
 
 export type ReadOptions = {
   /** The read reflects at least this log position (read-your-writes). */
@@ -74,10 +75,19 @@ export type ReplicationStatus = {
  * when the replicator is mounted there, or `shoal replicator`'s own.
  */
 export interface ReplicationApi {
-  /** Appends `ReplicationRuleAdded`; `PARAMETER_INVALID` for a bad pattern, URL or name. */
-  addRule(input: RuleInput): Promise<{ rule: RuleView; position: Position }>;
+  /**
+   * Appends `ReplicationRuleAdded`; `PARAMETER_INVALID` for a bad pattern, URL or name,
+   * `DENIED` for a destination not allowed. `by`: whom the event records (the API's caller).
+   */
+  addRule(
+    input: RuleInput,
+    options?: { by?: Attribution },
+  ): Promise<{ rule: RuleView; position: Position }>;
   /** Appends `ReplicationRuleRemoved`; by id, or by the name of an active rule. */
-  removeRule(idOrName: string): Promise<{ id: string; position: Position }>;
+  removeRule(
+    idOrName: string,
+    options?: { by?: Attribution },
+  ): Promise<{ id: string; position: Position }>;
   /** Active rules (all, removed included, with `all`), by id. */
   listRules(options?: ReadOptions & { all?: boolean }): Promise<RuleView[]>;
   status(options?: ReadOptions): Promise<ReplicationStatus>;

@@ -1,8 +1,9 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { positionHeader, positionHeaders } from '../../shared/http';
-import type { SecurityMode } from '../../shared/security/authenticate';
-import { requireService } from '../../shared/security/authenticate';
+import { auditOf } from '../../shared/security/authenticate';
+import type { ApiAccess } from '../../shared/security/guards';
+import { requireAdmin } from '../../shared/security/guards';
 import type { ReplicationApi } from '../client/replicationApi';
 
 const RuleBody = Type.Object(
@@ -27,12 +28,14 @@ type RuleBodyType = {
 /**
  * The replication API, `/v1/replication/…`: rules (`GET`, `POST`, `DELETE /rules/<id>`) and
  * `GET /status`. Writes answer with `Shoal-Position`; reads honour `Shoal-Min-Position`.
- * Rule changes take cluster identities only unless `mode` is open.
+ * Rules are seen and changed by admins and cluster services only, unless `mode` is open.
  */
 export const replicationRoutes =
-  (replication: ReplicationApi, access: { mode: SecurityMode }): FastifyPluginAsync =>
+  (replication: ReplicationApi, access: ApiAccess = { mode: 'open' }): FastifyPluginAsync =>
   async (app) => {
-    const servicesOnly = async (request: FastifyRequest) => requireService(request, access.mode);
+    // Rules copy images out of the cluster: only admins (and cluster services) see or change
+    // them. Checked before the body is read.
+    const adminsOnly = async (request: FastifyRequest) => requireAdmin(request, access);
     const minPosition = (request: Parameters<typeof positionHeader>[0]) => {
       const position = positionHeader(request, positionHeaders.minimum);
       return position === undefined ? {} : { minPosition: position };
@@ -40,7 +43,10 @@ export const replicationRoutes =
 
     app.get(
       '/v1/replication/rules',
-      { schema: { querystring: Type.Object({ all: Type.Optional(Type.Boolean()) }) } },
+      {
+        onRequest: adminsOnly,
+        schema: { querystring: Type.Object({ all: Type.Optional(Type.Boolean()) }) },
+      },
       async (request) => ({
         rules: await replication.listRules({
           ...minPosition(request),
@@ -51,16 +57,19 @@ export const replicationRoutes =
 
     app.post(
       '/v1/replication/rules',
-      { onRequest: servicesOnly, schema: { body: RuleBody } },
+      { onRequest: adminsOnly, schema: { body: RuleBody } },
       async (request, reply) => {
         const body = request.body as RuleBodyType;
-        const { rule, position } = await replication.addRule({
-          ...(body.name !== undefined && { name: body.name }),
-          repoPattern: body.repo,
-          ...(body.tag !== undefined && { tagPattern: body.tag }),
-          destination: body.to,
-          ...(body.backfill !== undefined && { backfill: body.backfill }),
-        });
+        const { rule, position } = await replication.addRule(
+          {
+            ...(body.name !== undefined && { name: body.name }),
+            repoPattern: body.repo,
+            ...(body.tag !== undefined && { tagPattern: body.tag }),
+            destination: body.to,
+            ...(body.backfill !== undefined && { backfill: body.backfill }),
+          },
+          { by: auditOf(request) },
+        );
         reply.header(positionHeaders.written, String(position));
         return reply.code(201).send({ rule, position });
       },
@@ -69,15 +78,19 @@ export const replicationRoutes =
     app.delete(
       '/v1/replication/rules/:id',
       {
-        onRequest: servicesOnly,
+        onRequest: adminsOnly,
         schema: { params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) }) },
       },
       async (request, reply) => {
-        const result = await replication.removeRule((request.params as { id: string }).id);
+        const result = await replication.removeRule((request.params as { id: string }).id, {
+          by: auditOf(request),
+        });
         reply.header(positionHeaders.written, String(result.position));
         return result;
       },
     );
 
-    app.get('/v1/replication/status', async (request) => replication.status(minPosition(request)));
+    app.get('/v1/replication/status', { onRequest: adminsOnly }, async (request) =>
+      replication.status(minPosition(request)),
+    );
   };

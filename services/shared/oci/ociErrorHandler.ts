@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ErrorCode } from '../../../domain';
 import { ShoalError, isShoalError } from '../../../domain';
 import { describeError } from '../http';
+import { challengeOf } from '../security/challenge';
 
 /**
  * Shoal's codes as OCI Distribution error codes. Codes the spec names pass through; the
@@ -66,6 +67,8 @@ export const ociErrorHandler = (error: unknown, request: FastifyRequest, reply: 
   const message = status >= 500 && code === 'UNKNOWN' ? 'internal error' : described.message;
   for (const [name, value] of Object.entries(override?.headers ?? {})) reply.header(name, value);
   if (isShoalError(error) && error.retriable) reply.header('Retry-After', '1');
+  const challenge = challengeOf(error);
+  if (challenge !== undefined) reply.header('WWW-Authenticate', challenge);
   const body = {
     errors: [
       { code, message, ...(described.detail !== undefined && { detail: described.detail }) },
