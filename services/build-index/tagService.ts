@@ -12,7 +12,6 @@ import {
   isShoalError,
   manifestStream,
   tagStream,
-  truncate,
 } from '../../domain';
 import type { AsOf, TagChangeDoc, TagDoc } from '../../projections';
 import {
@@ -64,13 +63,14 @@ export const createTagService = (deps: {
    */
   const requireManifest = async (repo: RepoName, digest: Digest) => {
     const events = await log.readStream(manifestStream(repo, digest));
-    if (events[events.length - 1]?.type !== 'ManifestPushed') {
-      throw new ShoalError(
-        'MANIFEST_UNKNOWN',
-        `manifest ${truncate(digest)} is not in ${repo}: push it before tagging it`,
-        { detail: { name: repo, digest } },
-      );
-    }
+    if (events[events.length - 1]?.type === 'ManifestPushed') return;
+    throw new ShoalError(
+      'MANIFEST_UNKNOWN',
+      `repository ${repo} has no manifest ${digest}${
+        events.length > 0 ? ' (it was deleted)' : ''
+      }: push the image first`,
+      { detail: { name: repo, digest } },
+    );
   };
 
   /** Appends one tag event with compare-and-swap on its stream, retrying lost races. */

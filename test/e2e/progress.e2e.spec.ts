@@ -16,7 +16,15 @@ describe('progress of long CLI work', () => {
   beforeAll(async () => {
     dir = tempDir('shoal-progress-e2e-');
     dataDir = join(dir.path, 'data');
-    const created = shoal(['tags', 'put', '--data-dir', dataDir, 'p/app:v0', randomDigest()]);
+    const created = shoal([
+      'tags',
+      'put',
+      '--force',
+      '--data-dir',
+      dataDir,
+      'p/app:v0',
+      randomDigest(),
+    ]);
     expect(created.status).toBe(0);
     const log = openSqliteEventLog(join(dataDir, 'log.db'), { durability: 'normal' });
     const repo = randomRepo();
