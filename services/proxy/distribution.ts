@@ -449,18 +449,28 @@ export const createDistribution = (deps: DistributionDeps) => {
       const refs = manifestReferences(manifest);
       let referencedAt: number;
       try {
-        referencedAt = await guard.reference(repo, digest, {
-          blobs: stored ? [...refs.blobs, digest] : refs.blobs,
-          manifests: refs.manifests,
-        });
+        referencedAt = await guard.reference(
+          repo,
+          digest,
+          {
+            blobs: stored ? [...refs.blobs, digest] : refs.blobs,
+            manifests: refs.manifests,
+          },
+          by,
+        );
       } catch (error) {
         // Only its own bytes went (collected a moment ago): store them again, once.
         const gone = isShoalError(error, 'MANIFEST_BLOB_UNKNOWN')
           ? ((error.detail?.['digests'] as string[] | undefined) ?? [])
           : [];
         if (!stored || gone.length !== 1 || gone[0] !== digest) throw error;
-        await blobs.put(digest, bytes, { repo, mediaType: manifest.mediaType, size: bytes.length });
-        referencedAt = await guard.reference(repo, digest, refs);
+        await blobs.put(digest, bytes, {
+          repo,
+          mediaType: manifest.mediaType,
+          size: bytes.length,
+          ...(by !== undefined && { by }),
+        });
+        referencedAt = await guard.reference(repo, digest, refs, by);
       }
       // Every push records the manifest again: a manifest the repository holds is touched
       // (its stream moves), so a GC removal decided before fails.

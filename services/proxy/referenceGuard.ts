@@ -50,13 +50,20 @@ export const createReferenceGuard = (deps: {
      * References `children` from manifest `digest` of `repo`; resolves with the time of the
      * references (pass it to `fresh` just before appending `ManifestPushed`).
      */
-    reference: async (repo: string, digest: Digest, children: Children): Promise<number> => {
+    reference: async (
+      repo: string,
+      digest: Digest,
+      children: Children,
+      /** Whom the push is for (the events' actor); none: the proxy's own writer. */
+      by?: Attribution,
+    ): Promise<number> => {
       const at = clock.now();
+      const as = by === undefined ? writer : attributedWriter(writer, by);
       const blobEvents = children.blobs.map((blob) =>
-        newEvent(writer, 'BlobReferenced', { digest: blob, repo, manifest: digest }),
+        newEvent(as, 'BlobReferenced', { digest: blob, repo, manifest: digest }),
       );
       const manifestEvents = children.manifests.map((child) =>
-        newEvent(writer, 'ManifestReferenced', { repo, digest: child, by: digest }),
+        newEvent(as, 'ManifestReferenced', { repo, digest: child, by: digest }),
       );
       if (blobEvents.length + manifestEvents.length === 0) return at;
       await log.append([...blobEvents, ...manifestEvents]);

@@ -536,7 +536,7 @@ describe('a cluster of separate processes on one Kafka log', () => {
     void bi2;
     // The proxy has both origins on its ring once it has read the log up to its head.
     const head = await log.head();
-    const ping = await fetch(`http://${registry()}/v2/`, {
+    const ping = await serviceFetch(`http://${registry()}/v2/`, {
       headers: { 'Shoal-Min-Position': String(head) },
       signal: timeout(90_000),
     });

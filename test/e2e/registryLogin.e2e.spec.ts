@@ -385,7 +385,7 @@ describe.each(transports)('registry clients log in to the proxy ($name)', ({ sec
     const rows = history.stdout
       .trim()
       .split('\n')
-      .map((line) => line.split('\t'));
+      .map((line) => line.split(/\s{2,}/));
     expect(rows[0]).toEqual(['POSITION', 'TIME', 'ACTOR', 'CLIENT', 'CHANGE']);
     expect(rows.slice(1).map((row) => [row[2], row[3], row[4]])).toEqual([
       ['user:alice', '127.0.0.1', first.top.digest],
@@ -396,7 +396,16 @@ describe.each(transports)('registry clients log in to the proxy ($name)', ({ sec
     const tagLines = tail.stdout
       .split('\n')
       .filter((line) => line.includes('TagPushed') && line.includes(`${team}/shared`));
-    expect(tagLines.map((line) => line.split('\t').slice(4, 6))).toEqual([
+    // Aligned columns (two spaces or more between them): position, time, type, stream, actor,
+    // client.
+    expect(
+      tagLines.map((line) =>
+        line
+          .trim()
+          .split(/\s{2,}/)
+          .slice(4, 6),
+      ),
+    ).toEqual([
       ['user:alice', '127.0.0.1'],
       ['user:bob', '127.0.0.1'],
     ]);

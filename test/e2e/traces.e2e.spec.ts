@@ -137,7 +137,11 @@ describe('traces: every role exports to Jaeger; a push and a pull are linked tra
     );
     const tracker = await start(
       'tracker',
-      [...common, `origins: { urls: [${JSON.stringify(origin.url)}] }`],
+      // The tracker keeps no data directory.
+      [
+        'listen: { host: 127.0.0.1, port: 0 }',
+        `origins: { urls: [${JSON.stringify(origin.url)}] }`,
+      ],
       /tracker listening on (http:\S+)/,
     );
     proxy = await start(

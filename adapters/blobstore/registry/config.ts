@@ -18,6 +18,13 @@ export const RegistryBackendConfigSchema = Type.Object(
       default: '',
       description: 'password of that user (never logged)',
     }),
+    realmHosts: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description:
+        'other hosts (host[:port]) whose token endpoint may receive the credentials when the ' +
+        "upstream's challenge names a realm there (e.g. a hub's separate auth host); no other " +
+        'host ever does',
+    }),
     stripPrefix: Type.String({
       default: '',
       description:

@@ -364,9 +364,15 @@ const good1 = Buffer.from('good');
 describe('registry BlobStore with a token-auth upstream', () => {
   let tokenUpstream: UpstreamRegistry;
   let issuer: TokenIssuer;
+  // The issuer listens on its own port: another host, to which the credentials go only
+  // because the configuration names it (`realmHosts`).
+  let realmHosts: string[] = [];
+  let seedCredential = { ...upstreamCredentials, realmHosts };
   beforeAll(async () => {
     tokenUpstream = useUpstreamRegistry('token');
     issuer = await startTokenIssuer(tokenUpstream.vars);
+    realmHosts = [new URL(tokenUpstream.vars['UPSTREAM_TOKEN_REALM'] ?? '').host];
+    seedCredential = { ...upstreamCredentials, realmHosts };
   }, 300_000);
   afterAll(async () => {
     await issuer?.close();
@@ -376,8 +382,8 @@ describe('registry BlobStore with a token-auth upstream', () => {
   it('answers the Bearer challenge with a token per repository scope, cached', async () => {
     const repo = freshRepo('bearer');
     const bytes = randomBytes(70_000);
-    const digest = await pushBlob(tokenUpstream.url, repo, bytes);
-    const store = open({ url: tokenUpstream.url });
+    const digest = await pushBlob(tokenUpstream.url, repo, bytes, seedCredential);
+    const store = open({ url: tokenUpstream.url, realmHosts });
     await expect(store.check()).resolves.toBeUndefined();
     const before = issuer.requests.length;
     const scoped = store.forRepository(`hub/${repo}`);
@@ -390,7 +396,7 @@ describe('registry BlobStore with a token-auth upstream', () => {
     expect(issuer.requests.slice(before)).toEqual([[`repository:${repo}:pull`]]);
 
     const otherRepo = freshRepo('bearer');
-    await pushBlob(tokenUpstream.url, otherRepo, bytes);
+    await pushBlob(tokenUpstream.url, otherRepo, bytes, seedCredential);
     const mark = issuer.requests.length;
     await expect(store.forRepository(`hub/${otherRepo}`).stat(name)).resolves.toEqual({
       size: bytes.length,
@@ -398,9 +404,17 @@ describe('registry BlobStore with a token-auth upstream', () => {
     expect(issuer.requests.slice(mark)).toEqual([[`repository:${otherRepo}:pull`]]);
   });
 
+  it('sends the credentials to no realm host it was not given', async () => {
+    const refusedBefore = issuer.refused;
+    const untrusted = open({ url: tokenUpstream.url });
+    expect(await codeOf(untrusted.check())).toBe('CONFIG_INVALID');
+    // Asked without them: the issuer refused an anonymous request.
+    expect(issuer.refused).toBeGreaterThan(refusedBefore);
+  });
+
   it('reports credentials the token endpoint refuses as CONFIG_INVALID', async () => {
     const refusedBefore = issuer.refused;
-    const wrong = open({ url: tokenUpstream.url, password: 'wrong' });
+    const wrong = open({ url: tokenUpstream.url, password: 'wrong', realmHosts });
     expect(await codeOf(wrong.check())).toBe('CONFIG_INVALID');
     const read = await errorOf(
       wrong.forRepository('hub/some/app').get(blobObjectName(sha256(Buffer.from('q')))),

@@ -83,7 +83,13 @@ export const connectUpstream = (
   const origin = base.origin;
   const label = `registry backend "${name}" (${origin})`;
   const credential =
-    config.username !== '' ? { username: config.username, password: config.password } : undefined;
+    config.username !== ''
+      ? {
+          username: config.username,
+          password: config.password,
+          ...(config.realmHosts.length > 0 && { realmHosts: [...config.realmHosts] }),
+        }
+      : undefined;
   const ca = config.caFile === '' ? undefined : { ca: readCaFile(config.caFile, label) };
   const transport = createHttpTransport({
     idleTimeoutMs: config.timeoutMs,
