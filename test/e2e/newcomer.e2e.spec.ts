@@ -141,7 +141,7 @@ describe('a newcomer beside a running shoal dev', () => {
     const tail = shoal(['log', 'tail', '--data-dir', dataDir]);
     expect(tail.status).toBe(0);
     const [header, first] = tail.stdout.split('\n');
-    expect(header).toMatch(/^POSITION +TIME +TYPE +STREAM +ACTOR$/);
+    expect(header).toMatch(/^POSITION +TIME +TYPE +STREAM +ACTOR +CLIENT$/);
     // Aligned columns: every field starts where its header does.
     expect(first?.indexOf('OriginJoined')).toBe(header?.indexOf('TYPE'));
     const ring = shoal(['origin', 'ring', '--data-dir', dataDir]);
