@@ -6,7 +6,15 @@ import { join, resolve } from 'node:path';
 // compiles them, and the rest) has a row; and a row of a product folder or of test/ names
 // each folder directly inside it. A folder added, moved or removed without the table fails.
 const root = resolve(__dirname, '../..');
-const ignored = new Set(['node_modules', 'dist', 'dist-bench', 'coverage']);
+// Build output and what runs leave behind (all git-ignored): never part of the layout.
+const ignored = new Set([
+  'node_modules',
+  'dist',
+  'dist-bench',
+  'coverage',
+  'test-results',
+  'sim-results',
+]);
 
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
 
