@@ -51,7 +51,9 @@ export const startShoal = async (
   const nodeArgs = (process.env.SHOAL_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...nodeArgs, cli, ...argv], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, SHOAL_LOG_LEVEL: 'warn', ...env },
+    // Security open: the bench measures the data path (the peer wire carries no credentials);
+    // the roles' production default (`required`) needs a cluster key or certificates.
+    env: { ...process.env, SHOAL_LOG_LEVEL: 'warn', SHOAL_SECURITY_MODE: 'open', ...env },
   });
   children.push(child);
   const logDir = process.env.SHOAL_BENCH_LOG_DIR;
