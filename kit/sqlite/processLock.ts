@@ -2,6 +2,9 @@ import Database from 'better-sqlite3';
 import { ShoalError } from '../../domain';
 import { sqliteCode } from './sqliteErrors';
 
+/** Connections holding a lock: reachable from here, so never finalised while held. */
+const heldLocks = new Set<Database.Database>();
+
 /** A lock this process holds until `release()` or until it exits, however it exits. */
 export type ProcessLock = { readonly release: () => void };
 
@@ -16,6 +19,10 @@ export type ProcessLock = { readonly release: () => void };
  *
  * Returns undefined at once when the lock is held in a conflicting way (no waiting). Locks
  * are per file, across processes and between connections of one process alike.
+ *
+ * The lock is held until `release()` even if the caller drops every reference to it: a
+ * connection the garbage collector finalises closes its file and so releases the lock, which
+ * once let a second process in beside a first that had merely let go of the object.
  */
 export const tryProcessLock = (
   path: string,
@@ -42,11 +49,10 @@ export const tryProcessLock = (
     if (sqliteCode(error)?.startsWith('SQLITE_BUSY')) return undefined;
     throw new ShoalError('DATA_DIR_INVALID', `cannot take the lock ${path}: ${String(error)}`);
   }
-  let held = true;
+  heldLocks.add(db);
   return {
     release: () => {
-      if (!held) return;
-      held = false;
+      if (!heldLocks.delete(db)) return;
       db.close();
     },
   };

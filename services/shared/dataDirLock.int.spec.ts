@@ -18,6 +18,7 @@ const holder = (root: string, claim: DataDirClaim, urls: Record<string, string> 
   const child = spawn(
     process.execPath,
     [
+      '--expose-gc',
       '-r',
       join(fixtures, 'register.js'),
       join(fixtures, 'dataDirLockHolder.ts'),
