@@ -1,6 +1,7 @@
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import { roleConfig } from '../shared/roleConfig';
+import { AuthConfigSchema } from '../shared/security/authConfig';
 
 const url = (description: string) => Type.String({ default: '', description });
 
@@ -21,6 +22,8 @@ export const ConsoleConfigSchema = Type.Object({
   ),
   tls: roleConfig.tls(),
   security: roleConfig.security(),
+  /** The registry's users and policies (the proxy's `auth`): who sees which repositories. */
+  auth: AuthConfigSchema,
   http: roleConfig.http(),
   admin: roleConfig.admin(),
   tracing: roleConfig.tracing(),

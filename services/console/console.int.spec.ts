@@ -10,26 +10,24 @@ import {
   tagPushed,
   testMetadata,
 } from '../../test/fixtures/events';
+import { writeHtpasswd } from '../../test/fixtures/authProxy';
 import { systemClock } from '../shared/clock';
 import { validateConfig } from '../shared/config';
 import { silentLogger } from '../shared/logger';
+import { openSecurity } from '../shared/security/roleSecurity';
 import { ConsoleConfigSchema } from './config';
 import type { RunningConsole } from './main';
 import { startConsole } from './main';
-import type { Viewer, ViewerOf } from './viewer';
-import { openViewer } from './viewer';
 
-// The console's API and live feed over a real SQLite log and store, with two viewers: the
-// open one, and one who may pull only team-a/* (as the registry's policies will decide once
-// logins land). Every list is filtered for the second; nothing of team-b reaches it, neither
-// in reads nor on the live feed.
-const teamA: Viewer = {
-  actor: 'user:alice',
-  mayPull: (repo) => repo.startsWith('team-a/'),
-  seesCluster: false,
-};
-const viewerOf: ViewerOf = (request) =>
-  request.headers['x-test-viewer'] === 'alice' ? teamA : openViewer;
+// The console's API and live feed over a real SQLite log and store, behind the registry's
+// logins and policies (access required): root is an admin and sees everything; alice may
+// pull only team-a/**, and nothing of team-b reaches her, neither in reads nor on the live
+// feed; a caller without credentials is asked for them.
+const users = { root: 'root-pw', alice: 'alice-pw' };
+type User = keyof typeof users;
+const basic = (user: User) => ({
+  authorization: `Basic ${Buffer.from(`${user}:${users[user]}`).toString('base64')}`,
+});
 
 type Problem = { status: number; code: string };
 
@@ -43,10 +41,8 @@ describe('console API', () => {
   const secret = randomDigest();
   let firstPosition = 0;
 
-  const get = async <T>(path: string, viewer?: 'alice'): Promise<T> => {
-    const response = await fetch(`${console_.url}${path}`, {
-      headers: viewer === undefined ? {} : { 'x-test-viewer': viewer },
-    });
+  const get = async <T>(path: string, viewer: User = 'root'): Promise<T> => {
+    const response = await fetch(`${console_.url}${path}`, { headers: basic(viewer) });
     const body = (await response.json()) as T;
     if (!response.ok) throw Object.assign(new Error(JSON.stringify(body)), body as object);
     return body;
@@ -74,6 +70,12 @@ describe('console API', () => {
     const config = validateConfig(ConsoleConfigSchema, {
       dataDir: dir.path,
       listen: { port: 0 },
+      auth: {
+        htpasswd: { file: writeHtpasswd(join(dir.path, 'htpasswd'), users) },
+        policies: [{ repositories: ['team-a/**'], users: ['alice'], actions: ['pull'] }],
+        admins: ['root'],
+        failedLogins: { delayMs: 0 },
+      },
     });
     console_ = await startConsole({
       config,
@@ -81,7 +83,7 @@ describe('console API', () => {
       clock: systemClock,
       log,
       store,
-      viewerOf,
+      security: { ...openSecurity, mode: 'required' },
     });
     // Reads with `min` wait for the console's projections to reach the position.
     await get(`/api/overview?min=${head}`);
@@ -147,7 +149,7 @@ describe('console API', () => {
   it('streams new events live, once applied, only those the viewer may see', async () => {
     const controller = new AbortController();
     const response = await fetch(`${console_.url}/api/live`, {
-      headers: { 'x-test-viewer': 'alice' },
+      headers: basic('alice'),
       signal: controller.signal,
     });
     expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
@@ -195,12 +197,12 @@ describe('console API', () => {
 
   it('sends a reconnecting view what it missed after its Last-Event-ID, in order', async () => {
     /** The positions of the first `count` log messages of a view opened after `lastId`. */
-    const replayed = async (lastId: number, count: number, viewer?: 'alice') => {
+    const replayed = async (lastId: number, count: number, viewer: User = 'root') => {
       const controller = new AbortController();
       const response = await fetch(`${console_.url}/api/live?type=TagPushed`, {
         headers: {
           'last-event-id': String(lastId),
-          ...(viewer === undefined ? {} : { 'x-test-viewer': viewer }),
+          ...basic(viewer),
         },
         signal: controller.signal,
       });
@@ -235,14 +237,40 @@ describe('console API', () => {
     expect(await replayed(firstPosition, alices.length, 'alice')).toEqual(alices);
   });
 
+  it('asks a caller without credentials to log in, and refuses a wrong password', async () => {
+    for (const path of ['/', '/assets/app.js', '/api/overview', '/api/repositories']) {
+      const response = await fetch(`${console_.url}${path}`);
+      expect([path, response.status]).toEqual([path, 401]);
+      expect(response.headers.get('www-authenticate')).toBe('Basic realm="shoal console"');
+    }
+    const wrong = await fetch(`${console_.url}/api/overview`, {
+      headers: { authorization: `Basic ${Buffer.from('alice:nope').toString('base64')}` },
+    });
+    expect(wrong.status).toBe(401);
+    // Probes and Prometheus need no login.
+    expect((await fetch(`${console_.url}/health`)).status).toBe(200);
+    type Overview = { viewer: { actor: string; seesCluster: boolean } };
+    expect((await get<Overview>('/api/overview', 'alice')).viewer).toEqual({
+      actor: 'user:alice',
+      seesCluster: false,
+    });
+    expect((await get<Overview>('/api/overview')).viewer).toEqual({
+      actor: 'user:root',
+      seesCluster: true,
+    });
+  });
+
   it('serves the page and its libraries from the installed packages', async () => {
-    const page = await fetch(`${console_.url}/`);
+    const page = await fetch(`${console_.url}/`, { headers: basic('alice') });
     expect(await page.text()).toContain('/assets/app.js');
     for (const path of ['/assets/app.js', '/vendor/preact.mjs', '/vendor/htm-preact.mjs']) {
-      const response = await fetch(`${console_.url}${path}`);
+      const response = await fetch(`${console_.url}${path}`, { headers: basic('alice') });
       expect([path, response.status]).toEqual([path, 200]);
       expect(response.headers.get('content-type')).toMatch(/^text\/javascript/);
     }
-    expect((await fetch(`${console_.url}/assets/../package.json`)).status).toBe(404);
+    const outside = await fetch(`${console_.url}/assets/../package.json`, {
+      headers: basic('alice'),
+    });
+    expect(outside.status).toBe(404);
   });
 });

@@ -3,6 +3,8 @@ import { allProjections } from '../../projections';
 import { createProxyClient } from '../proxy/client/proxyClient';
 import { createReplicationClient } from '../replicator/client/replicationClient';
 import { createHttpApp } from '../shared/http';
+import type { ApiAccess } from '../shared/security/guards';
+import { createApiAccess, requireCaller } from '../shared/security/guards';
 import type { Logger } from '../shared/logger';
 import type { RoleSecurity } from '../shared/security/roleSecurity';
 import { openSecurity } from '../shared/security/roleSecurity';
@@ -18,7 +20,7 @@ import { createManifestContents } from './manifestContents';
 import { assetRoutes } from './server/assets';
 import { consoleRoutes } from './server/routes';
 import type { ViewerOf } from './viewer';
-import { openAccess } from './viewer';
+import { openAccess, policyAccess } from './viewer';
 
 export type RunningConsole = {
   /** `http://host:port` the console listens on. */
@@ -44,11 +46,28 @@ const watchedServices = (config: ConsoleConfig): WatchedService[] => {
 };
 
 /**
+ * What each request may see: everything in open mode; otherwise what the registry's policies
+ * (the console's `auth`, the proxy's users and policies) let its subject pull, and the
+ * cluster's own pages (ring, rules, swarms, every event) for admins and cluster services.
+ */
+const viewerOfAccess = (access: ApiAccess): ViewerOf => {
+  const users = access.users;
+  if (access.mode === 'open' || users === undefined) return openAccess;
+  return policyAccess({
+    mayPull: (subject, repo) => subject.kind === 'service' || users.access.visible(subject, repo),
+    seesCluster: (subject) => subject.kind === 'service' || users.access.isAdmin(subject),
+  });
+};
+
+/**
  * Runs the console: a read-only web UI and its API. It never writes to the log; it keeps its
  * own projections of it (every projection Shoal has, in the store it is given: its own, so it
  * never contends with the services it watches), follows the log for the live views, and asks
- * the proxy, the trackers and the replicator for what the log does not hold. `viewerOf`
- * decides what each request may see (default: everything). The only place that listens.
+ * the proxy, the trackers and the replicator for what the log does not hold. Behind the
+ * registry's logins: unless security is open, a caller without credentials is asked for them
+ * (HTTP Basic, the browser's own prompt; token bearers too) unless the anonymous policy lets
+ * anyone pull something, and every page shows what the caller may pull. The only place that
+ * listens.
  */
 export const startConsole = async (deps: {
   config: ConsoleConfig;
@@ -56,7 +75,6 @@ export const startConsole = async (deps: {
   clock: Clock;
   log: EventLog;
   store: ProjectionStore;
-  viewerOf?: ViewerOf;
   /** Its listener (TLS, limits) and the identity it calls the other roles with. */
   security?: RoleSecurity;
 }): Promise<RunningConsole> => {
@@ -98,11 +116,18 @@ export const startConsole = async (deps: {
     swarmIntervalMs: config.live.swarmIntervalMs,
   });
   const tracing = startTracing(config.tracing, 'console');
-  const { app, listen } = createHttpApp({
+  // One authenticator chain: cluster identities first, then the registry's users (`auth`).
+  const { access, authenticators, users } = createApiAccess({
+    auth: config.auth,
+    security,
+    logger: logger.child({ module: 'auth' }),
+    realm: 'shoal console',
+  });
+  const { app, metrics, listen } = createHttpApp({
     service: 'console',
     logger,
     tracing,
-    authenticators: security.authenticators,
+    authenticators,
     server: security.server,
     ...(security.admin !== undefined && { admin: security.admin }),
   });
@@ -114,16 +139,22 @@ export const startConsole = async (deps: {
     await tracing.shutdown();
   };
   let url = '';
+  users.registerMetrics(metrics);
   try {
-    await app.register(assetRoutes());
-    await app.register(
-      consoleRoutes({
-        reads,
-        live,
-        viewerOf: deps.viewerOf ?? openAccess,
-        waitFor: (position) => runner.waitFor(position, config.readYourWrites.timeoutMs),
-      }),
-    );
+    // Every page, asset and API asks for a login first (the browser prompts on the page);
+    // health and metrics stay outside, for probes and Prometheus.
+    await app.register(async (scope) => {
+      scope.addHook('onRequest', async (request) => requireCaller(request, access));
+      await scope.register(assetRoutes());
+      await scope.register(
+        consoleRoutes({
+          reads,
+          live,
+          viewerOf: viewerOfAccess(access),
+          waitFor: (position) => runner.waitFor(position, config.readYourWrites.timeoutMs),
+        }),
+      );
+    });
     ({ url } = await listen({ host: config.listen.host, port: config.listen.port }));
   } catch (error) {
     await close();

@@ -63,8 +63,11 @@ export const viewerFor = (subject: Subject, access: RepositoryAccess): Viewer =>
   };
 };
 
-/** A `ViewerOf` from the registry's authentication and policies, for the composition root. */
+/**
+ * The viewer of each request from the registry's policies: the request's subject (the
+ * console's authenticators set it: the registry's users, cluster services) decided by them.
+ */
 export const policyAccess =
-  (authenticate: (request: FastifyRequest) => Subject, access: RepositoryAccess): ViewerOf =>
+  (access: RepositoryAccess): ViewerOf =>
   (request) =>
-    viewerFor(authenticate(request), access);
+    viewerFor(request.subject, access);

@@ -6,7 +6,10 @@ import type { Service } from '../fixtures/cli';
 import { shoal, startService, tempDir } from '../fixtures/cli';
 import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
+import { manifestsOnLog } from '../fixtures/dataDirLog';
 import { runTool } from '../fixtures/processes';
+import { testCluster } from '../fixtures/security';
+import { writeHtpasswd } from '../fixtures/authProxy';
 
 // The web console in a real browser (Debian's chromium through playwright-core) over a real
 // `shoal dev --agents 2` cluster: an image pushed with skopeo shows up; moving the tag with
@@ -14,6 +17,8 @@ import { runTool } from '../fixtures/processes';
 // the old digest; a replication rule to a second cluster shows its lag fall to zero; a pull
 // through both agents shows their progress. A console alone (`shoal console`) on an empty
 // log shows empty pages, and a banner on the open page once its build-index process stops.
+// Behind logins, a browser without credentials is refused and one logged in as a user sees
+// only the repositories the policies let that user pull.
 // Screenshots of every page are saved under test-results/console/.
 const root = resolve(__dirname, '../..');
 const skopeo = '/usr/bin/skopeo';
@@ -316,4 +321,71 @@ describe('the web console in a browser', () => {
     expect(browser.errors.slice(errorsBefore).filter((e) => !e.includes('404'))).toEqual([]);
     await page.close();
   }, 180_000);
+
+  it('behind logins: asks for one, and shows a user only what the policies let them pull', async () => {
+    const port = 20000 + Math.floor(Math.random() * 11000);
+    const dataDir = join(dir.path, 'guarded');
+    const config = join(dir.path, 'guarded.yaml');
+    writeFileSync(
+      config,
+      [
+        `dataDir: ${dataDir}`,
+        'listen:',
+        `  port: ${port}`,
+        'security:',
+        '  mode: required',
+        `  serviceKeyFile: ${testCluster().serviceKeyFile}`,
+        'auth:',
+        '  htpasswd:',
+        `    file: ${writeHtpasswd(join(dir.path, 'guarded.htpasswd'), { alice: 'alice-pw' })}`,
+        '  policies:',
+        '    - { repositories: ["team-a/**"], users: [alice], actions: [pull] }',
+      ].join('\n'),
+    );
+    const guarded = await startService(
+      ['console', '--config', config],
+      /console listening on (http:\/\/\S+)/,
+      // Whatever the suite's security switch says: this console requires logins, and lets
+      // no one in without one.
+      {
+        SHOAL_SECURITY_MODE: 'required',
+        SHOAL_AUTH_ANONYMOUS_REPOSITORIES: undefined,
+        SHOAL_AUTH_ANONYMOUS_ACTIONS: undefined,
+      },
+    );
+    services.push(guarded);
+    await manifestsOnLog(dataDir, 'team-a/app');
+    await manifestsOnLog(dataDir, 'team-b/secret');
+
+    // Without credentials: the page asks for them (a headless browser has none to give, and
+    // gives up as a person cancelling the prompt would).
+    const refused = await fetch(guarded.url);
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get('www-authenticate')).toBe('Basic realm="shoal console"');
+    const anonymous = await browser.context.newPage();
+    await expect(anonymous.goto(guarded.url)).rejects.toThrow(/ERR_INVALID_AUTH_CREDENTIALS/);
+    await anonymous.close();
+
+    // Logged in as alice: team-a's repository, never team-b's.
+    const alice = await launchBrowser(join(dir.path, 'profile-alice'), {
+      username: 'alice',
+      password: 'alice-pw',
+    });
+    try {
+      const page = await alice.context.newPage();
+      await page.goto(guarded.url);
+      await page.getByText('user:alice').waitFor(wait);
+      const list = page.locator('[data-testid=repositories]');
+      await list.getByRole('link', { name: 'team-a/app' }).waitFor(wait);
+      expect(await list.textContent()).not.toContain('team-b');
+      await shot(page, '14-logged-in-user');
+      await page.goto(`${guarded.url}/#/repo/${encodeURIComponent('team-b/secret')}`);
+      await page
+        .locator('[data-testid=unknown-repository]', { hasText: 'team-b/secret' })
+        .waitFor(wait);
+      expect(alice.errors.filter((e) => !e.includes('404'))).toEqual([]);
+    } finally {
+      await alice.close();
+    }
+  }, 120_000);
 });

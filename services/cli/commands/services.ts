@@ -289,7 +289,8 @@ export const registerServiceCommands = (program: Command): void => {
           if (secure !== undefined) closers.push(async () => secure.close());
           const securityOf = (role: ServiceRole) =>
             secure === undefined ? {} : { security: secure.of(role) };
-          // Users: an admin (a fresh password each start), for the proxy and build-index.
+          // Users: an admin (a fresh password each start), for the proxy, build-index and
+          // the console.
           const users = secure === undefined ? undefined : createDevUsers(state.dataDir.root);
           const withUsers = <C extends { auth: AuthConfig }>(config: C): C =>
             users === undefined
@@ -396,7 +397,7 @@ export const registerServiceCommands = (program: Command): void => {
             },
           });
           const web = await startConsoleRole({
-            config: consoleConfig,
+            config: withUsers(consoleConfig),
             logger: logger.child({ role: 'console' }),
             clock: systemClock,
             log: state.log,

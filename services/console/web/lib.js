@@ -17,7 +17,9 @@ export const api = async (path, params = {}) => {
   }
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
-    throw new Error(body.detail ?? body.message ?? body.title ?? `HTTP ${response.status}`);
+    const error = new Error(body.detail ?? body.message ?? body.title ?? `HTTP ${response.status}`);
+    error.status = response.status;
+    throw error;
   }
   return body;
 };
@@ -64,7 +66,8 @@ export const useData = (fetcher, deps = []) => {
     const mine = (generation.current += 1);
     fetcher().then(
       (data) => mine === generation.current && setState({ data }),
-      (error) => mine === generation.current && setState({ error: error.message }),
+      (error) =>
+        mine === generation.current && setState({ error: error.message, status: error.status }),
     );
   };
   useEffect(() => {

@@ -253,27 +253,34 @@ export const Repository = ({ repo, at = '' }) => {
       <h1><a href="#/" class="muted">Repositories /</a> ${repo}</h1>
       <${LiveBadge} connected=${connected} />
     </div>
-    <${Status} state=${summary}>
-      ${(s) =>
-        s.tags === 0 && s.manifests === 0
-          ? html`<div class="banner warn" role="alert" data-testid="unknown-repository">
-              Repository <strong>${repo}</strong> has no tags or manifests: nothing was pushed to
-              it, or everything in it was deleted.
-            </div>`
-          : html`<p class="facts">
-              <span><strong>${s.tags}</strong> tags</span>
-              <span><strong>${s.manifests}</strong> manifests</span>
-              <span><strong>${bytes(s.size)}</strong> stored</span>
-            </p>`}
-    <//>
-    <${Status} state=${tags}>
-      ${(data) =>
-        data.tags.length === 0
-          ? (summary.data?.manifests ?? 0) > 0
-            ? html`<${Empty}>This repository has no tags (its manifests are untagged).<//>`
-            : ''
-          : html`<${TagsTable} repo=${repo} tags=${data.tags} />`}
-    <//>
-    <${AsOf} repo=${repo} initial=${at} />
+    ${
+      summary.status === 404
+        ? // Unknown, or hidden by the policies: the console tells neither apart, as the registry.
+          html`<div class="banner warn" role="alert" data-testid="unknown-repository">
+          Repository <strong>${repo}</strong> is not known here, or your login may not pull it.
+        </div>`
+        : html`<${Status} state=${summary}>
+            ${(s) =>
+              s.tags === 0 && s.manifests === 0
+                ? html`<div class="banner warn" role="alert" data-testid="unknown-repository">
+                    Repository <strong>${repo}</strong> has no tags or manifests: nothing was
+                    pushed to it, or everything in it was deleted.
+                  </div>`
+                : html`<p class="facts">
+                    <span><strong>${s.tags}</strong> tags</span>
+                    <span><strong>${s.manifests}</strong> manifests</span>
+                    <span><strong>${bytes(s.size)}</strong> stored</span>
+                  </p>`}
+          <//>
+          <${Status} state=${tags}>
+            ${(data) =>
+              data.tags.length === 0
+                ? (summary.data?.manifests ?? 0) > 0
+                  ? html`<${Empty}>This repository has no tags (its manifests are untagged).<//>`
+                  : ''
+                : html`<${TagsTable} repo=${repo} tags=${data.tags} />`}
+          <//>
+          <${AsOf} repo=${repo} initial=${at} />`
+    }
   </section>`;
 };
