@@ -9,7 +9,7 @@ import { createBuildIndexClient } from '../build-index/client/buildIndexClient';
 import type { TagApi } from '../build-index/client/tagApi';
 import { openDataDir } from '../shared/dataDir';
 import { validateConfig } from '../shared/config';
-import { createHttpApp } from '../shared/http';
+import { createRoleApp } from '../shared/roleApp';
 import { AuthConfigSchema } from '../shared/security/authConfig';
 import { bearerChallenge } from '../shared/security/challenge';
 import type { UserAuth } from '../shared/security/userAuth';
@@ -99,13 +99,12 @@ export const startAgent = async (deps: {
   const tracing = startTracing(config.tracing, 'agent');
   // One authenticator chain: cluster identities first, then the proxy's tokens (auth.required).
   const auth = config.auth.required ? agentAuth(config, logger) : undefined;
-  const { app, metrics, listen } = createHttpApp({
+  const { app, metrics, listen } = createRoleApp({
     service: 'agent',
     logger,
     tracing,
-    authenticators: [...security.authenticators, ...(auth?.authenticators ?? [])],
-    server: security.server,
-    ...(security.admin !== undefined && { admin: security.admin }),
+    security,
+    users: auth?.authenticators ?? [],
   });
   auth?.registerMetrics(metrics);
   const agentMetrics = createAgentMetrics(metrics);

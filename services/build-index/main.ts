@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Clock, EventLog, Projection, ProjectionStore } from '../../domain';
 import { buildIndexProjection, tagHistoryProjection } from '../../projections';
-import { createHttpApp } from '../shared/http';
+import { createRoleApp } from '../shared/roleApp';
 import type { Logger } from '../shared/logger';
 import { observeEventLog, registerProjectionMetrics } from '../shared/logMetrics';
 import { createProjectionRunner } from '../shared/projectionRunner';
@@ -59,20 +59,18 @@ export const startBuildIndex = async (deps: {
   const { config, logger, clock, store } = deps;
   const security = deps.security ?? openSecurity;
   const tracing = startTracing(config.tracing, 'build-index');
-  // One authenticator chain: cluster identities first, then users (`auth`).
-  const { access, authenticators, users } = createApiAccess({
+  const { access, users } = createApiAccess({
     auth: config.auth,
     security,
     logger: logger.child({ module: 'auth' }),
     realm: 'shoal build-index',
   });
-  const { app, metrics, listen } = createHttpApp({
+  const { app, metrics, listen } = createRoleApp({
     service: 'build-index',
     logger,
     tracing,
-    authenticators,
-    server: security.server,
-    ...(security.admin !== undefined && { admin: security.admin }),
+    security,
+    users: users.authenticators,
   });
   const log = observeEventLog(deps.log, metrics);
   const components = deps.components ?? [];

@@ -2,7 +2,7 @@ import type { Clock, EventLog, Projection, ProjectionStore } from '../../domain'
 import { allProjections } from '../../projections';
 import { createProxyClient } from '../proxy/client/proxyClient';
 import { createReplicationClient } from '../replicator/client/replicationClient';
-import { createHttpApp } from '../shared/http';
+import { createRoleApp } from '../shared/roleApp';
 import type { ApiAccess } from '../shared/security/guards';
 import { createApiAccess, requireCaller } from '../shared/security/guards';
 import type { Logger } from '../shared/logger';
@@ -116,20 +116,18 @@ export const startConsole = async (deps: {
     swarmIntervalMs: config.live.swarmIntervalMs,
   });
   const tracing = startTracing(config.tracing, 'console');
-  // One authenticator chain: cluster identities first, then the registry's users (`auth`).
-  const { access, authenticators, users } = createApiAccess({
+  const { access, users } = createApiAccess({
     auth: config.auth,
     security,
     logger: logger.child({ module: 'auth' }),
     realm: 'shoal console',
   });
-  const { app, metrics, listen } = createHttpApp({
+  const { app, metrics, listen } = createRoleApp({
     service: 'console',
     logger,
     tracing,
-    authenticators,
-    server: security.server,
-    ...(security.admin !== undefined && { admin: security.admin }),
+    security,
+    users: users.authenticators,
   });
   const close = async () => {
     live.close();

@@ -4,7 +4,7 @@ import type { BlobStore, Clock, EventLog, Position, ProjectionStore } from '../.
 import { ShoalError, ringMembers, ringStream, truncate } from '../../domain';
 import { placementProjection } from '../../projections';
 import { openDataDir } from '../shared/dataDir';
-import { createHttpApp } from '../shared/http';
+import { createRoleApp } from '../shared/roleApp';
 import { observeEventLog, registerProjectionMetrics } from '../shared/logMetrics';
 import { startTracing } from '../shared/tracing';
 import type { Logger } from '../shared/logger';
@@ -117,14 +117,12 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       app,
       metrics: registry,
       listen,
-    } = createHttpApp({
+    } = createRoleApp({
       service: 'origin',
       logger,
       tracing,
       notReady: () => (joined ? health.problem() : 'joining the ring'),
-      authenticators: security.authenticators,
-      server: security.server,
-      ...(security.admin !== undefined && { admin: security.admin }),
+      security,
     });
     // The whole internal API is for the cluster's services: the proxy, trackers, other origins.
     app.addHook('onRequest', async (request) => {

@@ -17,7 +17,7 @@ import {
   ringFromPlacement,
 } from '../origin/client/createBlobAccess';
 import type { WriterContext } from '../shared/events';
-import { createHttpApp } from '../shared/http';
+import { createRoleApp } from '../shared/roleApp';
 import type { Logger } from '../shared/logger';
 import { observeEventLog, registerProjectionMetrics } from '../shared/logMetrics';
 import { createProjectionRunner } from '../shared/projectionRunner';
@@ -92,14 +92,12 @@ export const startProxy = async (deps: {
         ...(scope !== undefined && { scope }),
       }),
   });
-  // One authenticator chain: cluster identities first, then users.
-  const { app, metrics, listen } = createHttpApp({
+  const { app, metrics, listen } = createRoleApp({
     service: 'proxy',
     logger,
     tracing,
-    authenticators: [...security.authenticators, ...auth.authenticators],
-    server: security.server,
-    ...(security.admin !== undefined && { admin: security.admin }),
+    security,
+    users: auth.authenticators,
   });
   const log = observeEventLog(deps.log, metrics);
   const writer = { clock, cluster: config.cluster, actor: deps.actor ?? 'proxy' };

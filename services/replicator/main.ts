@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Clock, EventLog, Projection, ProjectionStore } from '../../domain';
 import { buildIndexProjection, replicationProjection } from '../../projections';
-import { createHttpApp } from '../shared/http';
+import { createRoleApp } from '../shared/roleApp';
 import { observeEventLog, registerProjectionMetrics } from '../shared/logMetrics';
 import { startTracing } from '../shared/tracing';
 import type { Logger } from '../shared/logger';
@@ -146,20 +146,18 @@ export const startReplicator = async (deps: {
   const { config, logger, store } = deps;
   const security = deps.security ?? openSecurity;
   const tracing = startTracing(config.tracing, 'replicator');
-  // One authenticator chain: cluster identities first, then users (`auth`).
-  const { access, authenticators, users } = createApiAccess({
+  const { access, users } = createApiAccess({
     auth: config.auth,
     security,
     logger: logger.child({ module: 'auth' }),
     realm: 'shoal replicator',
   });
-  const { app, metrics, listen } = createHttpApp({
+  const { app, metrics, listen } = createRoleApp({
     service: 'replicator',
     logger,
     tracing,
-    authenticators,
-    server: security.server,
-    ...(security.admin !== undefined && { admin: security.admin }),
+    security,
+    users: users.authenticators,
   });
   const log = observeEventLog(deps.log, metrics);
   const component = createReplicatorComponent({

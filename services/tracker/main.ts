@@ -1,7 +1,7 @@
 import { Counter, Gauge } from 'prom-client';
 import type { Clock, Digest } from '../../domain';
 import { ShoalError } from '../../domain';
-import { createHttpApp } from '../shared/http';
+import { createRoleApp } from '../shared/roleApp';
 import { startTracing } from '../shared/tracing';
 import type { Logger } from '../shared/logger';
 import type { RoleSecurity } from '../shared/security/roleSecurity';
@@ -78,13 +78,11 @@ export const startTracker = async (deps: {
   };
 
   const tracing = startTracing(config.tracing, 'tracker');
-  const { app, metrics, listen } = createHttpApp({
+  const { app, metrics, listen } = createRoleApp({
     service: 'tracker',
     logger,
     tracing,
-    authenticators: security.authenticators,
-    server: security.server,
-    ...(security.admin !== undefined && { admin: security.admin }),
+    security,
   });
   const announces = new Counter({
     name: 'shoal_tracker_announces_total',

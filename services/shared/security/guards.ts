@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import type { AccessAction } from '../../../domain';
 import { ShoalError, accessActions } from '../../../domain';
 import type { Logger } from '../logger';
-import type { Authenticator, SecurityMode } from './authenticate';
+import type { SecurityMode } from './authenticate';
 import type { AuthConfig } from './authConfig';
 import { requireService } from './authenticate';
 import { unauthorized } from './challenge';
@@ -73,16 +73,17 @@ export const requireAdmin = (request: FastifyRequest, access: ApiAccess): void =
 
 /**
  * The access of a role whose API cluster services and users both call (build-index, the
- * replicator alone): users from its `auth` config with passwords (Basic) or Shoal's tokens
- * (checked with `auth.token.keyFile`'s public half) or a trusted issuer's, after the role's
- * own (cluster) authenticators. Cluster services may do everything.
+ * replicator alone, the console): users from its `auth` config with passwords (Basic) or
+ * Shoal's tokens (checked with `auth.token.keyFile`'s public half) or a trusted issuer's; its
+ * app puts their authenticators after the cluster's (`createRoleApp`'s `users`). Cluster
+ * services may do everything.
  */
 export const createApiAccess = (options: {
   auth: AuthConfig;
-  security?: { readonly mode: SecurityMode; readonly authenticators: readonly Authenticator[] };
+  security?: { readonly mode: SecurityMode };
   logger: Logger;
   realm: string;
-}): { access: ApiAccess; authenticators: readonly Authenticator[]; users: UserAuth } => {
+}): { access: ApiAccess; users: UserAuth } => {
   const mode = options.security?.mode ?? 'open';
   const users = createUserAuth({
     config: options.auth,
@@ -92,9 +93,5 @@ export const createApiAccess = (options: {
     verifyOwnTokens: true,
     challenge: () => `Basic realm="${options.realm}"`,
   });
-  return {
-    access: { mode, users },
-    authenticators: [...(options.security?.authenticators ?? []), ...users.authenticators],
-    users,
-  };
+  return { access: { mode, users }, users };
 };
