@@ -60,6 +60,15 @@ export type LocalState = {
   readonly close: () => Promise<void>;
 };
 
+/**
+ * Projections are rebuilt from the log, so their commits need not reach the disk before the
+ * runner goes on: `normal` durability syncs at checkpoints only. A commit with `full` cost an
+ * fsync on the event loop per batch — three runners, every push, ~250 ms of waiting per push
+ * on a slow disk and seconds while GC appended removals. After a power loss a store may be
+ * behind the log; its runner re-applies from the checkpoint that was lost with the state.
+ */
+export const projectionStoreOptions = { durability: 'normal' } as const;
+
 export const openLocalState = async (options: {
   dataDir: string;
   log: LogConfig;
@@ -72,7 +81,7 @@ export const openLocalState = async (options: {
   const log = await openEventLog(options.log, dataDir, options.logger);
   let store: ProjectionStore;
   try {
-    store = openSqliteProjectionStore(dataDir.projectionsPath);
+    store = openSqliteProjectionStore(dataDir.projectionsPath, projectionStoreOptions);
   } catch (error) {
     await log.close();
     throw error;

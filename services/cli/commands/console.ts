@@ -4,6 +4,7 @@ import { openSqliteProjectionStore } from '../../../adapters/projection-store/sq
 import type { ConsoleConfig } from '../../console/config';
 import { ConsoleConfigSchema } from '../../console/config';
 import { startConsole } from '../../console/main';
+import { projectionStoreOptions } from '../compose';
 import { openDataDir } from '../../shared/dataDir';
 import type { Logger } from '../../shared/logger';
 import type { RoleSecurity } from '../../shared/security/roleSecurity';
@@ -20,7 +21,7 @@ export const startConsoleRole = async (deps: {
   security?: RoleSecurity;
 }): Promise<{ url: string; close: () => Promise<void> }> => {
   const dir = openDataDir(deps.config.dataDir, { create: true }).sub('console');
-  const store = openSqliteProjectionStore(join(dir, 'projections.db'));
+  const store = openSqliteProjectionStore(join(dir, 'projections.db'), projectionStoreOptions);
   const running = await startConsole({ ...deps, store }).catch(async (error: unknown) => {
     await store.close();
     throw error;
