@@ -23,7 +23,6 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { parseArgs } from 'node:util';
 import { filter, firstValueFrom, timeout } from 'rxjs';
 import { createMemoryEventLog } from '../../adapters/eventlog/memory/memoryEventLog';
 import { createMemoryProjectionStore } from '../../adapters/projection-store/memory/memoryProjectionStore';
@@ -36,15 +35,21 @@ import { systemClock } from '../../services/shared/clock';
 import { validateConfig } from '../../services/shared/config';
 import { openDataDir } from '../../services/shared/dataDir';
 import { silentLogger } from '../../services/shared/logger';
+import { benchArgs } from './args';
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs(
+  'bench:backends',
+  {
     size: { type: 'string', default: '1GiB' },
     small: { type: 'string', default: '128MiB' },
     backends: { type: 'string', default: 'filesystem,s3,gcs,http,registry' },
     json: { type: 'boolean', default: false },
   },
-});
+  `usage: npm run bench:backends -- [--size 1GiB] [--small 128MiB]
+         [--backends filesystem,s3,gcs,http,registry] [--json]
+One origin per backend (real servers on loopback): write-back time and a fetch after the origin
+lost its copy, for a large and a small blob.`,
+);
 
 const MiB = 1024 * 1024;
 const parseSize = (text: string): number => {

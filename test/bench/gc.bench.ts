@@ -21,7 +21,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { EventLog, ShoalEvent } from '../../domain';
 import { makeEvent } from '../../domain';
 import { openSqliteEventLog } from '../../adapters/eventlog';
@@ -30,15 +29,20 @@ import { createGcService, gcProjections } from '../../services/gc/main';
 import type { GcReport } from '../../services/gc/client/gcApi';
 import { systemClock } from '../../services/shared/clock';
 import { createProjectionRunner } from '../../services/shared/projectionRunner';
+import { benchArgs } from './args';
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs(
+  'bench:gc',
+  {
     blobs: { type: 'string', default: '100000' },
     'per-manifest': { type: 'string', default: '10' },
     pushes: { type: 'string', default: '40' },
     json: { type: 'boolean', default: false },
   },
-});
+  `usage: npm run bench:gc -- [--blobs 100000] [--per-manifest 10] [--pushes 40] [--json]
+GC's throughput on a synthetic log (dry and real run), then push latency on shoal dev with no
+GC and while a GC run collects.`,
+);
 const blobCount = Number(args.blobs);
 const perManifest = Number(args['per-manifest']);
 const pushes = Number(args.pushes);

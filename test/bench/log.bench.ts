@@ -17,7 +17,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { EventLog, ProjectionStore, ShoalEvent } from '../../domain';
 import { makeEvent } from '../../domain';
 import {
@@ -31,9 +30,11 @@ import { openSqliteProjectionStore } from '../../adapters/projection-store/sqlit
 import { buildIndexProjection } from '../../projections';
 import { createProgress, progressMode } from '../../services/shared/progress';
 import { rebuildProjection } from '../../services/shared/rebuildProjection';
+import { benchArgs } from './args';
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs(
+  'bench:log',
+  {
     events: { type: 'string', default: '1000000' },
     singles: { type: 'string', default: '2000' },
     batch: { type: 'string', default: '1000' },
@@ -42,7 +43,10 @@ const { values: args } = parseArgs({
     adapter: { type: 'string', default: 'sqlite' },
     brokers: { type: 'string', default: process.env.KAFKA_BROKERS ?? '' },
   },
-});
+  `usage: npm run bench:log -- [--events 1000000] [--singles 2000] [--batch 1000] [--repos 1000]
+         [--adapter sqlite|kafka] [--brokers HOST:PORT] [--json]
+Appends (single and batched), reads and a projection rebuild on the chosen log adapter.`,
+);
 if (args.adapter !== 'sqlite' && args.adapter !== 'kafka') {
   throw new Error(`--adapter: want sqlite or kafka, got ${args.adapter}`);
 }

@@ -31,13 +31,13 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { runKraken } from './p2p/kraken';
 import { runMemory } from './p2p/memory';
 import { runPair } from './p2p/pair';
 import type { SwarmRow } from './p2p/swarm';
 import { runSwarm } from './p2p/swarm';
 import { MiB, childWarnings, cli, logTo, parseBytes, stopAll } from './p2p/processes';
+import { benchArgs } from './args';
 
 const optionSpec = {
   agents: { type: 'string', default: '8' },
@@ -53,7 +53,6 @@ const optionSpec = {
   memory: { type: 'boolean', default: false },
   large: { type: 'string', default: '4GiB' },
   json: { type: 'boolean', default: false },
-  help: { type: 'boolean', default: false },
 } as const;
 
 const usage = `usage: npm run bench:p2p -- [--agents N] [--size BYTES] [--rate BYTES_PER_S]
@@ -64,18 +63,7 @@ const usage = `usage: npm run bench:p2p -- [--agents N] [--size BYTES] [--rate B
 Sizes and rates take KiB, MiB and GiB suffixes. Defaults: 8 agents, 32 MiB, 8 MiB/s per agent,
 the origin at 4 × the agents' rate, the P2P-off baseline on a quarter of the size.`;
 
-const { values: args } = (() => {
-  try {
-    return parseArgs({ options: optionSpec });
-  } catch (error) {
-    process.stderr.write(`bench:p2p: ${(error as Error).message}\n\n${usage}\n`);
-    return process.exit(2);
-  }
-})();
-if (args.help) {
-  process.stdout.write(`${usage}\n`);
-  process.exit(0);
-}
+const args = benchArgs('bench:p2p', optionSpec, usage);
 
 const log = logTo(args.json);
 

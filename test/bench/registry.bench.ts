@@ -27,18 +27,22 @@ import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { generateImage } from '../fixtures/images';
+import { benchArgs } from './args';
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs(
+  'bench:registry',
+  {
     size: { type: 'string', default: '1GiB' },
     layers: { type: 'string', default: '5' },
     rounds: { type: 'string', default: '3' },
     json: { type: 'boolean', default: false },
     plain: { type: 'boolean', default: false },
   },
-});
+  `usage: npm run bench:registry -- [--size 1GiB] [--layers 5] [--rounds 3] [--plain] [--json]
+Push and pull one generated image with skopeo through Shoal (shoal dev --secure) and the CNCF
+registry, TLS and logins on both (--plain: neither); prints medians and the ratios.`,
+);
 
 const parseSize = (text: string): number => {
   const m = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|K|M|G)?$/i.exec(text.trim());

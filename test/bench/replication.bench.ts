@@ -23,20 +23,24 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { parseArgs } from 'node:util';
 import { createRegistryClient } from '../../adapters/registry/registryClient';
 import { sha256 } from '../fixtures/blobs';
 import { createProgress, progressMode } from '../../services/shared/progress';
+import { benchArgs } from './args';
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs(
+  'bench:replication',
+  {
     tags: { type: 'string', default: '1000' },
     'push-concurrency': { type: 'string', default: '8' },
     repos: { type: 'string', default: '10' },
     destination: { type: 'string', default: 'shoal' },
     json: { type: 'boolean', default: false },
   },
-});
+  `usage: npm run bench:replication -- [--tags 1000] [--push-concurrency 8] [--repos 10]
+         [--destination shoal|cncf] [--json]
+Tag pushes replicated to a second registry: throughput and lag.`,
+);
 
 const root = resolve(__dirname, '../../..');
 const cli = join(root, 'dist/services/cli/main.js');
