@@ -233,6 +233,23 @@ export const originRoutes =
     );
 
     app.get(
+      '/internal/pull-through/tags',
+      {
+        schema: {
+          querystring: Type.Object({
+            repo: Type.String({ maxLength: 300 }),
+            tag: Type.String({ minLength: 1, maxLength: 200 }),
+          }),
+        },
+      },
+      async (request) => {
+        const query = request.query as { repo: string; tag: string };
+        const digest = await blobs.upstreamDigest(orThrow(parseRepoName(query.repo)), query.tag);
+        return digest === undefined ? {} : { digest };
+      },
+    );
+
+    app.get(
       '/internal/ring',
       {
         schema: {
