@@ -133,6 +133,13 @@ describe('pull-through of manifests and tags (separate processes, real upstream 
     return layout;
   };
 
+  /** A tag's history, as `shoal tags history` prints it. */
+  const historyOf = (reference: string) => {
+    const history = shoal(['tags', 'history', reference, '--url', buildIndexUrl, '--json']);
+    expect(history.status).toBe(0);
+    return (JSON.parse(history.stdout) as { history: Array<Record<string, unknown>> }).history;
+  };
+
   /** The pulled layout holds the upstream's index and every manifest, config and layer. */
   const expectImage = (layout: string) => {
     const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
@@ -155,17 +162,7 @@ describe('pull-through of manifests and tags (separate processes, real upstream 
     ]);
     expect(sha256(upstreamRaw)).toBe(image.top.digest);
     expectImage(pull('hub/library/app:v1', 'pulled-1'));
-    const history = shoal([
-      'tags',
-      'history',
-      'hub/library/app:v1',
-      '--url',
-      buildIndexUrl,
-      '--json',
-    ]);
-    expect(history.status).toBe(0);
-    const changes = (JSON.parse(history.stdout) as { history: Array<Record<string, unknown>> })
-      .history;
+    const changes = historyOf('hub/library/app:v1');
     expect(changes).toEqual([
       expect.objectContaining({ kind: 'pushed', digest: image.top.digest }),
     ]);
@@ -240,17 +237,7 @@ describe('pull-through of manifests and tags (separate processes, real upstream 
     );
     expect(inspect('hub/library/moving:v1')).toBe(next.top.digest);
     expect((await rechecks())['moved']).toBe((before['moved'] ?? 0) + 1);
-    const history = shoal([
-      'tags',
-      'history',
-      'hub/library/moving:v1',
-      '--url',
-      buildIndexUrl,
-      '--json',
-    ]);
-    expect(history.status).toBe(0);
-    const changes = (JSON.parse(history.stdout) as { history: Array<Record<string, unknown>> })
-      .history;
+    const changes = historyOf('hub/library/moving:v1');
     expect(changes.map((c) => c['digest'])).toEqual([image.top.digest, next.top.digest]);
   }, 120_000);
 

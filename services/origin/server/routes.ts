@@ -206,14 +206,13 @@ export const originRoutes =
       },
     );
 
+    const pullThroughRepo = Type.String({ maxLength: 300 });
+    const pullThroughReference = Type.String({ minLength: 1, maxLength: 200 });
     app.post(
       '/internal/pull-through/manifests',
       {
         schema: {
-          querystring: Type.Object({
-            repo: Type.String({ maxLength: 300 }),
-            reference: Type.String({ minLength: 1, maxLength: 200 }),
-          }),
+          querystring: Type.Object({ repo: pullThroughRepo, reference: pullThroughReference }),
         },
       },
       async (request, reply) => {
@@ -236,10 +235,7 @@ export const originRoutes =
       '/internal/pull-through/tags',
       {
         schema: {
-          querystring: Type.Object({
-            repo: Type.String({ maxLength: 300 }),
-            tag: Type.String({ minLength: 1, maxLength: 200 }),
-          }),
+          querystring: Type.Object({ repo: pullThroughRepo, tag: pullThroughReference }),
         },
       },
       async (request) => {
