@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
-import type { BlobStore, ByteRange, ByteSource, Digest, Position, RepoName } from '../../domain';
+import type { ByteRange, ByteSource, Digest, Position, RepoName } from '../../domain';
 import {
   ShoalError,
   blobStream,
@@ -21,6 +21,7 @@ import {
   pieceLengthFor,
 } from '../../p2p/metainfo';
 import type { OriginContext } from './context';
+import { askUpstream, pullThroughSourceOf, upstreamTagDigest } from './manifestSource';
 import type { Attribution } from '../shared/events';
 import { attributedWriter, newEvent } from '../shared/events';
 import type { BlobRead } from './store/contentStore';
@@ -46,25 +47,6 @@ export type PulledManifest = Published & {
   readonly mediaType: string;
   readonly bytes: Buffer;
 };
-
-/**
- * What a read-only backend that fronts another OCI registry offers besides blobs (the
- * `registry` backend's repository view, `RepositoryRegistryBlobStore`): a manifest by tag or
- * digest, its digest verified. Backends without it are no pull-through source of manifests.
- */
-type ManifestSource = {
-  fetchManifest(
-    reference: string,
-  ): Promise<{ readonly bytes: Buffer; readonly mediaType: string; readonly digest: Digest }>;
-};
-
-const manifestSourceOf = (store: BlobStore): ManifestSource | undefined =>
-  typeof (store as Partial<ManifestSource>).fetchManifest === 'function'
-    ? (store as BlobStore & ManifestSource)
-    : undefined;
-
-/** Upstream failures a client may see as they are; anything else is the upstream's fault. */
-const passedOn = new Set(['MANIFEST_UNKNOWN', 'DENIED', 'STORAGE_UNAVAILABLE']);
 
 /** A whole blob's store options: `replicaOf` marks a copy between owners (only placed). */
 type WholeBlobOptions = {
@@ -313,31 +295,20 @@ export const createBlobService = (ctx: OriginContext) => {
   const pullManifest = async (repo: RepoName, reference: string): Promise<PulledManifest> => {
     if (reference.includes(':')) orThrow(parseDigest(reference));
     else orThrow(parseTag(reference));
-    const backend = ctx.backends.forRepo(repo);
-    const source = backend.readOnly ? manifestSourceOf(backend.store) : undefined;
-    if (source === undefined) {
+    const found = pullThroughSourceOf(ctx.backends, repo);
+    if (found === undefined) {
       throw new ShoalError(
         'MANIFEST_UNKNOWN',
         `repository ${repo} is not pulled through from another registry`,
         { detail: { name: repo, reference: truncate(reference), pullThrough: false } },
       );
     }
-    let pulled: Awaited<ReturnType<ManifestSource['fetchManifest']>>;
-    try {
-      pulled = await source.fetchManifest(reference);
-    } catch (error) {
-      if (isShoalError(error) && passedOn.has(error.code)) throw error;
-      logger.error(
-        { err: error, repo, reference: truncate(reference), backend: backend.name },
-        'cannot pull a manifest through from the upstream registry',
-      );
-      throw new ShoalError(
-        'STORAGE_UNAVAILABLE',
-        `cannot pull manifest ${truncate(reference)} of ${repo} through backend ` +
-          `"${backend.name}": ${error instanceof Error ? error.message : String(error)}`,
-        { cause: error, retriable: false, detail: { name: repo, backend: backend.name } },
-      );
-    }
+    const { backend, source } = found;
+    const pulled = await askUpstream(
+      logger,
+      { repo, reference, backend: backend.name, action: 'pull manifest' },
+      () => source.fetchManifest(reference),
+    );
     const stored = await storeWhole(pulled.digest, Readable.from([pulled.bytes]), {
       repo,
       size: pulled.bytes.length,
@@ -396,6 +367,10 @@ export const createBlobService = (ctx: OriginContext) => {
     },
 
     pullManifest,
+
+    /** See {@link upstreamTagDigest}: a pull-through tag's digest upstream (a `HEAD`). */
+    upstreamDigest: (repo: RepoName, tag: string) =>
+      upstreamTagDigest(ctx.backends, logger, repo, tag),
 
     /** Drops this origin's copy; refused while jobs still need it. */
     remove: async (digest: Digest): Promise<{ deleted: boolean }> => {

@@ -146,6 +146,12 @@ export const createLocalOriginClient = (deps: {
         }
       }),
 
+    upstreamDigest: (repo, tag) =>
+      call(async () => {
+        const digest = await blobs.upstreamDigest(orThrow(parseRepoName(repo)), tag);
+        return digest === undefined ? {} : { digest };
+      }),
+
     pullManifest: (repo, reference) =>
       call(async () => {
         const pulled = await blobs.pullManifest(orThrow(parseRepoName(repo)), reference);

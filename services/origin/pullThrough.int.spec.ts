@@ -100,6 +100,25 @@ describe('origin pull-through of manifests (POST /internal/pull-through/manifest
     expect((await origin.client.pullManifest('hub/x', 'v1')).bytes.equals(index)).toBe(true);
   });
 
+  it("answers a tag's digest upstream (GET /internal/pull-through/tags)", async () => {
+    const { client, origin } = await start('o1');
+    await expect(client.upstreamDigest('hub/library/app', 'v1')).resolves.toEqual({
+      digest: sha256(index),
+    });
+    // A HEAD only: no manifest fetched.
+    expect(state.asked).toEqual(['HEAD hub/library/app:v1']);
+    // Outside pull-through namespaces there is no upstream to ask; the in-process client alike.
+    await expect(client.upstreamDigest('local/app', 'v1')).resolves.toEqual({});
+    await expect(origin.client.upstreamDigest('local/app', 'v1')).resolves.toEqual({});
+    const missing = await errorOf(client.upstreamDigest('hub/library/app', 'nope'));
+    expect(isShoalError(missing, 'MANIFEST_UNKNOWN')).toBe(true);
+    const invalid = await errorOf(client.upstreamDigest('hub/library/app', '.bad'));
+    expect(isShoalError(invalid, 'TAG_INVALID')).toBe(true);
+    state.down = true;
+    const down = await errorOf(client.upstreamDigest('hub/library/app', 'v1'));
+    expect(isShoalError(down, 'STORAGE_UNAVAILABLE')).toBe(true);
+  });
+
   it('passes an unreachable upstream on as a 503', async () => {
     const { origin } = await start('o1');
     state.down = true;

@@ -65,6 +65,26 @@ export const ProxyConfigSchema = Type.Object({
     },
     { default: {} },
   ),
+  pullThrough: Type.Object(
+    {
+      tagRecheckSeconds: Type.Number({
+        default: 300,
+        minimum: 0,
+        description:
+          'a tag pulled through from an upstream registry is asked of the upstream again ' +
+          '(a HEAD) on a pull this long after its last check, and moved when it moved there; ' +
+          '0: on every pull. Digest pulls are never rechecked',
+      }),
+      tagRecheckWaitMs: Type.Integer({
+        default: 5000,
+        minimum: 0,
+        description:
+          'a pull waits this long for a recheck, then is answered the last known digest ' +
+          '(the recheck goes on); 0: no limit',
+      }),
+    },
+    { default: {} },
+  ),
   readYourWrites: roleConfig.readYourWrites(),
   tls: roleConfig.tls(),
   security: roleConfig.security(),

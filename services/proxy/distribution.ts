@@ -38,7 +38,7 @@ import { quotaApplies, quotaExceededBy } from '../shared/quotas';
 import { createManifestCache } from '../shared/oci/manifestCache';
 import { digestParam, isDigestReference } from '../shared/oci/parseV2Path';
 import { createManifestIndexReader } from './manifestIndexReader';
-import type { RecordManifest } from './pullThrough';
+import type { PullThroughFreshness, RecordManifest } from './pullThrough';
 import { createPullThrough } from './pullThrough';
 import { createReferenceGuard } from './referenceGuard';
 
@@ -76,6 +76,8 @@ export type DistributionDeps = {
    * (default 60 s); GC's grace window must be at least 4 × this (see ReferenceGuard).
    */
   readonly referenceWindowMs?: number;
+  /** Rechecks of tags pulled through (default: every 300 s, a pull waits 5 s at most). */
+  readonly freshness?: PullThroughFreshness;
 };
 
 export type Distribution = ReturnType<typeof createDistribution>;
@@ -223,6 +225,7 @@ export const createDistribution = (deps: DistributionDeps) => {
     index: { linkOf, manifestDoc },
     recordManifest,
     remember: cache.set,
+    ...(deps.freshness !== undefined && { freshness: deps.freshness }),
   });
 
   const pageOf = (names: string[], n: number | undefined): NamePage =>
@@ -361,7 +364,7 @@ export const createDistribution = (deps: DistributionDeps) => {
     /**
      * A manifest by tag or digest. One the repository lacks is pulled through when the
      * repository's namespace routes to an upstream registry (see `pullThrough`); a tag Shoal
-     * already has is served from Shoal, without asking the upstream whether it moved there.
+     * already has is served from Shoal, rechecked upstream when its recheck time has passed.
      */
     getManifest: async (repo: RepoName, reference: string): Promise<StoredManifest> => {
       let digest: Digest | undefined;
@@ -371,12 +374,16 @@ export const createDistribution = (deps: DistributionDeps) => {
         if (!isShoalError(error, 'MANIFEST_UNKNOWN')) throw error;
       }
       let doc = digest === undefined ? undefined : await manifestDoc(repo, digest);
+      if (doc !== undefined && digest !== undefined && !isDigestReference(reference)) {
+        const current = await pullThrough.current(repo, reference as Tag, digest);
+        if (current !== digest) [digest, doc] = [current, await manifestDoc(repo, current)];
+      }
       if (doc === undefined || digest === undefined) {
         if (!isDigestReference(reference) && !parseTag(reference).ok) {
           throw manifestUnknown(repo, reference);
         }
         try {
-          digest = await pullThrough(repo, reference);
+          digest = await pullThrough.pull(repo, reference);
         } catch (error) {
           if (isShoalError(error, 'MANIFEST_UNKNOWN')) throw manifestUnknown(repo, reference);
           throw error;

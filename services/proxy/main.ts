@@ -28,6 +28,7 @@ import { bearerChallenge } from '../shared/security/challenge';
 import { createUserAuth } from '../shared/security/userAuth';
 import type { ProxyConfig } from './config';
 import { createDistribution } from './distribution';
+import { countTagRechecks } from './metrics';
 import { distributionRoutes } from './server/routes';
 import { tokenRoutes } from './server/tokenRoutes';
 
@@ -152,6 +153,12 @@ export const startProxy = async (deps: {
     waitFor,
     limits: config.limits,
     referenceWindowMs: config.gc.referenceWindowMs,
+    freshness: {
+      recheckMs: config.pullThrough.tagRecheckSeconds * 1000,
+      waitMs: config.pullThrough.tagRecheckWaitMs,
+      logger: logger.child({ module: 'pull-through' }),
+      count: countTagRechecks(metrics),
+    },
   });
   auth.registerMetrics(metrics);
   await app.register(

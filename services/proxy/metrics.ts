@@ -2,6 +2,25 @@ import { Transform } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { Counter } from 'prom-client';
 import type { Registry } from 'prom-client';
+import type { RecheckResult } from './tagFreshness';
+
+/**
+ * `shoal_proxy_tag_rechecks_total{result}`: rechecks of tags pulled through from an upstream
+ * registry, by how they ended (see RecheckResult; `failed` and `timeout` served the last
+ * known digest). Returns the counting function the tag freshness is given.
+ */
+export const countTagRechecks = (registry: Registry): ((result: RecheckResult) => void) => {
+  const rechecks = new Counter({
+    name: 'shoal_proxy_tag_rechecks_total',
+    help: 'Rechecks of pull-through tags upstream, by result',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  });
+  for (const result of ['unchanged', 'moved', 'gone', 'failed', 'timeout', 'local'] as const) {
+    rechecks.inc({ result }, 0);
+  }
+  return (result) => rechecks.inc({ result });
+};
 
 /** What a `/v2/` path moves: blob bytes (uploads included) or manifests. */
 const kindOf = (url: string): 'blob' | 'manifest' | undefined => {

@@ -1,4 +1,4 @@
-import type { Digest, Manifest, Position, RepoName, ShoalEvent } from '../../domain';
+import type { Digest, Manifest, Position, RepoName, ShoalEvent, Tag } from '../../domain';
 import {
   ShoalError,
   checkManifestSize,
@@ -15,6 +15,15 @@ import type { WriterContext } from '../shared/events';
 import { newEvent } from '../shared/events';
 import { isDigestReference } from '../shared/oci/parseV2Path';
 import type { ManifestIndexReader } from './manifestIndexReader';
+import type { TagFreshnessDeps } from './tagFreshness';
+import { createTagFreshness } from './tagFreshness';
+
+/** How tags pulled through are kept fresh (see createTagFreshness); the rest is wired here. */
+export type PullThroughFreshness = Pick<TagFreshnessDeps, 'recheckMs' | 'waitMs'> &
+  Partial<Pick<TagFreshnessDeps, 'logger' | 'count'>>;
+
+/** The defaults of the proxy's `pullThrough` configuration. */
+export const defaultFreshness: PullThroughFreshness = { recheckMs: 300_000, waitMs: 5_000 };
 
 /**
  * Appends what records a manifest in a repository — `links` first, then `ManifestPushed` in
@@ -43,6 +52,7 @@ export type PullThroughDeps = {
   readonly recordManifest: RecordManifest;
   /** Keeps the bytes of a manifest the repository had already (the manifest cache). */
   readonly remember: (digest: Digest, bytes: Buffer) => void;
+  readonly freshness?: PullThroughFreshness;
 };
 
 /**
@@ -54,9 +64,12 @@ export type PullThroughDeps = {
  * origin from the `registry` backend), then `ManifestPushed`, and a tag is set through the
  * TagApi (so it has a history).
  *
- * Returns `pullThrough(repo, reference)`, which resolves with the manifest's digest;
+ * Returns `pull(repo, reference)`, which resolves with the manifest's digest;
  * `MANIFEST_UNKNOWN` when the repository is no pull-through namespace or the upstream lacks
  * the manifest. Concurrent pulls of one reference through this proxy share one pull.
+ * And `current(repo, tag, known)`: the digest to serve for a tag Shoal has, rechecked
+ * upstream once `freshness.recheckMs` has passed (see createTagFreshness); digests are
+ * immutable and never rechecked.
  */
 export const createPullThrough = (deps: PullThroughDeps) => {
   const { blobs, tags, writer, manifestMaxBytes, recordManifest, remember } = deps;
@@ -148,11 +161,24 @@ export const createPullThrough = (deps: PullThroughDeps) => {
     } else {
       remember(digest, bytes);
     }
-    if (tag !== undefined) await tags.put({ repo, tag }, digest);
+    if (tag !== undefined) {
+      await tags.put({ repo, tag }, digest);
+      freshness.pulled(repo, tag);
+    }
     return digest;
   };
 
-  return pullThrough;
+  const freshness = createTagFreshness({
+    ...(deps.freshness ?? defaultFreshness),
+    clock: writer.clock,
+    upstreamDigest: (repo: RepoName, tag: Tag) => blobs.upstreamDigest(repo, tag),
+    pull: (repo: RepoName, tag: Tag) => pullThrough(repo, tag),
+  });
+
+  return {
+    pull: (repo: RepoName, reference: string) => pullThrough(repo, reference),
+    current: freshness.current,
+  };
 };
 
 export type PullThrough = ReturnType<typeof createPullThrough>;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { Digest, EventLog, Position, RecordedEvent, RepoName } from '../../domain';
+import type { Digest, EventLog, Position, RecordedEvent, RepoName, Tag } from '../../domain';
 import type { BlobAccess } from '../../services/origin/client/blobAccess';
 import type { UpstreamManifest } from '../doubles/upstreamManifestStore';
 import { blobFixture, sha256 } from '../fixtures/blobs';
@@ -286,6 +286,14 @@ export const describeBlobAccessContract = (
       expect(await codeOf(access.pullManifest(freshRepo(), 'v1'))).toBe('MANIFEST_UNKNOWN');
       const repo = `${upstream.namespace}/${freshRepo()}` as RepoName;
       expect(await codeOf(access.pullManifest(repo, 'nope'))).toBe('MANIFEST_UNKNOWN');
+    });
+
+    it('answers the digest a tag points at upstream', async () => {
+      const repo = `${upstream.namespace}/${freshRepo()}` as RepoName;
+      await expect(access.upstreamDigest(repo, 'v1' as Tag)).resolves.toBe(sha256(upstreamIndex));
+      expect(await codeOf(access.upstreamDigest(repo, 'nope' as Tag))).toBe('MANIFEST_UNKNOWN');
+      // Outside the pull-through namespace: no upstream to ask.
+      await expect(access.upstreamDigest(freshRepo(), 'v1' as Tag)).resolves.toBeUndefined();
     });
 
     it('binds a session to its repository and owner: another one does not find it', async () => {

@@ -14,6 +14,7 @@ describeBlobAccessContract('filesystem double', async (upstream) => {
     dir,
     log,
     writer: { clock: systemClock, cluster: 'test', actor: 'contract' },
+    pullsThrough: (repo) => repo.startsWith(`${upstream.namespace}/`),
     upstream: async (repo, reference) =>
       repo.startsWith(`${upstream.namespace}/`) ? upstream.manifests.get(reference) : undefined,
   });

@@ -25,12 +25,16 @@ export const createFsBlobAccess = async (deps: {
   /**
    * The upstream of pull-through namespaces, as an origin's `registry` backend would fetch
    * from it: a manifest's bytes and media type, or undefined when it has none. Absent: no
-   * repository is pulled through (`pullManifest` fails with `MANIFEST_UNKNOWN`).
+   * repository is pulled through (`pullManifest` fails with `MANIFEST_UNKNOWN`). `method` is
+   * `HEAD` when a tag's digest is asked (`upstreamDigest`), else `GET`.
    */
   upstream?: (
     repo: string,
     reference: string,
+    method: 'GET' | 'HEAD',
   ) => Promise<{ bytes: Buffer; mediaType: string } | undefined>;
+  /** Whether `repo` is a pull-through namespace (`upstreamDigest`); default: every one. */
+  pullsThrough?: (repo: string) => boolean;
 }): Promise<BlobAccess> => {
   const uploads = join(deps.dir, 'uploads');
   const blobs = join(deps.dir, 'blobs');
@@ -148,7 +152,7 @@ export const createFsBlobAccess = async (deps: {
       return { size, position };
     },
     pullManifest: async (repo, reference) => {
-      const found = await deps.upstream?.(repo, reference);
+      const found = await deps.upstream?.(repo, reference, 'GET');
       if (found === undefined) {
         throw new ShoalError('MANIFEST_UNKNOWN', `${repo} has no upstream manifest ${reference}`);
       }
@@ -157,6 +161,14 @@ export const createFsBlobAccess = async (deps: {
       await writeFile(path, found.bytes);
       await commitFile(path, digest, { repo, mediaType: found.mediaType });
       return { digest, mediaType: found.mediaType, size: found.bytes.length, bytes: found.bytes };
+    },
+    upstreamDigest: async (repo, tag) => {
+      if (deps.upstream === undefined || deps.pullsThrough?.(repo) === false) return undefined;
+      const found = await deps.upstream(repo, tag, 'HEAD');
+      if (found === undefined) {
+        throw new ShoalError('MANIFEST_UNKNOWN', `${repo} has no upstream tag ${tag}`);
+      }
+      return sha256(found.bytes);
     },
     stat: async (digest) => {
       const size = await sizeOf(blobPath(digest));

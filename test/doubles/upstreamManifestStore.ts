@@ -10,9 +10,10 @@ export type UpstreamState = { down: boolean; asked: string[] };
 
 /**
  * A read-only backend fronting another registry, as the `registry` backend looks to an
- * origin: per repository (`forRepository`), manifests by tag or digest (`fetchManifest`), the
- * same `manifests` for every repository; no blobs. While `state.down`, every fetch fails with
- * `STORAGE_UNAVAILABLE`; `state.asked` records `<repo>:<reference>` per fetch.
+ * origin: per repository (`forRepository`), manifests by tag or digest (`fetchManifest`), a
+ * tag's digest (`headManifest`), the same `manifests` for every repository; no blobs. While
+ * `state.down`, every request fails with `STORAGE_UNAVAILABLE`; `state.asked` records
+ * `<repo>:<reference>` per fetch and `HEAD <repo>:<tag>` per head.
  */
 export const upstreamManifestStore = (
   manifests: ReadonlyMap<string, UpstreamManifest>,
@@ -40,6 +41,13 @@ export const upstreamManifestStore = (
         const found = manifests.get(reference);
         if (found === undefined) throw new ShoalError('MANIFEST_UNKNOWN', `no ${reference}`);
         return { ...found, digest: sha256(found.bytes) };
+      },
+      headManifest: async (tag: string) => {
+        state.asked.push(`HEAD ${repo}:${tag}`);
+        if (state.down) throw new ShoalError('STORAGE_UNAVAILABLE', 'hub cannot be reached');
+        const found = manifests.get(tag);
+        if (found === undefined) throw new ShoalError('MANIFEST_UNKNOWN', `no ${tag}`);
+        return sha256(found.bytes);
       },
     }),
   };

@@ -87,6 +87,11 @@ export type RepositoryRegistryBlobStore = BlobStore & {
   readonly upstreamRepository: string;
   /** A manifest by tag or digest, verified; `MANIFEST_UNKNOWN` when the upstream has none. */
   fetchManifest(reference: string): Promise<UpstreamManifest>;
+  /**
+   * The digest a tag points at upstream, from a `HEAD` (its `Docker-Content-Digest`; a `GET`
+   * when the upstream sends none). `MANIFEST_UNKNOWN` when the upstream has no such tag.
+   */
+  headManifest(tag: string): Promise<Digest>;
 };
 
 export type RegistryBlobStore = Omit<BlobStore, 'forRepository'> & {

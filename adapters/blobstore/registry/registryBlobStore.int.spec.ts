@@ -170,6 +170,11 @@ describe('registry BlobStore specifics', () => {
         'MANIFEST_UNKNOWN',
       );
       expect(await codeOf(root.fetchManifest(`hub/${repo}`, 'bad tag!'))).toBe('TAG_INVALID');
+      // A tag's digest from a HEAD: what a pull-through tag's recheck asks.
+      const scoped = root.forRepository(`hub/${repo}`);
+      await expect(scoped.headManifest('v2')).resolves.toBe(image.top.digest);
+      expect(await codeOf(scoped.headManifest('nope'))).toBe('MANIFEST_UNKNOWN');
+      expect(await codeOf(scoped.headManifest('bad tag!'))).toBe('TAG_INVALID');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

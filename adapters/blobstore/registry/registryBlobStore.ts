@@ -146,6 +146,7 @@ export const createRegistryBlobStore = (
         delete: () => unsupported('delete objects'),
         list: refuseList,
         fetchManifest: fail,
+        headManifest: fail,
       };
     }
     const scope = `repository:${upstream}:pull`;
@@ -315,6 +316,25 @@ export const createRegistryBlobStore = (
       return { bytes: body, mediaType: mediaTypeOf(response.headers, body), digest };
     };
 
+    const headManifest = async (tag: string): Promise<Digest> => {
+      orThrow(parseTag(tag));
+      const response = await call('HEAD', pathOf('manifests', tag), {
+        scope,
+        repo: upstream,
+        headers: { accept: manifestAccept },
+        expect: [200, 404],
+      });
+      discard(response.body);
+      if (response.status === 404) {
+        throw new ShoalError('MANIFEST_UNKNOWN', `${label}: ${where} has no manifest ${tag}`, {
+          detail: { backend: name, repository: upstream, reference: tag },
+        });
+      }
+      const announced = parseDigest(headerOf(response.headers, 'docker-content-digest') ?? '');
+      // The header is optional in the distribution spec: without it, the bytes tell.
+      return announced.ok ? announced.value : (await fetchManifest(tag)).digest;
+    };
+
     return {
       name,
       readOnly: true,
@@ -334,6 +354,7 @@ export const createRegistryBlobStore = (
       },
       ...refuseWrites,
       fetchManifest,
+      headManifest,
     };
   };
 

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { Digest, Position, RepoName } from '../../../domain';
+import type { Digest, Position, RepoName, Tag } from '../../../domain';
 import type { Attribution } from '../../shared/events';
 
 /**
@@ -103,4 +103,13 @@ export interface BlobAccess {
     repo: RepoName,
     reference: string,
   ): Promise<{ digest: Digest; mediaType: string; size: number; bytes: Buffer }>;
+
+  /**
+   * The digest `tag` points at now in the upstream registry `repo` routes to (an origin asks
+   * with a `HEAD` of the tag; nothing is fetched or stored): how the proxy sees that a tag it
+   * pulled through moved upstream. Undefined when `repo` is no pull-through namespace;
+   * `MANIFEST_UNKNOWN` when the upstream has no such tag; `STORAGE_UNAVAILABLE` (503) when it
+   * cannot be reached.
+   */
+  upstreamDigest(repo: RepoName, tag: Tag): Promise<Digest | undefined>;
 }

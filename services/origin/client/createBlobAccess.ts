@@ -113,6 +113,20 @@ export const createBlobAccess = (
   const missingOrUnreachable = (error: unknown) =>
     unreachable(error) || isShoalError(error, 'BLOB_UNKNOWN');
 
+  /**
+   * Pull-through by tag or digest: the digest (hence its owners) is known only after the
+   * fetch, so the first origin that answers is asked, in an order fixed by the reference:
+   * concurrent pulls of one reference through several proxies meet on one origin.
+   */
+  const byReference = async (repo: string, reference: string): Promise<OriginEndpoint[]> => {
+    const ring = await members();
+    const byId = new Map(ring.map((m) => [m.id, m]));
+    return rankMembers(
+      `${repo}@${reference}`,
+      ring.map((m) => m.id),
+    ).map((id) => byId.get(id) as OriginEndpoint);
+  };
+
   return {
     startUpload: async ({ repo, by }) => {
       const ring = await members();
@@ -207,17 +221,8 @@ export const createBlobAccess = (
     },
 
     pullManifest: async (repo, reference) => {
-      // The digest (hence its owners) is known only after the fetch: ask the first origin
-      // that answers, in an order fixed by the reference, so that concurrent pulls of one
-      // reference through several proxies meet on one origin.
-      const ring = await members();
-      const byId = new Map(ring.map((m) => [m.id, m]));
-      const order = rankMembers(
-        `${repo}@${reference}`,
-        ring.map((m) => m.id),
-      ).map((id) => byId.get(id) as OriginEndpoint);
       const pulled = await firstAnswer(
-        order,
+        await byReference(repo, reference),
         (client) => client.pullManifest(repo, reference),
         unreachable,
       );
@@ -229,6 +234,19 @@ export const createBlobAccess = (
         size: pulled.size,
         bytes: pulled.bytes,
       };
+    },
+
+    upstreamDigest: async (repo, tag) => {
+      // Asked of the origin a pull of the tag goes to: a move found is pulled there.
+      const answer = await firstAnswer(
+        await byReference(repo, tag),
+        (client) => client.upstreamDigest(repo, tag),
+        unreachable,
+      );
+      if (answer.digest === undefined) return undefined;
+      const digest = parseDigest(answer.digest);
+      if (!digest.ok) throw new ShoalError('INTERNAL', 'origin answered a tag with no digest');
+      return digest.value;
     },
 
     close: async () => {

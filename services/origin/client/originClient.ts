@@ -131,6 +131,12 @@ export interface OriginClient {
    * `STORAGE_UNAVAILABLE` when the upstream cannot be reached.
    */
   pullManifest(repo: string, reference: string): Promise<PulledManifest>;
+  /**
+   * The digest `tag` points at in the upstream registry `repo` routes to (a `HEAD` there);
+   * `{}` when `repo` is no pull-through namespace. `MANIFEST_UNKNOWN` when the upstream lacks
+   * the tag; `STORAGE_UNAVAILABLE` when it cannot be reached.
+   */
+  upstreamDigest(repo: string, tag: string): Promise<{ digest?: string }>;
   /** Drops this origin's copy (the backend and other owners keep theirs). */
   deleteBlob(digest: string): Promise<{ deleted: boolean }>;
   metainfo(digest: string): Promise<Metainfo>;
@@ -352,6 +358,14 @@ export const createOriginClient = (
         ...(position !== undefined && { position }),
       };
     },
+
+    upstreamDigest: async (repo, tag) =>
+      json<{ digest?: string }>(
+        await http.call({
+          method: 'GET',
+          path: `/internal/pull-through/tags${query({ repo, tag })}`,
+        }),
+      ),
 
     deleteBlob: async (digest) =>
       json<{ deleted: boolean }>(await http.call({ method: 'DELETE', path: blobPath(digest) })),

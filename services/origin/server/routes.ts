@@ -206,14 +206,13 @@ export const originRoutes =
       },
     );
 
+    const pullThroughRepo = Type.String({ maxLength: 300 });
+    const pullThroughReference = Type.String({ minLength: 1, maxLength: 200 });
     app.post(
       '/internal/pull-through/manifests',
       {
         schema: {
-          querystring: Type.Object({
-            repo: Type.String({ maxLength: 300 }),
-            reference: Type.String({ minLength: 1, maxLength: 200 }),
-          }),
+          querystring: Type.Object({ repo: pullThroughRepo, reference: pullThroughReference }),
         },
       },
       async (request, reply) => {
@@ -229,6 +228,20 @@ export const originRoutes =
           .header('docker-content-digest', pulled.digest)
           .header('content-length', String(pulled.bytes.length));
         return reply.code(200).send(pulled.bytes);
+      },
+    );
+
+    app.get(
+      '/internal/pull-through/tags',
+      {
+        schema: {
+          querystring: Type.Object({ repo: pullThroughRepo, tag: pullThroughReference }),
+        },
+      },
+      async (request) => {
+        const query = request.query as { repo: string; tag: string };
+        const digest = await blobs.upstreamDigest(orThrow(parseRepoName(query.repo)), query.tag);
+        return digest === undefined ? {} : { digest };
       },
     );
 

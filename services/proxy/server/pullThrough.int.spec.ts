@@ -19,6 +19,7 @@ import { silentLogger } from '../../shared/logger';
 import { createProjectionRunner } from '../../shared/projectionRunner';
 import { createDistribution } from '../distribution';
 import { createFsBlobAccess } from '../../../test/doubles/fsBlobAccess';
+import type { RecheckResult } from '../tagFreshness';
 import { distributionRoutes } from './routes';
 import { sha256 } from '../../../test/fixtures/blobs';
 
@@ -70,11 +71,27 @@ const multiPlatformImage = (upstream: Upstream, tag: string) => {
   return { index, digest: sha256(index), children };
 };
 
+/** Tags are rechecked upstream this long after their last check (the spec moves its clock). */
+const recheckMs = 60_000;
+/** A pull waits this long for a recheck. */
+const waitMs = 300;
+
 describe('pull-through of manifests and tags (proxy routes over a BlobAccess double)', () => {
   const upstream: Upstream = { manifests: new Map(), blobs: new Map() };
-  /** Upstream manifest requests, by reference. */
+  /** Upstream manifest requests, by reference (GETs) and as `HEAD <tag>` (rechecks). */
   const asked: string[] = [];
   let down = false;
+  /** While set, upstream requests wait for it (an upstream that hangs). */
+  let hung: Promise<void> | undefined;
+  /** Added to the proxy's clock: past a tag's recheck time without waiting for it. */
+  let clockOffset = 0;
+  /** How rechecks ended, in order (the metric's `result`). */
+  const rechecks: RecheckResult[] = [];
+  let recheckSeen: ((result: RecheckResult) => void) | undefined;
+  const nextRecheck = () =>
+    new Promise<RecheckResult>((resolve) => {
+      recheckSeen = resolve;
+    });
   let url: string;
   let tags: TagApi;
   let events: () => Promise<RecordedEvent[]>;
@@ -92,17 +109,23 @@ describe('pull-through of manifests and tags (proxy routes over a BlobAccess dou
       projections: [manifestIndexProjection, buildIndexProjection, tagHistoryProjection],
     });
     runner.start();
-    const writer = { clock: { now: () => Date.now() }, cluster: 'test', actor: 'proxy' };
+    const writer = {
+      clock: { now: () => Date.now() + clockOffset },
+      cluster: 'test',
+      actor: 'proxy',
+    };
     const waitFor = (position: number) => runner.waitFor(position, 2000);
     // Only `hub/…` is pulled through, as an origin routes it to a `registry` backend.
     const blobs = await createFsBlobAccess({
       dir,
       log,
       writer,
-      upstream: async (repo, reference) => {
+      pullsThrough: (repo) => repo.startsWith('hub/'),
+      upstream: async (repo, reference, method) => {
         if (!repo.startsWith('hub/')) return undefined;
-        asked.push(reference);
+        asked.push(method === 'HEAD' ? `HEAD ${reference}` : reference);
         await new Promise((resolve) => setTimeout(resolve, 30));
+        await hung;
         if (down) throw new ShoalError('STORAGE_UNAVAILABLE', 'upstream cannot be reached');
         return upstream.manifests.get(reference);
       },
@@ -125,6 +148,14 @@ describe('pull-through of manifests and tags (proxy routes over a BlobAccess dou
       writer,
       waitFor,
       limits: { manifestMaxBytes: 64 * 1024, manifestCacheBytes: 1024 * 1024 },
+      freshness: {
+        recheckMs,
+        waitMs,
+        count: (result) => {
+          rechecks.push(result);
+          recheckSeen?.(result);
+        },
+      },
     });
     const { app } = createHttpApp({ service: 'proxy', logger: silentLogger() });
     await app.register(distributionRoutes(distribution, { manifestMaxBytes: 64 * 1024, waitFor }));
@@ -145,7 +176,9 @@ describe('pull-through of manifests and tags (proxy routes over a BlobAccess dou
   afterAll(() => close());
   beforeEach(() => {
     asked.length = 0;
+    rechecks.length = 0;
     down = false;
+    hung = undefined;
   });
 
   const call = (path: string, init: RequestInit = {}) => fetch(`${url}${path}`, init);
@@ -204,19 +237,135 @@ describe('pull-through of manifests and tags (proxy routes over a BlobAccess dou
     });
   });
 
-  it('serves a tag it has from Shoal, never asking the upstream again', async () => {
+  const digestOf = async (repo: string, reference: string, method = 'GET') => {
+    const res = await call(`/v2/${repo}/manifests/${reference}`, { method });
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+    return res.headers.get('docker-content-digest');
+  };
+  /** Moves the proxy's clock past the recheck time of every tag it checked so far. */
+  const pastRecheckTime = () => {
+    clockOffset += recheckMs + 1;
+  };
+
+  it('serves a tag it has from Shoal within the recheck time, not asking the upstream', async () => {
     const repo = 'hub/library/kept';
     const image = multiPlatformImage(upstream, 'v1');
-    expect((await call(`/v2/${repo}/manifests/v1`)).status).toBe(200);
+    expect(await digestOf(repo, 'v1')).toBe(image.digest);
+    asked.length = 0;
+    // The upstream moved the tag: within the recheck time Shoal's tag stands.
+    multiPlatformImage(upstream, 'v1');
+    clockOffset += recheckMs - 1000;
+    for (const method of ['GET', 'HEAD'])
+      expect(await digestOf(repo, 'v1', method)).toBe(image.digest);
+    expect(asked).toEqual([]);
+    expect(rechecks).toEqual([]);
+  });
+
+  it('moves a tag that moved upstream once the recheck time has passed, with history', async () => {
+    const repo = 'hub/library/moving';
+    const first = multiPlatformImage(upstream, 'v1');
+    expect(await digestOf(repo, 'v1')).toBe(first.digest);
+    const second = multiPlatformImage(upstream, 'v1');
+    expect(await digestOf(repo, 'v1')).toBe(first.digest);
+    asked.length = 0;
+    pastRecheckTime();
+    const res = await call(`/v2/${repo}/manifests/v1`);
+    expect(res.headers.get('docker-content-digest')).toBe(second.digest);
+    expect(Buffer.from(await res.arrayBuffer()).equals(second.index)).toBe(true);
+    // A HEAD of the tag, then the new index and its children as a first pull fetches them.
+    expect(asked[0]).toBe('HEAD v1');
+    expect([...asked.slice(1)].sort()).toEqual(
+      ['v1', ...second.children.map((c) => c.digest)].sort(),
+    );
+    expect(rechecks).toEqual(['moved']);
+    const history = await tags.history({ repo: repo as RepoName, tag: 'v1' as Tag });
+    expect(history.map((h) => [h.kind, h.digest])).toEqual([
+      ['pushed', first.digest],
+      ['pushed', second.digest],
+    ]);
+    const pushed = pushedOf(await events(), repo).filter((e) => e.data.digest === second.digest);
+    expect(pushed.map((e) => e.metadata.actor)).toEqual(['pull-through']);
+    // Checked just now: the next pull is served from Shoal without asking.
+    asked.length = 0;
+    expect(await digestOf(repo, 'v1')).toBe(second.digest);
+    expect(asked).toEqual([]);
+    // Unchanged upstream: one HEAD, nothing fetched.
+    pastRecheckTime();
+    expect(await digestOf(repo, 'v1')).toBe(second.digest);
+    expect(asked).toEqual(['HEAD v1']);
+    expect(rechecks).toEqual(['moved', 'unchanged']);
+  });
+
+  it('serves the last known digest while the upstream is down, and keeps a tag gone upstream', async () => {
+    const repo = 'hub/library/away';
+    const image = multiPlatformImage(upstream, 'v1');
+    expect(await digestOf(repo, 'v1')).toBe(image.digest);
+    multiPlatformImage(upstream, 'v1');
     asked.length = 0;
     down = true;
-    // The upstream moved the tag and went away: Shoal's tag stands.
+    pastRecheckTime();
+    for (const method of ['GET', 'HEAD'])
+      expect(await digestOf(repo, 'v1', method)).toBe(image.digest);
+    // A failed check counts as one: the upstream is asked again after the recheck time.
+    expect(asked).toEqual(['HEAD v1']);
+    expect(rechecks).toEqual(['failed']);
+    down = false;
+    upstream.manifests.delete('v1');
+    pastRecheckTime();
+    expect(await digestOf(repo, 'v1')).toBe(image.digest);
+    expect(rechecks).toEqual(['failed', 'gone']);
+  });
+
+  it('answers the last known digest when a check outlasts the wait, and moves the tag after', async () => {
+    const repo = 'hub/library/slow';
+    const image = multiPlatformImage(upstream, 'v1');
+    expect(await digestOf(repo, 'v1')).toBe(image.digest);
+    const moved = multiPlatformImage(upstream, 'v1');
+    let release = () => undefined as void;
+    hung = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    pastRecheckTime();
+    const timedOut = nextRecheck();
+    expect(await digestOf(repo, 'v1')).toBe(image.digest);
+    expect(await timedOut).toBe('timeout');
+    // The check goes on; once the upstream answers, the tag moves.
+    const done = nextRecheck();
+    hung = undefined;
+    release();
+    expect(await done).toBe('moved');
+    expect(await digestOf(repo, 'v1')).toBe(moved.digest);
+  });
+
+  it('makes one upstream check for concurrent pulls of a tag due for one', async () => {
+    const repo = 'hub/library/crowd';
+    const first = multiPlatformImage(upstream, 'v1');
+    expect(await digestOf(repo, 'v1')).toBe(first.digest);
+    const second = multiPlatformImage(upstream, 'v1');
+    asked.length = 0;
+    pastRecheckTime();
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => digestOf(repo, 'v1', i % 2 === 0 ? 'GET' : 'HEAD')),
+    );
+    expect(answers).toEqual(Array.from({ length: 6 }, () => second.digest));
+    expect(asked.filter((r) => r === 'HEAD v1')).toHaveLength(1);
+    expect(asked.filter((r) => r === 'v1')).toHaveLength(1);
+    expect(rechecks).toEqual(['moved']);
+  });
+
+  it('never rechecks a pull by digest', async () => {
+    const repo = 'hub/library/pinned';
+    const image = multiPlatformImage(upstream, 'v1');
+    expect(await digestOf(repo, image.digest)).toBe(image.digest);
     multiPlatformImage(upstream, 'v1');
+    asked.length = 0;
+    pastRecheckTime();
     for (const method of ['GET', 'HEAD']) {
-      const res = await call(`/v2/${repo}/manifests/v1`, { method });
-      expect([res.status, res.headers.get('docker-content-digest')]).toEqual([200, image.digest]);
+      expect(await digestOf(repo, image.digest, method)).toBe(image.digest);
     }
     expect(asked).toEqual([]);
+    expect(rechecks).toEqual([]);
   });
 
   it('shares one pull among concurrent misses of the same reference', async () => {
