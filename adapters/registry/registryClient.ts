@@ -79,6 +79,11 @@ export type RegistryClient = {
     mediaType: string,
   ): Promise<{ readonly indexed: boolean }>;
   /**
+   * Whether the registry serves the referrers API (`GET /v2/<repo>/referrers/<digest>`
+   * answers 200; registries without it answer 404).
+   */
+  hasReferrersApi(repo: string, subject: string): Promise<boolean>;
+  /**
    * Deletes a manifest by tag or digest. `absent`: there was nothing to delete; `unsupported`:
    * the registry refuses this kind of delete (the CNCF registry answers 400 to a delete by tag,
    * registries without delete enabled 405).
@@ -402,6 +407,15 @@ export const createRegistryClient = (options: RegistryClientOptions): RegistryCl
         expect: [200, 201, 202],
       });
       return { indexed: header(response.headers, 'oci-subject') !== undefined };
+    },
+
+    async hasReferrersApi(repo, subject) {
+      const response = await call('GET', `/v2/${repo}/referrers/${subject}`, {
+        scope: scopeOf(repo),
+        headers: { accept: 'application/vnd.oci.image.index.v1+json' },
+        expect: [200, 404],
+      });
+      return response.status === 200;
     },
 
     async deleteManifest(repo, reference) {

@@ -52,7 +52,10 @@ export type MountedReplicator = {
  * app (build-index knows nothing of it), `startReplicator` into an app of its own.
  */
 export type ReplicatorComponent = {
-  /** The projections it reads: tags (the values it copies) and replication (rules, positions). */
+  /**
+   * The projections it reads: tags (the values it copies), replication (rules, positions) and
+   * referrers (what goes with a manifest).
+   */
   readonly projections: readonly Projection[];
   mount(host: ReplicatorHost): Promise<MountedReplicator>;
 };

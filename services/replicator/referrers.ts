@@ -115,6 +115,11 @@ const copyReferrer = async (
       await addToReferrersTag(ctx, repo, subject, referrerDescriptor(digest, manifest.bytes));
     }
     copied += 1;
+  } else if (!(await ctx.destination.hasReferrersApi(repo, subject))) {
+    // There already, perhaps from an attempt that failed before the referrers tag was
+    // written: make sure the tag lists it (nothing is written when it does).
+    const bytes = await ctx.source.manifest(digest);
+    await addToReferrersTag(ctx, repo, subject, referrerDescriptor(digest, bytes));
   }
   return copied + (await copyReferrersOf(ctx, referrers, repo, [digest], depth + 1));
 };

@@ -1,6 +1,5 @@
 import type { Digest, EventData, Position, RecordedEvent, ShoalEvent } from '../../domain';
-import { backoffDelay, destinationAllowed, givesUp, ruleSelects } from '../../domain';
-import { matchesGlob } from '../../domain';
+import { backoffDelay, destinationAllowed, givesUp, matchesGlob, ruleSelects } from '../../domain';
 import type { ReferrerEntryDoc, ReplicationRuleDoc, TagDoc } from '../../projections';
 import { buildIndexProjection, referrersPartition, referrersProjection } from '../../projections';
 import type { WriterContext } from '../shared/events';

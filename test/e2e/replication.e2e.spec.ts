@@ -355,7 +355,8 @@ describe('replication between two Shoal clusters', () => {
 
   it('referrers and index children go with the tag; a referrer attached later follows', async () => {
     const multi = images[1] as GeneratedImage;
-    const repo = 'e2e/sig/app';
+    // Outside e2e/: the other cases compare B's e2e/ repositories with A's.
+    const repo = 'signed/app';
     const cwd = join(dir.path, 'oras');
     mkdirSync(cwd, { recursive: true });
     // At A: a multi-platform image with a signature and an SBOM attached to its index, and a
@@ -379,7 +380,7 @@ describe('replication between two Shoal clusters', () => {
     expect(orasDiscover(cwd, `${a.host}/${repo}:v1`)).toEqual(expected);
 
     // A backfilling rule copies the tag, its children, and the referrers of both.
-    const rule = addRule(a, 'sig', 'e2e/sig/**', b, ['--backfill']);
+    const rule = addRule(a, 'sig', 'signed/**', b, ['--backfill']);
     await caughtUp(a, rule);
     expect(crane('digest', `${b.host}/${repo}:v1`)).toBe(indexDigest);
     for (const digest of children) {
