@@ -419,4 +419,25 @@ describe('the replicator (in-memory source, fake destination registries)', () =>
     await caughtUp(api, rule.id);
     expect(fake.requests.slice(before).filter((r) => r.startsWith('PUT'))).toEqual([]);
   });
+  it('a destination with the referrers API gets no referrers tag', async () => {
+    const fake = await destination({ referrersApi: true });
+    const api = source.api(source.replicator());
+    const { rule } = await api.addRule({ repoPattern: 'team/**', destination: fake.url });
+    const subject = await source.image('team/app');
+    const sig = await source.referrer('team/app', subject, 'application/vnd.e2e.signature');
+    await source.tag('team/app', 'v1', subject);
+    await caughtUp(api, rule.id);
+    // Another tag of the same subject copies its referrers again, as a retry would: nothing
+    // is written twice.
+    await source.tag('team/app', 'v2', subject);
+    await caughtUp(api, rule.id);
+    expect(fake.manifests.has(`team/app@${sig.digest}`)).toBe(true);
+    expect([...fake.tags.keys()].sort()).toEqual(['team/app:v1', 'team/app:v2']);
+    expect(fake.requests.filter((r) => r.startsWith('PUT /v2/'))).toEqual([
+      'PUT /v2/team/app/manifests/v1',
+      `PUT /v2/team/app/manifests/${sig.digest}`,
+      'PUT /v2/team/app/manifests/v2',
+    ]);
+    expect(fake.requests).toContain(`GET /v2/team/app/referrers/${subject}`);
+  });
 });

@@ -9,6 +9,7 @@ import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
 import { sha256 } from '../fixtures/blobs';
 import { eventually, runTool } from '../fixtures/processes';
+import { skopeoCopyAll } from '../fixtures/skopeo';
 
 // Replication from a Shoal cluster to a registry Shoal does not run: the CNCF distribution
 // registry (Debian's docker-registry) on loopback, with deletes enabled. It cannot delete a
@@ -58,15 +59,7 @@ describe('replication to the CNCF registry', () => {
       90_000,
     );
   const skopeoPush = (image: GeneratedImage, ref: string) =>
-    run(tools.skopeo, [
-      '--insecure-policy',
-      'copy',
-      '--all',
-      '--preserve-digests',
-      '--dest-tls-verify=false',
-      image.layoutRef,
-      `docker://${aHost}/${ref}`,
-    ]);
+    skopeoCopyAll(image.layoutRef, `docker://${aHost}/${ref}`);
   const tagsAt = (host: string) =>
     crane('ls', `${host}/e2e/cn/app`).split('\n').filter(Boolean).sort();
   const digestAt = (host: string, tag: string) => crane('digest', `${host}/e2e/cn/app:${tag}`);
