@@ -6,6 +6,7 @@ import { manifestIndexProjection } from './manifestIndex';
 import { replicationProjection } from './replication';
 import { policiesProjection } from './policies';
 import { referencesProjection } from './references';
+import { referrersProjection } from './referrers';
 import { tagHistoryProjection } from './tagHistory';
 
 /** Every projection by name, for the runner, `shoal replay` and `--projection NAME`. */
@@ -17,5 +18,6 @@ export const allProjections: Readonly<Record<string, Projection>> = {
   [manifestIndexProjection.name]: manifestIndexProjection as Projection,
   [replicationProjection.name]: replicationProjection as Projection,
   [referencesProjection.name]: referencesProjection as Projection,
+  [referrersProjection.name]: referrersProjection as Projection,
   [policiesProjection.name]: policiesProjection as Projection,
 };

@@ -5,5 +5,6 @@ export * from './placement';
 export * from './manifestIndex';
 export * from './replication';
 export * from './references';
+export * from './referrers';
 export * from './policies';
 export * from './allProjections';

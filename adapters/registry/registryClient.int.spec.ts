@@ -127,6 +127,24 @@ describe('the destination registry client', () => {
     client.close();
   });
 
+  it('tells whether a registry indexes referrers (OCI-Subject, the referrers API)', async () => {
+    const subject = sha256(Buffer.from('{"schemaVersion":2,"s":1}'));
+    const referrer = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, subject: { digest: subject, size: 1 } }),
+    );
+    const mediaType = 'application/vnd.oci.image.manifest.v1+json';
+    for (const referrersApi of [true, false]) {
+      const fake = await start({ referrersApi });
+      const client = createRegistryClient({ baseUrl: fake.url });
+      expect(await client.putReferrer('r/a', sha256(referrer), referrer, mediaType)).toEqual({
+        indexed: referrersApi,
+      });
+      expect(await client.hasReferrersApi('r/a', subject)).toBe(referrersApi);
+      expect(fake.manifests.has(`r/a@${sha256(referrer)}`)).toBe(true);
+      client.close();
+    }
+  });
+
   it('mounts from another repository; 5xx is a retriable SERVICE_UNAVAILABLE', async () => {
     const fake = await start();
     const client = createRegistryClient({ baseUrl: fake.url });

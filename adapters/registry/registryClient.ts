@@ -67,6 +67,23 @@ export type RegistryClient = {
     mediaType: string,
   ): Promise<string | undefined>;
   /**
+   * Pushes a manifest that has a `subject` (a signature, an SBOM) by its digest. `indexed`:
+   * the registry answered with `OCI-Subject`, so it lists the manifest in its referrers API;
+   * otherwise the pusher keeps the subject's referrers tag (`<alg>-<hex>`) itself, as the OCI
+   * distribution spec's fallback asks.
+   */
+  putReferrer(
+    repo: string,
+    digest: string,
+    bytes: Buffer,
+    mediaType: string,
+  ): Promise<{ readonly indexed: boolean }>;
+  /**
+   * Whether the registry serves the referrers API (`GET /v2/<repo>/referrers/<digest>`
+   * answers 200; registries without it answer 404).
+   */
+  hasReferrersApi(repo: string, subject: string): Promise<boolean>;
+  /**
    * Deletes a manifest by tag or digest. `absent`: there was nothing to delete; `unsupported`:
    * the registry refuses this kind of delete (the CNCF registry answers 400 to a delete by tag,
    * registries without delete enabled 405).
@@ -380,6 +397,25 @@ export const createRegistryClient = (options: RegistryClientOptions): RegistryCl
         expect: [200, 201, 202],
       });
       return header(response.headers, 'docker-content-digest');
+    },
+
+    async putReferrer(repo, digest, bytes, mediaType) {
+      const response = await call('PUT', `/v2/${repo}/manifests/${digest}`, {
+        scope: scopeOf(repo),
+        headers: { 'content-type': mediaType, ...options.writeHeaders },
+        body: bytes,
+        expect: [200, 201, 202],
+      });
+      return { indexed: header(response.headers, 'oci-subject') !== undefined };
+    },
+
+    async hasReferrersApi(repo, subject) {
+      const response = await call('GET', `/v2/${repo}/referrers/${subject}`, {
+        scope: scopeOf(repo),
+        headers: { accept: 'application/vnd.oci.image.index.v1+json' },
+        expect: [200, 404],
+      });
+      return response.status === 200;
     },
 
     async deleteManifest(repo, reference) {

@@ -1,7 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Clock, EventLog, Projection, ProjectionStore } from '../../domain';
-import { buildIndexProjection, replicationProjection } from '../../projections';
+import {
+  buildIndexProjection,
+  referrersProjection,
+  replicationProjection,
+} from '../../projections';
 import { createRoleApp } from '../shared/roleApp';
 import { observeEventLog, registerProjectionMetrics } from '../shared/logMetrics';
 import { startTracing } from '../shared/tracing';
@@ -48,7 +52,10 @@ export type MountedReplicator = {
  * app (build-index knows nothing of it), `startReplicator` into an app of its own.
  */
 export type ReplicatorComponent = {
-  /** The projections it reads: tags (the values it copies) and replication (rules, positions). */
+  /**
+   * The projections it reads: tags (the values it copies), replication (rules, positions) and
+   * referrers (what goes with a manifest).
+   */
   readonly projections: readonly Projection[];
   mount(host: ReplicatorHost): Promise<MountedReplicator>;
 };
@@ -77,7 +84,7 @@ export const createReplicatorComponent = (deps: {
   const { config, log, store, clock } = deps;
   credentialsOf(config);
   return {
-    projections: [buildIndexProjection, replicationProjection],
+    projections: [buildIndexProjection, replicationProjection, referrersProjection],
     async mount(host) {
       // The API and the replicator refer to each other (status shows what the replicator is
       // doing; the replicator counts into metrics that read the status).

@@ -7,7 +7,11 @@ import { createMemoryEventLog } from '../../adapters/eventlog';
 import { createMemoryProjectionStore } from '../../adapters/projection-store/memory/memoryProjectionStore';
 import type { RegistryClient } from '../../adapters/registry/registryClient';
 import { createRegistryClient } from '../../adapters/registry/registryClient';
-import { buildIndexProjection, replicationProjection } from '../../projections';
+import {
+  buildIndexProjection,
+  referrersProjection,
+  replicationProjection,
+} from '../../projections';
 import { createTagService } from '../build-index/tagService';
 import type { FakeRegistry } from '../../test/doubles/fakeRegistry';
 import { startFakeRegistry } from '../../test/doubles/fakeRegistry';
@@ -37,7 +41,7 @@ const sourceCluster = async () => {
   const runner = createProjectionRunner({
     log,
     store,
-    projections: [buildIndexProjection, replicationProjection],
+    projections: [buildIndexProjection, replicationProjection, referrersProjection],
   });
   runner.start();
   const writer = { clock: systemClock, cluster: 'src', actor: 'test' };
@@ -88,37 +92,76 @@ const sourceCluster = async () => {
       ...(allowedDestinations !== undefined && { allowedDestinations }),
     });
 
-  /** Stores a one-layer image in the source's blobs; returns the manifest digest. */
-  const image = async (repo: string): Promise<Digest> => {
-    const put = async (bytes: Buffer, mediaType: string) => {
+  /**
+   * Stores a one-layer image manifest in the source's blobs and records it as the proxy
+   * records a push (so build-index lets a tag point at it); with a `subject`, a referrer.
+   */
+  const storeManifest = async (
+    repo: string,
+    config: { bytes: Buffer; mediaType: string },
+    layer: { bytes: Buffer; mediaType: string },
+    extra: { subject?: Digest; artifactType?: string } = {},
+  ) => {
+    const put = async ({ bytes, mediaType }: { bytes: Buffer; mediaType: string }) => {
       await blobs.put(sha256(bytes), bytes, { repo: repo as RepoName, mediaType });
       return { mediaType, digest: sha256(bytes), size: bytes.length };
     };
-    const config = await put(
-      Buffer.from(JSON.stringify({ seed: randomBytes(8).toString('hex') })),
-      'application/vnd.oci.image.config.v1+json',
-    );
-    const layer = await put(randomBytes(3000), 'application/vnd.oci.image.layer.v1.tar+gzip');
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config,
-        layers: [layer],
-      }),
-    );
-    const stored = await put(manifest, 'application/vnd.oci.image.manifest.v1+json');
-    // Recorded as the proxy records a push, so build-index lets a tag point at it.
+    const configDesc = await put(config);
+    const layerDesc = await put(layer);
+    const subject =
+      extra.subject === undefined
+        ? undefined
+        : {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            digest: extra.subject,
+            size: (await blobs.get(extra.subject)).size,
+          };
+    const manifest = await put({
+      bytes: Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...(extra.artifactType !== undefined && { artifactType: extra.artifactType }),
+          config: configDesc,
+          layers: [layerDesc],
+          ...(subject !== undefined && { subject }),
+        }),
+      ),
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    });
     await log.append([
       manifestPushed({
         repo,
-        digest: stored.digest,
-        size: stored.size,
-        references: [config.digest, layer.digest],
+        digest: manifest.digest,
+        size: manifest.size,
+        references: [configDesc.digest, layerDesc.digest],
+        ...extra,
       }),
     ]);
-    return stored.digest;
+    return { digest: manifest.digest, layer: layerDesc.digest };
   };
+
+  /** A one-layer image; returns the manifest digest. */
+  const image = async (repo: string): Promise<Digest> =>
+    (
+      await storeManifest(
+        repo,
+        {
+          bytes: Buffer.from(JSON.stringify({ seed: randomBytes(8).toString('hex') })),
+          mediaType: 'application/vnd.oci.image.config.v1+json',
+        },
+        { bytes: randomBytes(3000), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' },
+      )
+    ).digest;
+
+  /** A referrer of `subject` with one layer, as `oras attach` makes it. */
+  const referrer = (repo: string, subject: Digest, artifactType: string) =>
+    storeManifest(
+      repo,
+      { bytes: Buffer.from('{}'), mediaType: 'application/vnd.oci.empty.v1+json' },
+      { bytes: randomBytes(500), mediaType: 'text/plain' },
+      { subject, artifactType },
+    );
 
   const tag = (repo: string, name: string, digest: Digest) =>
     tags.put({ repo: repo as RepoName, tag: name as Tag }, digest);
@@ -140,6 +183,7 @@ const sourceCluster = async () => {
     replicator,
     api,
     image,
+    referrer,
     tag,
     events,
     close: async () => {
@@ -317,5 +361,83 @@ describe('the replicator (in-memory source, fake destination registries)', () =>
     expect(done.skipped).toBe(1);
     expect(done.failures.last?.error).toMatch(/not in replication.allowedDestinations/);
     expect(fake.requests).toEqual([]);
+  });
+  it('referrers follow their subject, blobs first; a retry writes nothing twice', async () => {
+    // The fake has no referrers API: the subject's referrers tag lists them instead.
+    const fake = await destination();
+    const api = source.api(source.replicator());
+    const subject = await source.image('team/app');
+    const sig = await source.referrer('team/app', subject, 'application/vnd.e2e.signature');
+    const referrersTag = `sha256-${subject.slice(7)}`;
+    fake.rejectTags.add(referrersTag);
+    const { rule } = await api.addRule({ repoPattern: 'team/**', destination: fake.url });
+    await source.tag('team/app', 'v1', subject);
+    await eventually(
+      'a failed attempt at the referrers tag',
+      async () => ((await statusOf(api, rule.id)).failures.total > 0 ? true : undefined),
+      ...quick,
+    );
+    fake.rejectTags.delete(referrersTag);
+    await caughtUp(api, rule.id);
+
+    const listed = () =>
+      JSON.parse(
+        fake.manifests
+          .get(`team/app@${fake.tags.get(`team/app:${referrersTag}`)}`)
+          ?.bytes.toString('utf8') ?? '{"manifests":[]}',
+      ) as {
+        manifests: Array<{ digest: string; artifactType?: string }>;
+      };
+    expect(fake.tags.get('team/app:v1')).toBe(subject);
+    expect(listed().manifests).toEqual([
+      expect.objectContaining({
+        digest: sig.digest,
+        artifactType: 'application/vnd.e2e.signature',
+      }),
+    ]);
+    const putSig = `PUT /v2/team/app/manifests/${sig.digest}`;
+    expect(fake.requests.filter((r) => r === putSig)).toHaveLength(1);
+    expect(fake.requests.indexOf(`HEAD /v2/team/app/blobs/${sig.layer}`)).toBeLessThan(
+      fake.requests.indexOf(putSig),
+    );
+    expect(fake.blobs.has(sig.layer)).toBe(true);
+
+    // Pushed after its subject was replicated: it follows on its own, recorded under the
+    // referrers tag's name.
+    const late = await source.referrer('team/app', subject, 'application/spdx+json');
+    await caughtUp(api, rule.id);
+    expect(listed().manifests.map((m) => m.digest)).toEqual([sig.digest, late.digest]);
+    const succeeded = await source.events('ReplicationSucceeded');
+    expect(succeeded.map((e) => [e.data['tag'], e.data['digest']])).toContainEqual([
+      referrersTag,
+      late.digest,
+    ]);
+    // Its subject elsewhere is not at the destination: nothing is sent for it.
+    const other = await source.image('team/other');
+    const before = fake.requests.length;
+    await source.referrer('team/other', other, 'application/vnd.e2e.signature');
+    await caughtUp(api, rule.id);
+    expect(fake.requests.slice(before).filter((r) => r.startsWith('PUT'))).toEqual([]);
+  });
+  it('a destination with the referrers API gets no referrers tag', async () => {
+    const fake = await destination({ referrersApi: true });
+    const api = source.api(source.replicator());
+    const { rule } = await api.addRule({ repoPattern: 'team/**', destination: fake.url });
+    const subject = await source.image('team/app');
+    const sig = await source.referrer('team/app', subject, 'application/vnd.e2e.signature');
+    await source.tag('team/app', 'v1', subject);
+    await caughtUp(api, rule.id);
+    // Another tag of the same subject copies its referrers again, as a retry would: nothing
+    // is written twice.
+    await source.tag('team/app', 'v2', subject);
+    await caughtUp(api, rule.id);
+    expect(fake.manifests.has(`team/app@${sig.digest}`)).toBe(true);
+    expect([...fake.tags.keys()].sort()).toEqual(['team/app:v1', 'team/app:v2']);
+    expect(fake.requests.filter((r) => r.startsWith('PUT /v2/'))).toEqual([
+      'PUT /v2/team/app/manifests/v1',
+      `PUT /v2/team/app/manifests/${sig.digest}`,
+      'PUT /v2/team/app/manifests/v2',
+    ]);
+    expect(fake.requests).toContain(`GET /v2/team/app/referrers/${subject}`);
   });
 });

@@ -83,6 +83,9 @@ export type Replicator = {
  *   once, with its latest digest, and a late or repeated change can never write an older
  *   value. Changes of one tag are handled one at a time, in log order; different tags
  *   proceed in parallel (`concurrency`).
+ * - **Referrers** (signatures, SBOMs: manifests with a `subject`) go with the tag that names
+ *   their subject, after it; one pushed later is a change of its own, copied once every change
+ *   admitted before it is settled, when the destination has its subject (`referrers.ts`).
  * - **Durable position.** Outcomes (`ReplicationSucceeded`, or `ReplicationFailed` without
  *   `retryAt` for a change given up on) are appended strictly in source order, so the
  *   `replication` projection's `lastPosition` is always a point before which everything is

@@ -1,12 +1,14 @@
 import type { Digest, EventData, Position, RecordedEvent, ShoalEvent } from '../../domain';
-import { backoffDelay, destinationAllowed, givesUp, ruleSelects } from '../../domain';
-import type { ReplicationRuleDoc, TagDoc } from '../../projections';
-import { buildIndexProjection } from '../../projections';
+import { backoffDelay, destinationAllowed, givesUp, matchesGlob, ruleSelects } from '../../domain';
+import type { ReferrerEntryDoc, ReplicationRuleDoc, TagDoc } from '../../projections';
+import { buildIndexProjection, referrersPartition, referrersProjection } from '../../projections';
 import type { WriterContext } from '../shared/events';
 import { deterministicEventId, newEvent } from '../shared/events';
 import type { CopyProgress } from './client/replicationApi';
 import type { CopyContext, MountHints } from './copier';
 import { deleteTag, replicateTag } from './copier';
+import type { SourceReferrers } from './referrers';
+import { copyReferrersOf, manifestsOfTree, referrersTag, replicateReferrer } from './referrers';
 import type { ReplicatorDeps, RuleActivity } from './replicator';
 import type { Watermark } from './waits';
 import { createWatermark, sleep, unlessAborted } from './waits';
@@ -37,9 +39,12 @@ type Outcome =
   | { readonly kind: 'gave-up'; readonly error: string; readonly attempt: number };
 
 type Item = {
-  readonly event: RecordedEvent<'TagPushed' | 'TagDeleted'>;
+  readonly event: RecordedEvent<'TagPushed' | 'TagDeleted' | 'ManifestPushed'>;
   readonly repo: string;
+  /** For a referrer: its subject's referrers tag (`sha256-<hex>`), what its outcome names. */
   readonly tag: string;
+  /** Set for a manifest with a subject pushed after the rule started (not a tag change). */
+  readonly referrer?: { readonly digest: Digest; readonly subject: Digest };
   attempt: number;
   error?: string;
   retryAt?: string;
@@ -49,6 +54,12 @@ type Item = {
 
 const isTagChange = (event: RecordedEvent): event is RecordedEvent<'TagPushed' | 'TagDeleted'> =>
   event.type === 'TagPushed' || event.type === 'TagDeleted';
+
+/** A manifest with a subject (a signature, an SBOM): it follows its subject to destinations. */
+const isReferrerPush = (
+  event: RecordedEvent,
+): event is RecordedEvent<'ManifestPushed'> & { data: { subject: string } } =>
+  event.type === 'ManifestPushed' && event.data.subject !== undefined;
 
 const messageOf = (error: unknown): string =>
   (error instanceof Error ? error.message : String(error)).slice(0, 4000);
@@ -142,8 +153,66 @@ export const startRuleWorker = (
     wlog.error('destination not in replication.allowedDestinations: nothing is replicated');
   }
 
+  /**
+   * Waits until the tags and referrers read next are as of at least the log's head: never
+   * older than any change seen so far, including those another replicator may have written
+   * already. Resolves with the build-index position they are read at.
+   */
+  const readableAtHead = async (): Promise<Position> => {
+    const headNow = await log.head();
+    for (const name of [buildIndexProjection.name, referrersProjection.name]) {
+      await unlessAborted(projections.waitFor(headNow, projectionTimeoutMs, name), signal);
+    }
+    return projections.position(buildIndexProjection.name);
+  };
+
+  const sourceReferrers: SourceReferrers = async (repo, subject) => {
+    const out: Array<{ digest: Digest }> = [];
+    const partition = referrersPartition(repo, subject);
+    for (let after: string | undefined; ;) {
+      const page = await store.list<ReferrerEntryDoc>(referrersProjection.name, partition, {
+        limit: 500,
+        ...(after !== undefined && { after }),
+      });
+      out.push(...page.map((row) => ({ digest: row.id as Digest })));
+      if (page.length < 500) return out;
+      after = page[page.length - 1]?.id;
+    }
+  };
+
+  /**
+   * A referrer pushed after the rule started: copied if the source still has it and the
+   * destination has its subject (else it travels with the subject's tag, later).
+   */
+  const syncReferrer = async (
+    item: Item,
+    referrer: { readonly digest: Digest; readonly subject: Digest },
+  ): Promise<Outcome> => {
+    await readableAtHead();
+    const partition = referrersPartition(item.repo, referrer.subject);
+    const still = await store.get<ReferrerEntryDoc>(referrersProjection.name, {
+      partition,
+      id: referrer.digest,
+    });
+    if (still === undefined) return { kind: 'none' };
+    const result = await replicateReferrer(
+      copyContext(item),
+      sourceReferrers,
+      item.repo,
+      referrer.subject,
+      referrer.digest,
+    );
+    if (result === 'absent') return { kind: 'none' };
+    deps.metrics?.replicated(rule, result);
+    if (result === 'written') {
+      wlog.debug({ repo: item.repo, ...referrer }, 'referrer replicated');
+    }
+    return { kind: 'succeeded', digest: referrer.digest };
+  };
+
   /** Makes the destination's tag what the source's is now. */
   const sync = async (item: Item): Promise<Outcome> => {
+    if (item.referrer !== undefined) return syncReferrer(item, item.referrer);
     const key = `${item.repo}:${item.tag}`;
     const known = synced.get(key);
     if (known !== undefined && known.position >= item.event.position) {
@@ -152,14 +221,7 @@ export const startRuleWorker = (
         ? { kind: 'none' }
         : { kind: 'succeeded', ...(known.digest !== undefined && { digest: known.digest }) };
     }
-    // Read the tag as of at least the head: never older than any change seen so far,
-    // including those another replicator may have written already.
-    const headNow = await log.head();
-    await unlessAborted(
-      projections.waitFor(headNow, projectionTimeoutMs, buildIndexProjection.name),
-      signal,
-    );
-    const asOf = projections.position(buildIndexProjection.name);
+    const asOf = await readableAtHead();
     const current = await store.get<TagDoc>(buildIndexProjection.name, {
       partition: item.repo,
       id: item.tag,
@@ -167,9 +229,18 @@ export const startRuleWorker = (
     item.copying = undefined;
     if (current !== undefined) {
       const digest = current.digest as Digest;
-      const result = await replicateTag(copyContext(item), item.repo, item.tag, digest);
+      const copy = copyContext(item);
+      const result = await replicateTag(copy, item.repo, item.tag, digest);
+      // The tag's signatures, SBOMs and other referrers (of the index and of its children)
+      // go with it, after it: their subjects are there by then.
+      const carried = await copyReferrersOf(
+        copy,
+        sourceReferrers,
+        item.repo,
+        await manifestsOfTree(copy, digest),
+      );
       synced.set(key, { position: asOf, digest });
-      deps.metrics?.replicated(rule, result);
+      deps.metrics?.replicated(rule, carried > 0 ? 'written' : result);
       if (result === 'written') {
         wlog.debug({ repo: item.repo, tag: item.tag, digest }, 'tag replicated');
       }
@@ -295,15 +366,29 @@ export const startRuleWorker = (
     }
   };
 
-  const admit = async (event: RecordedEvent<'TagPushed' | 'TagDeleted'>) => {
+  const admit = async (event: Item['event']) => {
     while (queue.length >= config.concurrency && !stopped) {
       await queueChanged.above(changes, signal);
     }
     if (stopped) return;
-    const item: Item = { event, repo: event.data.repo, tag: event.data.tag, attempt: 0 };
+    let item: Item;
+    let key: string;
+    let before: Promise<unknown>;
+    if (event.type === 'ManifestPushed') {
+      const subject = event.data.subject as Digest;
+      const referrer = { digest: event.data.digest as Digest, subject };
+      item = { event, repo: event.data.repo, tag: referrersTag(subject), referrer, attempt: 0 };
+      // After every change admitted before it: a tag being copied now either carries this
+      // referrer or has put its subject at the destination by then.
+      key = `~referrer:${event.position}`;
+      before = Promise.allSettled([...tagTails.values()]);
+    } else {
+      item = { event, repo: event.data.repo, tag: event.data.tag, attempt: 0 };
+      key = `${item.repo}:${item.tag}`;
+      before = tagTails.get(key) ?? Promise.resolve();
+    }
     queue.push(item);
-    const key = `${item.repo}:${item.tag}`;
-    const run = (tagTails.get(key) ?? Promise.resolve()).then(() => work(item));
+    const run = before.then(() => work(item));
     tagTails.set(key, run);
     void run.finally(() => {
       if (tagTails.get(key) === run) tagTails.delete(key);
@@ -328,6 +413,13 @@ export const startRuleWorker = (
             tag: event.data.tag,
             position: event.position,
           })
+        ) {
+          await admit(event);
+        } else if (
+          isReferrerPush(event) &&
+          // Referrers pushed before the rule go with their tags (a backfill reads them).
+          event.position > rule.addedPosition &&
+          matchesGlob(rule.repoPattern, event.data.repo)
         ) {
           await admit(event);
         }

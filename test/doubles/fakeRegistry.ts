@@ -42,6 +42,22 @@ export type FakeRegistryOptions = {
   readonly realm?: string;
   /** Tag lists answer with a `Link` to a next page at this URL (another host). */
   readonly nextPageAt?: string;
+  /**
+   * Serves the referrers API (OCI distribution 1.1): `GET …/referrers/<digest>` lists the
+   * manifests with that subject, and a manifest PUT with a subject answers `OCI-Subject`.
+   * Without it those paths answer 404, as the CNCF registry 2.8 does.
+   */
+  readonly referrersApi?: boolean;
+};
+
+/** The `subject` digest a manifest names, if any. */
+const subjectOf = (bytes: Buffer): string | undefined => {
+  try {
+    return (JSON.parse(bytes.toString('utf8')) as { subject?: { digest?: string } }).subject
+      ?.digest;
+  } catch {
+    return undefined;
+  }
 };
 
 const readBody = async (request: IncomingMessage): Promise<Buffer> => {
@@ -149,6 +165,19 @@ export const startFakeRegistry = async (
         return response.end();
       }
     }
+    const referrers = /^\/v2\/(.+)\/referrers\/(sha256:[0-9a-f]{64})$/.exec(path);
+    if (referrers !== null && options.referrersApi && method === 'GET') {
+      const [, repo, subject] = referrers as unknown as [string, string, string];
+      const listed = [...manifests]
+        .filter(([key, m]) => key.startsWith(`${repo}@`) && subjectOf(m.bytes) === subject)
+        .map(([key, m]) => ({
+          mediaType: m.mediaType,
+          digest: key.slice(repo.length + 1),
+          size: m.bytes.length,
+        }));
+      response.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' });
+      return response.end(JSON.stringify({ schemaVersion: 2, manifests: listed }));
+    }
     const m = /^\/v2\/(.+)\/(blobs\/uploads|blobs|manifests|tags)\/(.*)$/.exec(path);
     if (m === null) return error(response, 404, 'NOT_FOUND');
     const [, repo, kind, ref] = m as unknown as [string, string, string, string];
@@ -201,7 +230,11 @@ export const startFakeRegistry = async (
           mediaType: request.headers['content-type'] ?? '',
         });
         if (!isDigest) tags.set(`${repo}:${ref}`, digest);
-        response.writeHead(201, { 'docker-content-digest': digest });
+        const subject = options.referrersApi ? subjectOf(bytes) : undefined;
+        response.writeHead(201, {
+          'docker-content-digest': digest,
+          ...(subject !== undefined && { 'oci-subject': subject }),
+        });
         return response.end();
       }
       if (method === 'HEAD' || method === 'GET') {

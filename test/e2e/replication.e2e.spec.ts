@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Service } from '../fixtures/cli';
 import { shoal, startService, tempDir } from '../fixtures/cli';
@@ -13,7 +14,11 @@ import { serviceHeaders } from '../fixtures/security';
 // skopeo and crane; every comparison reads both clusters' build-index APIs; every wait is
 // on a signal (the replication status says lag 0), bounded.
 const root = resolve(__dirname, '../..');
-const tools = { crane: join(root, '.tools/bin/crane'), skopeo: '/usr/bin/skopeo' };
+const tools = {
+  crane: join(root, '.tools/bin/crane'),
+  skopeo: '/usr/bin/skopeo',
+  oras: join(root, '.tools/bin/oras'),
+};
 
 const run = (command: string, args: string[]) => runTool(command, args, { cwd: root });
 
@@ -174,6 +179,33 @@ const crane = (...args: string[]) => run(tools.crane, [...args, '--insecure']).t
 const tagAs = (c: Cluster, repo: string, digest: string, tag: string) =>
   crane('tag', `${c.host}/${repo}@${digest}`, tag);
 
+type Referrer = { digest: string; artifactType: string; referrers?: Referrer[] };
+
+/** Attaches a file to `ref` with oras; resolves with the referrer's digest. */
+const orasAttach = (cwd: string, ref: string, artifactType: string, file: string) => {
+  writeFileSync(join(cwd, file), randomBytes(64).toString('hex'));
+  const out = runTool(
+    tools.oras,
+    ['attach', ref, '--plain-http', '--artifact-type', artifactType, `${file}:text/plain`],
+    { cwd, env: { ...process.env, HOME: cwd } },
+  );
+  const digest = /Digest: (sha256:[0-9a-f]{64})/.exec(out)?.[1];
+  if (digest === undefined) throw new Error(`no digest in oras attach output: ${out}`);
+  return digest;
+};
+
+/** The direct referrers `oras discover` lists for `ref`, sorted by artifact type. */
+const orasDiscover = (cwd: string, ref: string): Referrer[] => {
+  const out = runTool(
+    tools.oras,
+    ['discover', ref, '--plain-http', '--format', 'json', '--depth', '1'],
+    { cwd, env: { ...process.env, HOME: cwd } },
+  );
+  return ((JSON.parse(out) as { referrers?: Referrer[] }).referrers ?? [])
+    .map((r) => ({ digest: r.digest, artifactType: r.artifactType }))
+    .sort((x, y) => x.artifactType.localeCompare(y.artifactType));
+};
+
 const deleteTag = async (c: Cluster, repo: string, tag: string) => {
   const response = await fetch(`${c.proxy}/v2/${repo}/manifests/${tag}`, { method: 'DELETE' });
   expect(response.status).toBe(202);
@@ -320,6 +352,70 @@ describe('replication between two Shoal clusters', () => {
     expect(await tagsOf(b, 'e2e/bf/')).toEqual({ 'e2e/bf/app:v1': i1.top.digest });
     await caughtUp(a, rule.id);
   }, 120_000);
+
+  it('referrers and index children go with the tag; a referrer attached later follows', async () => {
+    const multi = images[1] as GeneratedImage;
+    // Outside e2e/: the other cases compare B's e2e/ repositories with A's.
+    const repo = 'signed/app';
+    const cwd = join(dir.path, 'oras');
+    mkdirSync(cwd, { recursive: true });
+    // At A: a multi-platform image with a signature and an SBOM attached to its index, and a
+    // signature on one platform's manifest (a child), before any rule selects the repository.
+    skopeoPush(multi, a, `${repo}:v1`);
+    const indexDigest = multi.top.digest;
+    const children = multi.manifests.map((m) => m.manifest.digest);
+    const child = children[0] as string;
+    const sig = orasAttach(cwd, `${a.host}/${repo}:v1`, 'application/vnd.e2e.signature', 's1');
+    const sbom = orasAttach(cwd, `${a.host}/${repo}:v1`, 'application/spdx+json', 'sbom');
+    const childSig = orasAttach(
+      cwd,
+      `${a.host}/${repo}@${child}`,
+      'application/vnd.e2e.signature',
+      's2',
+    );
+    const expected = [
+      { digest: sbom, artifactType: 'application/spdx+json' },
+      { digest: sig, artifactType: 'application/vnd.e2e.signature' },
+    ];
+    expect(orasDiscover(cwd, `${a.host}/${repo}:v1`)).toEqual(expected);
+
+    // A backfilling rule copies the tag, its children, and the referrers of both.
+    const rule = addRule(a, 'sig', 'signed/**', b, ['--backfill']);
+    await caughtUp(a, rule);
+    expect(crane('digest', `${b.host}/${repo}:v1`)).toBe(indexDigest);
+    for (const digest of children) {
+      expect(crane('digest', `${b.host}/${repo}@${digest}`)).toBe(digest);
+    }
+    expect(orasDiscover(cwd, `${b.host}/${repo}:v1`)).toEqual(expected);
+    expect(orasDiscover(cwd, `${b.host}/${repo}@${child}`)).toEqual([
+      { digest: childSig, artifactType: 'application/vnd.e2e.signature' },
+    ]);
+    // The referrer's own blob is there: the SBOM pulls from B.
+    const sbomManifest = JSON.parse(crane('manifest', `${b.host}/${repo}@${sbom}`)) as {
+      subject: { digest: string };
+      layers: Array<{ digest: string }>;
+    };
+    expect(sbomManifest.subject.digest).toBe(indexDigest);
+    const layer = sbomManifest.layers[0]?.digest as string;
+    expect(sha256(Buffer.from(crane('blob', `${b.host}/${repo}@${layer}`)))).toBe(layer);
+
+    // Attached after the tag was replicated: a second signature follows on its own.
+    const late = orasAttach(cwd, `${a.host}/${repo}:v1`, 'application/vnd.e2e.attestation', 's3');
+    await caughtUp(a, rule);
+    expect(orasDiscover(cwd, `${b.host}/${repo}:v1`)).toEqual([
+      expected[0],
+      { digest: late, artifactType: 'application/vnd.e2e.attestation' },
+      expected[1],
+    ]);
+    // Its outcome is recorded under the subject's referrers tag name.
+    const recorded = logOf(a).filter(
+      (e) => e.type === 'ReplicationSucceeded' && e.data['ruleId'] === rule,
+    );
+    expect(recorded.map((e) => [e.data['tag'], e.data['digest']])).toContainEqual([
+      `sha256-${indexDigest.slice(7)}`,
+      late,
+    ]);
+  }, 180_000);
 
   it('B stopped while A pushes and moves tags: restarted, B catches up', async () => {
     const [i0, i1, i2] = images as [GeneratedImage, GeneratedImage, GeneratedImage];

@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Service } from '../fixtures/cli';
 import { shoal, startService, stopChild, tempDir } from '../fixtures/cli';
@@ -8,16 +9,20 @@ import type { GeneratedImage } from '../fixtures/images';
 import { generateImage } from '../fixtures/images';
 import { sha256 } from '../fixtures/blobs';
 import { eventually, runTool } from '../fixtures/processes';
+import { skopeoCopyAll } from '../fixtures/skopeo';
 
 // Replication from a Shoal cluster to a registry Shoal does not run: the CNCF distribution
 // registry (Debian's docker-registry) on loopback, with deletes enabled. It cannot delete a
 // tag (DELETE …/manifests/<tag> answers 400), so the replicator deletes the manifest by digest
-// when no other tag uses it, and records the delete as given up when one does.
+// when no other tag uses it, and records the delete as given up when one does. It has no
+// referrers API (distribution 2.8 predates OCI 1.1): referrers reach it through the spec's
+// fallback, the subject's referrers tag `sha256-<hex>`, which oras discover reads.
 const root = resolve(__dirname, '../..');
 const tools = {
   crane: join(root, '.tools/bin/crane'),
   skopeo: '/usr/bin/skopeo',
   registry: '/usr/bin/docker-registry',
+  oras: join(root, '.tools/bin/oras'),
 };
 
 const run = (command: string, args: string[]) => runTool(command, args, { cwd: root }).trim();
@@ -53,6 +58,8 @@ describe('replication to the CNCF registry', () => {
       },
       90_000,
     );
+  const skopeoPush = (image: GeneratedImage, ref: string) =>
+    skopeoCopyAll(image.layoutRef, `docker://${aHost}/${ref}`);
   const tagsAt = (host: string) =>
     crane('ls', `${host}/e2e/cn/app`).split('\n').filter(Boolean).sort();
   const digestAt = (host: string, tag: string) => crane('digest', `${host}/e2e/cn/app:${tag}`);
@@ -136,16 +143,7 @@ describe('replication to the CNCF registry', () => {
       GeneratedImage,
       GeneratedImage,
     ];
-    const push = (image: GeneratedImage, tag: string) =>
-      run(tools.skopeo, [
-        '--insecure-policy',
-        'copy',
-        '--all',
-        '--preserve-digests',
-        '--dest-tls-verify=false',
-        image.layoutRef,
-        `docker://${aHost}/e2e/cn/app:${tag}`,
-      ]);
+    const push = (image: GeneratedImage, tag: string) => skopeoPush(image, `e2e/cn/app:${tag}`);
     push(i0, 'v1');
     push(i1, 'v2');
     push(i3, 'v4');
@@ -193,4 +191,56 @@ describe('replication to the CNCF registry', () => {
     expect(rule.failures.last?.error).toMatch(/v3 still uses/);
     expect(rule.failures.last?.retryAt).toBeUndefined();
   }, 240_000);
+  it('carries referrers by the referrers tag, as the registry has no referrers API', async () => {
+    const multi = images[1] as GeneratedImage;
+    const repo = 'e2e/cn/signed';
+    const cwd = join(dir.path, 'oras');
+    mkdirSync(cwd, { recursive: true });
+    const oras = (...args: string[]) =>
+      runTool(tools.oras, [...args, '--plain-http'], { cwd, env: { HOME: cwd } });
+    const attach = (artifactType: string, file: string) => {
+      writeFileSync(join(cwd, file), randomBytes(64).toString('hex'));
+      const out = oras(
+        'attach',
+        `${aHost}/${repo}:v1`,
+        '--artifact-type',
+        artifactType,
+        `${file}:text/plain`,
+      );
+      return /Digest: (sha256:[0-9a-f]{64})/.exec(out)?.[1] as string;
+    };
+    const discover = (host: string) =>
+      (
+        (JSON.parse(oras('discover', `${host}/${repo}:v1`, '--format', 'json', '--depth', '1'))
+          .referrers ?? []) as Array<{ digest: string; artifactType: string }>
+      )
+        .map((r) => `${r.artifactType} ${r.digest}`)
+        .sort();
+    expect(
+      (await fetch(`http://${cncf}/v2/${repo}/referrers/${images[0]?.top.digest}`)).status,
+    ).toBe(404);
+
+    skopeoPush(multi, `${repo}:v1`);
+    const sig = attach('application/vnd.e2e.signature', 'sig');
+    const sbom = attach('application/spdx+json', 'sbom');
+    await caughtUp();
+    const index = multi.top.digest;
+    expect(crane('digest', `${cncf}/${repo}:v1`)).toBe(index);
+    for (const m of multi.manifests) {
+      expect(crane('digest', `${cncf}/${repo}@${m.manifest.digest}`)).toBe(m.manifest.digest);
+    }
+    const both = [`application/spdx+json ${sbom}`, `application/vnd.e2e.signature ${sig}`];
+    expect(discover(cncf)).toEqual(both);
+    // The fallback tag is an index of the referrers, named after the subject.
+    const referrersTag = JSON.parse(crane('manifest', `${cncf}/${repo}:sha256-${index.slice(7)}`));
+    expect(referrersTag.manifests.map((m: { digest: string }) => m.digest).sort()).toEqual(
+      [sig, sbom].sort(),
+    );
+
+    // Attached after the tag was replicated: added to the referrers tag too.
+    const late = attach('application/vnd.e2e.attestation', 'late');
+    await caughtUp();
+    expect(discover(cncf)).toEqual([...both, `application/vnd.e2e.attestation ${late}`].sort());
+    expect(discover(cncf)).toEqual(discover(aHost));
+  }, 180_000);
 });
