@@ -18,3 +18,5 @@ export {
   createEventStoreDbEventLog,
   openEventStoreDbEventLog,
 } from './eventstoredb/eventStoreDbEventLog';
+export type { KafkaGroupLeaseOptions } from './kafka/kafkaGroupLease';
+export { createKafkaGroupLease } from './kafka/kafkaGroupLease';

@@ -3,3 +3,4 @@ export * from './patterns';
 export * from './backoff';
 export * from './rules';
 export * from './lag';
+export * from './lease';

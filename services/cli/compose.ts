@@ -1,5 +1,7 @@
-import type { EventLog, ProjectionStore } from '../../domain';
+import type { EventLog, Lease, ProjectionStore } from '../../domain';
+import type { KafkaClientOptions } from '../../adapters/eventlog';
 import {
+  createKafkaGroupLease,
   openEventStoreDbEventLog,
   openKafkaEventLog,
   openSqliteEventLog,
@@ -9,6 +11,38 @@ import type { DataDir } from '../shared/dataDir';
 import { openDataDir } from '../shared/dataDir';
 import type { LogConfig } from '../shared/logConfig';
 import type { Logger } from '../shared/logger';
+
+/** How to reach the Kafka brokers of the log's configuration. */
+const kafkaClientOf = (kafka: LogConfig['kafka'], logger?: Logger): KafkaClientOptions => ({
+  brokers: kafka.brokers,
+  clientId: kafka.clientId,
+  connectionTimeoutMs: kafka.connectionTimeoutMs,
+  requestTimeoutMs: kafka.requestTimeoutMs,
+  retries: kafka.retries,
+  ssl: kafka.ssl,
+  ...(kafka.sasl === undefined ? {} : { sasl: { ...kafka.sasl } }),
+  ...(logger === undefined ? {} : { logger: logger.child({ module: 'kafka' }) }),
+});
+
+/**
+ * Who runs the replicator among processes on one log, when the data directory's file cannot
+ * tell (it covers one host): on a Kafka log, membership of the group
+ * `shoal-replicator.<cluster>` (see `createKafkaGroupLease`), its session the lease time (at
+ * least the broker's 6 s). Otherwise undefined: the replicator takes `<dataDir>/replicator.lock`.
+ */
+export const replicatorLeaseFor = (
+  config: LogConfig,
+  options: { cluster: string; leaseMs: number; logger?: Logger },
+): Lease | undefined =>
+  config.adapter === 'kafka'
+    ? createKafkaGroupLease({
+        ...kafkaClientOf(config.kafka, options.logger),
+        clientId: `${config.kafka.clientId}-replicator`,
+        topic: config.kafka.topic,
+        groupId: `shoal-replicator.${options.cluster}`,
+        sessionTimeoutMs: Math.max(6000, options.leaseMs),
+      })
+    : undefined;
 
 /**
  * The log named by `config.adapter`: the SQLite file in the data directory (the default), or
@@ -23,18 +57,11 @@ export const openEventLog = async (
   switch (config.adapter) {
     case 'kafka':
       return openKafkaEventLog({
-        brokers: config.kafka.brokers,
+        ...kafkaClientOf(config.kafka, logger),
         topic: config.kafka.topic,
-        clientId: config.kafka.clientId,
         replicationFactor: config.kafka.replicationFactor,
         createTopic: config.kafka.createTopic,
-        connectionTimeoutMs: config.kafka.connectionTimeoutMs,
-        requestTimeoutMs: config.kafka.requestTimeoutMs,
-        retries: config.kafka.retries,
         stallTimeoutMs: config.kafka.stallTimeoutMs,
-        ssl: config.kafka.ssl,
-        ...(config.kafka.sasl === undefined ? {} : { sasl: { ...config.kafka.sasl } }),
-        ...(logger === undefined ? {} : { logger: logger.child({ module: 'kafka' }) }),
       });
     case 'eventstoredb':
       return openEventStoreDbEventLog({

@@ -97,12 +97,15 @@ export const ReplicationConfigSchema = Type.Object(
       {
         enabled: Type.Boolean({
           default: true,
-          description: 'take <dataDir>/replicator.lock so one replicator per data directory runs',
+          description:
+            'one replicator per cluster runs: it holds <dataDir>/replicator.lock (SQLite log) ' +
+            'or the Kafka group shoal-replicator.<cluster> (Kafka log)',
         }),
         leaseMs: Type.Integer({
           default: 15_000,
           minimum: 1000,
-          description: 'a lock not renewed for this long is taken over',
+          description:
+            'a lease not renewed for this long is taken over (on Kafka: the group session, at least 6 s)',
         }),
       },
       { default: {} },

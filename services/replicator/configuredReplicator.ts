@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Clock, EventLog, ProjectionStore } from '../../domain';
+import type { Clock, EventLog, Lease, ProjectionStore } from '../../domain';
 import { destinationHost } from '../../domain';
 import type { BlobAccess } from '../origin/client/blobAccess';
 import {
@@ -24,7 +24,8 @@ import { createReplicator } from './replicator';
  * Builds a replicator from its configuration: the source is this
  * cluster's origins (the ring from `source.originUrl`, else from the placement projection in
  * the shared data directory), destinations are OCI registries reached with the credentials
- * configured for their host, and the lease is `<dataDir>/replicator.lock`.
+ * configured for their host, and the lease is the one given (a Kafka group's, for a fleet on
+ * one Kafka log) or `<dataDir>/replicator.lock`.
  */
 export const createConfiguredReplicator = (deps: {
   config: ReplicationConfig;
@@ -38,6 +39,8 @@ export const createConfiguredReplicator = (deps: {
   metrics?: ReplicatorMetrics;
   /** Its identity to this cluster's origins (their internal API takes cluster identities). */
   identity?: ClientIdentity;
+  /** Who runs among replicators on one log (default: `<dataDir>/replicator.lock`). */
+  lease?: Lease;
 }): Replicator & { readonly close: () => Promise<void> } => {
   const { config } = deps;
   const identity = deps.identity === undefined ? {} : { identity: deps.identity };
@@ -74,10 +77,12 @@ export const createConfiguredReplicator = (deps: {
     }
     return client;
   };
-  const lease =
-    config.lock.enabled && existsSync(deps.dataDir)
-      ? createFileLease(join(deps.dataDir, 'replicator.lock'), { leaseMs: config.lock.leaseMs })
-      : undefined;
+  const lease = !config.lock.enabled
+    ? undefined
+    : (deps.lease ??
+      (existsSync(deps.dataDir)
+        ? createFileLease(join(deps.dataDir, 'replicator.lock'), { leaseMs: config.lock.leaseMs })
+        : undefined));
   const replicator = createReplicator({
     log: deps.log,
     store: deps.store,

@@ -1,5 +1,6 @@
 import { readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import type { Lease, LeaseHolder } from '../../domain';
 
 /**
  * A lease on a file: who holds `<dataDir>/replicator.lock` runs the replicator. The holder
@@ -8,16 +9,7 @@ import { hostname } from 'node:os';
  * build-index processes on one data directory from doing the same work twice; across hosts
  * (a shared log, separate data directories) replication is idempotent instead.
  */
-export type FileLease = {
-  /** Takes the lease if it is free or stale; true when this process holds it. */
-  tryAcquire(): Promise<boolean>;
-  /** Renews the lease; false when another process took it meanwhile. */
-  renew(): Promise<boolean>;
-  release(): Promise<void>;
-  readonly holder: () => Promise<LeaseHolder | undefined>;
-};
-
-export type LeaseHolder = { readonly pid: number; readonly host: string; readonly token: string };
+export type FileLease = Lease;
 
 const alive = (pid: number): boolean => {
   try {

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
-import type { Clock, EventLog, Projection, ProjectionStore } from '../../domain';
+import type { Clock, EventLog, Lease, Projection, ProjectionStore } from '../../domain';
 import {
   buildIndexProjection,
   referrersProjection,
@@ -80,6 +80,8 @@ export const createReplicatorComponent = (deps: {
   actor: string;
   /** Its identity to this cluster's origins. */
   identity?: ClientIdentity;
+  /** Who runs among replicators on one log (default: `<dataDir>/replicator.lock`). */
+  lease?: Lease;
 }): ReplicatorComponent => {
   const { config, log, store, clock } = deps;
   credentialsOf(config);
@@ -104,6 +106,7 @@ export const createReplicatorComponent = (deps: {
             clock,
             metrics,
             ...(deps.identity !== undefined && { identity: deps.identity }),
+            ...(deps.lease !== undefined && { lease: deps.lease }),
           })
         : undefined;
       const api = createReplicationService({
@@ -144,6 +147,8 @@ export const startReplicator = async (deps: {
   actor?: string;
   /** TLS, limits, cluster authenticators; none: open, plain HTTP (see startBuildIndex). */
   security?: RoleSecurity;
+  /** Who runs among replicators on one log (default: `<dataDir>/replicator.lock`). */
+  lease?: Lease;
 }): Promise<{
   /** `http://host:port` the rules and status API listens on. */
   readonly url: string;
@@ -178,6 +183,7 @@ export const startReplicator = async (deps: {
     log,
     store,
     actor: deps.actor ?? 'replicator',
+    ...(deps.lease !== undefined && { lease: deps.lease }),
   });
   const runner = createProjectionRunner({
     log,

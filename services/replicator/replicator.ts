@@ -1,6 +1,7 @@
 import type { Subscription } from 'rxjs';
 import type {
   Clock,
+  Lease,
   EventLog,
   PendingChange,
   Position,
@@ -16,7 +17,6 @@ import type { InFlightChange } from './client/replicationApi';
 import type { ReplicationConfig } from './config';
 import type { MountHints, SourceBlobs } from './copier';
 import { createMountHints } from './copier';
-import type { FileLease } from './lock';
 import type { RuleWorker } from './ruleWorker';
 import { startRuleWorker } from './ruleWorker';
 import { readRules } from './readRules';
@@ -44,7 +44,7 @@ export type ReplicatorDeps = {
   /** A client per destination registry URL (the composition root adds credentials). */
   readonly destination: (url: string) => RegistryClient;
   /** Held while replicating; without one, this replicator is always active. */
-  readonly lease?: FileLease;
+  readonly lease?: Lease;
   readonly metrics?: ReplicatorMetrics;
 };
 

@@ -364,6 +364,8 @@ describe('a cluster of separate processes on one Kafka log', () => {
         listen: { host: '127.0.0.1', port: 0 },
         log: kafkaLog(`shoal-${name}`),
         readYourWrites: { timeoutMs: 60_000 },
+        // The replicators of both share one lease (a Kafka group): the broker's shortest session.
+        replication: { lock: { leaseMs: 6000 } },
         logLevel: serviceLogLevel,
       }),
     };
@@ -944,6 +946,62 @@ describe('a cluster of separate processes on one Kafka log', () => {
         });
         expect({ ref, digest: head.headers.get('docker-content-digest') }).toEqual({ ref, digest });
       }
+    }),
+    300_000,
+  );
+
+  it(
+    'runs one replicator across the build-index processes; another takes over from a kill -9',
+    step(async () => {
+      const replicatorOf = async (name: string) => {
+        const response = await serviceFetch(`${service(name).url}/v1/replication/status`, {
+          signal: timeout(10_000),
+        });
+        return ((await response.json()) as { replicator: string }).replicator;
+      };
+      const roles = async () =>
+        Object.fromEntries(
+          await Promise.all(
+            ['build-index-1', 'build-index-2'].map(async (n) => [n, await replicatorOf(n)]),
+          ),
+        ) as Record<string, string>;
+      /** Polls until exactly one is active and the other stands by. */
+      const settled = async (ms: number) => {
+        const deadline = Date.now() + ms;
+        let seen: Record<string, string> = {};
+        while (Date.now() < deadline) {
+          seen = await roles();
+          const values = Object.values(seen).sort();
+          if (values[0] === 'active' && values[1] === 'standby') return seen;
+          await new Promise((resolve) => setTimeout(resolve, 250));
+        }
+        throw new Error(`no single active replicator within ${ms} ms: ${JSON.stringify(seen)}`);
+      };
+      const before = await settled(60_000);
+      // Never two at once, however long one looks.
+      for (let i = 0; i < 8; i++) {
+        expect(Object.values(await roles()).filter((r) => r === 'active')).toHaveLength(1);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      const activeName = Object.keys(before).find((n) => before[n] === 'active') as string;
+      const other = activeName === 'build-index-1' ? 'build-index-2' : 'build-index-1';
+      const victim = service(activeName);
+      const killed = Date.now();
+      await kill9(victim);
+      const deadline = Date.now() + 30_000;
+      while ((await replicatorOf(other)) !== 'active') {
+        if (Date.now() > deadline) throw new Error(`${other} did not take over in 30 s`);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      const tookOver = Date.now() - killed;
+      timings.push(`${(tookOver / 1000).toFixed(1)} s  replicator take-over after kill -9`);
+      // The coordinator drops the dead member after its session (6 s), then hands over.
+      expect(tookOver).toBeLessThan(20_000);
+      // Restarted, the killed one stands by: the lease stays where it is.
+      services.delete(victim.name);
+      await start(victim.name, 'build-index', victim);
+      const after = await settled(60_000);
+      expect(after).toEqual({ [other]: 'active', [activeName]: 'standby' });
     }),
     300_000,
   );

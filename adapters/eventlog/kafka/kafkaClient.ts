@@ -33,6 +33,8 @@ const levelNames: Record<number, keyof KafkaLogSink> = {
   [logLevel.DEBUG]: 'debug',
 };
 
+const rebalancing = 'The group is rebalancing, so a rejoin is needed';
+
 /** kafkajs log lines as structured entries of a pino-like logger. */
 const sinkCreator =
   (sink: KafkaLogSink) =>
@@ -42,7 +44,10 @@ const sinkCreator =
     // Retries are bounded on purpose (see `producerRetries`); the log's own batch check
     // makes kafkajs's warning about idempotence after exhausted retries moot.
     if (message.startsWith('Limiting retries for the idempotent producer')) return;
-    sink[levelNames[level] ?? 'info']({ ...extra, kafka: namespace }, message);
+    // A group member's heartbeat answered "rebalancing" is how it learns to rejoin: routine.
+    const routine = (extra as { error?: unknown }).error === rebalancing;
+    const name = routine ? 'debug' : (levelNames[level] ?? 'info');
+    sink[name]({ ...extra, kafka: namespace }, message);
   };
 
 /** The kafkajs client for a configuration (what `openKafkaEventLog` builds). */

@@ -1,6 +1,6 @@
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
-import type { Clock, EventLog, ProjectionStore } from '../../../domain';
+import type { Clock, EventLog, Lease, ProjectionStore } from '../../../domain';
 import { BuildIndexConfigSchema } from '../../build-index/config';
 import { startBuildIndex } from '../../build-index/main';
 import { GcConfigSchema } from '../../gc/config';
@@ -9,6 +9,7 @@ import { ReplicationConfigSchema, ReplicatorConfigSchema } from '../../replicato
 import { createReplicatorComponent, startReplicator } from '../../replicator/main';
 import type { Logger } from '../../shared/logger';
 import type { RoleSecurity } from '../../shared/security/roleSecurity';
+import { replicatorLeaseFor } from '../compose';
 
 // Where the replicator runs: mounted in build-index (`shoal build-index`, `shoal dev`), which
 // knows nothing of it, or alone (`shoal replicator`).
@@ -34,6 +35,19 @@ type RoleDeps<C> = {
   security?: RoleSecurity;
 };
 
+/** The replicator's lease across hosts when the log is Kafka's (see `replicatorLeaseFor`). */
+const leaseOf = (
+  config: Pick<BuildIndexRoleConfig, 'log' | 'cluster' | 'replication'>,
+  logger: Logger,
+): { lease?: Lease } => {
+  const lease = replicatorLeaseFor(config.log, {
+    cluster: config.cluster,
+    leaseMs: config.replication.lock.leaseMs,
+    logger,
+  });
+  return lease === undefined ? {} : { lease };
+};
+
 /** build-index with the replicator and GC mounted: one app, one projection runner, one listener. */
 export const startBuildIndexRole = (deps: RoleDeps<BuildIndexRoleConfig>) => {
   const { config } = deps;
@@ -49,6 +63,7 @@ export const startBuildIndexRole = (deps: RoleDeps<BuildIndexRoleConfig>) => {
     store: deps.store,
     actor,
     ...(deps.security !== undefined && { identity: deps.security.identity }),
+    ...leaseOf(config, deps.logger),
   });
   const gc = createGcComponent({
     config: config.gc,
@@ -70,5 +85,6 @@ export const replicatorRole = {
     'run the replicator alone: copies tags that replication rules match to other registries, ' +
     'serves the rules and status API (/v1/replication/…)',
   schema: ReplicatorConfigSchema,
-  start: (deps: RoleDeps<Static<typeof ReplicatorConfigSchema>>) => startReplicator(deps),
+  start: (deps: RoleDeps<Static<typeof ReplicatorConfigSchema>>) =>
+    startReplicator({ ...deps, ...leaseOf(deps.config, deps.logger) }),
 };
