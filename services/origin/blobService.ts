@@ -334,6 +334,9 @@ export const createBlobService = (ctx: OriginContext) => {
     storeMetainfo,
     read,
 
+    /** Fills a blob this origin owns but lacks (from peers, then backends), and places it. */
+    fill: (digest: Digest): Promise<void> => filler.fill(digest).done,
+
     /** Size of a blob here, or (for an owner) anywhere it can be fetched from. */
     stat: async (
       digest: Digest,

@@ -96,6 +96,24 @@ export const OriginConfigSchema = Type.Object({
     },
     { default: {} },
   ),
+  healing: Type.Object(
+    {
+      intervalMs: Type.Integer({
+        default: 60_000,
+        minimum: 0,
+        description:
+          'how often this origin looks for blobs it owns but never received (a ring change ' +
+          'moved them to it) and fills them from peers or the backend; also at once when ' +
+          'the ring changes. 0: off',
+      }),
+      concurrency: Type.Integer({
+        default: 2,
+        minimum: 1,
+        description: 'blobs filled at once while healing',
+      }),
+    },
+    { default: {} },
+  ),
   uploads: Type.Object(
     {
       expireAfterMs: Type.Integer({

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { Gauge } from 'prom-client';
-import type { BlobStore, Clock, EventLog, Position, ProjectionStore } from '../../domain';
+import type { BlobStore, Clock, Digest, EventLog, Position, ProjectionStore } from '../../domain';
 import { ShoalError, ringMembers, ringStream, truncate } from '../../domain';
 import { placementProjection } from '../../projections';
 import { openDataDir } from '../shared/dataDir';
@@ -27,6 +27,7 @@ import { placeHandler, writeBackHandler } from './jobs/handlers';
 import type { JobWorker } from './jobs/jobWorker';
 import { createJobWorker } from './jobs/jobWorker';
 import { createEvictor, parseWatermark } from './evictor';
+import { createRingHealer } from './ringHealer';
 import { createKeyedLocks } from './keyedLocks';
 import { createLocalOriginClient } from './localOriginClient';
 import { createOriginMetrics } from './metrics';
@@ -321,6 +322,17 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
     const collections = followCollections(ctx);
     collections.start();
     cleanups.push(() => collections.stop());
+    const healer = createRingHealer({
+      ring: ctx.ring,
+      selfId: ctx.selfId,
+      fill: (digest) => blobs.fill(digest as Digest),
+      logger: logger.child({ module: 'healing' }),
+      registry,
+      intervalMs: config.healing.intervalMs,
+      concurrency: config.healing.concurrency,
+    });
+    healer.start();
+    cleanups.push(() => healer.stop());
 
     const sweepEvery = Math.min(60_000, Math.max(1000, config.uploads.expireAfterMs / 4));
     const sweeper = setInterval(() => {
@@ -370,7 +382,8 @@ const joinRing = async (ctx: OriginContext, address: string): Promise<Position> 
 };
 
 /**
- * Appends `OriginLeft`: the origin's blobs move to the next owners as they are read. Fails with
+ * Appends `OriginLeft`: the origin's blobs get new owners, which fill them from the copies
+ * left (ring healing; a read fills one sooner). Fails with
  * `NAME_UNKNOWN` for an id that is not on the ring, and refuses to take the last member off
  * (no blob could be stored or served) unless `force`. Compare-and-swap on the ring stream, so
  * two concurrent leaves cannot empty the ring between them.

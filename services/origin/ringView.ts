@@ -50,6 +50,14 @@ export const createRingView = (deps: {
     owners,
     isOwner: async (digest: string): Promise<boolean> =>
       (await owners(digest)).some((m) => m.id === selfId),
+    /** A page of every blob's reported holders, in digest order (for the ring healer). */
+    holdings: async (options: { after?: string; limit: number }) =>
+      (
+        await store.list<BlobHoldersDoc>(placementProjection.name, placementPartitions.blobs, {
+          ...(options.after !== undefined && { after: options.after }),
+          limit: options.limit,
+        })
+      ).map((row) => ({ digest: row.id, origins: row.doc.origins })),
     /** Origins that reported a copy of the digest (`BlobPlaced`), in report order. */
     holders: async (digest: string): Promise<string[]> => {
       const doc = await store.get<BlobHoldersDoc>(placementProjection.name, {

@@ -1,0 +1,105 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { RepoName } from '../../domain';
+import { owners } from '../../domain/placement';
+import { systemClock } from '../shared/clock';
+import type { BlobAccess } from './client/blobAccess';
+import { createBlobAccess, staticRing } from './client/createBlobAccess';
+import type { RunningOrigin } from './main';
+import { leaveRing } from './main';
+import type { OriginHarness } from '../../test/doubles/originHarness';
+import { createOriginHarness } from '../../test/doubles/originHarness';
+import { blobFixture } from '../../test/fixtures/blobs';
+import { randomRepo } from '../../test/fixtures/events';
+
+// Ring healing with real origins on one log: when an origin leaves, the blobs it owned get new
+// owners, which fill them from the surviving copies (or the backend) without any read, until
+// every blob has R copies among its owners again; the under-replication gauge says so.
+
+const localPath = (origin: RunningOrigin, digest: string) => {
+  const hex = digest.slice('sha256:'.length);
+  return join(origin.directory, 'blobs', 'sha256', hex.slice(0, 2), hex);
+};
+
+const gauge = async (origin: RunningOrigin, name: string): Promise<number> => {
+  const text = await (await fetch(`${origin.url}/metrics`)).text();
+  return Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+};
+
+describe('ring healing', () => {
+  let harness: OriginHarness;
+  const origins: Record<string, RunningOrigin> = {};
+  let access: BlobAccess & { close: () => Promise<void> };
+
+  beforeEach(async () => {
+    harness = createOriginHarness();
+    for (const id of ['a', 'b', 'c']) {
+      // The periodic pass is far off: only the ring change may start one.
+      origins[id] = await harness.start({ id, replicas: 2, healing: { intervalMs: 600_000 } });
+    }
+    const head = await harness.log.head();
+    for (const origin of Object.values(origins)) await origin.runner.waitFor(head, 5000);
+    access = createBlobAccess({
+      ring: staticRing(['a', 'b', 'c'].map((id) => ({ id, url: origins[id]?.url ?? '' }))),
+      replicas: 2,
+    });
+  });
+  afterEach(async () => {
+    await access.close();
+    await harness.cleanup();
+  });
+
+  it('fills the new owners when an origin leaves, until every blob has R copies', async () => {
+    const repo = randomRepo() as RepoName;
+    const blobs = Array.from({ length: 12 }, () => blobFixture(30_000));
+    for (const blob of blobs) await access.put(blob.digest, blob.content, { repo });
+    // Every blob on both its owners (the placement jobs copied them).
+    for (const blob of blobs) {
+      for (const id of owners(blob.digest, ['a', 'b', 'c'], 2)) {
+        await harness.waitForEvent(
+          (e) => e.type === 'BlobPlaced' && e.data.digest === blob.digest && e.data.origin === id,
+        );
+      }
+    }
+    // c leaves; it keeps running, so its copies stay reachable to the healers.
+    await leaveRing({ log: harness.log, clock: systemClock, cluster: 'default', id: 'c' });
+    const moved = blobs.filter((b) => owners(b.digest, ['a', 'b', 'c'], 2).includes('c'));
+    expect(moved.length).toBeGreaterThan(0);
+    // Each blob c owned now belongs to a and b both: the one that lacked it fills it.
+    for (const blob of moved) {
+      for (const id of ['a', 'b']) {
+        await harness.waitForEvent(
+          (e) => e.type === 'BlobPlaced' && e.data.digest === blob.digest && e.data.origin === id,
+          20_000,
+        );
+      }
+    }
+    for (const blob of blobs) {
+      for (const id of ['a', 'b']) {
+        expect([
+          blob.digest,
+          id,
+          existsSync(localPath(origins[id] as RunningOrigin, blob.digest)),
+        ]).toEqual([blob.digest, id, true]);
+      }
+    }
+    // Healed: the gauge is zero on both (after a pass that saw every copy).
+    for (const id of ['a', 'b']) {
+      const origin = origins[id] as RunningOrigin;
+      const deadline = Date.now() + 15_000;
+      while ((await gauge(origin, 'shoal_origin_under_replicated_blobs')) !== 0) {
+        if (Date.now() > deadline) throw new Error(`origin ${id} still reports under-replication`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+    const filled = await Promise.all(
+      ['a', 'b'].map(async (id) => {
+        const text = await (await fetch(`${origins[id]?.url}/metrics`)).text();
+        return Number(
+          /^shoal_origin_healed_blobs_total\{[^}]*result="filled"[^}]*\} (\d+)$/m.exec(text)?.[1],
+        );
+      }),
+    );
+    expect(filled.reduce((x, y) => x + y, 0)).toBe(moved.length);
+  }, 60_000);
+});
