@@ -140,6 +140,12 @@ export const createKafkaEventLog = (options: KafkaEventLogOptions): EventLog => 
   });
   const consumer: Consumer = kafka.consumer({
     groupId: `shoal-log-${randomUUID()}`,
+    // A group of one (this process). After a broker restart the coordinator waits for the
+    // members it remembers before the group can fetch again: with Kafka's 30 s defaults a
+    // push waited ~30 s for a rejoin. The broker's shortest session keeps that wait short.
+    sessionTimeout: 6000,
+    rebalanceTimeout: 6000,
+    heartbeatInterval: 1000,
     allowAutoTopicCreation: false,
     maxWaitTimeInMs: options.fetchMaxWaitMs ?? 500,
     maxBytesPerPartition: 8 * 1024 * 1024,
