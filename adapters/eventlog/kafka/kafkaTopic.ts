@@ -9,6 +9,25 @@ const topicRefused = (topic: string, why: string) =>
   new ShoalError('CONFIG_INVALID', `kafka log: topic "${topic}" ${why}`, { detail: { topic } });
 
 /**
+ * The topic's metadata once every partition has a leader: a broker that has not yet heard of a
+ * topic just created elsewhere answers UNKNOWN_TOPIC_OR_PARTITION for a moment (up to 15 s).
+ */
+const topicMetadata = async (admin: Admin, topic: string) => {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    try {
+      const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
+      const partitions = metadata.topics.find((t) => t.name === topic)?.partitions ?? [];
+      if (partitions.every((p) => p.leader >= 0) || Date.now() > deadline) return metadata;
+    } catch (error) {
+      const type = (error as { type?: string }).type;
+      if (type !== 'UNKNOWN_TOPIC_OR_PARTITION' || Date.now() > deadline) throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+};
+
+/**
  * Makes sure `topic` can hold Shoal's log: creates it when missing (one partition, infinite
  * retention, `min.insync.replicas` half the replicas unless given) unless `createTopic` is
  * false, then refuses a topic with more than one partition or a retention that would lose
@@ -49,12 +68,20 @@ export const ensureLogTopic = async (
         ],
       });
     } catch (error) {
-      // Another process created it first: fine, it is checked below like any other.
+      // Another process created it first: fine, it is checked below like any other. On a
+      // cluster of several brokers, kafkajs's wait for the new partition's leader can ask a
+      // broker that has not heard of the topic yet: created all the same; waited for below.
       const errors = (error as { errors?: { type?: string }[] }).errors ?? [];
-      if (!errors.some((e) => e.type === 'TOPIC_ALREADY_EXISTS')) throw error;
+      const type = (error as { type?: string }).type;
+      if (
+        !errors.some((e) => e.type === 'TOPIC_ALREADY_EXISTS') &&
+        type !== 'UNKNOWN_TOPIC_OR_PARTITION'
+      ) {
+        throw error;
+      }
     }
   }
-  const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
+  const metadata = await topicMetadata(admin, topic);
   const partitions = metadata.topics.find((t) => t.name === topic)?.partitions.length ?? 0;
   if (partitions !== 1) {
     throw topicRefused(
