@@ -9,16 +9,16 @@ const topicRefused = (topic: string, why: string) =>
   new ShoalError('CONFIG_INVALID', `kafka log: topic "${topic}" ${why}`, { detail: { topic } });
 
 /**
- * The topic's metadata once every partition has a leader: a broker that has not yet heard of a
- * topic just created elsewhere answers UNKNOWN_TOPIC_OR_PARTITION for a moment (up to 15 s).
+ * Calls `fn` until it answers `ready` (or for 15 s): a broker that has not yet heard of a topic
+ * just created elsewhere answers UNKNOWN_TOPIC_OR_PARTITION for a moment, to a metadata request
+ * as to a config request.
  */
-const topicMetadata = async (admin: Admin, topic: string) => {
+const whileTopicNew = async <T>(fn: () => Promise<T>, ready: (value: T) => boolean): Promise<T> => {
   const deadline = Date.now() + 15_000;
   for (;;) {
     try {
-      const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
-      const partitions = metadata.topics.find((t) => t.name === topic)?.partitions ?? [];
-      if (partitions.every((p) => p.leader >= 0) || Date.now() > deadline) return metadata;
+      const value = await fn();
+      if (ready(value) || Date.now() > deadline) return value;
     } catch (error) {
       const type = (error as { type?: string }).type;
       if (type !== 'UNKNOWN_TOPIC_OR_PARTITION' || Date.now() > deadline) throw error;
@@ -26,6 +26,14 @@ const topicMetadata = async (admin: Admin, topic: string) => {
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 };
+
+/** The topic's metadata once every partition has a leader. */
+const topicMetadata = (admin: Admin, topic: string) =>
+  whileTopicNew(
+    () => admin.fetchTopicMetadata({ topics: [topic] }),
+    (metadata) =>
+      (metadata.topics.find((t) => t.name === topic)?.partitions ?? []).every((p) => p.leader >= 0),
+  );
 
 /**
  * Makes sure `topic` can hold Shoal's log: creates it when missing (one partition, infinite
@@ -90,16 +98,20 @@ export const ensureLogTopic = async (
         'events (use another topic, or recreate this one with one partition)',
     );
   }
-  const described = await admin.describeConfigs({
-    includeSynonyms: false,
-    resources: [
-      {
-        type: ConfigResourceTypes.TOPIC,
-        name: topic,
-        configNames: ['retention.ms', 'retention.bytes', 'cleanup.policy'],
-      },
-    ],
-  });
+  const described = await whileTopicNew(
+    () =>
+      admin.describeConfigs({
+        includeSynonyms: false,
+        resources: [
+          {
+            type: ConfigResourceTypes.TOPIC,
+            name: topic,
+            configNames: ['retention.ms', 'retention.bytes', 'cleanup.policy'],
+          },
+        ],
+      }),
+    () => true,
+  );
   const entries = described.resources[0]?.configEntries ?? [];
   const value = (name: string) => entries.find((e) => e.configName === name)?.configValue;
   const wrong = [
