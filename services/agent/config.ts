@@ -61,6 +61,12 @@ export const AgentConfigSchema = Type.Object({
         default: '',
         description: 'build-index URL: tags are resolved there on every request (never cached)',
       }),
+      urls: Type.Array(Type.String({ minLength: 1 }), {
+        default: [],
+        description:
+          'more build-index instances of this cluster (after url): one that cannot be ' +
+          'reached costs a retry on the next',
+      }),
     },
     { default: {} },
   ),

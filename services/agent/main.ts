@@ -5,7 +5,7 @@ import { ShoalError } from '../../domain';
 import { createBandwidth } from '../../p2p/bandwidth';
 import type { SwarmHost } from '../../p2p/swarm';
 import { createSwarmHost } from '../../p2p/swarm';
-import { createBuildIndexClient } from '../build-index/client/buildIndexClient';
+import { buildIndexUrls, createBuildIndexTags } from '../build-index/client/failoverTagApi';
 import type { TagApi } from '../build-index/client/tagApi';
 import { openDataDir } from '../shared/dataDir';
 import { validateConfig } from '../shared/config';
@@ -146,9 +146,9 @@ export const startAgent = async (deps: {
   ref.host = host;
   const tags =
     deps.tags ??
-    (config.buildIndex.url === ''
+    (buildIndexUrls(config.buildIndex).length === 0
       ? undefined
-      : createBuildIndexClient(config.buildIndex.url, identity));
+      : createBuildIndexTags(buildIndexUrls(config.buildIndex), identity));
   const distribution = createAgentDistribution({
     tags,
     proxyUrl: config.proxy.url,

@@ -34,6 +34,12 @@ export const ProxyConfigSchema = Type.Object({
           'build-index base URL for tags; empty: tags are read and written in-process ' +
           'on the log, with the build-index projection kept by the proxy',
       }),
+      urls: Type.Array(Type.String({ minLength: 1 }), {
+        default: [],
+        description:
+          'more build-index instances of this cluster (after url): one that cannot be ' +
+          'reached costs a retry on the next',
+      }),
     },
     { default: {} },
   ),

@@ -8,7 +8,7 @@ import {
   referencesProjection,
   tagHistoryProjection,
 } from '../../projections';
-import { createBuildIndexClient } from '../build-index/client/buildIndexClient';
+import { buildIndexUrls, createBuildIndexTags } from '../build-index/client/failoverTagApi';
 import type { TagApi } from '../build-index/client/tagApi';
 import type { BlobAccess } from '../origin/client/blobAccess';
 import {
@@ -102,7 +102,8 @@ export const startProxy = async (deps: {
   });
   const log = observeEventLog(deps.log, metrics);
   const writer = { clock, cluster: config.cluster, actor: deps.actor ?? 'proxy' };
-  const ownTags = deps.tags === undefined && config.buildIndex.url === '';
+  const buildIndexes = buildIndexUrls(config.buildIndex);
+  const ownTags = deps.tags === undefined && buildIndexes.length === 0;
   if (ownTags && deps.localTags === undefined) {
     throw new ShoalError(
       'CONFIG_INVALID',
@@ -132,7 +133,7 @@ export const startProxy = async (deps: {
     deps.tags ??
     (ownTags
       ? (deps.localTags as LocalTags)({ log, store, writer, waitFor })
-      : createBuildIndexClient(config.buildIndex.url, identity));
+      : createBuildIndexTags(buildIndexes, identity));
   const originAccess =
     deps.blobs === undefined
       ? createBlobAccess({
