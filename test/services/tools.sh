@@ -67,7 +67,7 @@ CONFORMANCE_VERSION="v0.0.0-20231101194043-f2182352d4cc"
 JAEGER_MODULE="github.com/jaegertracing/jaeger"
 JAEGER_VERSION="v1.75.0"
 
-APT_PACKAGES=(skopeo containerd runc docker-registry umoci jq prometheus chromium)
+APT_PACKAGES=(skopeo containerd runc docker-registry umoci jq prometheus chromium iptables)
 RESERVED_PORT=5000
 
 log() { printf '[tools] %s\n' "$*"; }

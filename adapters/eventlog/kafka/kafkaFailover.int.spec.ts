@@ -1,13 +1,14 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import type { EventLog } from '../../../domain';
 import { isShoalError } from '../../../domain';
 import { tagPushed } from '../../../test/fixtures/events';
+import type { KafkaNode } from '../../../test/fixtures/kafkaNodes';
+import { kafkaNodes } from '../../../test/fixtures/kafkaNodes';
 import { openKafkaEventLog } from './kafkaEventLog';
 
 // The log on a three-node Kafka cluster (KRaft, every node broker and controller, started by
@@ -23,16 +24,6 @@ const quiet = {
   debug: () => undefined,
 };
 
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-
 const run = (args: string[], env: NodeJS.ProcessEnv) =>
   new Promise<string>((resolve, reject) => {
     const child = spawn('bash', [script, ...args], {
@@ -47,37 +38,14 @@ const run = (args: string[], env: NodeJS.ProcessEnv) =>
     );
   });
 
-type Node = { id: number; port: number; controller: number; dir: string; env: NodeJS.ProcessEnv };
-
 describe('kafka log on three nodes', () => {
   let root: string;
-  const nodes: Node[] = [];
+  const nodes: KafkaNode[] = [];
   let log: EventLog | undefined;
 
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), 'shoal-kafka3-'));
-    for (const id of [1, 2, 3]) {
-      nodes.push({ id, port: await freePort(), controller: await freePort(), dir: '', env: {} });
-    }
-    const voters = nodes.map((n) => `${n.id}@127.0.0.1:${n.controller}`).join(',');
-    const clusterId = randomBytes(16).toString('base64url');
-    for (const node of nodes) {
-      node.dir = join(root, `node-${node.id}`);
-      node.env = {
-        KAFKA_RUN_DIR: node.dir,
-        KAFKA_PORT: String(node.port),
-        KAFKA_CONTROLLER_PORT: String(node.controller),
-        KAFKA_NODE_ID: String(node.id),
-        KAFKA_VOTERS: voters,
-        KAFKA_CLUSTER_ID: clusterId,
-        KAFKA_REPLICATION: '3',
-        KAFKA_HEAP_OPTS: '-Xms64m -Xmx256m',
-        // Fence a silent broker in 3 s (default 9 s): the controller then drops it from
-        // every ISR and elects new leaders.
-        KAFKA_EXTRA_CONFIG: 'broker.session.timeout.ms=3000\nbroker.heartbeat.interval.ms=500',
-        KAFKA_START_TIMEOUT: '150',
-      };
-    }
+    nodes.push(...(await kafkaNodes(root)));
     // Together: a node answers only once a quorum of controllers is up.
     await Promise.all(nodes.map((node) => run(['start'], node.env)));
   }, 240_000);
@@ -102,7 +70,7 @@ describe('kafka log on three nodes', () => {
     await admin.disconnect();
     expect(partition?.replicas).toHaveLength(3);
     expect(partition?.isr).toHaveLength(3);
-    const leader = nodes.find((n) => n.id === partition?.leader) as Node;
+    const leader = nodes.find((n) => n.id === partition?.leader) as KafkaNode;
     const pid = Number(
       (await run(['status'], leader.env).catch((e: Error) => e.message)).match(/pid (\d+)/)?.[1],
     );
