@@ -22,10 +22,11 @@ const empty: BlobDoc = { size: 0, repos: [], origins: [], backends: [] };
 /** digest → size, media type, where it is held and persisted. */
 export const blobIndexProjection: Projection<BlobDoc> = {
   name: 'blob-index',
-  version: 2,
+  version: 3,
   eventTypes: [
     'BlobUploaded',
     'BlobPlaced',
+    'BlobReleased',
     'BlobPersisted',
     'BlobDeleted',
     'BlobUnlinked',
@@ -34,6 +35,7 @@ export const blobIndexProjection: Projection<BlobDoc> = {
   keysOf: (event: RecordedEvent) =>
     event.type === 'BlobUploaded' ||
     event.type === 'BlobPlaced' ||
+    event.type === 'BlobReleased' ||
     event.type === 'BlobPersisted' ||
     event.type === 'BlobDeleted' ||
     event.type === 'BlobUnlinked' ||
@@ -52,6 +54,10 @@ export const blobIndexProjection: Projection<BlobDoc> = {
         };
       case 'BlobPlaced':
         return { ...current, origins: add(current.origins, event.data.origin) };
+      case 'BlobReleased':
+        return doc === undefined
+          ? undefined
+          : { ...current, origins: current.origins.filter((o) => o !== event.data.origin) };
       case 'BlobPersisted':
         return { ...current, backends: add(current.backends, event.data.backend) };
       case 'BlobUnlinked':

@@ -40,6 +40,17 @@ describe('blob-index projection', () => {
     });
   });
 
+  it('when an origin releases its copy, lists the others only', () => {
+    const docs = given(
+      blobIndexProjection,
+      ['BlobUploaded', { digest: digest(3), size: 7, repo: 'lib/a' }],
+      ['BlobPlaced', { digest: digest(3), origin: 'o1' }],
+      ['BlobPlaced', { digest: digest(3), origin: 'o2' }],
+      ['BlobReleased', { digest: digest(3), origin: 'o1' }],
+    );
+    expect(docs.get(blobPartition, digest(3))).toMatchObject({ origins: ['o2'] });
+  });
+
   it('when a blob is placed before its upload is recorded, still knows where it is', () => {
     const docs = given(blobIndexProjection, ['BlobPlaced', { digest: digest(2), origin: 'o1' }]);
     expect(docs.get(blobPartition, digest(2))).toMatchObject({ origins: ['o1'], repos: [] });

@@ -22,19 +22,28 @@ const add = (list: readonly string[], item: string) =>
 /**
  * Origin placement: ring membership from `OriginJoined`/`OriginLeft` (a member joins, or
  * rejoins with a new address, and stays until it leaves) and, per digest, the origins that
- * hold a copy (`BlobPlaced`, forgotten on `BlobDeleted` and `BlobCollected`). Owners are not stored: they are
+ * hold a copy (`BlobPlaced`; one that released its copy, `BlobReleased`, no longer does;
+ * all forgotten on `BlobDeleted` and `BlobCollected`). Owners are not stored: they are
  * `owners(digest, members, R)` over the current members, so a ring change needs no rewrite.
  */
 export const placementProjection: Projection<RingMemberDoc | BlobHoldersDoc> = {
   name: 'placement',
-  version: 2,
-  eventTypes: ['OriginJoined', 'OriginLeft', 'BlobPlaced', 'BlobDeleted', 'BlobCollected'],
+  version: 3,
+  eventTypes: [
+    'OriginJoined',
+    'OriginLeft',
+    'BlobPlaced',
+    'BlobReleased',
+    'BlobDeleted',
+    'BlobCollected',
+  ],
   keysOf: (event: RecordedEvent): readonly DocKey[] => {
     switch (event.type) {
       case 'OriginJoined':
       case 'OriginLeft':
         return [{ partition: placementPartitions.ring, id: event.data.id }];
       case 'BlobPlaced':
+      case 'BlobReleased':
       case 'BlobDeleted':
       case 'BlobCollected':
         return [{ partition: placementPartitions.blobs, id: event.data.digest }];
@@ -51,6 +60,11 @@ export const placementProjection: Projection<RingMemberDoc | BlobHoldersDoc> = {
       case 'BlobPlaced': {
         const origins = (doc as BlobHoldersDoc | undefined)?.origins ?? [];
         return { origins: add(origins, event.data.origin) };
+      }
+      case 'BlobReleased': {
+        const origins = (doc as BlobHoldersDoc | undefined)?.origins ?? [];
+        const left = origins.filter((o) => o !== event.data.origin);
+        return left.length === 0 ? undefined : { origins: left };
       }
       case 'BlobDeleted':
       case 'BlobCollected':

@@ -44,6 +44,23 @@ describe('placement projection', () => {
     expect(docs.size).toBe(0);
   });
 
+  it('when an origin releases its copy, it is no longer a holder; the last one, no doc', () => {
+    const docs = given(
+      placementProjection,
+      ['BlobPlaced', { digest, origin: 'o1' }],
+      ['BlobPlaced', { digest, origin: 'o2' }],
+      ['BlobPlaced', { digest, origin: 'o3' }],
+      ['BlobReleased', { digest, origin: 'o1' }],
+    );
+    expect(docs.get(placementPartitions.blobs, digest)).toEqual({ origins: ['o2', 'o3'] });
+    const gone = given(
+      placementProjection,
+      ['BlobPlaced', { digest, origin: 'o1' }],
+      ['BlobReleased', { digest, origin: 'o1' }],
+    );
+    expect(gone.size).toBe(0);
+  });
+
   it('ignores events it does not declare', () => {
     const event = recordedAt(1, 'BlobPersisted', { digest, backend: 'fs' });
     expect(placementProjection.eventTypes).not.toContain(event.type);

@@ -24,6 +24,16 @@ export const BlobPlacedV1 = Type.Object(
 );
 export type BlobPlaced = Static<typeof BlobPlacedV1>;
 
+/**
+ * An origin dropped its copy of a blob it no longer owns (the ring changed while it was away),
+ * once the owners held theirs: it is no longer a holder.
+ */
+export const BlobReleasedV1 = Type.Object(
+  { digest: DigestSchema, origin: OriginId },
+  { additionalProperties: false },
+);
+export type BlobReleased = Static<typeof BlobReleasedV1>;
+
 export const BlobPersistedV1 = Type.Object(
   { digest: DigestSchema, backend: Type.String({ minLength: 1, maxLength: 255 }) },
   { additionalProperties: false },

@@ -6,6 +6,7 @@ import {
   BlobPersistedV1,
   BlobPlacedV1,
   BlobReferencedV1,
+  BlobReleasedV1,
   BlobUnlinkedV1,
   BlobUploadedV1,
   blobStream,
@@ -44,6 +45,7 @@ const define = <S extends TSchema>(schema: S, stream: (data: Static<S>) => strin
 export const eventDefinitions = {
   BlobUploaded: define(BlobUploadedV1, (d) => blobStream(d.digest)),
   BlobPlaced: define(BlobPlacedV1, (d) => blobStream(d.digest)),
+  BlobReleased: define(BlobReleasedV1, (d) => blobStream(d.digest)),
   BlobPersisted: define(BlobPersistedV1, (d) => blobStream(d.digest)),
   BlobDeleted: define(BlobDeletedV1, (d) => blobStream(d.digest)),
   // Every event that creates or removes a reference to a blob is on the blob's stream, so

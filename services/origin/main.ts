@@ -28,6 +28,7 @@ import type { JobWorker } from './jobs/jobWorker';
 import { createJobWorker } from './jobs/jobWorker';
 import { createEvictor, parseWatermark } from './evictor';
 import { createRingHealer } from './ringHealer';
+import { createRingRelease } from './ringRelease';
 import { createKeyedLocks } from './keyedLocks';
 import { createLocalOriginClient } from './localOriginClient';
 import { createOriginMetrics } from './metrics';
@@ -326,6 +327,7 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       ring: ctx.ring,
       selfId: ctx.selfId,
       fill: (digest) => blobs.fill(digest as Digest),
+      release: createRingRelease(ctx),
       logger: logger.child({ module: 'healing' }),
       registry,
       intervalMs: config.healing.intervalMs,

@@ -18,6 +18,8 @@ export type HealPass = {
   readonly underReplicated: number;
   readonly filled: number;
   readonly failed: number;
+  /** Copies this origin dropped of blobs it no longer owns, their owners holding theirs. */
+  readonly released: number;
 };
 
 /**
@@ -30,6 +32,11 @@ export type HealPass = {
  * again on the next pass. Blobs evicted from this origin's disk by the watermark
  * are still on record as held here, so healing never undoes eviction (they fill on a read).
  *
+ * The other way round, an origin that holds blobs it no longer owns (it was away while the
+ * ring changed, or the ring grew) drops its copies once every owner holds its own (`release`:
+ * checked on the owners' disks, recorded as `BlobReleased`), so a returning origin does not
+ * keep what others now serve.
+ *
  * `shoal_origin_under_replicated_blobs` counts, at each pass, the blobs with fewer copies among
  * their owners than R: zero once the ring is healed.
  */
@@ -38,6 +45,8 @@ export const createRingHealer = (deps: {
   selfId: string;
   /** Fills a blob this origin owns and lacks; resolves once stored and placed here. */
   fill: (digest: string) => Promise<void>;
+  /** Drops this origin's copy of a blob `owners` (not this origin) hold; whether it did. */
+  release: (digest: string, owners: readonly string[]) => Promise<boolean>;
   logger: Logger;
   registry: Registry;
   intervalMs: number;
@@ -56,6 +65,11 @@ export const createRingHealer = (deps: {
     registers: [deps.registry],
   });
   for (const result of results) healed.inc({ result }, 0);
+  const released = new Counter({
+    name: 'shoal_origin_released_blobs_total',
+    help: 'Copies this origin dropped of blobs it no longer owns, once their owners held theirs',
+    registers: [deps.registry],
+  });
   /** Whether the last pass left some blob with fewer than R copies. */
   let unhealed = false;
 
@@ -63,6 +77,7 @@ export const createRingHealer = (deps: {
     const ids = (await ring.members()).map((m) => m.id);
     const wanted = Math.min(ring.replicas, ids.length);
     const missing: string[] = [];
+    const surplus: { digest: string; owners: string[] }[] = [];
     let scanned = 0;
     let under = 0;
     let after: string | undefined;
@@ -73,6 +88,13 @@ export const createRingHealer = (deps: {
         const owners = ownersOf(digest, ids, ring.replicas);
         if (owners.filter((id) => origins.includes(id)).length < wanted) under += 1;
         if (owners.includes(selfId) && !origins.includes(selfId)) missing.push(digest);
+        if (
+          !owners.includes(selfId) &&
+          origins.includes(selfId) &&
+          owners.filter((id) => origins.includes(id)).length >= wanted
+        ) {
+          surplus.push({ digest, owners });
+        }
       }
       if (page.length < pageSize) break;
       after = page[page.length - 1]?.digest;
@@ -95,11 +117,25 @@ export const createRingHealer = (deps: {
     };
     const count = missing.length;
     await Promise.all(Array.from({ length: Math.min(deps.concurrency, count) }, next));
-    if (count > 0 || under > 0) {
-      logger.info({ scanned, underReplicated: under, filled, failed }, 'ring healing pass');
+    let dropped = 0;
+    for (const { digest, owners } of surplus) {
+      try {
+        if (await deps.release(digest, owners)) {
+          dropped += 1;
+          released.inc();
+        }
+      } catch (error) {
+        logger.warn({ err: error, digest }, 'cannot release a blob this origin no longer owns');
+      }
     }
-    unhealed = under > 0;
-    return { scanned, underReplicated: under, filled, failed };
+    if (count > 0 || under > 0 || surplus.length > 0) {
+      logger.info(
+        { scanned, underReplicated: under, filled, failed, released: dropped },
+        'ring healing pass',
+      );
+    }
+    unhealed = under > 0 || dropped < surplus.length;
+    return { scanned, underReplicated: under, filled, failed, released: dropped };
   };
 
   let timer: NodeJS.Timeout | undefined;

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { RepoName } from '../../domain';
 import { owners } from '../../domain/placement';
 import { systemClock } from '../shared/clock';
+import { newEvent } from '../shared/events';
 import type { BlobAccess } from './client/blobAccess';
 import { createBlobAccess, staticRing } from './client/createBlobAccess';
 import type { RunningOrigin } from './main';
@@ -14,7 +15,9 @@ import { randomRepo } from '../../test/fixtures/events';
 
 // Ring healing with real origins on one log: when an origin leaves, the blobs it owned get new
 // owners, which fill them from the surviving copies (or the backend) without any read, until
-// every blob has R copies among its owners again; the under-replication gauge says so.
+// every blob has R copies among its owners again; the under-replication gauge says so. The
+// other way round, an origin holding blobs it no longer owns drops its copies once their owners
+// hold theirs, so a blob ends on its owners only.
 
 const localPath = (origin: RunningOrigin, digest: string) => {
   const hex = digest.slice('sha256:'.length);
@@ -102,4 +105,66 @@ describe('ring healing', () => {
     );
     expect(filled.reduce((x, y) => x + y, 0)).toBe(moved.length);
   }, 60_000);
+
+  it('drops copies an origin no longer owns once the owners hold theirs, and back on return', async () => {
+    const repo = randomRepo() as RepoName;
+    const blobs = Array.from({ length: 12 }, () => blobFixture(20_000));
+    for (const blob of blobs) await access.put(blob.digest, blob.content, { repo });
+    for (const blob of blobs) {
+      for (const id of owners(blob.digest, ['a', 'b', 'c'], 2)) {
+        await harness.waitForEvent(
+          (e) => e.type === 'BlobPlaced' && e.data.digest === blob.digest && e.data.origin === id,
+        );
+      }
+    }
+    const held = (id: string, digest: string) =>
+      existsSync(localPath(origins[id] as RunningOrigin, digest));
+    const onDisk = (digest: string) => ['a', 'b', 'c'].filter((id) => held(id, digest)).sort();
+    const settled = async (members: string[], what: string) => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const wrong = blobs.filter(
+          (b) => onDisk(b.digest).join() !== owners(b.digest, members, 2).sort().join(),
+        );
+        if (wrong.length === 0) return;
+        if (Date.now() > deadline) {
+          throw new Error(`${what}: ${wrong.length} blobs not on exactly their owners`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    };
+    const moved = blobs.filter((b) => owners(b.digest, ['a', 'b', 'c'], 2).includes('c'));
+    expect(moved.length).toBeGreaterThan(0);
+
+    // c leaves (still running): a and b fill what c owned, then c drops its copies.
+    await leaveRing({ log: harness.log, clock: systemClock, cluster: 'default', id: 'c' });
+    await settled(['a', 'b'], 'after c left');
+    for (const blob of moved) {
+      await harness.waitForEvent(
+        (e) => e.type === 'BlobReleased' && e.data.digest === blob.digest && e.data.origin === 'c',
+      );
+    }
+
+    // c comes back: it fills what it owns again, and whichever of a and b no longer owns a
+    // blob drops its copy once c holds one.
+    const writer = { clock: systemClock, cluster: 'default', actor: 'test' };
+    await harness.log.append([
+      newEvent(writer, 'OriginJoined', {
+        id: 'c',
+        address: (origins.c as RunningOrigin).advertiseUrl,
+      }),
+    ]);
+    await settled(['a', 'b', 'c'], 'after c returned');
+    const released = await Promise.all(
+      ['a', 'b', 'c'].map(async (id) =>
+        gauge(origins[id] as RunningOrigin, 'shoal_origin_released_blobs_total'),
+      ),
+    );
+    // c released every blob it owned; a or b released each of those once c held it again.
+    expect(released.reduce((x, y) => x + y, 0)).toBe(2 * moved.length);
+    // Reads still find every blob.
+    for (const blob of blobs) {
+      expect((await access.stat(blob.digest, { repo }))?.size).toBe(blob.content.length);
+    }
+  }, 90_000);
 });
