@@ -111,6 +111,14 @@ export const OriginConfigSchema = Type.Object({
         minimum: 1,
         description: 'blobs filled at once while healing',
       }),
+      lostAfterMs: Type.Integer({
+        default: 600_000,
+        minimum: 0,
+        description:
+          'a ring member this origin has not heard from for this long (down, not left) is ' +
+          'lost: the next origins hold copies of its blobs until it answers again, then ' +
+          'release them. 0: never (only leaving moves blobs)',
+      }),
     },
     { default: {} },
   ),

@@ -29,6 +29,7 @@ import { createJobWorker } from './jobs/jobWorker';
 import { createEvictor, parseWatermark } from './evictor';
 import { createRingHealer } from './ringHealer';
 import { createRingRelease } from './ringRelease';
+import { createMemberLiveness } from './memberLiveness';
 import { createKeyedLocks } from './keyedLocks';
 import { createLocalOriginClient } from './localOriginClient';
 import { createOriginMetrics } from './metrics';
@@ -328,6 +329,12 @@ export const startOrigin = async (deps: OriginDeps): Promise<RunningOrigin> => {
       selfId: ctx.selfId,
       fill: (digest) => blobs.fill(digest as Digest),
       release: createRingRelease(ctx),
+      liveness: createMemberLiveness({
+        ring: ctx.ring,
+        selfId: ctx.selfId,
+        probe: (address) => ctx.peer(address).ring(),
+        lostAfterMs: config.healing.lostAfterMs,
+      }),
       logger: logger.child({ module: 'healing' }),
       registry,
       intervalMs: config.healing.intervalMs,

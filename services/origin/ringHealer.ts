@@ -2,6 +2,7 @@ import { Counter, Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
 import { owners as ownersOf } from '../../domain/placement';
 import type { Logger } from '../shared/logger';
+import type { MemberLiveness } from './memberLiveness';
 import type { RingView } from './ringView';
 
 const pageSize = 1000;
@@ -47,6 +48,8 @@ export const createRingHealer = (deps: {
   fill: (digest: string) => Promise<void>;
   /** Drops this origin's copy of a blob `owners` (not this origin) hold; whether it did. */
   release: (digest: string, owners: readonly string[]) => Promise<boolean>;
+  /** Members down for longer than a grace: copies are placed as if they had left. */
+  liveness?: MemberLiveness;
   logger: Logger;
   registry: Registry;
   intervalMs: number;
@@ -75,7 +78,11 @@ export const createRingHealer = (deps: {
 
   const pass = async (): Promise<HealPass> => {
     const ids = (await ring.members()).map((m) => m.id);
-    const wanted = Math.min(ring.replicas, ids.length);
+    // Lost members (down past the grace, not left) hold nothing as far as placement goes: the
+    // next origins in rendezvous order stand in for them until they answer again.
+    const lost = new Set(deps.liveness?.lost(ids) ?? []);
+    const live = ids.filter((id) => !lost.has(id));
+    const wanted = Math.min(ring.replicas, live.length);
     const missing: string[] = [];
     const surplus: { digest: string; owners: string[] }[] = [];
     let scanned = 0;
@@ -85,13 +92,17 @@ export const createRingHealer = (deps: {
       const page = await ring.holdings({ ...(after !== undefined && { after }), limit: pageSize });
       for (const { digest, origins } of page) {
         scanned += 1;
-        const owners = ownersOf(digest, ids, ring.replicas);
-        if (owners.filter((id) => origins.includes(id)).length < wanted) under += 1;
-        if (owners.includes(selfId) && !origins.includes(selfId)) missing.push(digest);
+        const holders = (list: readonly string[]) => list.filter((id) => origins.includes(id));
+        const placed = ownersOf(digest, live, ring.replicas);
+        if (holders(placed).length < wanted) under += 1;
+        if (placed.includes(selfId) && !origins.includes(selfId)) missing.push(digest);
+        // A copy neither the ring nor a stand-in needs, once every owner holds its own.
+        const owners = lost.size === 0 ? placed : ownersOf(digest, ids, ring.replicas);
         if (
-          !owners.includes(selfId) &&
           origins.includes(selfId) &&
-          owners.filter((id) => origins.includes(id)).length >= wanted
+          !owners.includes(selfId) &&
+          !placed.includes(selfId) &&
+          holders(owners).length === owners.length
         ) {
           surplus.push({ digest, owners });
         }
@@ -143,10 +154,9 @@ export const createRingHealer = (deps: {
   let members = '';
   let lastPass = 0;
   const tick = async () => {
-    const now = (await ring.members())
-      .map((m) => m.id)
-      .sort()
-      .join(',');
+    await deps.liveness?.check();
+    const ids = (await ring.members()).map((m) => m.id).sort();
+    const now = `${ids.join(',')} lost ${(deps.liveness?.lost(ids) ?? []).join(',')}`;
     const every = unhealed ? Math.min(unhealedIntervalMs, deps.intervalMs) : deps.intervalMs;
     if (now === members && Date.now() - lastPass < every) return;
     members = now;

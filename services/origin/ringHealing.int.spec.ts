@@ -34,11 +34,11 @@ describe('ring healing', () => {
   const origins: Record<string, RunningOrigin> = {};
   let access: BlobAccess & { close: () => Promise<void> };
 
-  beforeEach(async () => {
+  /** Origins a, b and c (R = 2) on a fresh harness; the periodic pass far off by default. */
+  const startRing = async (healing: { intervalMs: number; lostAfterMs?: number }) => {
     harness = createOriginHarness();
     for (const id of ['a', 'b', 'c']) {
-      // The periodic pass is far off: only the ring change may start one.
-      origins[id] = await harness.start({ id, replicas: 2, healing: { intervalMs: 600_000 } });
+      origins[id] = await harness.start({ id, replicas: 2, healing });
     }
     const head = await harness.log.head();
     for (const origin of Object.values(origins)) await origin.runner.waitFor(head, 5000);
@@ -46,17 +46,13 @@ describe('ring healing', () => {
       ring: staticRing(['a', 'b', 'c'].map((id) => ({ id, url: origins[id]?.url ?? '' }))),
       replicas: 2,
     });
-  });
-  afterEach(async () => {
-    await access.close();
-    await harness.cleanup();
-  });
+  };
 
-  it('fills the new owners when an origin leaves, until every blob has R copies', async () => {
+  /** Twelve blobs put through the ring, each on both its owners (placement jobs done). */
+  const putPlaced = async (size: number) => {
     const repo = randomRepo() as RepoName;
-    const blobs = Array.from({ length: 12 }, () => blobFixture(30_000));
+    const blobs = Array.from({ length: 12 }, () => blobFixture(size));
     for (const blob of blobs) await access.put(blob.digest, blob.content, { repo });
-    // Every blob on both its owners (the placement jobs copied them).
     for (const blob of blobs) {
       for (const id of owners(blob.digest, ['a', 'b', 'c'], 2)) {
         await harness.waitForEvent(
@@ -64,6 +60,18 @@ describe('ring healing', () => {
         );
       }
     }
+    return { repo, blobs };
+  };
+
+  // Only a ring change may start a pass.
+  beforeEach(() => startRing({ intervalMs: 600_000 }));
+  afterEach(async () => {
+    await access.close();
+    await harness.cleanup();
+  });
+
+  it('fills the new owners when an origin leaves, until every blob has R copies', async () => {
+    const { blobs } = await putPlaced(30_000);
     // c leaves; it keeps running, so its copies stay reachable to the healers.
     await leaveRing({ log: harness.log, clock: systemClock, cluster: 'default', id: 'c' });
     const moved = blobs.filter((b) => owners(b.digest, ['a', 'b', 'c'], 2).includes('c'));
@@ -107,16 +115,7 @@ describe('ring healing', () => {
   }, 60_000);
 
   it('drops copies an origin no longer owns once the owners hold theirs, and back on return', async () => {
-    const repo = randomRepo() as RepoName;
-    const blobs = Array.from({ length: 12 }, () => blobFixture(20_000));
-    for (const blob of blobs) await access.put(blob.digest, blob.content, { repo });
-    for (const blob of blobs) {
-      for (const id of owners(blob.digest, ['a', 'b', 'c'], 2)) {
-        await harness.waitForEvent(
-          (e) => e.type === 'BlobPlaced' && e.data.digest === blob.digest && e.data.origin === id,
-        );
-      }
-    }
+    const { repo, blobs } = await putPlaced(20_000);
     const held = (id: string, digest: string) =>
       existsSync(localPath(origins[id] as RunningOrigin, digest));
     const onDisk = (digest: string) => ['a', 'b', 'c'].filter((id) => held(id, digest)).sort();
@@ -166,5 +165,55 @@ describe('ring healing', () => {
     for (const blob of blobs) {
       expect((await access.stat(blob.digest, { repo }))?.size).toBe(blob.content.length);
     }
+  }, 90_000);
+
+  it('gives a lost origin’s blobs R copies among the others, and releases them on its return', async () => {
+    await access.close();
+    await harness.cleanup();
+    const healing = { intervalMs: 600_000, lostAfterMs: 1500 };
+    await startRing(healing);
+    const { blobs } = await putPlaced(20_000);
+    const held = (id: string, digest: string) =>
+      existsSync(localPath(origins[id] as RunningOrigin, digest));
+    const until = async (check: () => boolean, what: string) => {
+      const deadline = Date.now() + 30_000;
+      while (!check()) {
+        if (Date.now() > deadline) throw new Error(`not within 30 s: ${what}`);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    };
+
+    // c goes down without leaving: past the grace, a and b each hold every blob.
+    await (origins.c as RunningOrigin).close();
+    await until(
+      () => blobs.every((b) => held('a', b.digest) && held('b', b.digest)),
+      'a and b hold every blob while c is lost',
+    );
+    for (const id of ['a', 'b']) {
+      const deadline = Date.now() + 15_000;
+      while (
+        (await gauge(origins[id] as RunningOrigin, 'shoal_origin_under_replicated_blobs')) !== 0
+      ) {
+        if (Date.now() > deadline) throw new Error(`origin ${id} still reports under-replication`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+    // c comes back (same id and directory, a new port): the stand-in copies are released.
+    origins.c = await harness.start({ id: 'c', replicas: 2, healing });
+    await until(
+      () =>
+        blobs.every((b) => {
+          const want = owners(b.digest, ['a', 'b', 'c'], 2).sort().join();
+          return ['a', 'b', 'c'].filter((id) => held(id, b.digest)).join() === want;
+        }),
+      'every blob on exactly its owners after c returned',
+    );
+    const released = await Promise.all(
+      ['a', 'b'].map((id) =>
+        gauge(origins[id] as RunningOrigin, 'shoal_origin_released_blobs_total'),
+      ),
+    );
+    const moved = blobs.filter((b) => owners(b.digest, ['a', 'b', 'c'], 2).includes('c'));
+    expect(released.reduce((x, y) => x + y, 0)).toBe(moved.length);
   }, 90_000);
 });
