@@ -7,7 +7,7 @@ export {
   openSqliteEventLog,
 } from './sqlite/sqliteEventLog';
 export type { KafkaClientOptions, KafkaLogSink } from './kafka/kafkaClient';
-export { createKafkaClient } from './kafka/kafkaClient';
+export { createKafkaClient, kafkaMinSessionMs } from './kafka/kafkaClient';
 export type { KafkaEventLogOptions, OpenKafkaEventLogOptions } from './kafka/kafkaEventLog';
 export { createKafkaEventLog, defaultKafkaTopic, openKafkaEventLog } from './kafka/kafkaEventLog';
 export type {

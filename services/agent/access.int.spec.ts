@@ -1,8 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createMemoryProjectionStore } from '../../adapters/projection-store/memory/memoryProjectionStore';
 import { buildIndexProjection, tagHistoryProjection } from '../../projections';
@@ -25,20 +23,12 @@ import { AgentConfigSchema } from './config';
 import type { RunningAgent } from './main';
 import { startAgent } from './main';
 import { openSecurity } from '../shared/security/roleSecurity';
+import { freePort } from '../../test/fixtures/ports';
 
 // The agent with auth.required: its localhost registry takes the proxy's tokens only, sends
 // clients without one to the proxy's token endpoint, and serves a repository only what the
 // proxy says that repository holds — a token for one repository reads none of another's
 // blobs, even by digest.
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 
 const oci = {
   manifest: 'application/vnd.oci.image.manifest.v1+json',

@@ -1,5 +1,3 @@
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import type { Digest, RepoName } from '../../domain';
 import { ShoalError } from '../../domain';
 import type { TagApi } from '../build-index/client/tagApi';
@@ -17,17 +15,9 @@ import { startTracker } from '../tracker/main';
 import { AgentConfigSchema } from './config';
 import type { RunningAgent } from './main';
 import { startAgent } from './main';
+import { freePort } from '../../test/fixtures/ports';
 
 const MiB = 1024 * 1024;
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 
 /** Tags as build-index would answer them: one repository, tags moved by the test. */
 const fakeTags = (repo: string, tags: Map<string, string>): TagApi => ({

@@ -2,6 +2,7 @@ import type { EventLog, Lease, ProjectionStore } from '../../domain';
 import type { KafkaClientOptions } from '../../adapters/eventlog';
 import {
   createKafkaGroupLease,
+  kafkaMinSessionMs,
   openEventStoreDbEventLog,
   openKafkaEventLog,
   openSqliteEventLog,
@@ -40,7 +41,7 @@ export const replicatorLeaseFor = (
         clientId: `${config.kafka.clientId}-replicator`,
         topic: config.kafka.topic,
         groupId: `shoal-replicator.${options.cluster}`,
-        sessionTimeoutMs: Math.max(6000, options.leaseMs),
+        sessionTimeoutMs: Math.max(kafkaMinSessionMs, options.leaseMs),
       })
     : undefined;
 

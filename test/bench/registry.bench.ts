@@ -24,11 +24,11 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { generateImage } from '../fixtures/images';
 import { benchArgs } from './args';
+import { freePort } from '../fixtures/ports';
 
 const args = benchArgs(
   'bench:registry',
@@ -58,16 +58,6 @@ const root = resolve(__dirname, '../../..');
 const cli = join(root, 'dist/services/cli/main.js');
 const skopeo = '/usr/bin/skopeo';
 const cncf = '/usr/bin/docker-registry';
-
-const freePort = (): Promise<number> =>
-  new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-  });
 
 /** Starts a process and waits until `ready` answers (polled), or fails with its output. */
 const startProcess = async (

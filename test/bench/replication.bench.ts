@@ -19,7 +19,6 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -27,6 +26,7 @@ import { createRegistryClient } from '../../adapters/registry/registryClient';
 import { sha256 } from '../fixtures/blobs';
 import { createProgress, progressMode } from '../../services/shared/progress';
 import { benchArgs } from './args';
+import { freePort } from '../fixtures/ports';
 
 const args = benchArgs(
   'bench:replication',
@@ -44,16 +44,6 @@ Tag pushes replicated to a second registry: throughput and lag.`,
 
 const root = resolve(__dirname, '../../..');
 const cli = join(root, 'dist/services/cli/main.js');
-
-const freePort = (): Promise<number> =>
-  new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-  });
 
 const startDev = async (name: string, dataDir: string, portBase: number): Promise<ChildProcess> => {
   const child = spawn(

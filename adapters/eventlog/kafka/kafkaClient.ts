@@ -1,6 +1,12 @@
 import type { Kafka, KafkaConfig, LogEntry, SASLOptions } from 'kafkajs';
 import { Kafka as KafkaClient, logLevel } from 'kafkajs';
 
+/**
+ * The shortest group session a broker accepts by default (`group.min.session.timeout.ms`):
+ * the log's own consumer group uses it, and the replicator's lease is never shorter.
+ */
+export const kafkaMinSessionMs = 6000;
+
 /** A structured logger (pino's signature) for kafkajs's own messages. */
 export type KafkaLogSink = {
   error(object: object, message: string): void;

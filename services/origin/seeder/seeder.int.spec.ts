@@ -1,6 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { openPieceStore } from '../../../p2p/pieces';
 import type { SwarmHost } from '../../../p2p/swarm';
@@ -17,17 +15,9 @@ import type { OriginHarness } from '../../../test/doubles/originHarness';
 import { blobFixture, sha256 } from '../../../test/fixtures/blobs';
 import { randomRepo } from '../../../test/fixtures/events';
 import { createOriginHarness } from '../../../test/doubles/originHarness';
+import { freePort } from '../../../test/fixtures/ports';
 
 const MiB = 1024 * 1024;
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 
 describe('the origin seeder in a swarm', () => {
   let harness: OriginHarness;

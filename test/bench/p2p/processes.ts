@@ -1,8 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+export { freePort } from '../../fixtures/ports';
 
 /*
  * The processes a P2P benchmark starts, and what it reads about them from /proc: CPU
@@ -19,16 +19,6 @@ export const logTo = (json: boolean) => (line: string) => {
   if (json) process.stderr.write(`${line}\n`);
   else process.stdout.write(`${line}\n`);
 };
-
-export const freePort = (): Promise<number> =>
-  new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-  });
 
 export type Started = { readonly child: ChildProcess; readonly url: string };
 
