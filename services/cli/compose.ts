@@ -46,6 +46,25 @@ export const replicatorLeaseFor = (
     : undefined;
 
 /**
+ * Who holds the replicator's lease now (for a status reader on any host): on a Kafka log, the
+ * member of the group `shoal-replicator.<cluster>` the coordinator gave it to, asked without
+ * joining; undefined when none does, or when the log is not Kafka (the lease is then
+ * `<dataDir>/replicator.lock`, read where it is).
+ */
+export const replicatorLeaseHolder = async (
+  config: LogConfig,
+  cluster: string,
+): Promise<{ pid: number; host: string } | undefined> => {
+  const lease = replicatorLeaseFor(config, { cluster, leaseMs: kafkaMinSessionMs });
+  if (lease === undefined) return undefined;
+  try {
+    return await lease.holder();
+  } finally {
+    await lease.release();
+  }
+};
+
+/**
  * The log named by `config.adapter`: the SQLite file in the data directory (the default), or
  * the cluster's Kafka topic or EventStoreDB streams. Kafka and EventStoreDB are reached (and
  * the topic checked or created) before this resolves, so a bad address fails at start.

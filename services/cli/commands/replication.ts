@@ -11,6 +11,7 @@ import { createReplicationClient } from '../../replicator/client/replicationClie
 import { createReplicationService, liveLeaseHolder } from '../../replicator/main';
 import { systemClock } from '../../shared/clock';
 import { createProjectionRunner } from '../../shared/projectionRunner';
+import { replicatorLeaseHolder } from '../compose';
 import { print, printJson, table } from '../output';
 import { callRemote, replicationService, serviceUrl } from '../remote';
 import type { GlobalOptions } from './common';
@@ -111,7 +112,8 @@ const stuckLine = (rule: RuleStatus): string | undefined => {
 
 /**
  * On the data directory, status reads what the log records; a replicator running beside it
- * (in shoal dev, a build-index or shoal replicator) holds `<dataDir>/replicator.lock`. Then
+ * (in shoal dev, a build-index or shoal replicator) holds `<dataDir>/replicator.lock`, or, on
+ * a Kafka log, the group `shoal-replicator.<cluster>` (on whatever host it runs). Then
  * the live view is asked of it (the build-index in endpoints.json), or, failing that, the
  * answer says a replicator runs and that the positions are the recorded ones.
  */
@@ -119,8 +121,12 @@ const statusOnDataDir = async (
   options: ReplicationOptions,
   read: (api: ReplicationApi) => Promise<ReplicationStatus>,
 ): Promise<{ status: ReplicationStatus; note?: string }> => {
-  const { dataDir } = stateConfigOf(options);
-  const holder = await liveLeaseHolder(join(dataDir, 'replicator.lock'), defaultLeaseMs);
+  const { dataDir, log, cluster } = stateConfigOf(options);
+  // On Kafka the lease is a consumer group (replicators on any host); else a file here.
+  const holder =
+    log.adapter === 'kafka'
+      ? await replicatorLeaseHolder(log, cluster)
+      : await liveLeaseHolder(join(dataDir, 'replicator.lock'), defaultLeaseMs);
   if (holder === undefined) return { status: await withReplication(options, false, read) };
   const url = buildIndexOf(dataDir);
   if (url !== undefined) {
