@@ -258,8 +258,28 @@ describe('pulling through the swarm (separate processes)', () => {
       'the swarm to start',
     );
     (trackers[index] as Service).child.kill('SIGKILL');
+    const killed = Date.now();
     trackers[index] = undefined;
     expect(await pulls).toEqual(Array(live.length).fill(layer.digest));
+    // Every agent's next announce goes to the tracker the digest ranks second: the swarm is
+    // there within one announce interval (complete peers announce every maxIntervalMs, 4 × 3 s).
+    const next = rankMembers(layer.digest, trackerUrls)[1] as string;
+    await until(
+      async () => {
+        const { swarms } = await json<{ swarms: { digest: string; activePeers: number }[] }>(
+          `${next}/swarms?limit=1000`,
+        );
+        const swarm = swarms.find((s) => s.digest === layer.digest);
+        return (swarm?.activePeers ?? 0) >= live.length;
+      },
+      60_000,
+      'the next tracker to hold the swarm',
+    );
+    const moved = Date.now() - killed;
+    process.stdout.write(
+      `swarm.e2e: the swarm moved to the next tracker ${moved} ms after kill -9\n`,
+    );
+    expect(moved).toBeLessThan(4 * 3000 + 5000);
 
     // The tracker comes back empty; seeding agents re-announce and the swarm re-forms there.
     trackers[index] = await startTracker(trackerPorts[index] as number);
