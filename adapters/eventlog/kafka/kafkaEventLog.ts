@@ -21,7 +21,7 @@ import {
   yieldToEventLoop,
 } from '../appendRules';
 import type { KafkaClientOptions } from './kafkaClient';
-import { createKafkaClient } from './kafkaClient';
+import { createKafkaClient, kafkaMinSessionMs } from './kafkaClient';
 import { translateKafkaError } from './kafkaErrors';
 import { ensureLogTopic } from './kafkaTopic';
 import type { BatchOutcome } from './logIndex';
@@ -88,9 +88,10 @@ export type KafkaEventLogOptions = {
   /** Events per page for `read` and subscription catch-up (default 1000). */
   readonly pageSize?: number;
   /**
-   * Producer retries of one append before it fails with `LOG_UNAVAILABLE` (default 5, about
-   * 10 s with kafkajs's backoff). An append that failed so may still land; retrying it is
-   * safe because the log ignores ids it already holds.
+   * Producer retries of one append before it fails with `LOG_UNAVAILABLE` (default 10, about
+   * 7 s: waits start at 100 ms and double up to 1 s, so an append resumes within a second of
+   * a new partition leader being elected). An append that failed so may still land; retrying
+   * it is safe because the log ignores ids it already holds.
    */
   readonly producerRetries?: number;
 };
@@ -136,15 +137,15 @@ export const createKafkaEventLog = (options: KafkaEventLogOptions): EventLog => 
     idempotent: true,
     maxInFlightRequests: 1,
     allowAutoTopicCreation: false,
-    retry: { retries: options.producerRetries ?? 5 },
+    retry: { retries: options.producerRetries ?? 10, initialRetryTime: 100, maxRetryTime: 1000 },
   });
   const consumer: Consumer = kafka.consumer({
     groupId: `shoal-log-${randomUUID()}`,
     // A group of one (this process). After a broker restart the coordinator waits for the
     // members it remembers before the group can fetch again: with Kafka's 30 s defaults a
     // push waited ~30 s for a rejoin. The broker's shortest session keeps that wait short.
-    sessionTimeout: 6000,
-    rebalanceTimeout: 6000,
+    sessionTimeout: kafkaMinSessionMs,
+    rebalanceTimeout: kafkaMinSessionMs,
     heartbeatInterval: 1000,
     allowAutoTopicCreation: false,
     maxWaitTimeInMs: options.fetchMaxWaitMs ?? 500,
