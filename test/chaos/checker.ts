@@ -1,3 +1,6 @@
+import { openKafkaEventLog } from '../../adapters/eventlog';
+import { owners as ownersOf } from '../../domain/placement';
+import { silentLogger } from '../../services/shared/logger';
 import { serviceHeaders } from '../fixtures/security';
 import type { Fleet, Member } from './fleet';
 import type { Fault, FaultKind, Op, OpKind } from './history';
@@ -35,6 +38,8 @@ export type Report = {
   stale: number;
   missingReferrers: number;
   underReplicated: number;
+  /** Owner copies evicted under disk pressure after write-back (not missing). */
+  evictedCopies: number;
   replay: Record<string, boolean>;
   convergedSeconds: number | null;
   availability: {
@@ -85,6 +90,35 @@ const readCandidates = (tagWrites: readonly Op[], read: Op): Set<string | null> 
     }
   }
   return allowed;
+};
+
+/** Who holds each blob on record (BlobPlaced, less BlobReleased) and which were written back. */
+const readPlacement = async (brokers: readonly string[], topic: string) => {
+  const log = await openKafkaEventLog({
+    brokers: [...brokers],
+    topic,
+    replicationFactor: 3,
+    createTopic: false,
+    logger: silentLogger(),
+  });
+  const holders = new Map<string, Set<string>>();
+  const persisted = new Set<string>();
+  try {
+    for await (const event of log.read(1)) {
+      if (event.type === 'BlobPlaced') {
+        const set = holders.get(event.data.digest) ?? new Set<string>();
+        set.add(event.data.origin);
+        holders.set(event.data.digest, set);
+      } else if (event.type === 'BlobReleased') {
+        holders.get(event.data.digest)?.delete(event.data.origin);
+      } else if (event.type === 'BlobPersisted') {
+        persisted.add(event.data.digest);
+      }
+    }
+  } finally {
+    await log.close();
+  }
+  return { holders, persisted };
 };
 
 export type CheckInput = {
@@ -290,31 +324,46 @@ export const check = async (input: CheckInput): Promise<Report> => {
   }
 
   // --- R copies on A's origins ------------------------------------------------------------
+  // Each owner (rendezvous over the ring) holds the blob on its disk — or evicted it under disk
+  // pressure after it was written back: on record as its holder (the log's BlobPlaced, no
+  // BlobReleased) and persisted in the backend (BlobPersisted), refilled by the next read.
+  // Anything else is a missing copy. The checker reads A's log itself for the records.
   log('checking that every live blob has R copies on cluster A’s origins…');
   const live = new Set(
     pushes.flatMap((op) => (op.written ?? []).filter((d) => !manifestDigests.has(d))),
   );
   const headers = await serviceHeaders('origin', 'soak-checker');
-  const copies = async (digest: string): Promise<number> => {
-    let n = 0;
-    for (const origin of fleet.a.origins) {
-      const response = await fetch(`${origin.url}/internal/blobs/${digest}?local=1`, {
-        method: 'HEAD',
-        headers,
-        signal: AbortSignal.timeout(10_000),
-      }).catch(() => undefined);
-      if (response?.status === 200) n++;
-    }
-    return n;
+  const ids = fleet.a.originIds;
+  const onDisk = async (index: number, digest: string): Promise<boolean> => {
+    const origin = fleet.a.origins[index] as Member;
+    const response = await fetch(`${origin.url}/internal/blobs/${digest}?local=1`, {
+      method: 'HEAD',
+      headers,
+      signal: AbortSignal.timeout(10_000),
+    }).catch(() => undefined);
+    return response?.status === 200;
   };
   let under: string[] = [];
+  let evicted = 0;
   const healDeadline = Date.now() + input.healMs;
   for (;;) {
+    const records = await readPlacement(fleet.brokers, fleet.a.topic);
     under = [];
-    for (const digest of live) if ((await copies(digest)) < 2) under.push(digest);
+    evicted = 0;
+    for (const digest of live) {
+      for (const owner of ownersOf(digest, ids, 2)) {
+        if (await onDisk(ids.indexOf(owner), digest)) continue;
+        if (records.holders.get(digest)?.has(owner) === true && records.persisted.has(digest)) {
+          evicted++;
+          continue;
+        }
+        under.push(`${digest} (owner ${owner})`);
+      }
+    }
     if (under.length === 0 || Date.now() > healDeadline) break;
     await delay(3000);
   }
+  log(`  ${evicted} owner copies evicted under disk pressure (written back; a read refills them)`);
   for (const digest of under.slice(0, 20)) problem(`under-replicated on A: ${digest}`);
 
   // --- replay --verify on every build-index ---------------------------------------------
@@ -383,6 +432,7 @@ export const check = async (input: CheckInput): Promise<Report> => {
     stale,
     missingReferrers,
     underReplicated: under.length,
+    evictedCopies: evicted,
     replay,
     convergedSeconds,
     availability: {

@@ -341,6 +341,10 @@ export const startFleet = async (options: FleetOptions) => {
       smallDisk: smallDiskMounted ? smallDisk : undefined,
       members,
       a: {
+        /** Cluster A's log (a Kafka topic), for the checker's own reading. */
+        topic: `soak-${run}-a`,
+        /** The origins' ring ids, in the order of `origins`. */
+        originIds: ['o1', 'o2', 'o3'],
         origins: aOrigins,
         buildIndexes: [abi1, abi2],
         proxies: [ap1, ap2],

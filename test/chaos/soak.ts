@@ -127,7 +127,8 @@ export const formatReport = (report: Report & { dir: string }): string => {
     `  operations  ${report.operations.total} (ok/all: ${kinds})`,
     `  faults      ${faults}`,
     `  lost ${report.lost}, corrupt ${report.corrupt}, stale ${report.stale}, ` +
-      `referrers missing in B ${report.missingReferrers}, under-replicated ${report.underReplicated}`,
+      `referrers missing in B ${report.missingReferrers}, under-replicated ${report.underReplicated} ` +
+      `(owner copies evicted under disk pressure, written back: ${report.evictedCopies})`,
     `  replication converged ${report.convergedSeconds === null ? 'NOT' : `${report.convergedSeconds} s`} after the faults stopped`,
     `  replay --verify ${Object.entries(report.replay)
       .map(([name, ok]) => `${name} ${ok ? 'equal' : 'DIFFERENT'}`)
