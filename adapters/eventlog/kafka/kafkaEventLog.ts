@@ -151,6 +151,10 @@ export const createKafkaEventLog = (options: KafkaEventLogOptions): EventLog => 
     maxWaitTimeInMs: options.fetchMaxWaitMs ?? 500,
     maxBytesPerPartition: 8 * 1024 * 1024,
     maxBytes: 16 * 1024 * 1024,
+    // A fetch from a leader that died makes the consumer restart: from 100 ms, never more
+    // than a second apart, so an append waiting to read its batch back resumes soon after a
+    // new leader is elected (kafkajs's default backoff doubles from 300 ms).
+    retry: { retries: 10, initialRetryTime: 100, maxRetryTime: 1000 },
   });
 
   let closed = false;
