@@ -13,6 +13,8 @@
  *    and again while one GC run in build-index collects the seeded garbage (up to `--pushes`,
  *    as long as the run lasts). Prints p50/p99 of each push and the ratio. `shoal dev` is one
  *    process: GC's appends and the proxy share its event loop, which a fleet does not.
+ * 3. The same with the roles as separate processes on one data directory (build-index with
+ *    GC, an origin, a proxy): the baseline a fleet is closer to.
  *
  * Needs `npm run build`. The machine may be shared: compare ratios, not seconds.
  */
@@ -29,6 +31,7 @@ import { createGcService, gcProjections } from '../../services/gc/main';
 import type { GcReport } from '../../services/gc/client/gcApi';
 import { systemClock } from '../../services/shared/clock';
 import { createProjectionRunner } from '../../services/shared/projectionRunner';
+import { configuredServices } from '../fixtures/cli';
 import { benchArgs } from './args';
 
 const args = benchArgs(
@@ -215,9 +218,49 @@ const pushImage = async (url: string, repo: string, tag: string): Promise<number
   return performance.now() - started;
 };
 
-const pushLatency = async () => {
+/**
+ * The roles as separate processes on one data directory (one SQLite log and projection store,
+ * as several processes on a host share them): build-index, where GC runs; an origin; a proxy
+ * whose tags go to that build-index. GC's appends and projection work no longer share the
+ * proxy's event loop, as in a fleet.
+ */
+const startProcesses = async (dataDir: string) => {
+  const services = configuredServices(join(dataDir, '..'), {
+    SHOAL_LOG_LEVEL: 'warn',
+    SHOAL_SECURITY_MODE: 'open',
+  });
+  const common = `dataDir: ${JSON.stringify(dataDir)}\nlisten: { host: 127.0.0.1, port: 0 }\n`;
+  try {
+    const buildIndex = await services.start(
+      'build-index',
+      'build-index',
+      common,
+      /build-index listening on (http:\/\/\S+)/,
+    );
+    await services.start(
+      'origin',
+      'origin',
+      `${common}id: o1\nreplicas: 1\n`,
+      /origin o1 listening on (http:\/\/\S+)/,
+    );
+    const proxy = await services.start(
+      'proxy',
+      'proxy',
+      `${common}origins: { replicas: 1 }\nbuildIndex: { url: ${JSON.stringify(buildIndex.url)} }\n`,
+      /proxy listening on (http:\/\/\S+)/,
+    );
+    return { proxy: proxy.url, buildIndex: buildIndex.url, stop: () => services.stopAll() };
+  } catch (error) {
+    await services.stopAll();
+    throw error;
+  }
+};
+
+type Cluster = { proxy: string; buildIndex: string; stop: () => Promise<void> };
+
+const pushLatency = async (start: (dataDir: string) => Promise<Cluster>) => {
   const dir = mkdtempSync(join(tmpdir(), 'shoal-bench-gc-dev-'));
-  const dev = await startDev(join(dir, 'data'));
+  const dev = await start(join(dir, 'data'));
   try {
     const log = openSqliteEventLog(join(dir, 'data', 'log.db'));
     await seed(log, 'pl');
@@ -232,6 +275,8 @@ const pushLatency = async () => {
       return (await response.json()) as GcReport;
     };
     await gcRun(true); // build-index has caught up with the seeded log
+    // …and the proxy's and origin's runners: a first push waits for them (not counted).
+    await pushImage(dev.proxy, 'bench/push', 'warm-up');
     const quiet: number[] = [];
     for (let i = 0; i < pushes; i++) quiet.push(await pushImage(dev.proxy, 'bench/push', `q${i}`));
     // One real run collects the seeded garbage; pushes go on while it runs (up to --pushes).
@@ -263,8 +308,17 @@ const pushLatency = async () => {
 const main = async () => {
   const load = loadavg()[0];
   const tp = await throughput();
-  const pl = await pushLatency();
-  const result = { blobs: blobCount, perManifest, pushes, load, throughput: tp, pushLatency: pl };
+  const pl = await pushLatency(startDev);
+  const apart = await pushLatency(startProcesses);
+  const result = {
+    blobs: blobCount,
+    perManifest,
+    pushes,
+    load,
+    throughput: tp,
+    pushLatency: pl,
+    pushLatencySeparateProcesses: apart,
+  };
   if (args.json) {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     return;
@@ -287,12 +341,17 @@ const main = async () => {
         `${r.removed.manifests} manifests, ${r.removed.blobs} blobs`,
     );
   }
-  const ratio = (pl.duringGc.p50 / pl.quiet.p50).toFixed(2);
-  console.log(
-    `  push latency: quiet p50 ${pl.quiet.p50} ms p99 ${pl.quiet.p99} ms (${pushes} pushes); ` +
-      `during a GC run of ${pl.run.ms} ms removing ${pl.run.removed.blobs} blobs: p50 ` +
-      `${pl.duringGc.p50} ms p99 ${pl.duringGc.p99} ms (${pl.pushesDuringGc} pushes, ×${ratio})`,
-  );
+  for (const [name, p] of [
+    ['shoal dev (one process)', pl],
+    ['separate processes', apart],
+  ] as const) {
+    const ratio = (p.duringGc.p50 / p.quiet.p50).toFixed(2);
+    console.log(
+      `  push latency, ${name}: quiet p50 ${p.quiet.p50} ms p99 ${p.quiet.p99} ms ` +
+        `(${pushes} pushes); during a GC run of ${p.run.ms} ms removing ${p.run.removed.blobs} ` +
+        `blobs: p50 ${p.duringGc.p50} ms p99 ${p.duringGc.p99} ms (${p.pushesDuringGc} pushes, ×${ratio})`,
+    );
+  }
 };
 
 main().catch((error: unknown) => {
