@@ -68,7 +68,7 @@ type RoleConfig = {
     path: string;
     s3: { bucket: string; endpoint: string; accessKeyId: string; secretAccessKey: string };
   };
-  buildIndex?: { url: string };
+  buildIndex?: { url: string; urls?: string[] };
   origins?: { urls: string[]; replicas?: number };
   proxy?: { url: string };
   trackers?: { urls: string[] };
@@ -405,6 +405,9 @@ const checkCompose = (compose: Compose, options: { composeDir: string; dockerfil
   // The proxy reaches build-index and origins where they listen, on the same log.
   for (const p of ofRole('proxy')) {
     if (p.config.buildIndex?.url) reaches(p, p.config.buildIndex.url, 'build-index', 'buildIndex');
+    for (const url of p.config.buildIndex?.urls ?? []) {
+      reaches(p, url, 'build-index', 'buildIndex.urls');
+    }
     for (const url of p.config.origins?.urls ?? []) reaches(p, url, 'origin', 'origins');
     const replicas = p.config.origins?.replicas ?? 0;
     if (replicas !== origins[0]?.config.replicas) {
@@ -449,6 +452,9 @@ const checkCompose = (compose: Compose, options: { composeDir: string; dockerfil
     }
     for (const url of a.config.trackers?.urls ?? []) reaches(a, url, 'tracker', 'trackers');
     if (a.config.buildIndex?.url) reaches(a, a.config.buildIndex.url, 'build-index', 'buildIndex');
+    for (const url of a.config.buildIndex?.urls ?? []) {
+      reaches(a, url, 'build-index', 'buildIndex.urls');
+    }
     if (a.config.proxy?.url) reaches(a, a.config.proxy.url, 'proxy', 'proxy');
   }
 
