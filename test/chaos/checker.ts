@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { openKafkaEventLog } from '../../adapters/eventlog';
 import { owners as ownersOf } from '../../domain/placement';
 import { silentLogger } from '../../services/shared/logger';
@@ -6,7 +7,10 @@ import type { Fleet, Member } from './fleet';
 import type { Fault, FaultKind, Op, OpKind } from './history';
 import { faultKinds } from './history';
 import { digestOf } from './load';
-import { delay, runCommand, shoalCli } from './processes';
+import { delay, repoRoot, runCommand, shoalCli } from './processes';
+
+/** oras, as `test/services/tools.sh install` builds it into .tools/bin. */
+const oras = join(repoRoot, '.tools/bin/oras');
 
 // The soak's checker: not the product. It reads the history (every operation with its start,
 // end and result) and the fleet's final state, and says what held:
@@ -14,7 +18,8 @@ import { delay, runCommand, shoalCli } from './processes';
 //     acknowledged write's, or an unacknowledged write's after it (lost: anything else);
 //   - every acknowledged push and index is pullable from A by digest, every byte right (lost:
 //     missing; corrupt: wrong bytes), and from B when a tag points at it at the end (B holds
-//     tags' states, see below), with its signatures listed among its referrers in B;
+//     tags' states, see below), with its signatures listed among its referrers in B (over
+//     the API, and for a few by `oras discover`);
 //   - every read through a proxy with read-your-writes returned a digest the tag held at
 //     some moment the read could see (stale: an older one); every read returned right bytes;
 //   - replication converged (B equal to A) within `convergeMs` after the faults stopped;
@@ -296,6 +301,24 @@ export const check = async (input: CheckInput): Promise<Report> => {
     if (!listed.includes(sign.value as string)) {
       missingReferrers++;
       problem(`referrer missing in B: ${sign.repo}@${String(sign.subject).slice(0, 19)}`);
+    }
+  }
+  // …and as a registry client sees them: `oras discover` in B, for a few subjects.
+  const hostB = proxyB.replace(/^http:\/\//, '');
+  for (const sign of signs.filter(inB).slice(0, 3)) {
+    const found = await runCommand(oras, [
+      'discover',
+      '--plain-http',
+      '--format',
+      'json',
+      `${hostB}/${sign.repo}@${sign.subject}`,
+    ]);
+    if (found.status !== 0 || !found.stdout.includes(sign.value as string)) {
+      missingReferrers++;
+      problem(
+        `oras discover in B does not show ${String(sign.value).slice(0, 19)} for ` +
+          `${sign.repo}@${String(sign.subject).slice(0, 19)}: ${(found.stdout + found.stderr).slice(0, 300)}`,
+      );
     }
   }
 
