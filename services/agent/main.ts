@@ -144,11 +144,10 @@ export const startAgent = async (deps: {
     onPieceStored: agentMetrics.pieceStored,
   });
   ref.host = host;
+  const buildIndexes = buildIndexUrls(config.buildIndex);
   const tags =
     deps.tags ??
-    (buildIndexUrls(config.buildIndex).length === 0
-      ? undefined
-      : createBuildIndexTags(buildIndexUrls(config.buildIndex), identity));
+    (buildIndexes.length === 0 ? undefined : createBuildIndexTags(buildIndexes, identity));
   const distribution = createAgentDistribution({
     tags,
     proxyUrl: config.proxy.url,

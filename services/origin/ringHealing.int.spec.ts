@@ -12,6 +12,7 @@ import type { OriginHarness } from '../../test/doubles/originHarness';
 import { createOriginHarness } from '../../test/doubles/originHarness';
 import { blobFixture } from '../../test/fixtures/blobs';
 import { randomRepo } from '../../test/fixtures/events';
+import { until } from '../../test/fixtures/processes';
 
 // Ring healing with real origins on one log: when an origin leaves, the blobs it owned get new
 // owners, which fill them from the surviving copies (or the backend) without any read, until
@@ -63,6 +64,37 @@ describe('ring healing', () => {
     return { repo, blobs };
   };
 
+  /** Whether an origin holds a blob on its own disk. */
+  const held = (id: string, digest: string) =>
+    existsSync(localPath(origins[id] as RunningOrigin, digest));
+
+  /** Waits until each blob is on the disks of exactly its owners among `members`. */
+  const onOwnersOnly = (blobs: readonly { digest: string }[], members: string[], what: string) =>
+    until(
+      () =>
+        blobs.every(
+          (b) =>
+            ['a', 'b', 'c'].filter((id) => held(id, b.digest)).join() ===
+            owners(b.digest, members, 2).sort().join(),
+        ),
+      30_000,
+      `${what}: every blob on exactly its owners`,
+      250,
+    );
+
+  /** Waits until each origin's under-replication gauge is zero (a pass saw every copy). */
+  const healed = async (ids: string[]) => {
+    for (const id of ids) {
+      await until(
+        async () =>
+          (await gauge(origins[id] as RunningOrigin, 'shoal_origin_under_replicated_blobs')) === 0,
+        15_000,
+        `origin ${id} to report no under-replication`,
+        200,
+      );
+    }
+  };
+
   // Only a ring change may start a pass.
   beforeEach(() => startRing({ intervalMs: 600_000 }));
   afterEach(async () => {
@@ -87,22 +119,11 @@ describe('ring healing', () => {
     }
     for (const blob of blobs) {
       for (const id of ['a', 'b']) {
-        expect([
-          blob.digest,
-          id,
-          existsSync(localPath(origins[id] as RunningOrigin, blob.digest)),
-        ]).toEqual([blob.digest, id, true]);
+        expect([blob.digest, id, held(id, blob.digest)]).toEqual([blob.digest, id, true]);
       }
     }
     // Healed: the gauge is zero on both (after a pass that saw every copy).
-    for (const id of ['a', 'b']) {
-      const origin = origins[id] as RunningOrigin;
-      const deadline = Date.now() + 15_000;
-      while ((await gauge(origin, 'shoal_origin_under_replicated_blobs')) !== 0) {
-        if (Date.now() > deadline) throw new Error(`origin ${id} still reports under-replication`);
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-    }
+    await healed(['a', 'b']);
     const filled = await Promise.all(
       ['a', 'b'].map(async (id) => {
         const text = await (await fetch(`${origins[id]?.url}/metrics`)).text();
@@ -116,28 +137,12 @@ describe('ring healing', () => {
 
   it('drops copies an origin no longer owns once the owners hold theirs, and back on return', async () => {
     const { repo, blobs } = await putPlaced(20_000);
-    const held = (id: string, digest: string) =>
-      existsSync(localPath(origins[id] as RunningOrigin, digest));
-    const onDisk = (digest: string) => ['a', 'b', 'c'].filter((id) => held(id, digest)).sort();
-    const settled = async (members: string[], what: string) => {
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        const wrong = blobs.filter(
-          (b) => onDisk(b.digest).join() !== owners(b.digest, members, 2).sort().join(),
-        );
-        if (wrong.length === 0) return;
-        if (Date.now() > deadline) {
-          throw new Error(`${what}: ${wrong.length} blobs not on exactly their owners`);
-        }
-        await new Promise((resolve) => setTimeout(resolve, 250));
-      }
-    };
     const moved = blobs.filter((b) => owners(b.digest, ['a', 'b', 'c'], 2).includes('c'));
     expect(moved.length).toBeGreaterThan(0);
 
     // c leaves (still running): a and b fill what c owned, then c drops its copies.
     await leaveRing({ log: harness.log, clock: systemClock, cluster: 'default', id: 'c' });
-    await settled(['a', 'b'], 'after c left');
+    await onOwnersOnly(blobs, ['a', 'b'], 'after c left');
     for (const blob of moved) {
       await harness.waitForEvent(
         (e) => e.type === 'BlobReleased' && e.data.digest === blob.digest && e.data.origin === 'c',
@@ -153,7 +158,7 @@ describe('ring healing', () => {
         address: (origins.c as RunningOrigin).advertiseUrl,
       }),
     ]);
-    await settled(['a', 'b', 'c'], 'after c returned');
+    await onOwnersOnly(blobs, ['a', 'b', 'c'], 'after c returned');
     const released = await Promise.all(
       ['a', 'b', 'c'].map(async (id) =>
         gauge(origins[id] as RunningOrigin, 'shoal_origin_released_blobs_total'),
@@ -173,41 +178,19 @@ describe('ring healing', () => {
     const healing = { intervalMs: 600_000, lostAfterMs: 1500 };
     await startRing(healing);
     const { blobs } = await putPlaced(20_000);
-    const held = (id: string, digest: string) =>
-      existsSync(localPath(origins[id] as RunningOrigin, digest));
-    const until = async (check: () => boolean, what: string) => {
-      const deadline = Date.now() + 30_000;
-      while (!check()) {
-        if (Date.now() > deadline) throw new Error(`not within 30 s: ${what}`);
-        await new Promise((resolve) => setTimeout(resolve, 250));
-      }
-    };
 
     // c goes down without leaving: past the grace, a and b each hold every blob.
     await (origins.c as RunningOrigin).close();
     await until(
       () => blobs.every((b) => held('a', b.digest) && held('b', b.digest)),
+      30_000,
       'a and b hold every blob while c is lost',
+      250,
     );
-    for (const id of ['a', 'b']) {
-      const deadline = Date.now() + 15_000;
-      while (
-        (await gauge(origins[id] as RunningOrigin, 'shoal_origin_under_replicated_blobs')) !== 0
-      ) {
-        if (Date.now() > deadline) throw new Error(`origin ${id} still reports under-replication`);
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-    }
+    await healed(['a', 'b']);
     // c comes back (same id and directory, a new port): the stand-in copies are released.
     origins.c = await harness.start({ id: 'c', replicas: 2, healing });
-    await until(
-      () =>
-        blobs.every((b) => {
-          const want = owners(b.digest, ['a', 'b', 'c'], 2).sort().join();
-          return ['a', 'b', 'c'].filter((id) => held(id, b.digest)).join() === want;
-        }),
-      'every blob on exactly its owners after c returned',
-    );
+    await onOwnersOnly(blobs, ['a', 'b', 'c'], 'after c returned');
     const released = await Promise.all(
       ['a', 'b'].map((id) =>
         gauge(origins[id] as RunningOrigin, 'shoal_origin_released_blobs_total'),

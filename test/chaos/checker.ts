@@ -4,10 +4,11 @@ import { owners as ownersOf } from '../../domain/placement';
 import { silentLogger } from '../../services/shared/logger';
 import { serviceHeaders } from '../fixtures/security';
 import type { Fleet, Member } from './fleet';
-import type { Fault, FaultKind, Op, OpKind } from './history';
-import { faultKinds } from './history';
+import type { Fault, FaultKind, Op } from './history';
+import { faultKinds, tagWrites } from './history';
 import { digestOf } from './load';
-import { delay, repoRoot, runCommand, shoalCli } from './processes';
+import { runToolAsync } from '../fixtures/processes';
+import { delay, repoRoot, shoalCli } from './processes';
 
 /** oras, as `test/services/tools.sh install` builds it into .tools/bin. */
 const oras = join(repoRoot, '.tools/bin/oras');
@@ -30,8 +31,6 @@ const percentile = (sorted: readonly number[], q: number): number =>
   sorted.length === 0
     ? 0
     : (sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number);
-
-const writes: ReadonlySet<OpKind> = new Set(['push', 'index', 'move', 'delete']);
 
 export type Report = {
   seed: number;
@@ -67,7 +66,7 @@ type TagKey = string;
 const finalCandidates = (history: readonly Op[]): Map<TagKey, Set<string | null>> => {
   const out = new Map<TagKey, Set<string | null>>();
   for (const op of history) {
-    if (!writes.has(op.kind) || op.tag === undefined) continue;
+    if (!tagWrites.has(op.kind) || op.tag === undefined) continue;
     const key = `${op.repo}:${op.tag}`;
     const set = out.get(key) ?? new Set<string | null>([null]);
     if (op.outcome === 'ok') {
@@ -145,19 +144,11 @@ const ociAccept = [
   'application/vnd.oci.image.index.v1+json',
 ].join(', ');
 
-/** A tag's digest on a proxy (null: no such tag), asked with read-your-writes. */
-const tagOn = async (base: string, key: TagKey, minPosition: number): Promise<string | null> => {
-  const [repo, tag] = key.split(':') as [string, string];
+/** Runs `fn` up to five times, a second apart, for a service still settling after the faults. */
+const fiveTries = async <T>(fn: () => Promise<T>): Promise<T> => {
   for (let attempt = 0; ; attempt++) {
     try {
-      const response = await fetch(`${base}/v2/${repo}/manifests/${tag}`, {
-        method: 'HEAD',
-        headers: { accept: ociAccept, 'shoal-min-position': String(minPosition) },
-        signal: AbortSignal.timeout(30_000),
-      });
-      if (response.status === 404) return null;
-      if (response.status === 200) return response.headers.get('docker-content-digest');
-      throw new Error(`HEAD ${key} → ${response.status}`);
+      return await fn();
     } catch (error) {
       if (attempt >= 4) throw error;
       await delay(1000);
@@ -165,29 +156,37 @@ const tagOn = async (base: string, key: TagKey, minPosition: number): Promise<st
   }
 };
 
+/** A tag's digest on a proxy (null: no such tag), asked with read-your-writes. */
+const tagOn = (base: string, key: TagKey, minPosition: number): Promise<string | null> =>
+  fiveTries(async () => {
+    const [repo, tag] = key.split(':') as [string, string];
+    const response = await fetch(`${base}/v2/${repo}/manifests/${tag}`, {
+      method: 'HEAD',
+      headers: { accept: ociAccept, 'shoal-min-position': String(minPosition) },
+      signal: AbortSignal.timeout(30_000),
+    });
+    if (response.status === 404) return null;
+    if (response.status === 200) return response.headers.get('docker-content-digest');
+    throw new Error(`HEAD ${key} → ${response.status}`);
+  });
+
 /** The bytes of a blob or manifest from a proxy; undefined when it has none. */
-const contentOn = async (
+const contentOn = (
   base: string,
   repo: string,
   digest: string,
   manifest: boolean,
-): Promise<Buffer | undefined> => {
-  const path = `/v2/${repo}/${manifest ? 'manifests' : 'blobs'}/${digest}`;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const response = await fetch(`${base}${path}`, {
-        headers: { accept: ociAccept },
-        signal: AbortSignal.timeout(60_000),
-      });
-      if (response.status === 404) return undefined;
-      if (response.status !== 200) throw new Error(`GET ${path} → ${response.status}`);
-      return Buffer.from(await response.arrayBuffer());
-    } catch (error) {
-      if (attempt >= 4) throw error;
-      await delay(1000);
-    }
-  }
-};
+): Promise<Buffer | undefined> =>
+  fiveTries(async () => {
+    const path = `/v2/${repo}/${manifest ? 'manifests' : 'blobs'}/${digest}`;
+    const response = await fetch(`${base}${path}`, {
+      headers: { accept: ociAccept },
+      signal: AbortSignal.timeout(60_000),
+    });
+    if (response.status === 404) return undefined;
+    if (response.status !== 200) throw new Error(`GET ${path} → ${response.status}`);
+    return Buffer.from(await response.arrayBuffer());
+  });
 
 export const check = async (input: CheckInput): Promise<Report> => {
   const { fleet, history, log } = input;
@@ -306,7 +305,7 @@ export const check = async (input: CheckInput): Promise<Report> => {
   // …and as a registry client sees them: `oras discover` in B, for a few subjects.
   const hostB = proxyB.replace(/^http:\/\//, '');
   for (const sign of signs.filter(inB).slice(0, 3)) {
-    const found = await runCommand(oras, [
+    const found = await runToolAsync(oras, [
       'discover',
       '--plain-http',
       '--format',
@@ -325,7 +324,7 @@ export const check = async (input: CheckInput): Promise<Report> => {
   // --- reads in the history ------------------------------------------------------------
   const byTag = new Map<TagKey, Op[]>();
   for (const op of history) {
-    if (!writes.has(op.kind) || op.tag === undefined) continue;
+    if (!tagWrites.has(op.kind) || op.tag === undefined) continue;
     const key = `${op.repo}:${op.tag}`;
     byTag.set(key, [...(byTag.get(key) ?? []), op]);
   }
@@ -394,10 +393,10 @@ export const check = async (input: CheckInput): Promise<Report> => {
   const replay: Record<string, boolean> = {};
   for (const bi of [...fleet.a.buildIndexes, fleet.b.buildIndex]) {
     await fleet.stop(bi);
-    const result = await runCommand(
+    const result = await runToolAsync(
       process.execPath,
       [shoalCli, 'replay', '--verify', '--config', bi.config],
-      { env: fleet.env },
+      { env: fleet.env, timeoutMs: 300_000 },
     );
     replay[bi.name] = result.status === 0;
     if (result.status !== 0) {

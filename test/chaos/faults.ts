@@ -5,7 +5,6 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
-  readFileSync,
   rmSync,
   rmdirSync,
   writeFileSync,
@@ -17,6 +16,7 @@ import { seededRandom, shuffle } from '../sim/random';
 import type { Fleet, Member } from './fleet';
 import type { Fault, FaultKind } from './history';
 import { faultKinds } from './history';
+import { groupPids } from '../fixtures/processes';
 import { delay } from './processes';
 
 // The soak's fault injector: seeded, one fault at a time, a pause of `gapMs` between them.
@@ -53,20 +53,6 @@ const partitionUnsupported = (): string | undefined => {
   if (!existsSync(join(cgroupRoot, 'cgroup.procs'))) return `no cgroup v2 at ${cgroupRoot}`;
   return undefined;
 };
-
-/** Pids of a process group (a Shoal role and anything it started). */
-const groupPids = (pgid: number): number[] =>
-  readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .map(Number)
-    .filter((pid) => {
-      try {
-        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]) === pgid;
-      } catch {
-        return false;
-      }
-    });
 
 export const createFaults = (fleet: Fleet, options: FaultOptions) => {
   const random: Random = seededRandom(options.seed, 7);
@@ -110,7 +96,7 @@ export const createFaults = (fleet: Fleet, options: FaultOptions) => {
   const inject: Record<FaultKind, (fault: Fault) => Promise<void>> = {
     kill: async (fault) => {
       const m = pickOf(targets());
-      (fault as { target: string }).target = m.name;
+      fault.target = m.name;
       fleet.signal(m, 'SIGKILL');
       await m.running?.exited;
       await delay(1000 + random() * 2000);
@@ -118,28 +104,28 @@ export const createFaults = (fleet: Fleet, options: FaultOptions) => {
     },
     freeze: async (fault) => {
       const m = pickOf(targets());
-      (fault as { target: string }).target = m.name;
+      fault.target = m.name;
       fleet.signal(m, 'SIGSTOP');
       await delay(10_000);
       fleet.signal(m, 'SIGCONT');
     },
     broker: async (fault) => {
       const node = pickOf(fleet.kafka);
-      (fault as { target: string }).target = `kafka-${node.id}`;
+      fault.target = `kafka-${node.id}`;
       const pid = await fleet.kafkaPid(node);
       if (pid !== undefined) process.kill(pid, 'SIGKILL');
       await delay(5000);
       await fleet.kafkaCommand(node, 'start');
     },
     backend: async (fault) => {
-      (fault as { target: string }).target = 's3';
+      fault.target = 's3';
       fleet.s3.stop();
       await delay(20_000);
       fleet.s3.start();
     },
     disk: async (fault) => {
       const disk = fleet.smallDisk;
-      (fault as { target: string }).target = 'a-o3 disk';
+      fault.target = 'a-o3 disk';
       if (disk === undefined) {
         fault.skipped = 'no small disk (tmpfs needs root)';
         return;
@@ -159,7 +145,7 @@ export const createFaults = (fleet: Fleet, options: FaultOptions) => {
     },
     partition: async (fault) => {
       const m = pickOf(targets());
-      (fault as { target: string }).target = m.name;
+      fault.target = m.name;
       if (noPartition !== undefined) {
         fault.skipped = noPartition;
         return;

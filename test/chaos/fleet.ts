@@ -11,11 +11,11 @@ import type { Running } from './processes';
 import type { KafkaNode } from '../fixtures/kafkaNodes';
 import { kafkaNodes } from '../fixtures/kafkaNodes';
 import { freePort } from '../fixtures/ports';
+import { runToolAsync } from '../fixtures/processes';
 import {
   isRunning,
   launch,
   repoRoot,
-  runCommand,
   shoalCli,
   signalGroup,
   stopGroup,
@@ -75,7 +75,10 @@ export const startFleet = async (options: FleetOptions) => {
   // --- Kafka: three nodes --------------------------------------------------------------
   const kafka = await kafkaNodes(dir);
   const kafkaCommand = async (node: KafkaNode, command: 'start' | 'stop' | 'status') => {
-    const result = await runCommand('bash', [kafkaScript, command], { env: node.env });
+    const result = await runToolAsync('bash', [kafkaScript, command], {
+      env: node.env,
+      timeoutMs: 300_000,
+    });
     if (result.status !== 0 && command !== 'status') {
       throw new Error(`kafka.sh ${command} (node ${node.id}): ${result.stderr.slice(-2000)}`);
     }
@@ -156,7 +159,8 @@ export const startFleet = async (options: FleetOptions) => {
       name: string,
       role: RoleName,
       cluster: 'a' | 'b',
-      body: (port: number, extra: number, dataDir: string) => Record<string, unknown>,
+      /** The role's own keys; `p2p` is its second port (origins and agents), else 0. */
+      body: (p2p: number) => Record<string, unknown>,
       dataDir = join(dir, name),
     ): Promise<Member> => {
       const port = await freePort();
@@ -166,7 +170,7 @@ export const startFleet = async (options: FleetOptions) => {
         ...(role !== 'tracker' && { dataDir }),
         logLevel: 'warn',
         listen: { host: '127.0.0.1', port },
-        ...body(port, extra, dataDir),
+        ...body(extra),
       });
       const m: Member = {
         name,
@@ -186,7 +190,7 @@ export const startFleet = async (options: FleetOptions) => {
         name,
         'origin',
         cluster,
-        (_port, p2p) => ({
+        (p2p) => ({
           id,
           cluster,
           replicas: cluster === 'a' ? 2 : 1,
@@ -263,14 +267,15 @@ export const startFleet = async (options: FleetOptions) => {
 
     const agents: Member[] = [];
     for (let i = 1; i <= options.agents; i++) {
-      const [bi, px] = i % 2 === 0 ? [[abi2, abi1], ap2] : [[abi1, abi2], ap1];
+      // Half the agents start with each build-index and proxy.
+      const even = i % 2 === 0;
       agents.push(
-        await member(`a-agent${i}`, 'agent', 'a', (_port, p2p) => ({
+        await member(`a-agent${i}`, 'agent', 'a', (p2p) => ({
           id: `agent${i}`,
           p2p: { port: p2p },
           trackers: { urls: trackers.map((t) => t.url) },
-          buildIndex: { urls: (bi as Member[]).map((b) => b.url) },
-          proxy: { url: (px as Member).url },
+          buildIndex: { urls: (even ? [abi2, abi1] : [abi1, abi2]).map((b) => b.url) },
+          proxy: { url: (even ? ap2 : ap1).url },
           cache: { quotaBytes: 512 * 1024 * 1024 },
         })),
       );
@@ -302,7 +307,7 @@ export const startFleet = async (options: FleetOptions) => {
 
     /** Adds the rule A → B (every soak repository). */
     const addRule = async () => {
-      const result = await runCommand(
+      const result = await runToolAsync(
         process.execPath,
         [
           shoalCli,

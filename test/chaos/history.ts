@@ -17,6 +17,9 @@ export type OpKind =
   | 'read' // a tag read through a proxy with read-your-writes, then its blobs
   | 'pull'; // a tag pulled through an agent (the swarm), then its blobs
 
+/** The operations that write a tag (one at a time per tag). */
+export const tagWrites: ReadonlySet<OpKind> = new Set(['push', 'index', 'move', 'delete']);
+
 export type Op = {
   readonly id: number;
   readonly kind: OpKind;
@@ -55,7 +58,8 @@ export const faultKinds: readonly FaultKind[] = [
 
 export type Fault = {
   readonly kind: FaultKind;
-  readonly target: string;
+  /** What it hit (set by the injector once it has chosen). */
+  target: string;
   readonly start: number;
   end: number;
   /** Why it was not injected (no root, no iptables): counted apart, never silently. */

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Random } from '../sim/random';
 import { seededRandom } from '../sim/random';
 import type { Op, OpKind, Outcome } from './history';
+import { tagWrites } from './history';
 import { delay } from './processes';
 
 // The soak's load: a few workers, bounded in rate, each doing seeded-random operations through
@@ -21,6 +22,9 @@ export const digestOf = (bytes: Buffer | string): string =>
 
 type Descriptor = { mediaType: string; digest: string; size: number };
 type Manifest = { body: Buffer; mediaType: string; digest: string };
+
+/** What a worker draws (a signature follows its index). */
+type DrawnKind = Exclude<OpKind, 'sign'>;
 
 /** A definite refusal (the operation did not happen). */
 class Refused extends Error {}
@@ -433,7 +437,7 @@ export const createLoad = (options: LoadOptions) => {
     }
   };
 
-  const weights: [OpKind, number][] = [
+  const weights: [DrawnKind, number][] = [
     ['push', 25],
     ['index', 8],
     ['move', 12],
@@ -442,7 +446,7 @@ export const createLoad = (options: LoadOptions) => {
     ['pull', 20],
   ];
   const total = weights.reduce((sum, [, w]) => sum + w, 0);
-  const pick = (random: Random): OpKind => {
+  const pick = (random: Random): DrawnKind => {
     let roll = random() * total;
     for (const [kind, weight] of weights) {
       roll -= weight;
@@ -450,6 +454,11 @@ export const createLoad = (options: LoadOptions) => {
     }
     return 'read';
   };
+
+  const operations: Record<
+    DrawnKind,
+    (random: Random, repo: string, tag: string) => Promise<void>
+  > = { push, index: pushIndex, move, delete: remove, read, pull };
 
   const worker = async (index: number) => {
     const random = seededRandom(options.seed, 100 + index);
@@ -459,26 +468,10 @@ export const createLoad = (options: LoadOptions) => {
       const repo = repoName(Math.floor(random() * options.repos));
       const tag = tagName(Math.floor(random() * options.tagsPerRepo));
       const kind = pick(random);
-      const key = `${repo}:${tag}`;
-      switch (kind) {
-        case 'push':
-          await serialized(key, () => push(random, repo, tag));
-          break;
-        case 'index':
-          await serialized(key, () => pushIndex(random, repo, tag));
-          break;
-        case 'move':
-          await serialized(key, () => move(random, repo, tag));
-          break;
-        case 'delete':
-          await serialized(key, () => remove(random, repo, tag));
-          break;
-        case 'read':
-          await read(random, repo, tag);
-          break;
-        default:
-          await pull(random, repo, tag);
-      }
+      const run = operations[kind];
+      // Writes to one tag run one at a time; reads and pulls beside them.
+      if (tagWrites.has(kind)) await serialized(`${repo}:${tag}`, () => run(random, repo, tag));
+      else await run(random, repo, tag);
       const rest = every * (0.5 + random()) - (Date.now() - began);
       if (rest > 0 && !stopped) await delay(rest);
     }

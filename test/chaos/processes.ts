@@ -138,24 +138,3 @@ export const tail = (text: string, lines = 25): string =>
 
 export const delay = (ms: number): Promise<void> =>
   new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Runs a command to completion, asynchronously; resolves with its exit code and output. */
-export const runCommand = (
-  command: string,
-  args: readonly string[],
-  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<{ status: number; stdout: string; stderr: string }> =>
-  new Promise((resolve) => {
-    const child = spawn(command, [...args], {
-      cwd: repoRoot,
-      env: { ...process.env, ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: options.timeoutMs ?? 300_000,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', (error) => resolve({ status: -1, stdout, stderr: error.message }));
-    child.once('close', (code) => resolve({ status: code ?? -1, stdout, stderr }));
-  });

@@ -96,6 +96,12 @@ export type KafkaEventLogOptions = {
   readonly producerRetries?: number;
 };
 
+/**
+ * Retries of the log's producer and its own consumer: from 100 ms, never more than a second
+ * apart (kafkajs's default doubles from 300 ms), ten in all (about 7 s).
+ */
+const quickRetries = { retries: 10, initialRetryTime: 100, maxRetryTime: 1000 };
+
 export type OpenKafkaEventLogOptions = Omit<KafkaEventLogOptions, 'kafka'> & KafkaClientOptions;
 
 export const defaultKafkaTopic = 'shoal-log';
@@ -137,7 +143,7 @@ export const createKafkaEventLog = (options: KafkaEventLogOptions): EventLog => 
     idempotent: true,
     maxInFlightRequests: 1,
     allowAutoTopicCreation: false,
-    retry: { retries: options.producerRetries ?? 10, initialRetryTime: 100, maxRetryTime: 1000 },
+    retry: { ...quickRetries, retries: options.producerRetries ?? quickRetries.retries },
   });
   const consumer: Consumer = kafka.consumer({
     groupId: `shoal-log-${randomUUID()}`,
@@ -151,10 +157,9 @@ export const createKafkaEventLog = (options: KafkaEventLogOptions): EventLog => 
     maxWaitTimeInMs: options.fetchMaxWaitMs ?? 500,
     maxBytesPerPartition: 8 * 1024 * 1024,
     maxBytes: 16 * 1024 * 1024,
-    // A fetch from a leader that died makes the consumer restart: from 100 ms, never more
-    // than a second apart, so an append waiting to read its batch back resumes soon after a
-    // new leader is elected (kafkajs's default backoff doubles from 300 ms).
-    retry: { retries: 10, initialRetryTime: 100, maxRetryTime: 1000 },
+    // A fetch from a leader that died makes the consumer restart: an append waiting to read
+    // its batch back resumes soon after a new leader is elected.
+    retry: quickRetries,
   });
 
   let closed = false;
