@@ -177,6 +177,11 @@ export class PieceStore {
     return this.present.clone();
   }
 
+  /** The present pieces themselves (read at once; never kept or changed). */
+  bitfieldView(): Bitfield {
+    return this.present;
+  }
+
   /** Whether a piece is being written. */
   writing(index: number): boolean {
     return this.writers.has(index);

@@ -65,7 +65,10 @@ export const requestMore = (s: SwarmState, peer: Peer): void => {
     count: free,
     pieceCount: s.pieceCount,
     // Only what the peer has and we lack can be eligible.
-    candidates: peer.has.missingFrom(source.bitfield()),
+    candidates: peer.has.missingFrom(
+      source.bitfieldView?.() ?? source.bitfield(),
+      candidateScratch,
+    ),
     random: s.random,
     rank: (index) => rank[index] ?? 0,
     eligible: (index) =>
@@ -99,6 +102,9 @@ export const requestMore = (s: SwarmState, peer: Peer): void => {
     requested.add(peer);
   }
 };
+
+/** Reused by every `requestMore` (it runs to the end before another can start). */
+const candidateScratch: number[] = [];
 
 /**
  * Whether the agents give us nothing, so that origins may be asked for pieces agents hold:

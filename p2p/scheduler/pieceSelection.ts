@@ -1,55 +1,66 @@
 /**
  * Rarest-first piece choice with random ties (Legout et al.; Kraken's `rarest_first`): among
  * the eligible pieces, those with the lowest rank (how many neighbours hold them) first; among
- * equals, uniformly at random (reservoir sampling), so peers that see the same availability
- * still ask for different pieces. Pure: the rank, eligibility and randomness come in.
- * Eligibility is asked once per candidate (the candidates are every piece unless the caller
- * narrows them: the pieces a peer has that we lack); each of the `count` picks (a pipeline's
- * worth, ≤ 64) then scans the eligible ones.
+ * equals, in a uniformly random order, so peers that see the same availability still ask for
+ * different pieces. Pure: the rank, eligibility and randomness come in.
+ *
+ * One pass over the candidates (every piece unless the caller narrows them: the pieces a peer
+ * has that we lack) keeps the `count` smallest keys, a key being the rank plus a uniform draw
+ * in [0, 1): the `count` rarest pieces, ties in random order. Eligibility — the costly
+ * question — is asked only of a candidate whose key would enter the kept set, so a call costs
+ * one rank read and one draw per candidate and about count · ln(candidates) eligibility checks
+ * (it runs for every piece received: hundreds of candidates each time in a young swarm).
  */
 export const pickRarest = (input: {
   readonly count: number;
   readonly pieceCount: number;
   /** The only indices that may be eligible, ascending (default: 0 … pieceCount − 1). */
   readonly candidates?: readonly number[];
+  /** How many of `candidates` to consider (default: all of them). */
+  readonly candidateCount?: number;
   readonly eligible: (index: number) => boolean;
   /** Lower is picked first: usually the number of connected peers holding the piece. */
   readonly rank: (index: number) => number;
   /** [0, 1) */
   readonly random: () => number;
 }): number[] => {
-  const picked: number[] = [];
-  if (input.count <= 0) return picked;
-  const { candidates } = input;
-  const size = candidates === undefined ? input.pieceCount : candidates.length;
-  const pool: number[] = [];
+  const count = Math.min(input.count, maxPicks);
+  if (count <= 0) return [];
+  const { candidates, eligible, rank, random } = input;
+  const size =
+    candidates === undefined
+      ? input.pieceCount
+      : Math.min(input.candidateCount ?? candidates.length, candidates.length);
+  // The kept picks, ascending by key; `worst` is the key a newcomer must beat once full.
+  const keys = keysScratch;
+  const picks = picksScratch;
+  let kept = 0;
+  let worst = Number.POSITIVE_INFINITY;
   for (let i = 0; i < size; i += 1) {
     const index = candidates === undefined ? i : (candidates[i] as number);
-    if (input.eligible(index)) pool.push(index);
-  }
-  const taken = new Set<number>();
-  for (let n = 0; n < input.count; n += 1) {
-    let best = -1;
-    let bestRank = Number.POSITIVE_INFINITY;
-    let ties = 0;
-    for (const index of pool) {
-      if (taken.has(index)) continue;
-      const rank = input.rank(index);
-      if (rank < bestRank) {
-        best = index;
-        bestRank = rank;
-        ties = 1;
-      } else if (rank === bestRank) {
-        ties += 1;
-        if (input.random() * ties < 1) best = index;
-      }
+    const r = rank(index);
+    if (r >= worst) continue;
+    const key = r + random();
+    if (key >= worst || !eligible(index)) continue;
+    // Insert in order; the last one drops out when full.
+    let at = kept < count ? kept : count - 1;
+    while (at > 0 && (keys[at - 1] as number) > key) {
+      keys[at] = keys[at - 1] as number;
+      picks[at] = picks[at - 1] as number;
+      at -= 1;
     }
-    if (best < 0) break;
-    picked.push(best);
-    taken.add(best);
+    keys[at] = key;
+    picks[at] = index;
+    if (kept < count) kept += 1;
+    if (kept === count) worst = keys[count - 1] as number;
   }
-  return picked;
+  return Array.from(picks.subarray(0, kept));
 };
+
+/** The most picks one call returns (a request pipeline is at most 64 deep). */
+const maxPicks = 256;
+const keysScratch = new Float64Array(maxPicks);
+const picksScratch = new Int32Array(maxPicks);
 
 /**
  * The request timeout of one piece: at least `minMs`, plus `perMiBMs` per MiB of its length

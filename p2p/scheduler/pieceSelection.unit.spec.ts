@@ -14,7 +14,7 @@ describe('pickRarest', () => {
     expect(picks.sort()).toEqual([1, 4]);
   });
 
-  it('picks the same pieces when the caller narrows the candidates to the eligible ones', () => {
+  it('picks the rarest eligible pieces whether or not the caller narrows the candidates', () => {
     const rank = counter([2, 0, 1, 0, 3, 0, 1, 2]);
     const eligible = (index: number) => index % 2 === 1 || index === 2;
     const draw = (candidates?: number[]) => {
@@ -25,7 +25,32 @@ describe('pickRarest', () => {
       };
       return pickRarest({ count: 3, pieceCount: 8, candidates, rank, eligible, random });
     };
-    expect(draw([1, 2, 3, 5, 7])).toEqual(draw());
+    expect([...draw([1, 2, 3, 5, 7])].sort()).toEqual([1, 3, 5]);
+    expect([...draw()].sort()).toEqual([1, 3, 5]);
+    // Four: the fourth is the next rank up, after the three rarest.
+    const four = pickRarest({ count: 4, pieceCount: 8, rank, eligible, random: () => 0.5 });
+    expect(four[3]).toBe(2);
+  });
+
+  it('asks eligibility of few candidates: only those that would be picked so far', () => {
+    let asked = 0;
+    let seed = 11;
+    const random = () => {
+      seed = (seed * 16807) % 2147483647;
+      return (seed - 1) / 2147483646;
+    };
+    const picks = pickRarest({
+      count: 1,
+      pieceCount: 1000,
+      rank: (index) => (index === 700 ? 0 : 1),
+      eligible: () => {
+        asked += 1;
+        return true;
+      },
+      random,
+    });
+    expect(picks).toEqual([700]);
+    expect(asked).toBeLessThan(40);
   });
 
   it('breaks ties uniformly at random', () => {

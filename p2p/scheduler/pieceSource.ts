@@ -12,6 +12,11 @@ export interface PieceSource {
   readonly count: number;
   has(index: number): boolean;
   bitfield(): Bitfield;
+  /**
+   * The present pieces themselves, not a copy: read at once, never kept or changed (the
+   * scheduler asks on every request it makes; {@link bitfield} copies).
+   */
+  bitfieldView?(): Bitfield;
   pieceSize(index: number): number;
   /** A present piece's bytes `[begin, begin + length)`, or undefined. */
   createReadStream(index: number, begin?: number, length?: number): Readable | undefined;

@@ -92,10 +92,13 @@ export class Bitfield {
   /**
    * Indices set here and clear in `other` (a bitfield of the same length), ascending: the
    * pieces a peer has that we lack. Byte at a time, so a sparse difference costs little.
+   * `into`, when given, is emptied and filled instead of a new array (a caller on a hot path
+   * reuses one).
    */
-  missingFrom(other: Bitfield): number[] {
+  missingFrom(other: Bitfield, into?: number[]): number[] {
     if (other.length !== this.length) throw new RangeError('bitfields differ in length');
-    const out: number[] = [];
+    const out: number[] = into ?? [];
+    out.length = 0;
     const mine = this.bytes;
     const theirs = other.bytes;
     for (let b = 0; b < mine.length; b += 1) {

@@ -112,7 +112,7 @@ const report = (r: SimResult) => {
   say(
     `  simulated ${s(r.simulatedSeconds)} in ${s(r.wallSeconds)} wall: ` +
       `${Math.round(r.eventsPerSecond).toLocaleString('en')} events/s ` +
-      `(${r.events.toLocaleString('en')}), peak RSS ${r.peakRssMiB.toFixed(0)} MiB, ` +
+      `(${r.events.toLocaleString('en')} at ${(r.instants ?? 0).toLocaleString('en')} instants), peak RSS ${r.peakRssMiB.toFixed(0)} MiB, ` +
       `${r.trackerAnnounces.toLocaleString('en')} announces`,
   );
 };

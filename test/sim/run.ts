@@ -39,6 +39,8 @@ export type SimResult = {
   readonly trackerAnnounces: number;
   readonly simulatedSeconds: number;
   readonly events: number;
+  /** Distinct simulated instants run (the microtask queue drains after each). */
+  readonly instants?: number;
   readonly eventsPerSecond: number;
   readonly wallSeconds: number;
   readonly peakRssMiB: number;
@@ -147,6 +149,7 @@ export const runScenario = async (options: RunOptions): Promise<SimResult> => {
     trackerAnnounces: world.trackerAnnounces,
     simulatedSeconds: world.engine.now / 1000,
     events: world.engine.events,
+    instants: world.engine.instants,
     eventsPerSecond: world.engine.events / wallSeconds,
     wallSeconds,
     peakRssMiB: usage.maxRSS / 1024,

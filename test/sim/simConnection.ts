@@ -10,7 +10,7 @@ import type {
   SwarmRefusal,
   WireConnection,
 } from '../../p2p/wire';
-import { isRequestErrorCode, wireErrorCodes } from '../../p2p/wire';
+import { isRequestErrorCode, wireDefaults, wireErrorCodes } from '../../p2p/wire';
 import type { Bitfield } from '../../p2p/wire';
 import type { Recipient, SimEngine } from './engine';
 import type { Network, Response, Stream } from './network';
@@ -22,7 +22,9 @@ import type { Network, Response, Stream } from './network';
  * connection's stream (as PeerConnection sends them) and reach the peer as blocks. The
  * request rules are PeerConnection's (`p2p/wire/requestExchange.ts`): one answer per
  * request, cancel answered CANCELLED, blocks of a cancelled request dropped, a request
- * refused while one for the same piece is still unanswered.
+ * refused while one for the same piece is still unanswered. `have`s wait as the frame
+ * writer's do (`p2p/wire/frameWriter.ts`): they go with the next message to the peer, or
+ * `wireDefaults.haveDelayMs` after the first of them at the latest, as one message.
  */
 
 type Phase = 'new' | 'dialing' | 'accepting' | 'resolving' | 'open' | 'closed';
@@ -59,6 +61,10 @@ const REQUEST = 2;
 const CANCEL = 3;
 const BLOCK = 4;
 const LAST_BLOCK = 5;
+/** A batch of `have`s (the next of the receiver's `inbox`). */
+const HAVES = 6;
+/** To this end itself: the `have` delay of generation `a` is over. */
+const FLUSH_HAVES = 7;
 
 export class SimConnection implements WireConnection, Recipient {
   readonly host: number;
@@ -80,6 +86,10 @@ export class SimConnection implements WireConnection, Recipient {
   private expectedPeerId: Buffer | undefined;
   private settle: ((result: HandshakeResult) => void) | undefined;
   private resolver: SimResolver | undefined;
+  /** `have`s waiting to go, the generation of their delay, and batches sent to us. */
+  private haves: number[] = [];
+  private haveGeneration = 0;
+  private readonly inbox: number[][] = [];
 
   constructor(
     context: LinkContext,
@@ -141,6 +151,7 @@ export class SimConnection implements WireConnection, Recipient {
 
   /** Sends to the other end: it runs `deliver` one latency from now, unless it closed. */
   private send(deliver: (peer: SimConnection) => void): void {
+    this.flushHaves();
     const peer = this.peer;
     this.context.engine.after(this.latency, () => {
       if (peer.phase !== 'closed') deliver(peer);
@@ -149,7 +160,18 @@ export class SimConnection implements WireConnection, Recipient {
 
   /** The frequent messages, as (kind, a, b) without a closure. */
   private post(kind: number, a: number, b: number): void {
+    this.flushHaves();
     this.context.engine.send(this.latency, this.peer, kind, a, b);
+  }
+
+  /** The waiting `have`s leave as one message (before the message that takes them along). */
+  private flushHaves(): void {
+    const haves = this.haves;
+    if (haves.length === 0) return;
+    this.haves = [];
+    this.haveGeneration += 1;
+    this.peer.inbox.push(haves);
+    this.context.engine.send(this.latency, this.peer, HAVES, 0, 0);
   }
 
   deliver(kind: number, a: number, b: number): void {
@@ -169,6 +191,14 @@ export class SimConnection implements WireConnection, Recipient {
         return;
       case LAST_BLOCK:
         this.onPiece(a, b, true);
+        return;
+      case HAVES: {
+        const haves = this.inbox.shift() as number[];
+        for (const index of haves) this.onHave(index);
+        return;
+      }
+      case FLUSH_HAVES:
+        if (a === this.haveGeneration) this.flushHaves();
         return;
     }
   }
@@ -261,7 +291,15 @@ export class SimConnection implements WireConnection, Recipient {
 
   sendHave(index: number): boolean {
     if (!this.isOpen || !this.inRange(index)) return false;
-    this.post(HAVE, index, 0);
+    const delay = wireDefaults.haveDelayMs;
+    if (delay <= 0) {
+      this.post(HAVE, index, 0);
+      return true;
+    }
+    this.haves.push(index);
+    if (this.haves.length === 1) {
+      this.context.engine.send(delay, this, FLUSH_HAVES, this.haveGeneration, 0);
+    }
     return true;
   }
 
@@ -420,6 +458,7 @@ export class SimConnection implements WireConnection, Recipient {
   kill(): void {
     if (this.phase === 'closed') return;
     this.phase = 'closed';
+    this.haves = [];
     this.context.network.close(this.out);
     this.outgoing.clear();
     this.incoming.clear();
@@ -429,6 +468,7 @@ export class SimConnection implements WireConnection, Recipient {
   private shutdown(reason: CloseReason, tellPeer: boolean): void {
     if (this.phase === 'closed') return;
     this.phase = 'closed';
+    this.haves = [];
     this.closeReason = reason;
     this.context.network.close(this.out);
     this.outgoing.clear();

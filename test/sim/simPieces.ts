@@ -69,6 +69,10 @@ export class SimPieces implements PieceSink {
     return this.present.clone();
   }
 
+  bitfieldView(): Bitfield {
+    return this.present;
+  }
+
   pieceSize(index: number): number {
     return Math.min(this.pieceLength, this.length - index * this.pieceLength);
   }
