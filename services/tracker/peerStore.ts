@@ -14,38 +14,58 @@ export type HandoutPeer = Pick<PeerEntry, 'peerId' | 'address' | 'origin' | 'com
 
 /**
  * The tracker's soft state: peers by info hash, each dropped `ttlMs` (or three of its
- * announce intervals, if longer) after its last announce (or at once when it says it stopped). Nothing is persisted: after a restart the swarms
- * re-form from the next announces. Time and randomness come in, so the rules are testable.
+ * announce intervals, if longer) after its last announce (or at once when it says it
+ * stopped). Nothing is persisted: after a restart the swarms re-form from the next announces.
+ * Time and randomness come in, so the rules are testable.
+ *
+ * An announce costs O(handout + log swarm), not O(swarm): agents sit in a dense array
+ * (random picks by index), complete agents are counted as they come and go, and expiry is a
+ * heap of deadlines read from the top (a re-announce pushes a new deadline; the old one is
+ * skipped when it surfaces). A swarm of 15,000 agents announcing at once made a scan per
+ * announce quadratic — the simulator found it.
  */
 export const createPeerStore = (options: {
   ttlMs: number;
   now: () => number;
   random?: () => number;
 }) => {
-  const swarms = new Map<string, Map<string, PeerEntry>>();
+  const swarms = new Map<string, Swarm>();
   const random = options.random ?? Math.random;
 
-  const live = (infoHash: string): Map<string, PeerEntry> | undefined => {
+  /** The swarm with its expired peers dropped; undefined (and forgotten) when empty. */
+  const live = (infoHash: string): Swarm | undefined => {
     const swarm = swarms.get(infoHash);
     if (swarm === undefined) return undefined;
-    const now = options.now();
-    for (const [id, entry] of swarm) if (entry.expiresAt <= now) swarm.delete(id);
-    if (swarm.size === 0) {
+    expire(swarm, options.now());
+    if (swarm.entries.size === 0) {
       swarms.delete(infoHash);
       return undefined;
     }
     return swarm;
   };
 
-  /** Partial Fisher–Yates: `n` random entries of `items`, in random order. */
-  const sample = <T>(items: T[], n: number): T[] => {
-    const out = [...items];
-    const k = Math.min(n, out.length);
-    for (let i = 0; i < k; i += 1) {
-      const j = i + Math.floor(random() * (out.length - i));
-      [out[i], out[j]] = [out[j] as T, out[i] as T];
+  /** `n` distinct random agents other than `self`, in random order. */
+  const sampleAgents = (swarm: Swarm, self: string, n: number): PeerEntry[] => {
+    const agents = swarm.agents;
+    const selfAt = swarm.agentAt.get(self) ?? -1;
+    const others = agents.length - (selfAt >= 0 ? 1 : 0);
+    const k = Math.min(n, others);
+    if (k <= 0) return [];
+    if (4 * k >= others) {
+      // A small swarm: a partial Fisher–Yates over a copy.
+      const pool = selfAt >= 0 ? agents.filter((_, i) => i !== selfAt) : [...agents];
+      return partialShuffle(pool, k, random);
     }
-    return out.slice(0, k);
+    // A large one: random indices, redrawn on self or a repeat (fewer than 4/3 draws each).
+    const picked = new Set<number>();
+    const out: PeerEntry[] = [];
+    while (out.length < k) {
+      const i = Math.floor(random() * agents.length);
+      if (i === selfAt || picked.has(i)) continue;
+      picked.add(i);
+      out.push(agents[i] as PeerEntry);
+    }
+    return out;
   };
 
   return {
@@ -56,14 +76,15 @@ export const createPeerStore = (options: {
     ): void {
       if (peer.stopped) {
         const swarm = swarms.get(infoHash);
-        swarm?.delete(peer.peerId);
-        if (swarm?.size === 0) swarms.delete(infoHash);
+        if (swarm === undefined) return;
+        remove(swarm, peer.peerId);
+        if (swarm.entries.size === 0) swarms.delete(infoHash);
         return;
       }
       let swarm = swarms.get(infoHash);
-      if (swarm === undefined) swarms.set(infoHash, (swarm = new Map()));
-      const intervalMs = swarm.get(peer.peerId)?.intervalMs ?? 0;
-      swarm.set(peer.peerId, {
+      if (swarm === undefined) swarms.set(infoHash, (swarm = newSwarm()));
+      const intervalMs = swarm.entries.get(peer.peerId)?.intervalMs ?? 0;
+      put(swarm, {
         peerId: peer.peerId,
         address: peer.address,
         origin: peer.origin,
@@ -76,7 +97,7 @@ export const createPeerStore = (options: {
 
     /** The interval last handed to a live peer, or undefined for a peer not (yet) known. */
     intervalOf(infoHash: string, peerId: string): number | undefined {
-      const entry = swarms.get(infoHash)?.get(peerId);
+      const entry = swarms.get(infoHash)?.entries.get(peerId);
       return entry === undefined || entry.intervalMs === 0 ? undefined : entry.intervalMs;
     },
 
@@ -86,10 +107,10 @@ export const createPeerStore = (options: {
      */
     setInterval(infoHash: string, peerId: string, intervalMs: number): void {
       const swarm = swarms.get(infoHash);
-      const entry = swarm?.get(peerId);
+      const entry = swarm?.entries.get(peerId);
       if (swarm === undefined || entry === undefined) return;
       const expiresAt = options.now() + Math.max(options.ttlMs, 3 * intervalMs);
-      swarm.set(peerId, { ...entry, intervalMs, expiresAt });
+      put(swarm, { ...entry, intervalMs, expiresAt });
     },
 
     /**
@@ -105,22 +126,15 @@ export const createPeerStore = (options: {
     ): HandoutPeer[] {
       const swarm = live(infoHash);
       if (swarm === undefined) return [];
-      const agents: PeerEntry[] = [];
-      const origins: PeerEntry[] = [];
-      let completeAgents = 0;
-      for (const entry of swarm.values()) {
-        if (entry.origin) origins.push(entry);
-        else {
-          if (entry.complete) completeAgents += 1;
-          if (entry.peerId !== self) agents.push(entry);
-        }
-      }
-      const chosen = sample(agents, size);
+      const chosen = sampleAgents(swarm, self, size);
+      const origins = withOrigins(swarm.completeAgents)
+        ? partialShuffle([...swarm.origins.values()], swarm.origins.size, random)
+        : [];
       const out = [
         ...chosen.filter((p) => p.complete),
-        ...(withOrigins(completeAgents) ? sample(origins, origins.length) : []),
+        ...origins.filter((p) => p.peerId !== self),
         ...chosen.filter((p) => !p.complete),
-      ].filter((p) => p.peerId !== self);
+      ];
       return out.map(({ peerId, address, origin, complete }) => ({
         peerId,
         address,
@@ -132,13 +146,12 @@ export const createPeerStore = (options: {
     /** Live origins and complete agents of a swarm. */
     counts(infoHash: string): { peers: number; origins: number; completeAgents: number } {
       const swarm = live(infoHash);
-      let origins = 0;
-      let completeAgents = 0;
-      for (const entry of swarm?.values() ?? []) {
-        if (entry.origin) origins += 1;
-        else if (entry.complete) completeAgents += 1;
-      }
-      return { peers: swarm?.size ?? 0, origins, completeAgents };
+      if (swarm === undefined) return { peers: 0, origins: 0, completeAgents: 0 };
+      return {
+        peers: swarm.entries.size,
+        origins: swarm.origins.size,
+        completeAgents: swarm.completeAgents,
+      };
     },
 
     /** Drops expired peers and empty swarms (a timer calls it). */
@@ -148,10 +161,139 @@ export const createPeerStore = (options: {
 
     size(): { swarms: number; peers: number } {
       let peers = 0;
-      for (const swarm of swarms.values()) peers += swarm.size;
+      for (const swarm of swarms.values()) peers += swarm.entries.size;
       return { swarms: swarms.size, peers };
     },
   };
 };
+
+/** One swarm's peers, indexed for O(1) random picks and counts. */
+type Swarm = {
+  readonly entries: Map<string, PeerEntry>;
+  /** Agents (not origins), dense; `agentAt` is each one's index. */
+  readonly agents: PeerEntry[];
+  readonly agentAt: Map<string, number>;
+  readonly origins: Map<string, PeerEntry>;
+  completeAgents: number;
+  /** Deadlines pushed on every change of a peer's `expiresAt` (a min-heap on `at`). */
+  readonly deadlines: DeadlineHeap;
+};
+
+const newSwarm = (): Swarm => ({
+  entries: new Map(),
+  agents: [],
+  agentAt: new Map(),
+  origins: new Map(),
+  completeAgents: 0,
+  deadlines: new DeadlineHeap(),
+});
+
+/** Adds or replaces a peer's entry. */
+const put = (swarm: Swarm, entry: PeerEntry): void => {
+  const old = swarm.entries.get(entry.peerId);
+  if (old !== undefined && old.origin !== entry.origin) remove(swarm, entry.peerId);
+  const before = swarm.entries.get(entry.peerId);
+  swarm.entries.set(entry.peerId, entry);
+  if (entry.origin) swarm.origins.set(entry.peerId, entry);
+  else {
+    const at = swarm.agentAt.get(entry.peerId);
+    if (at === undefined) {
+      swarm.agentAt.set(entry.peerId, swarm.agents.length);
+      swarm.agents.push(entry);
+    } else swarm.agents[at] = entry;
+    swarm.completeAgents += (entry.complete ? 1 : 0) - (before?.complete === true ? 1 : 0);
+  }
+  if (before?.expiresAt !== entry.expiresAt) swarm.deadlines.push(entry.expiresAt, entry.peerId);
+};
+
+const remove = (swarm: Swarm, peerId: string): void => {
+  const entry = swarm.entries.get(peerId);
+  if (entry === undefined) return;
+  swarm.entries.delete(peerId);
+  if (entry.origin) {
+    swarm.origins.delete(peerId);
+    return;
+  }
+  if (entry.complete) swarm.completeAgents -= 1;
+  const at = swarm.agentAt.get(peerId) as number;
+  swarm.agentAt.delete(peerId);
+  const last = swarm.agents.pop() as PeerEntry;
+  if (at < swarm.agents.length) {
+    swarm.agents[at] = last;
+    swarm.agentAt.set(last.peerId, at);
+  }
+};
+
+/** Drops the peers whose current deadline has passed (stale deadlines are skipped). */
+const expire = (swarm: Swarm, now: number): void => {
+  const deadlines = swarm.deadlines;
+  while (deadlines.size > 0 && deadlines.topAt() <= now) {
+    const { at, peerId } = deadlines.pop();
+    if (swarm.entries.get(peerId)?.expiresAt === at) remove(swarm, peerId);
+  }
+};
+
+/** The first `k` of `items` after a partial Fisher–Yates shuffle (in place). */
+const partialShuffle = <T>(items: T[], k: number, random: () => number): T[] => {
+  const n = Math.min(k, items.length);
+  for (let i = 0; i < n; i += 1) {
+    const j = i + Math.floor(random() * (items.length - i));
+    [items[i], items[j]] = [items[j] as T, items[i] as T];
+  }
+  return items.slice(0, n);
+};
+
+/** A binary min-heap of (deadline, peer id). */
+class DeadlineHeap {
+  private readonly ats: number[] = [];
+  private readonly ids: string[] = [];
+
+  get size(): number {
+    return this.ats.length;
+  }
+
+  topAt(): number {
+    return this.ats[0] as number;
+  }
+
+  push(at: number, peerId: string): void {
+    const { ats, ids } = this;
+    let i = ats.length;
+    ats.push(at);
+    ids.push(peerId);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if ((ats[parent] as number) <= at) break;
+      ats[i] = ats[parent] as number;
+      ids[i] = ids[parent] as string;
+      i = parent;
+    }
+    ats[i] = at;
+    ids[i] = peerId;
+  }
+
+  pop(): { at: number; peerId: string } {
+    const { ats, ids } = this;
+    const top = { at: ats[0] as number, peerId: ids[0] as string };
+    const lastAt = ats.pop() as number;
+    const lastId = ids.pop() as string;
+    const n = ats.length;
+    if (n === 0) return top;
+    let i = 0;
+    for (;;) {
+      const left = 2 * i + 1;
+      if (left >= n) break;
+      const right = left + 1;
+      const child = right < n && (ats[right] as number) < (ats[left] as number) ? right : left;
+      if ((ats[child] as number) >= lastAt) break;
+      ats[i] = ats[child] as number;
+      ids[i] = ids[child] as string;
+      i = child;
+    }
+    ats[i] = lastAt;
+    ids[i] = lastId;
+    return top;
+  }
+}
 
 export type PeerStore = ReturnType<typeof createPeerStore>;

@@ -76,4 +76,35 @@ describe('the tracker peer store', () => {
     peers.sweep();
     expect(peers.counts(hash)).toEqual({ peers: 0, origins: 0, completeAgents: 0 });
   });
+
+  it('in a large swarm, hands out distinct agents other than the announcer', () => {
+    const peers = store();
+    for (let n = 1; n <= 10_000; n += 1) peers.announce(hash, peer(n));
+    for (let i = 0; i < 200; i += 1) {
+      const handout = peers.handout(hash, peer(1).peerId, 20, () => false);
+      expect(handout).toHaveLength(20);
+      expect(new Set(handout.map((p) => p.peerId)).size).toBe(20);
+      expect(handout.some((p) => p.peerId === peer(1).peerId)).toBe(false);
+    }
+  });
+
+  it('keeps a re-announced peer past its first deadline, and counts follow every change', () => {
+    const peers = store();
+    peers.announce(hash, peer(1));
+    peers.announce(hash, peer(2, { complete: true }));
+    time += 6000;
+    peers.announce(hash, peer(1, { complete: true })); // now complete, deadline moved on
+    peers.announce(hash, peer(2)); // no longer complete (a restarted agent)
+    expect(peers.counts(hash)).toEqual({ peers: 2, origins: 0, completeAgents: 1 });
+    time += 4000; // both first deadlines passed; the second ones are 5 s away
+    expect(peers.counts(hash)).toEqual({ peers: 2, origins: 0, completeAgents: 1 });
+    peers.setInterval(hash, peer(1).peerId, 10_000); // listed for 30 s from now
+    time += 6000;
+    expect(peers.counts(hash)).toEqual({ peers: 1, origins: 0, completeAgents: 1 });
+    expect(peers.handout(hash, 'x', 10, () => false).map((p) => p.peerId)).toEqual([
+      peer(1).peerId,
+    ]);
+    peers.announce(hash, { ...peer(1), stopped: true });
+    expect(peers.size()).toEqual({ swarms: 0, peers: 0 });
+  });
 });
