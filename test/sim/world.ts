@@ -59,8 +59,14 @@ export type WorldOptions = {
   readonly agentScheduler?: Partial<SchedulerConfig>;
   readonly originScheduler?: Record<string, number>;
   readonly announce?: Record<string, number>;
-  /** The whole-blob digest check when the last piece is in (bytes/s; 0: instant). */
+  /**
+   * The whole-blob digest check when the last piece is in (bytes/s; 0: instant). Agents run
+   * it as the agent's config says (`cache.verifyDigest`, default off: the check is derived
+   * from the pieces, each hashed as it arrived) and always after resuming from kept pieces.
+   */
   readonly verifyBytesPerSecond: number;
+  /** Overrides the agent's `cache.verifyDigest` default. */
+  readonly verifyDigest?: boolean;
   /** A tracker's time to answer one announce (ms), on top of the round trip. */
   readonly trackerServiceMs: number;
   /** An origin's time to join a swarm when a tracker asks (ms), on top of the round trip. */
@@ -135,6 +141,8 @@ export class World {
   readonly originHosts: SimHost[] = [];
   readonly blobs: BlobRun[];
   readonly agentConfig: SchedulerConfig;
+  /** Whether agents read a finished blob back to check its digest (`cache.verifyDigest`). */
+  readonly verifyDigest: boolean;
   readonly originConfig: Partial<SchedulerConfig>;
   readonly announceConfig: ReturnType<typeof announceSettings>;
   private readonly byAddress = new Map<string, SimHost>();
@@ -149,9 +157,11 @@ export class World {
     this.options = options;
     this.engine = new SimEngine({ gridMs: options.gridMs });
     this.random = seededRandom(options.seed, 1);
-    this.agentConfig = validateConfig(AgentConfigSchema, {
+    const agent = validateConfig(AgentConfigSchema, {
       p2p: { scheduler: options.agentScheduler ?? {} },
-    }).p2p.scheduler as SchedulerConfig;
+    });
+    this.agentConfig = agent.p2p.scheduler as SchedulerConfig;
+    this.verifyDigest = options.verifyDigest ?? agent.cache.verifyDigest;
     this.originConfig = originSchedulerConfig(
       validateConfig(SeederConfigSchema, { scheduler: options.originScheduler ?? {} }),
     );
@@ -279,12 +289,15 @@ export class World {
     const generation = host.generation;
     this.engine.after(rtt, () => {
       if (!host.alive || host.generation !== generation) return;
+      // The agent reads the blob back only when configured to, or when it resumed from
+      // pieces it kept (they were not hashed on their way in).
+      const verify = this.verifyDigest || (present !== undefined && present.count > 0);
       const pieces = new SimPieces({
         length: blob.metainfo.length,
         pieceLength: blob.metainfo.pieceLength,
         present,
         finalizeMs:
-          this.options.verifyBytesPerSecond > 0
+          verify && this.options.verifyBytesPerSecond > 0
             ? (blob.metainfo.length / this.options.verifyBytesPerSecond) * 1000
             : 0,
         wait: (ms) => new Promise((resolve) => host.timers.after(ms, resolve)),
