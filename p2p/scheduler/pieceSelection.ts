@@ -16,8 +16,6 @@ export const pickRarest = (input: {
   readonly pieceCount: number;
   /** The only indices that may be eligible, ascending (default: 0 … pieceCount − 1). */
   readonly candidates?: readonly number[];
-  /** How many of `candidates` to consider (default: all of them). */
-  readonly candidateCount?: number;
   readonly eligible: (index: number) => boolean;
   /** Lower is picked first: usually the number of connected peers holding the piece. */
   readonly rank: (index: number) => number;
@@ -27,10 +25,7 @@ export const pickRarest = (input: {
   const count = Math.min(input.count, maxPicks);
   if (count <= 0) return [];
   const { candidates, eligible, rank, random } = input;
-  const size =
-    candidates === undefined
-      ? input.pieceCount
-      : Math.min(input.candidateCount ?? candidates.length, candidates.length);
+  const size = candidates === undefined ? input.pieceCount : candidates.length;
   // The kept picks, ascending by key; `worst` is the key a newcomer must beat once full.
   const keys = keysScratch;
   const picks = picksScratch;

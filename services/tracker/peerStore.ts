@@ -1,3 +1,5 @@
+import { KeyedMinHeap } from '../../kit/collections';
+
 /** One peer of one swarm, as its last announce described it. */
 export type PeerEntry = {
   readonly peerId: string;
@@ -176,7 +178,7 @@ type Swarm = {
   readonly origins: Map<string, PeerEntry>;
   completeAgents: number;
   /** Deadlines pushed on every change of a peer's `expiresAt` (a min-heap on `at`). */
-  readonly deadlines: DeadlineHeap;
+  readonly deadlines: KeyedMinHeap<string>;
 };
 
 const newSwarm = (): Swarm => ({
@@ -185,14 +187,16 @@ const newSwarm = (): Swarm => ({
   agentAt: new Map(),
   origins: new Map(),
   completeAgents: 0,
-  deadlines: new DeadlineHeap(),
+  deadlines: new KeyedMinHeap<string>(),
 });
 
 /** Adds or replaces a peer's entry. */
 const put = (swarm: Swarm, entry: PeerEntry): void => {
-  const old = swarm.entries.get(entry.peerId);
-  if (old !== undefined && old.origin !== entry.origin) remove(swarm, entry.peerId);
-  const before = swarm.entries.get(entry.peerId);
+  let before = swarm.entries.get(entry.peerId);
+  if (before !== undefined && before.origin !== entry.origin) {
+    remove(swarm, entry.peerId);
+    before = undefined;
+  }
   swarm.entries.set(entry.peerId, entry);
   if (entry.origin) swarm.origins.set(entry.peerId, entry);
   else {
@@ -227,8 +231,8 @@ const remove = (swarm: Swarm, peerId: string): void => {
 /** Drops the peers whose current deadline has passed (stale deadlines are skipped). */
 const expire = (swarm: Swarm, now: number): void => {
   const deadlines = swarm.deadlines;
-  while (deadlines.size > 0 && deadlines.topAt() <= now) {
-    const { at, peerId } = deadlines.pop();
+  for (let at = deadlines.topKey(); at !== undefined && at <= now; at = deadlines.topKey()) {
+    const peerId = deadlines.pop() as string;
     if (swarm.entries.get(peerId)?.expiresAt === at) remove(swarm, peerId);
   }
 };
@@ -242,58 +246,5 @@ const partialShuffle = <T>(items: T[], k: number, random: () => number): T[] => 
   }
   return items.slice(0, n);
 };
-
-/** A binary min-heap of (deadline, peer id). */
-class DeadlineHeap {
-  private readonly ats: number[] = [];
-  private readonly ids: string[] = [];
-
-  get size(): number {
-    return this.ats.length;
-  }
-
-  topAt(): number {
-    return this.ats[0] as number;
-  }
-
-  push(at: number, peerId: string): void {
-    const { ats, ids } = this;
-    let i = ats.length;
-    ats.push(at);
-    ids.push(peerId);
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if ((ats[parent] as number) <= at) break;
-      ats[i] = ats[parent] as number;
-      ids[i] = ids[parent] as string;
-      i = parent;
-    }
-    ats[i] = at;
-    ids[i] = peerId;
-  }
-
-  pop(): { at: number; peerId: string } {
-    const { ats, ids } = this;
-    const top = { at: ats[0] as number, peerId: ids[0] as string };
-    const lastAt = ats.pop() as number;
-    const lastId = ids.pop() as string;
-    const n = ats.length;
-    if (n === 0) return top;
-    let i = 0;
-    for (;;) {
-      const left = 2 * i + 1;
-      if (left >= n) break;
-      const right = left + 1;
-      const child = right < n && (ats[right] as number) < (ats[left] as number) ? right : left;
-      if ((ats[child] as number) >= lastAt) break;
-      ats[i] = ats[child] as number;
-      ids[i] = ids[child] as string;
-      i = child;
-    }
-    ats[i] = lastAt;
-    ids[i] = lastId;
-    return top;
-  }
-}
 
 export type PeerStore = ReturnType<typeof createPeerStore>;

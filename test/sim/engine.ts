@@ -1,3 +1,4 @@
+import { KeyedMinHeap } from '../../kit/collections';
 import type { CancelTimer, Timers } from '../../p2p/timers';
 
 /** Something a message can be delivered to without a closure (the hot path: haves, blocks). */
@@ -43,7 +44,8 @@ export class SimEngine {
   instants = 0;
   private tick = 0;
   private readonly buckets = new Map<number, Bucket>();
-  private readonly heap = new TickHeap();
+  /** Ticks that have a bucket (each once). */
+  private readonly heap = new KeyedMinHeap<number>();
   private stopped = false;
 
   constructor(options: { gridMs?: number } = {}) {
@@ -81,7 +83,7 @@ export class SimEngine {
     if (bucket === undefined) {
       bucket = new Bucket();
       this.buckets.set(tick, bucket);
-      this.heap.push(tick);
+      this.heap.push(tick, tick);
     }
     return bucket;
   }
@@ -138,11 +140,11 @@ export class SimEngine {
       options.untilMs === undefined ? Infinity : Math.floor(options.untilMs / this.gridMs);
     this.stopped = false;
     while (!this.stopped && this.heap.size > 0) {
-      const tick = this.heap.pop();
+      const tick = this.heap.pop() as number;
       const first = this.buckets.get(tick);
       if (first === undefined) continue;
       if (tick > endTick) {
-        this.heap.push(tick);
+        this.heap.push(tick, tick);
         break;
       }
       this.tick = tick;
@@ -161,48 +163,3 @@ export class SimEngine {
 
 /** Resolves after every queued microtask (and the ones they queue) has run. */
 const drainMicrotasks = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-/** A binary min-heap of integer ticks. */
-class TickHeap {
-  private items = new Float64Array(1024);
-  size = 0;
-
-  push(value: number): void {
-    if (this.size === this.items.length) {
-      const grown = new Float64Array(this.items.length * 2);
-      grown.set(this.items);
-      this.items = grown;
-    }
-    const items = this.items;
-    let i = this.size;
-    this.size += 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      const p = items[parent] as number;
-      if (p <= value) break;
-      items[i] = p;
-      i = parent;
-    }
-    items[i] = value;
-  }
-
-  pop(): number {
-    const items = this.items;
-    const top = items[0] as number;
-    this.size -= 1;
-    const last = items[this.size] as number;
-    let i = 0;
-    const n = this.size;
-    for (;;) {
-      const left = 2 * i + 1;
-      if (left >= n) break;
-      const right = left + 1;
-      const child = right < n && (items[right] as number) < (items[left] as number) ? right : left;
-      if ((items[child] as number) >= last) break;
-      items[i] = items[child] as number;
-      i = child;
-    }
-    items[i] = last;
-    return top;
-  }
-}

@@ -1,3 +1,4 @@
+import { KeyedMinHeap } from '../../kit/collections';
 import type { SimEngine } from './engine';
 
 /*
@@ -561,7 +562,8 @@ export class ProgressiveFilling {
   private start = new Int32Array(0);
   private fill = new Int32Array(0);
   private members = new Int32Array(0);
-  private readonly heap = new LevelHeap();
+  /** (level, resource); stale entries are skipped. */
+  private readonly heap = new KeyedMinHeap<number>();
 
   allocate(cap: Float64Array, flows: Flows): Float64Array {
     const n = flows.count;
@@ -615,14 +617,14 @@ export class ProgressiveFilling {
       }
       fixed[i] = 0;
     }
-    heap.reset(resources + 4 * n);
+    heap.clear();
     for (let r = 0; r < resources; r += 1) {
       const k = unfixed[r] as number;
       if (k > 0) heap.push(Math.max(0, remaining[r] as number) / k, r);
     }
     while (heap.size > 0) {
-      const level = heap.topKey();
-      const r = heap.pop();
+      const level = heap.topKey() as number;
+      const r = heap.pop() as number;
       const k = unfixed[r] as number;
       if (k === 0 || level !== Math.max(0, remaining[r] as number) / k) continue;
       const end = start[r + 1] as number;
@@ -655,67 +657,6 @@ export class ProgressiveFilling {
     const k = (this.unfixed[r] as number) - 1;
     this.unfixed[r] = k;
     if (k > 0) this.heap.push(Math.max(0, remaining) / k, r);
-  }
-}
-
-/** A binary min-heap of (level, resource); stale entries are skipped by the caller. */
-class LevelHeap {
-  private keys = new Float64Array(1024);
-  private values = new Int32Array(1024);
-  size = 0;
-
-  reset(capacity: number): void {
-    if (this.keys.length < capacity) {
-      this.keys = new Float64Array(capacity);
-      this.values = new Int32Array(capacity);
-    }
-    this.size = 0;
-  }
-
-  topKey(): number {
-    return this.keys[0] as number;
-  }
-
-  push(key: number, value: number): void {
-    const keys = this.keys;
-    const values = this.values;
-    let i = this.size;
-    this.size += 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      const p = keys[parent] as number;
-      if (p <= key) break;
-      keys[i] = p;
-      values[i] = values[parent] as number;
-      i = parent;
-    }
-    keys[i] = key;
-    values[i] = value;
-  }
-
-  pop(): number {
-    const keys = this.keys;
-    const values = this.values;
-    const top = values[0] as number;
-    this.size -= 1;
-    const n = this.size;
-    const key = keys[n] as number;
-    const value = values[n] as number;
-    let i = 0;
-    for (;;) {
-      const left = 2 * i + 1;
-      if (left >= n) break;
-      const right = left + 1;
-      const child = right < n && (keys[right] as number) < (keys[left] as number) ? right : left;
-      const ck = keys[child] as number;
-      if (ck >= key) break;
-      keys[i] = ck;
-      values[i] = values[child] as number;
-      i = child;
-    }
-    keys[i] = key;
-    values[i] = value;
-    return top;
   }
 }
 
