@@ -1,5 +1,5 @@
 import { KeyedMinHeap } from '../../kit/collections';
-import type { SimEngine } from './engine';
+import type { Recipient, SimEngine } from './engine';
 
 /*
  * The network model: a hose per host (an upload and a download capacity, the agents' token
@@ -78,7 +78,11 @@ export type HostLink = {
   readonly burstDown: number;
 };
 
-export class Network {
+/** Events of a stream's head (`Network.deliver`). */
+const RELEASE = 1;
+const END = 2;
+
+export class Network implements Recipient {
   readonly options: NetworkOptions;
   private readonly engine: SimEngine;
   private readonly hostCount: number;
@@ -405,20 +409,25 @@ export class Network {
     const end = lastAt + (length - sent) / rate;
     const releaseAt = stream.released ? Infinity : lastAt + (length - buffer - sent) / rate;
     if (end > horizon && releaseAt > horizon) return;
+    const now = this.engine.now;
     if (releaseAt <= horizon && releaseAt < end) {
-      this.engine.at(releaseAt, () => {
-        if (this.version[slot] !== version) return;
-        this.advance(slot, this.engine.now);
-        this.release(stream);
-        this.scheduleHead(slot);
-      });
+      this.engine.send(releaseAt - now, this, RELEASE, slot, version);
       return;
     }
-    if (end <= horizon) {
-      this.engine.at(end, () => {
-        if (this.version[slot] === version) this.finish(stream);
-      });
+    if (end <= horizon) this.engine.send(end - now, this, END, slot, version);
+  }
+
+  /** The head's release or end, as scheduled for `version` of the slot (else stale). */
+  deliver(kind: number, slot: number, version: number): void {
+    if (this.version[slot] !== version) return;
+    const stream = this.objects[slot] as Stream;
+    if (kind === END) {
+      this.finish(stream);
+      return;
     }
+    this.advance(slot, this.engine.now);
+    this.release(stream);
+    this.scheduleHead(slot);
   }
 
   private release(stream: Stream): void {

@@ -25,6 +25,11 @@ import type { Network, Response, Stream } from './network';
  * refused while one for the same piece is still unanswered. `have`s wait as the frame
  * writer's do (`p2p/wire/frameWriter.ts`): they go with the next message to the peer, or
  * `wireDefaults.haveDelayMs` after the first of them at the latest, as one message.
+ *
+ * A batch costs no event of its own (they were a fifth of all events): one that goes along
+ * with a message is handled by that message's delivery, first; one whose delay runs out is
+ * a single event at the peer, due when the batch arrives, which takes from the sender the
+ * `have`s queued by the time the delay ran out (later ones start the next batch).
  */
 
 type Phase = 'new' | 'dialing' | 'accepting' | 'resolving' | 'open' | 'closed';
@@ -63,8 +68,10 @@ const BLOCK = 4;
 const LAST_BLOCK = 5;
 /** A batch of `have`s (the next of the receiver's `inbox`). */
 const HAVES = 6;
-/** To this end itself: the `have` delay of generation `a` is over. */
-const FLUSH_HAVES = 7;
+/** At the peer: the sender's batch of generation `a` arrives (its delay ran out). */
+const TIMED_HAVES = 7;
+/** Added to a kind: the next batch of the receiver's `inbox` came with the message, first. */
+const WITH_HAVES = 8;
 
 export class SimConnection implements WireConnection, Recipient {
   readonly host: number;
@@ -86,8 +93,12 @@ export class SimConnection implements WireConnection, Recipient {
   private expectedPeerId: Buffer | undefined;
   private settle: ((result: HandshakeResult) => void) | undefined;
   private resolver: SimResolver | undefined;
-  /** `have`s waiting to go, the generation of their delay, and batches sent to us. */
+  /**
+   * `have`s waiting to go and when each was queued; the generation of the batch's delay
+   * (its TIMED_HAVES is live while the generation holds); batches sent to us with messages.
+   */
   private haves: number[] = [];
+  private haveAt: number[] = [];
   private haveGeneration = 0;
   private readonly inbox: number[][] = [];
 
@@ -151,7 +162,11 @@ export class SimConnection implements WireConnection, Recipient {
 
   /** Sends to the other end: it runs `deliver` one latency from now, unless it closed. */
   private send(deliver: (peer: SimConnection) => void): void {
-    this.flushHaves();
+    const haves = this.takeHaves();
+    if (haves !== undefined) {
+      this.peer.inbox.push(haves);
+      this.context.engine.send(this.latency, this.peer, HAVES, 0, 0);
+    }
     const peer = this.peer;
     this.context.engine.after(this.latency, () => {
       if (peer.phase !== 'closed') deliver(peer);
@@ -160,23 +175,82 @@ export class SimConnection implements WireConnection, Recipient {
 
   /** The frequent messages, as (kind, a, b) without a closure. */
   private post(kind: number, a: number, b: number): void {
-    this.flushHaves();
-    this.context.engine.send(this.latency, this.peer, kind, a, b);
+    const haves = this.takeHaves();
+    if (haves !== undefined) this.peer.inbox.push(haves);
+    const flag = haves === undefined ? 0 : WITH_HAVES;
+    this.context.engine.send(this.latency, this.peer, kind | flag, a, b);
   }
 
-  /** The waiting `have`s leave as one message (before the message that takes them along). */
-  private flushHaves(): void {
+  /** When the delay of the waiting batch runs out (ms). */
+  private haveDeadline(): number {
+    return (this.haveAt[0] as number) + wireDefaults.haveDelayMs;
+  }
+
+  /**
+   * The waiting `have`s a message sent now takes along: all of them while the batch's delay
+   * runs; once it ran out (the batch is on its way), only those queued since.
+   */
+  private takeHaves(): number[] | undefined {
     const haves = this.haves;
-    if (haves.length === 0) return;
-    this.haves = [];
+    if (haves.length === 0) return undefined;
+    const deadline = this.haveDeadline();
+    if (deadline > this.context.engine.now) {
+      this.haves = [];
+      this.haveAt = [];
+      this.haveGeneration += 1;
+      return haves;
+    }
+    const split = this.haveAt.findIndex((at) => at > deadline);
+    if (split < 0) return undefined;
+    this.haveAt.length = split;
+    return haves.splice(split);
+  }
+
+  /**
+   * The batch whose delay ran out, as it arrives at the peer: the `have`s queued by then.
+   * Those queued later are the next batch, with its own delay.
+   */
+  private takeDueHaves(): number[] {
+    const deadline = this.haveDeadline();
+    const split = this.haveAt.findIndex((at) => at > deadline);
+    const due = split < 0 ? this.haves : this.haves.splice(0, split);
+    if (split < 0) this.haves = [];
+    this.haveAt = split < 0 ? [] : this.haveAt.slice(split);
     this.haveGeneration += 1;
-    this.peer.inbox.push(haves);
-    this.context.engine.send(this.latency, this.peer, HAVES, 0, 0);
+    if (this.haves.length > 0) this.scheduleHaves();
+    return due;
+  }
+
+  /** The waiting batch's delay: it arrives at the peer a latency after the delay runs out. */
+  private scheduleHaves(): void {
+    const arrives = this.haveDeadline() + this.latency - this.context.engine.now;
+    this.context.engine.send(arrives, this.peer, TIMED_HAVES, this.haveGeneration, 0);
+  }
+
+  /** This end closes: a batch already on its way (its delay ran out) still arrives. */
+  private dropHaves(): void {
+    if (this.haves.length > 0 && this.haveDeadline() <= this.context.engine.now) {
+      const arrives = this.haveDeadline() + this.latency;
+      const due = this.takeDueHaves();
+      const peer = this.peer;
+      this.context.engine.at(arrives, () => {
+        for (const index of due) peer.onHave(index);
+      });
+    }
+    this.haves = [];
+    this.haveAt = [];
+    this.haveGeneration += 1;
   }
 
   deliver(kind: number, a: number, b: number): void {
     if (this.phase === 'closed') return;
-    switch (kind) {
+    if ((kind & WITH_HAVES) !== 0) {
+      const haves = this.inbox.shift() as number[];
+      for (const index of haves) this.onHave(index);
+      // A `have` may have closed the connection (the scheduler's loop runs in the listener).
+      if (this.closed) return;
+    }
+    switch (kind & ~WITH_HAVES) {
       case HAVE:
         this.onHave(a);
         return;
@@ -197,9 +271,12 @@ export class SimConnection implements WireConnection, Recipient {
         for (const index of haves) this.onHave(index);
         return;
       }
-      case FLUSH_HAVES:
-        if (a === this.haveGeneration) this.flushHaves();
+      case TIMED_HAVES: {
+        const sender = this.peer;
+        if (a !== sender.haveGeneration) return;
+        for (const index of sender.takeDueHaves()) this.onHave(index);
         return;
+      }
     }
   }
 
@@ -297,9 +374,8 @@ export class SimConnection implements WireConnection, Recipient {
       return true;
     }
     this.haves.push(index);
-    if (this.haves.length === 1) {
-      this.context.engine.send(delay, this, FLUSH_HAVES, this.haveGeneration, 0);
-    }
+    this.haveAt.push(this.context.engine.now);
+    if (this.haves.length === 1) this.scheduleHaves();
     return true;
   }
 
@@ -458,7 +534,7 @@ export class SimConnection implements WireConnection, Recipient {
   kill(): void {
     if (this.phase === 'closed') return;
     this.phase = 'closed';
-    this.haves = [];
+    this.dropHaves();
     this.context.network.close(this.out);
     this.outgoing.clear();
     this.incoming.clear();
@@ -468,7 +544,7 @@ export class SimConnection implements WireConnection, Recipient {
   private shutdown(reason: CloseReason, tellPeer: boolean): void {
     if (this.phase === 'closed') return;
     this.phase = 'closed';
-    this.haves = [];
+    this.dropHaves();
     this.closeReason = reason;
     this.context.network.close(this.out);
     this.outgoing.clear();
