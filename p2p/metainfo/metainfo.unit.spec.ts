@@ -40,16 +40,17 @@ describe('piece length', () => {
     expect(pieceLengthFor(0)).toBe(256 * KiB);
     expect(pieceLengthFor(1)).toBe(256 * KiB);
     expect(pieceLengthFor(64 * MiB)).toBe(256 * KiB);
-    expect(pieceLengthFor(256 * MiB)).toBe(256 * KiB);
-    expect(pieceLengthFor(256 * MiB + 1)).toBe(512 * KiB);
-    expect(pieceLengthFor(GiB)).toBe(MiB);
-    expect(pieceLengthFor(4 * GiB)).toBe(4 * MiB);
-    expect(pieceLengthFor(10 * GiB)).toBe(16 * MiB);
+    expect(pieceLengthFor(512 * MiB)).toBe(256 * KiB);
+    expect(pieceLengthFor(512 * MiB + 1)).toBe(512 * KiB);
+    expect(pieceLengthFor(GiB)).toBe(512 * KiB);
+    expect(pieceLengthFor(1.5 * GiB)).toBe(MiB);
+    expect(pieceLengthFor(4 * GiB)).toBe(2 * MiB);
+    expect(pieceLengthFor(20 * GiB)).toBe(16 * MiB);
     expect(pieceLengthFor(1024 * GiB)).toBe(maxPieceLength);
   });
 
-  it('bounds the piece count up to 16 GiB', () => {
-    for (let size = 1; size <= 16 * GiB; size = Math.ceil(size * 1.37)) {
+  it('bounds the piece count up to 32 GiB', () => {
+    for (let size = 1; size <= 32 * GiB; size = Math.ceil(size * 1.37)) {
       const length = pieceLengthFor(size);
       expect(length).toBeGreaterThanOrEqual(minPieceLength);
       expect(pieceCountOf(size, length)).toBeLessThanOrEqual(targetPieceCount);

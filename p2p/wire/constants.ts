@@ -43,7 +43,7 @@ export const maxPeerIdLength = 32;
 
 /**
  * Most pieces a swarm may have: 2^20, i.e. 16 TiB at the 16 MiB maximum piece length
- * (`pieceLengthFor` keeps blobs up to 16 GiB at ≤ 1024 pieces). Bounds the bitfield a peer
+ * (`pieceLengthFor` keeps blobs up to 32 GiB at ≤ 2048 pieces). Bounds the bitfield a peer
  * can make us buffer to {@link maxBitfieldLength}.
  */
 export const maxPieceCount = 1 << 20;
