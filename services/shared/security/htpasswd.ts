@@ -11,8 +11,14 @@ const rememberMs = 60_000;
 /** How often the file's modification time is looked at. */
 const statEveryMs = 1000;
 
-/** Compared against when the user is unknown, so timing does not tell which users exist. */
-const decoy = bcrypt.hashSync(randomBytes(16).toString('hex'), 10);
+/**
+ * Compared against when the user is unknown, so timing does not tell which users exist. Made
+ * on first use: a bcrypt hash costs ~0.1–0.4 s of CPU, which every `shoal` process (an agent,
+ * `--help`) paid at start when it was made on import.
+ */
+let decoy: Promise<string> | undefined;
+const decoyHash = (): Promise<string> =>
+  (decoy ??= bcrypt.hash(randomBytes(16).toString('hex'), 10));
 
 export type Htpasswd = {
   /** Whether `password` is the user's; false for an unknown user (after as much work). */
@@ -97,7 +103,7 @@ export const openHtpasswd = (
         return true;
       }
       const hash = users.get(user);
-      const ok = await bcrypt.compare(password, hash ?? decoy);
+      const ok = await bcrypt.compare(password, hash ?? (await decoyHash()));
       if (!ok || hash === undefined) return false;
       if (verified.size > 10_000) verified.clear();
       verified.set(user, { key, at: now() });
