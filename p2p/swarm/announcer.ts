@@ -14,6 +14,12 @@ export type Announcement = {
   readonly have: number;
   readonly origin: boolean;
   /**
+   * The announcer's zone (a rack, a data hall, a cloud zone: any label its operator chose),
+   * or absent. The tracker fills most of a handout from the same zone, so a swarm keeps its
+   * traffic off the links between zones.
+   */
+  readonly zone?: string;
+  /**
    * Progress, for people watching the swarm (the tracker keeps it for its swarm-status
    * endpoint; it changes no handout): bytes of verified pieces fetched in this swarm, of
    * them from origins, bytes sent to peers, and bytes still missing (to within one piece).

@@ -26,6 +26,8 @@ export type SwarmHostOptions = {
   readonly listen: { readonly host: string; readonly port: number };
   /** The host others dial; default the listen host (which must then not be a wildcard). */
   readonly advertiseHost?: string;
+  /** This host's zone, sent with every announce (see `Announcement.zone`). */
+  readonly zone?: string;
   readonly scheduler?: Partial<SchedulerConfig>;
   /** Host-wide limits shared by every connection of every blob. */
   readonly bandwidth?: Bandwidth;
@@ -244,6 +246,7 @@ export const createSwarmHost = async (options: SwarmHostOptions): Promise<SwarmH
       complete: scheduler.complete,
       have: scheduler.have,
       origin: options.origin === true,
+      ...(options.zone !== undefined && options.zone !== '' && { zone: options.zone }),
       downloaded: scheduler.stats.bytesDownloaded,
       fromOrigins: scheduler.stats.originBytes,
       uploaded: scheduler.stats.bytesUploaded,

@@ -38,6 +38,14 @@ export const AgentConfigSchema = Type.Object({
         default: '',
         description: 'host other peers dial; empty: the peer listen host (not a wildcard)',
       }),
+      zone: Type.String({
+        default: '',
+        maxLength: 64,
+        pattern: '^[A-Za-z0-9._:/-]*$',
+        description:
+          "this host's zone (rack, hall, cloud zone), sent to the tracker, which hands out " +
+          'peers of the same zone first; empty: none',
+      }),
       bandwidth: BandwidthConfigSchema,
       scheduler: SchedulerConfigSchema,
     },

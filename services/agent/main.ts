@@ -136,6 +136,7 @@ export const startAgent = async (deps: {
   const host = await createSwarmHost({
     listen: { host: config.p2p.host || config.listen.host, port: config.p2p.port },
     ...(config.p2p.advertiseHost !== '' && { advertiseHost: config.p2p.advertiseHost }),
+    ...(config.p2p.zone !== '' && { zone: config.p2p.zone }),
     bandwidth: createBandwidth(config.p2p.bandwidth),
     scheduler: config.p2p.scheduler,
     announcer: trackers,

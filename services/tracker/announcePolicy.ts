@@ -9,6 +9,8 @@ export type AnnouncePolicyConfig = {
   readonly maxIntervalMs?: number;
   readonly emptyIntervalMs: number;
   readonly handoutSize: number;
+  /** Share of a handout from the announcer's zone (0: zones ignored; absent: 0). */
+  readonly sameZoneShare?: number;
   readonly originsBelowComplete: number;
 };
 
@@ -41,7 +43,8 @@ export const maxIntervalOf = (config: AnnouncePolicyConfig): number =>
 /**
  * The tracker's answer to an announce already recorded in `peers`: nothing for a stopping
  * peer; no peers and the longest interval for a complete one; otherwise a random subset of
- * `handoutSize` other agents, complete ones first, then origins (while the swarm needs them),
+ * `handoutSize` other agents (`sameZoneShare` of them from the announcer's zone, when it
+ * named one and the zone has enough), complete ones first, then origins (while the swarm needs them),
  * then the rest. The interval to announce again is `emptyIntervalMs` while the swarm is
  * forming, then doubles from `intervalMs` up to `maxIntervalMs` on each answer with peers: a
  * peer with peers needs the tracker less and less. The interval handed out is recorded in the
@@ -60,8 +63,12 @@ export const answerAnnounce = (
   };
   const maxIntervalMs = maxIntervalOf(config);
   if (request.complete) return answer([], maxIntervalMs);
-  const handout = peers.handout(request.infoHash, request.peerId, config.handoutSize, (n) =>
-    needsOrigins(config, n),
+  const handout = peers.handout(
+    request.infoHash,
+    request.peerId,
+    config.handoutSize,
+    (n) => needsOrigins(config, n),
+    { name: request.zone, sameZoneShare: config.sameZoneShare ?? 0 },
   );
   if (handout.length === 0) return answer(handout, config.emptyIntervalMs);
   const previous = peers.intervalOf(request.infoHash, request.peerId);

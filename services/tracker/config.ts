@@ -68,6 +68,15 @@ export const TrackerConfigSchema = Type.Object({
         maximum: 1000,
         description: 'most (non-origin) peers in one answer, a random subset',
       }),
+      sameZoneShare: Type.Number({
+        default: 0.8,
+        minimum: 0,
+        maximum: 1,
+        description:
+          'share of an answer taken from the announcer\'s zone (peers that sent the same ' +
+          '`zone`), the rest from the whole swarm so that every zone still gets pieces ' +
+          'first held elsewhere; 0: zones ignored',
+      }),
       originsBelowComplete: Type.Integer({
         default: 3,
         minimum: 0,

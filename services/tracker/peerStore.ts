@@ -10,6 +10,8 @@ export type PeerEntry = {
   readonly expiresAt: number;
   /** The announce interval last handed to this peer (0: none yet). */
   readonly intervalMs: number;
+  /** The zone the peer announced (see `Announcement.zone`), or absent. */
+  readonly zone?: string;
 };
 
 export type HandoutPeer = Pick<PeerEntry, 'peerId' | 'address' | 'origin' | 'complete'>;
@@ -46,28 +48,56 @@ export const createPeerStore = (options: {
     return swarm;
   };
 
-  /** `n` distinct random agents other than `self`, in random order. */
-  const sampleAgents = (swarm: Swarm, self: string, n: number): PeerEntry[] => {
-    const agents = swarm.agents;
-    const selfAt = swarm.agentAt.get(self) ?? -1;
-    const others = agents.length - (selfAt >= 0 ? 1 : 0);
+  /**
+   * Up to `n` distinct random agents of `group` that are not in `skip` (`self` and the ones
+   * already chosen), in random order.
+   */
+  const sampleAgents = (group: AgentGroup, skip: ReadonlySet<string>, n: number): PeerEntry[] => {
+    const agents = group.agents;
+    let skipped = 0;
+    for (const id of skip) if (group.at.has(id)) skipped += 1;
+    const others = agents.length - skipped;
     const k = Math.min(n, others);
     if (k <= 0) return [];
     if (4 * k >= others) {
-      // A small swarm: a partial Fisher–Yates over a copy.
-      const pool = selfAt >= 0 ? agents.filter((_, i) => i !== selfAt) : [...agents];
+      // A small group: a partial Fisher–Yates over a copy.
+      const pool = skipped > 0 ? agents.filter((a) => !skip.has(a.peerId)) : [...agents];
       return partialShuffle(pool, k, random);
     }
-    // A large one: random indices, redrawn on self or a repeat (fewer than 4/3 draws each).
+    // A large one: random indices, redrawn on a skipped one or a repeat (fewer than 4/3
+    // draws each).
     const picked = new Set<number>();
     const out: PeerEntry[] = [];
     while (out.length < k) {
       const i = Math.floor(random() * agents.length);
-      if (i === selfAt || picked.has(i)) continue;
+      const agent = agents[i] as PeerEntry;
+      if (picked.has(i) || skip.has(agent.peerId)) continue;
       picked.add(i);
-      out.push(agents[i] as PeerEntry);
+      out.push(agent);
     }
     return out;
+  };
+
+  /**
+   * `size` agents for `self`: `sameZoneShare` of them (rounded up) from its zone while it has
+   * enough, the rest from the whole swarm.
+   */
+  const chooseAgents = (
+    swarm: Swarm,
+    self: string,
+    size: number,
+    zone: string | undefined,
+    sameZoneShare: number,
+  ): PeerEntry[] => {
+    const skip = new Set([self]);
+    const group = zone === undefined ? undefined : swarm.zones.get(zone);
+    const local =
+      group === undefined || sameZoneShare <= 0
+        ? []
+        : sampleAgents(group, skip, Math.ceil(size * sameZoneShare));
+    if (local.length === size) return local;
+    for (const agent of local) skip.add(agent.peerId);
+    return [...local, ...sampleAgents(swarm.all, skip, size - local.length)];
   };
 
   return {
@@ -94,6 +124,7 @@ export const createPeerStore = (options: {
         have: peer.have,
         expiresAt: options.now() + Math.max(options.ttlMs, 3 * intervalMs),
         intervalMs,
+        ...(peer.zone !== undefined && { zone: peer.zone }),
       });
     },
 
@@ -116,19 +147,21 @@ export const createPeerStore = (options: {
     },
 
     /**
-     * Peers for an announcer: a random subset of `size` agents other than itself, plus the
-     * origins when `withOrigins`; ordered complete agents, origins, then the rest (peers dial
-     * in order until their slots are full).
+     * Peers for an announcer: a random subset of `size` agents other than itself — with a
+     * `zone`, `sameZoneShare` of them from that zone while it has enough — plus the origins
+     * when `withOrigins`; ordered complete agents, origins, then the rest (peers dial in order
+     * until their slots are full).
      */
     handout(
       infoHash: string,
       self: string,
       size: number,
       withOrigins: (completeAgents: number) => boolean,
+      zone?: { readonly name: string | undefined; readonly sameZoneShare: number },
     ): HandoutPeer[] {
       const swarm = live(infoHash);
       if (swarm === undefined) return [];
-      const chosen = sampleAgents(swarm, self, size);
+      const chosen = chooseAgents(swarm, self, size, zone?.name, zone?.sameZoneShare ?? 0);
       const origins = withOrigins(swarm.completeAgents)
         ? partialShuffle([...swarm.origins.values()], swarm.origins.size, random)
         : [];
@@ -169,12 +202,38 @@ export const createPeerStore = (options: {
   };
 };
 
+/** Agents, dense (for random picks by index); `at` is each one's index. */
+type AgentGroup = { readonly agents: PeerEntry[]; readonly at: Map<string, number> };
+
+const newGroup = (): AgentGroup => ({ agents: [], at: new Map() });
+
+/** Adds or replaces an agent in a group. */
+const putIn = (group: AgentGroup, entry: PeerEntry): void => {
+  const at = group.at.get(entry.peerId);
+  if (at === undefined) {
+    group.at.set(entry.peerId, group.agents.length);
+    group.agents.push(entry);
+  } else group.agents[at] = entry;
+};
+
+/** Removes an agent from a group (the last one takes its place). */
+const removeFrom = (group: AgentGroup, peerId: string): void => {
+  const at = group.at.get(peerId);
+  if (at === undefined) return;
+  group.at.delete(peerId);
+  const last = group.agents.pop() as PeerEntry;
+  if (at < group.agents.length) {
+    group.agents[at] = last;
+    group.at.set(last.peerId, at);
+  }
+};
+
 /** One swarm's peers, indexed for O(1) random picks and counts. */
 type Swarm = {
   readonly entries: Map<string, PeerEntry>;
-  /** Agents (not origins), dense; `agentAt` is each one's index. */
-  readonly agents: PeerEntry[];
-  readonly agentAt: Map<string, number>;
+  /** Every agent (not origins), and the agents of each zone. */
+  readonly all: AgentGroup;
+  readonly zones: Map<string, AgentGroup>;
   readonly origins: Map<string, PeerEntry>;
   completeAgents: number;
   /** Deadlines pushed on every change of a peer's `expiresAt` (a min-heap on `at`). */
@@ -183,8 +242,8 @@ type Swarm = {
 
 const newSwarm = (): Swarm => ({
   entries: new Map(),
-  agents: [],
-  agentAt: new Map(),
+  all: newGroup(),
+  zones: new Map(),
   origins: new Map(),
   completeAgents: 0,
   deadlines: new KeyedMinHeap<string>(),
@@ -200,11 +259,15 @@ const put = (swarm: Swarm, entry: PeerEntry): void => {
   swarm.entries.set(entry.peerId, entry);
   if (entry.origin) swarm.origins.set(entry.peerId, entry);
   else {
-    const at = swarm.agentAt.get(entry.peerId);
-    if (at === undefined) {
-      swarm.agentAt.set(entry.peerId, swarm.agents.length);
-      swarm.agents.push(entry);
-    } else swarm.agents[at] = entry;
+    putIn(swarm.all, entry);
+    if (before?.zone !== undefined && before.zone !== entry.zone) {
+      leaveZone(swarm, before.zone, entry.peerId);
+    }
+    if (entry.zone !== undefined) {
+      let group = swarm.zones.get(entry.zone);
+      if (group === undefined) swarm.zones.set(entry.zone, (group = newGroup()));
+      putIn(group, entry);
+    }
     swarm.completeAgents += (entry.complete ? 1 : 0) - (before?.complete === true ? 1 : 0);
   }
   if (before?.expiresAt !== entry.expiresAt) swarm.deadlines.push(entry.expiresAt, entry.peerId);
@@ -219,13 +282,15 @@ const remove = (swarm: Swarm, peerId: string): void => {
     return;
   }
   if (entry.complete) swarm.completeAgents -= 1;
-  const at = swarm.agentAt.get(peerId) as number;
-  swarm.agentAt.delete(peerId);
-  const last = swarm.agents.pop() as PeerEntry;
-  if (at < swarm.agents.length) {
-    swarm.agents[at] = last;
-    swarm.agentAt.set(last.peerId, at);
-  }
+  removeFrom(swarm.all, peerId);
+  if (entry.zone !== undefined) leaveZone(swarm, entry.zone, peerId);
+};
+
+const leaveZone = (swarm: Swarm, zone: string, peerId: string): void => {
+  const group = swarm.zones.get(zone);
+  if (group === undefined) return;
+  removeFrom(group, peerId);
+  if (group.agents.length === 0) swarm.zones.delete(zone);
 };
 
 /** Drops the peers whose current deadline has passed (stale deadlines are skipped). */

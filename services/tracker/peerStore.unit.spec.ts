@@ -107,4 +107,80 @@ describe('the tracker peer store', () => {
     peers.announce(hash, { ...peer(1), stopped: true });
     expect(peers.size()).toEqual({ swarms: 0, peers: 0 });
   });
+
+  describe('with zones', () => {
+    const zoned = (n: number, zone: string) => ({ ...peer(n), zone });
+    const zoneOf = (id: string) => `zone-${parseInt(id, 16) % 3}`;
+    const announceAll = (peers: ReturnType<typeof store>, count: number) => {
+      for (let n = 1; n <= count; n += 1) peers.announce(hash, zoned(n, `zone-${n % 3}`));
+    };
+
+    it.each([30, 3000])(
+      'fills the share from the announcer\'s zone and the rest from the swarm (%i agents)',
+      (count) => {
+        const peers = store();
+        announceAll(peers, count);
+        const self = peer(3).peerId; // zone-0
+        let local = 0;
+        let handed = 0;
+        for (let i = 0; i < 100; i += 1) {
+          const handout = peers.handout(hash, self, 10, () => false, {
+            name: 'zone-0',
+            sameZoneShare: 0.8,
+          });
+          expect(handout).toHaveLength(10);
+          expect(new Set(handout.map((p) => p.peerId)).size).toBe(10);
+          expect(handout.some((p) => p.peerId === self)).toBe(false);
+          const fromZone = handout.filter((p) => zoneOf(p.peerId) === 'zone-0').length;
+          expect(fromZone).toBeGreaterThanOrEqual(8);
+          local += fromZone;
+          handed += handout.length;
+        }
+        // The other 2 come from the whole swarm: mostly other zones.
+        expect(local / handed).toBeLessThan(0.92);
+      },
+    );
+
+    it('fills from the whole swarm when the zone is small, and ignores zones at share 0', () => {
+      const peers = store();
+      announceAll(peers, 60);
+      peers.announce(hash, zoned(100, 'lonely'));
+      peers.announce(hash, zoned(101, 'lonely'));
+      const handout = peers.handout(hash, peer(100).peerId, 10, () => false, {
+        name: 'lonely',
+        sameZoneShare: 0.8,
+      });
+      expect(handout).toHaveLength(10);
+      expect(handout.filter((p) => p.peerId === peer(101).peerId)).toHaveLength(1);
+      let local = 0;
+      for (let i = 0; i < 100; i += 1) {
+        local += peers
+          .handout(hash, peer(3).peerId, 10, () => false, { name: 'zone-0', sameZoneShare: 0 })
+          .filter((p) => zoneOf(p.peerId) === 'zone-0').length;
+      }
+      expect(local / 1000).toBeLessThan(0.5);
+    });
+
+    it('follows an agent that moves to another zone, and forgets it when it leaves', () => {
+      const peers = store();
+      peers.announce(hash, zoned(1, 'a'));
+      peers.announce(hash, zoned(2, 'a'));
+      peers.announce(hash, zoned(3, 'b'));
+      peers.announce(hash, zoned(2, 'b'));
+      const fromA = peers.handout(hash, peer(1).peerId, 1, () => false, {
+        name: 'a',
+        sameZoneShare: 1,
+      });
+      // Zone a holds only the announcer now: the one peer comes from the whole swarm.
+      expect(fromA).toHaveLength(1);
+      const fromB = () =>
+        peers
+          .handout(hash, peer(9).peerId, 2, () => false, { name: 'b', sameZoneShare: 1 })
+          .map((p) => p.peerId)
+          .sort();
+      expect(fromB()).toEqual([peer(2).peerId, peer(3).peerId].sort());
+      peers.announce(hash, { ...zoned(2, 'b'), stopped: true });
+      expect(fromB()).toEqual([peer(1).peerId, peer(3).peerId].sort());
+    });
+  });
 });

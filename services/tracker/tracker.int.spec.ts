@@ -198,12 +198,40 @@ describe('the tracker service', () => {
 
   it('rejects malformed announces', async () => {
     const tracker = await start();
-    const response = await fetch(`${tracker.url}/announce`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ ...peer(1), infoHash: 'nope' }),
+    for (const bad of [{ infoHash: 'nope' }, { zone: 'a zone with spaces' }]) {
+      const response = await fetch(`${tracker.url}/announce`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ ...peer(1), ...bad }),
+      });
+      expect(response.status).toBe(400);
+    }
+  });
+
+  it("hands out peers of the announcer's zone first (sameZoneShare)", async () => {
+    const tracker = await startTracker({
+      config: validateConfig(TrackerConfigSchema, {
+        listen: { port: 0 },
+        origins: { urls: [origin.url] },
+        announce: { handoutSize: 3, sameZoneShare: 1, originsBelowComplete: 0 },
+      }),
+      logger: silentLogger(),
+      clock: systemClock,
     });
-    expect(response.status).toBe(400);
+    trackers.push(tracker);
+    const client = createTrackerClient([tracker.url]);
+    for (let n = 1; n <= 12; n += 1) {
+      await client.announce({ ...peer(n), zone: n <= 4 ? 'hall-a/rack-1' : 'hall-b' });
+    }
+    for (let i = 0; i < 5; i += 1) {
+      const answer = await client.announce({ ...peer(1), zone: 'hall-a/rack-1' });
+      expect(answer.peers.map((p) => p.address).sort()).toEqual(
+        ['127.0.0.2:7001', '127.0.0.3:7001', '127.0.0.4:7001'].sort(),
+      );
+    }
+    // Without a zone: any three of the others.
+    const anywhere = await client.announce(peer(1));
+    expect(anywhere.peers).toHaveLength(3);
   });
 
   it('agents pick a tracker by rendezvous hash, and the next when it is gone', async () => {

@@ -152,6 +152,8 @@ export class World {
   /** Scheduler logs (debugging). */
   logger: SchedulerLogger | undefined;
   private unfinished = 0;
+  /** Whether agents sit in more than one zone (then they announce theirs). */
+  private readonly zoned: boolean;
 
   constructor(options: WorldOptions) {
     this.options = options;
@@ -166,6 +168,7 @@ export class World {
       validateConfig(SeederConfigSchema, { scheduler: options.originScheduler ?? {} }),
     );
     this.announceConfig = announceSettings(options.announce ?? {});
+    this.zoned = zoneCount(options.agents) > 1;
     const links: HostLink[] = [];
     options.agents.forEach((spec, i) => {
       const host = new SimHost(i, false, spec, spec.zone);
@@ -489,6 +492,7 @@ export class World {
           resolve();
         };
       });
+    const zoned = this.zoned;
     const announcement = (stopped: boolean): Announcement => ({
       infoHash: blob.infoHash,
       digest: blob.digest,
@@ -497,6 +501,8 @@ export class World {
       complete: scheduler.complete,
       have: scheduler.have,
       origin: host.origin,
+      // Agents name their zone when there are zones (`p2p.zone`), as an operator would.
+      ...(zoned && host.spec !== undefined && { zone: `zone-${host.spec.zone}` }),
       ...(stopped && { stopped: true }),
     });
     void scheduler.done.then(

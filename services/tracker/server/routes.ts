@@ -17,6 +17,7 @@ export const AnnounceBodySchema = Type.Object({
   complete: Type.Boolean({ default: false }),
   have: Type.Integer({ minimum: 0, default: 0 }),
   origin: Type.Boolean({ default: false }),
+  zone: Type.Optional(Type.String({ maxLength: 64, pattern: '^[A-Za-z0-9._:/-]*$' })),
   downloaded: Type.Optional(Type.Integer({ minimum: 0 })),
   fromOrigins: Type.Optional(Type.Integer({ minimum: 0 })),
   uploaded: Type.Optional(Type.Integer({ minimum: 0 })),
