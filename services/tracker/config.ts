@@ -73,7 +73,7 @@ export const TrackerConfigSchema = Type.Object({
         minimum: 0,
         maximum: 1,
         description:
-          'share of an answer taken from the announcer\'s zone (peers that sent the same ' +
+          "share of an answer taken from the announcer's zone (peers that sent the same " +
           '`zone`), the rest from the whole swarm so that every zone still gets pieces ' +
           'first held elsewhere; 0: zones ignored',
       }),

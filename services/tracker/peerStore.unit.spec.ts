@@ -116,7 +116,7 @@ describe('the tracker peer store', () => {
     };
 
     it.each([30, 3000])(
-      'fills the share from the announcer\'s zone and the rest from the swarm (%i agents)',
+      "fills the share from the announcer's zone and the rest from the swarm (%i agents)",
       (count) => {
         const peers = store();
         announceAll(peers, count);
