@@ -128,12 +128,23 @@ export const cpuSeconds = (pid: number | undefined): number => {
   return fields === undefined ? 0 : (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
 };
 
-/** CPU seconds used by a set of processes since this call, per process and in all. */
+/** CPU seconds a process has spent in the kernel so far; 0 once it is gone. */
+const systemSeconds = (pid: number | undefined): number => {
+  const fields = statOf(pid);
+  return fields === undefined ? 0 : Number(fields[12]) / ticksPerSecond;
+};
+
+/**
+ * CPU seconds used by a set of processes since this call, per process and in all, and the
+ * part of each spent in the kernel (system time: socket and file syscalls, page faults).
+ */
 export const cpuMeter = (pids: readonly (number | undefined)[]) => {
   const start = pids.map(cpuSeconds);
+  const startSystem = pids.map(systemSeconds);
   return () => {
     const each = pids.map((pid, i) => cpuSeconds(pid) - (start[i] ?? 0));
-    return { each, total: each.reduce((a, b) => a + b, 0) };
+    const system = pids.map((pid, i) => systemSeconds(pid) - (startSystem[i] ?? 0));
+    return { each, system, total: each.reduce((a, b) => a + b, 0) };
   };
 };
 

@@ -98,6 +98,7 @@ export const runSwarm = async (options: SwarmOptions) => {
   const used = own();
   const ownCpu = used.total;
   const [originCpu = 0, trackerCpu = 0, ...agentCpu] = used.each;
+  const agentSystem = used.system.slice(2).reduce((a, b) => a + b, 0);
   const wallMs = performance.now() - started;
   if (process.env.SHOAL_BENCH_NODE_ARGS) {
     const windowEnd = process.hrtime.bigint() / 1000n;
@@ -164,6 +165,7 @@ export const runSwarm = async (options: SwarmOptions) => {
     cpu_steal: usage.steal,
     swarm_cpu_seconds: ownCpu,
     origin_cpu_seconds: originCpu,
+    agents_system_cpu_seconds: agentSystem,
     tracker_cpu_seconds: trackerCpu,
     swarm_cpu_ns_per_byte: (ownCpu * 1e9) / (agentCount * total),
     cores: cpus().length,
@@ -201,7 +203,8 @@ export const runSwarm = async (options: SwarmOptions) => {
   );
   log(
     `  CPU s: origin ${originCpu.toFixed(2)}, tracker ${trackerCpu.toFixed(2)}, agents ` +
-      `${agentCpu.reduce((a, b) => a + b, 0).toFixed(2)} (each ${agentCpu.map((c) => c.toFixed(2)).join(' ')})`,
+      `${agentCpu.reduce((a, b) => a + b, 0).toFixed(2)} (each ${agentCpu.map((c) => c.toFixed(2)).join(' ')}; ` +
+      `${agentSystem.toFixed(2)} of them in the kernel)`,
   );
   log(`swarm_cpu_ns_per_byte ${summary.swarm_cpu_ns_per_byte.toFixed(2)} (P2P)`);
   if (baseline !== undefined) {
