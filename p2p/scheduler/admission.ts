@@ -115,6 +115,23 @@ export const maybeDial = (s: SwarmState): void => {
     if ((s.dialBackoff.get(candidate.address) ?? 0) > now) continue;
     dial(s, candidate);
   }
+  wantPeersIfStarved(s, now);
+};
+
+/**
+ * Every candidate has been tried and fewer than half the slots are in use: ask the announce
+ * loop for more peers. The simulator found the far tail of a big swarm here: hosts that
+ * joined last were refused by peers whose slots had filled, sat at 2–3 connections a blob
+ * until the next announce (3 s later, and then 6) and pulled at half their rate.
+ */
+const wantPeersIfStarved = (s: SwarmState, now: number): void => {
+  const every = s.config.starvedAnnounceMs;
+  const notify = s.options.onPeersWanted;
+  if (notify === undefined || every <= 0 || now - s.peersWantedAt < every) return;
+  const inUse = s.peers.size + s.pending.size + s.dialing.size;
+  if (2 * inUse >= s.config.maxConnections) return;
+  s.peersWantedAt = now;
+  notify();
 };
 
 export const onDialFailed = (s: SwarmState, candidate: PeerCandidate, reason: string): void => {

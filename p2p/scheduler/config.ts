@@ -133,6 +133,14 @@ export const SchedulerConfigSchema = Type.Object(
       minimum: 0,
       description: 'stop seeding a complete blob after this long without connections; 0: never',
     }),
+    starvedAnnounceMs: Type.Integer({
+      default: 1000,
+      minimum: 0,
+      description:
+        'ask the tracker for more peers early (at most this often) while fewer than half ' +
+        'the connection slots are in use and every peer it named has been tried: a late ' +
+        'joiner refused by full peers need not wait out the announce interval; 0: never',
+    }),
     tickMs: Type.Integer({
       default: 250,
       minimum: 5,
@@ -166,6 +174,7 @@ export const defaultSchedulerConfig: SchedulerConfig = {
   idleConnectionMs: 20_000,
   seedTimeMs: 300_000,
   seedIdleMs: 0,
+  starvedAnnounceMs: 1000,
   tickMs: 250,
 };
 

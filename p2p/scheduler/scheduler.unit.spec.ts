@@ -55,6 +55,7 @@ describe('BlobScheduler (several peers over in-memory streams)', () => {
       egressRate?: number;
       source?: (pieces: ReturnType<typeof memoryPieces>) => PieceSource;
       now?: () => number;
+      onPeersWanted?: () => void;
     } = {},
   ): TestNode => {
     const id = randomBytes(20);
@@ -75,6 +76,7 @@ describe('BlobScheduler (several peers over in-memory streams)', () => {
       connection,
       dial: net.dial,
       ...(options.now !== undefined && { now: options.now }),
+      ...(options.onPeersWanted !== undefined && { onPeersWanted: options.onPeersWanted }),
     });
     net.listen(address, () => scheduler, { ...connection, peerId: id, origin });
     const candidate = {
@@ -228,6 +230,53 @@ describe('BlobScheduler (several peers over in-memory streams)', () => {
     expectBlob(fresh);
     expect(fresh.scheduler.stats.connectionsOpened).toBeGreaterThanOrEqual(3);
   }, 20_000);
+
+  it('asks for more peers, at most every starvedAnnounceMs, while short of them', async () => {
+    const seeder = node({ has: 'all', egressRate: 2048 * KiB });
+    const wanted: number[] = [];
+    let answer = false;
+    const late = node({
+      config: { maxConnections: 4, starvedAnnounceMs: 100 },
+      onPeersWanted: () => {
+        wanted.push(performance.now());
+        // The announce it stands for: the tracker names the seeder after a while.
+        if (answer) late.scheduler.addPeers([seeder.candidate]);
+      },
+    });
+    // A full peer refuses it: no slot is free.
+    const full = node({ config: { maxConnections: 1, reservedOutbound: 0 } });
+    const other = node();
+    other.scheduler.addPeers([full.candidate]);
+    await until(() => full.scheduler.connectionCount === 1);
+    late.scheduler.addPeers([full.candidate]);
+    await until(() => net.refused >= 1 && wanted.length >= 3);
+    expect(late.scheduler.connectionCount).toBe(0);
+    const gaps = wanted.slice(1).map((at, i) => at - (wanted[i] as number));
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(95);
+    answer = true;
+    await late.scheduler.done;
+    expectBlob(late);
+    // Complete: it wants no more peers.
+    const asked = wanted.length;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(wanted.length).toBe(asked);
+  }, 10_000);
+
+  it('does not ask for peers while half its connection slots are in use', async () => {
+    const seeder = node({ has: 'all', egressRate: 256 * KiB });
+    const helper = node({ has: [0, 1, 2, 3] });
+    let wanted = 0;
+    const leecher = node({
+      config: { maxConnections: 4, starvedAnnounceMs: 20 },
+      onPeersWanted: () => (wanted += 1),
+    });
+    leecher.scheduler.addPeers([seeder.candidate, helper.candidate]);
+    await until(() => leecher.scheduler.connectionCount === 2);
+    const before = wanted;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(leecher.scheduler.connectionCount).toBe(2);
+    expect(wanted).toBe(before);
+  }, 10_000);
 
   it('stops seeding after the configured time', async () => {
     const seeder = node({ has: 'all' });

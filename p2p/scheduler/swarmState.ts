@@ -56,6 +56,12 @@ export type SchedulerOptions = {
   readonly onClose?: (reason: string) => void;
   /** Called (inside the loop) for each piece stored: from request to verified on disk. */
   readonly onPieceStored?: (piece: StoredPiece) => void;
+  /**
+   * Called (inside the loop, at most every `starvedAnnounceMs`) while the download has fewer
+   * than half its connection slots in use and no candidate left to dial: the announce loop
+   * should ask the tracker for more peers now rather than at its next interval.
+   */
+  readonly onPeersWanted?: () => void;
 };
 
 /** A piece that verified and was stored, as `onPieceStored` reports it. */
@@ -179,6 +185,8 @@ export type SwarmState = {
   activeUploads: number;
   arrivals: number;
   lastConnected: number;
+  /** When `onPeersWanted` was last called (−∞: never). */
+  peersWantedAt: number;
   /** When an agent last sent us a block (see `starving` in `download.ts`). */
   lastAgentBlockAt: number;
 };
@@ -249,6 +257,7 @@ export const createSwarmState = (
     activeUploads: 0,
     arrivals: 0,
     lastConnected: now,
+    peersWantedAt: -Infinity,
     lastAgentBlockAt: now,
   };
 };

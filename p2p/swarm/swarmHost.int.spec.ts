@@ -2,8 +2,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBandwidth } from '../bandwidth';
+import type { Metainfo } from '../metainfo';
 import type { PieceStore } from '../pieces';
 import { openPieceStore } from '../pieces';
+import type { TestBlob } from '../../test/doubles/memoryPieces';
 import { testBlob } from '../../test/doubles/memoryPieces';
 import type { Announcement, Announcer } from './announcer';
 import { openFilePieceSource } from './filePieceSource';
@@ -13,8 +15,11 @@ import { sha256 } from '../../test/fixtures/blobs';
 
 const KiB = 1024;
 
-/** A tracker in memory: every announcer gets every other live peer of its swarm. */
-const memoryTracker = () => {
+/**
+ * A tracker in memory: every announcer gets every other live peer of its swarm, and
+ * `intervalMs` to announce again.
+ */
+const memoryTracker = (intervalMs = 100) => {
   const peers = new Map<string, Map<string, Announcement>>();
   const log: Announcement[] = [];
   const announcer: Announcer = {
@@ -32,7 +37,7 @@ const memoryTracker = () => {
           origin: p.origin,
           complete: p.complete,
         })),
-        intervalMs: 100,
+        intervalMs,
       };
     },
   };
@@ -52,20 +57,34 @@ describe('SwarmHost over TCP with piece stores on disk', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('agents fetch one blob from an origin and each other; every copy verifies', async () => {
-    const blob = testBlob(3 * 1024 * KiB + 123, 256 * KiB);
-    const tracker = memoryTracker();
+  /** An origin seeding the blob from a file, its uploads limited to `egress` bytes/s. */
+  const seedingOrigin = async (blob: TestBlob, announcer: Announcer, egress?: number) => {
     const blobPath = join(dir, 'origin-blob');
     writeFileSync(blobPath, blob.data);
     const origin = await createSwarmHost({
       origin: true,
       listen: { host: '127.0.0.1', port: 0 },
-      announcer: tracker.announcer,
-      bandwidth: createBandwidth({ egressBytesPerSecond: 2 * 1024 * KiB }),
+      announcer,
+      ...(egress !== undefined && {
+        bandwidth: createBandwidth({ egressBytesPerSecond: egress }),
+      }),
     });
     hosts.push(origin);
     const source = await openFilePieceSource(blobPath, blob.metainfo);
     origin.join(blob.metainfo, source);
+    return { origin, source };
+  };
+
+  /** A host joins a blob's swarm with an empty piece store of its own. */
+  const joinFresh = async (host: SwarmHost, metainfo: Metainfo) => {
+    const store = await openPieceStore({ dir: join(dir, 'agent'), metainfo, fsync: false });
+    return { store, swarm: host.join(metainfo, store) };
+  };
+
+  it('agents fetch one blob from an origin and each other; every copy verifies', async () => {
+    const blob = testBlob(3 * 1024 * KiB + 123, 256 * KiB);
+    const tracker = memoryTracker();
+    const { origin, source } = await seedingOrigin(blob, tracker.announcer, 2 * 1024 * KiB);
 
     const agents = await Promise.all(
       Array.from({ length: 4 }, () =>
@@ -97,6 +116,26 @@ describe('SwarmHost over TCP with piece stores on disk', () => {
     expect(tracker.log.filter((a) => a.stopped).length).toBeGreaterThanOrEqual(4);
   }, 30_000);
 
+  it('a host short of peers announces again before its interval is up', async () => {
+    const blob = testBlob(512 * KiB, 256 * KiB);
+    // Announce every minute: the test would time out waiting for a second regular announce.
+    const tracker = memoryTracker(60_000);
+    const agent = await createSwarmHost({
+      listen: { host: '127.0.0.1', port: 0 },
+      announcer: tracker.announcer,
+      scheduler: { starvedAnnounceMs: 200 },
+    });
+    hosts.push(agent);
+    // The agent joins first: its first answer names no peer.
+    const { store, swarm } = await joinFresh(agent, blob.metainfo);
+    const { source } = await seedingOrigin(blob, tracker.announcer);
+    await swarm.done;
+    const agentAnnounces = tracker.log.filter((a) => !a.origin && !a.stopped);
+    expect(agentAnnounces.length).toBeGreaterThanOrEqual(2);
+    await store.close();
+    await source.close();
+  }, 20_000);
+
   it('refuses unknown swarms unless resolveUnknown joins them', async () => {
     const blob = testBlob(512 * KiB, 256 * KiB);
     const blobPath = join(dir, 'cached');
@@ -117,12 +156,7 @@ describe('SwarmHost over TCP with piece stores on disk', () => {
     hosts.push(seeder);
     const agent = await createSwarmHost({ listen: { host: '127.0.0.1', port: 0 } });
     hosts.push(agent);
-    const store = await openPieceStore({
-      dir: join(dir, 'agent'),
-      metainfo: blob.metainfo,
-      fsync: false,
-    });
-    const swarm = agent.join(blob.metainfo, store);
+    const { store, swarm } = await joinFresh(agent, blob.metainfo);
     swarm.scheduler.addPeers([
       {
         peerId: seeder.peerId.toString('hex'),

@@ -226,14 +226,21 @@ export const createSwarmHost = async (options: SwarmHostOptions): Promise<SwarmH
     accept(socket);
   });
 
-  const announceLoop = (swarm: Swarm, announcer: Announcer): Promise<void> => {
+  /** Cuts an announce loop's wait short (set while it sleeps). */
+  type Waker = { wake?: () => void };
+
+  const announceLoop = (swarm: Swarm, announcer: Announcer, waker: Waker): Promise<void> => {
     const { scheduler } = swarm;
-    let wake: (() => void) | undefined;
+    const wake = () => waker.wake?.();
     const sleep = (ms: number) =>
       new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, ms);
+        const timer = setTimeout(() => {
+          waker.wake = undefined;
+          resolve();
+        }, ms);
         timer.unref();
-        wake = () => {
+        waker.wake = () => {
+          waker.wake = undefined;
           clearTimeout(timer);
           resolve();
         };
@@ -256,11 +263,8 @@ export const createSwarmHost = async (options: SwarmHostOptions): Promise<SwarmH
       ...(stopped && { stopped: true }),
     });
     // Completion is news: announce it at once.
-    void scheduler.done.then(
-      () => wake?.(),
-      () => undefined,
-    );
-    void swarm.closed.then(() => wake?.());
+    void scheduler.done.then(wake, () => undefined);
+    void swarm.closed.then(wake);
     return (async () => {
       let failures = 0;
       let announcedComplete = scheduler.complete;
@@ -294,6 +298,7 @@ export const createSwarmHost = async (options: SwarmHostOptions): Promise<SwarmH
     if (closing) throw new Error('the swarm host is closing');
     let onClosed!: (reason: string) => void;
     const closed = new Promise<string>((resolve) => (onClosed = resolve));
+    const waker: Waker = {};
     const scheduler = new BlobScheduler({
       metainfo,
       store,
@@ -304,6 +309,8 @@ export const createSwarmHost = async (options: SwarmHostOptions): Promise<SwarmH
       dial: (to) => dialTcp(to, dialTimeoutMs),
       logger: log,
       onClose: (reason) => onClosed(reason),
+      // Short of peers: announce now (the loop's sleep ends early).
+      onPeersWanted: () => waker.wake?.(),
       ...(options.onPieceStored !== undefined && { onPieceStored: options.onPieceStored }),
     });
     const swarm: Swarm = {
@@ -326,7 +333,7 @@ export const createSwarmHost = async (options: SwarmHostOptions): Promise<SwarmH
     });
     const announcer = opts.announcer ?? options.announcer;
     if (announcer !== undefined) {
-      const loop = announceLoop(swarm, announcer);
+      const loop = announceLoop(swarm, announcer, waker);
       loops.add(loop);
       void loop.finally(() => loops.delete(loop));
     }

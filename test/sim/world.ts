@@ -92,6 +92,8 @@ type Download = {
   readonly scheduler: BlobScheduler;
   readonly pieces: SimPieces;
   completedAt: number | undefined;
+  /** Ends the announce loop's wait (set while it sleeps), as SwarmHost's does. */
+  wake?: () => void;
 };
 
 export class SimHost {
@@ -324,6 +326,7 @@ export class World {
       timers: host.timers,
       random: seededRandom(this.options.seed, 1000 + host.index * 16 + this.blobs.indexOf(blob)),
       connect: (address) => this.connect(host, address),
+      onPeersWanted: () => download.wake?.(),
       ...(this.logger !== undefined && { logger: this.logger }),
     });
     const download: Download = { blob, scheduler, pieces, completedAt: undefined };
@@ -483,11 +486,14 @@ export class World {
     const { scheduler, blob } = download;
     const generation = host.generation;
     const live = () => host.alive && host.generation === generation;
-    let wake: (() => void) | undefined;
     const sleep = (ms: number) =>
       new Promise<void>((resolve) => {
-        const cancel = host.timers.after(ms, resolve);
-        wake = () => {
+        const cancel = host.timers.after(ms, () => {
+          download.wake = undefined;
+          resolve();
+        });
+        download.wake = () => {
+          download.wake = undefined;
           cancel();
           resolve();
         };
@@ -506,7 +512,7 @@ export class World {
       ...(stopped && { stopped: true }),
     });
     void scheduler.done.then(
-      () => wake?.(),
+      () => download.wake?.(),
       () => undefined,
     );
     let announcedComplete = scheduler.complete;
