@@ -200,25 +200,29 @@ export class SimConnection implements WireConnection, Recipient {
       this.haveGeneration += 1;
       return haves;
     }
-    const split = this.haveAt.findIndex((at) => at > deadline);
-    if (split < 0) return undefined;
-    this.haveAt.length = split;
-    return haves.splice(split);
+    const due = this.dueCount(deadline);
+    if (due === haves.length) return undefined;
+    this.haveAt.length = due;
+    return haves.splice(due);
+  }
+
+  /** How many of the waiting `have`s were queued by `deadline`: the batch on its way. */
+  private dueCount(deadline: number): number {
+    const later = this.haveAt.findIndex((at) => at > deadline);
+    return later < 0 ? this.haveAt.length : later;
   }
 
   /**
    * The batch whose delay ran out, as it arrives at the peer: the `have`s queued by then.
-   * Those queued later are the next batch, with its own delay.
+   * Those queued later are the next batch, with its own delay (scheduled unless `last`).
    */
-  private takeDueHaves(): number[] {
-    const deadline = this.haveDeadline();
-    const split = this.haveAt.findIndex((at) => at > deadline);
-    const due = split < 0 ? this.haves : this.haves.splice(0, split);
-    if (split < 0) this.haves = [];
-    this.haveAt = split < 0 ? [] : this.haveAt.slice(split);
+  private takeDueHaves(last = false): number[] {
+    const due = this.dueCount(this.haveDeadline());
+    const batch = this.haves.splice(0, due);
+    this.haveAt.splice(0, due);
     this.haveGeneration += 1;
-    if (this.haves.length > 0) this.scheduleHaves();
-    return due;
+    if (!last && this.haves.length > 0) this.scheduleHaves();
+    return batch;
   }
 
   /** The waiting batch's delay: it arrives at the peer a latency after the delay runs out. */
@@ -231,7 +235,7 @@ export class SimConnection implements WireConnection, Recipient {
   private dropHaves(): void {
     if (this.haves.length > 0 && this.haveDeadline() <= this.context.engine.now) {
       const arrives = this.haveDeadline() + this.latency;
-      const due = this.takeDueHaves();
+      const due = this.takeDueHaves(true);
       const peer = this.peer;
       this.context.engine.at(arrives, () => {
         for (const index of due) peer.onHave(index);
