@@ -27,7 +27,7 @@ export const SchedulerConfigSchema = Type.Object(
       description: 'slots our own dials may not take, so later joiners can connect to us',
     }),
     pipeline: Type.Integer({
-      default: 4,
+      default: 3,
       minimum: 1,
       maximum: 64,
       description: 'outstanding piece requests per agent peer',
@@ -157,7 +157,7 @@ export const defaultSchedulerConfig: SchedulerConfig = {
   maxConnections: 10,
   reservedOutbound: 2,
   reservedInbound: 2,
-  pipeline: 4,
+  pipeline: 3,
   originPipeline: 5,
   requestTimeoutMs: 4000,
   requestTimeoutPerMiBMs: 4000,
