@@ -23,7 +23,7 @@ import {
 import type { KafkaClientOptions } from './kafkaClient';
 import { createKafkaClient, kafkaMinSessionMs } from './kafkaClient';
 import { translateKafkaError } from './kafkaErrors';
-import { ensureLogTopic } from './kafkaTopic';
+import { ensureLogTopic, whileTopicNew } from './kafkaTopic';
 import type { BatchOutcome } from './logIndex';
 import { createLogIndex } from './logIndex';
 import { decodeFrame, encodeBatch } from './recordCodec';
@@ -282,7 +282,9 @@ export const createKafkaEventLog = (options: KafkaEventLogOptions): EventLog => 
       });
       await producer.connect();
       await consumer.connect();
-      await consumer.subscribe({ topic, fromBeginning: true });
+      // Just created on a cluster of several brokers, the topic may be unknown for a moment
+      // to the broker the consumer asks.
+      await whileTopicNew(() => consumer.subscribe({ topic, fromBeginning: true }));
       consumer.on(consumer.events.GROUP_JOIN, () => {
         // A restarted consumer has no committed offset and would start over at 0: resume
         // where the index stopped instead (records below it would be ignored anyway).

@@ -9,12 +9,17 @@ const topicRefused = (topic: string, why: string) =>
   new ShoalError('CONFIG_INVALID', `kafka log: topic "${topic}" ${why}`, { detail: { topic } });
 
 /**
- * Calls `fn` until it answers `ready` (or for 15 s): a broker that has not yet heard of a topic
- * just created elsewhere answers UNKNOWN_TOPIC_OR_PARTITION for a moment, to a metadata request
- * as to a config request.
+ * Calls `fn` until it answers `ready` (or for `forMs`, 15 s): a broker that has not yet heard
+ * of a topic just created elsewhere answers UNKNOWN_TOPIC_OR_PARTITION for a moment, to a
+ * metadata request as to a config request — and the producer and consumer may ask another
+ * broker than the admin client did.
  */
-const whileTopicNew = async <T>(fn: () => Promise<T>, ready: (value: T) => boolean): Promise<T> => {
-  const deadline = Date.now() + 15_000;
+export const whileTopicNew = async <T>(
+  fn: () => Promise<T>,
+  ready: (value: T) => boolean = () => true,
+  forMs = 15_000,
+): Promise<T> => {
+  const deadline = Date.now() + forMs;
   for (;;) {
     try {
       const value = await fn();
