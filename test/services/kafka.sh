@@ -262,6 +262,8 @@ format_storage() {
   local cluster_id
   # 16 random bytes, base64url without padding = a Kafka Uuid string (22 chars)
   cluster_id="${KAFKA_CLUSTER_ID:-$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')}"
+  # kafka-storage's argument parser takes an id starting with '-' for an option (1 in 64)
+  [[ $cluster_id == -* ]] && cluster_id="A${cluster_id:1}"
   # only ever wipe a dir that is ours: under KAFKA_TOOLS_DIR, a formatted Kafka
   # dir, or empty (KAFKA_DATA_DIR may point anywhere)
   if [[ -d $DATA_DIR && $DATA_DIR != "$KAFKA_TOOLS_DIR"/* && $DATA_DIR != "$KAFKA_RUN_DIR"/* &&
