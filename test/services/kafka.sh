@@ -262,8 +262,6 @@ format_storage() {
   local cluster_id
   # 16 random bytes, base64url without padding = a Kafka Uuid string (22 chars)
   cluster_id="${KAFKA_CLUSTER_ID:-$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')}"
-  # kafka-storage's argument parser takes an id starting with '-' for an option (1 in 64)
-  [[ $cluster_id == -* ]] && cluster_id="A${cluster_id:1}"
   # only ever wipe a dir that is ours: under KAFKA_TOOLS_DIR, a formatted Kafka
   # dir, or empty (KAFKA_DATA_DIR may point anywhere)
   if [[ -d $DATA_DIR && $DATA_DIR != "$KAFKA_TOOLS_DIR"/* && $DATA_DIR != "$KAFKA_RUN_DIR"/* &&
@@ -274,8 +272,9 @@ format_storage() {
   rm -rf "$DATA_DIR"
   mkdir -p "$DATA_DIR"
   log "formatting $DATA_DIR (cluster id $cluster_id)"
+  # --cluster-id=ID, not -t ID: the parser takes an id that starts with '-' (1 in 64) for an option
   "$JAVA" "${LOG_OPTS[@]}" -Xmx256m -XX:TieredStopAtLevel=1 -cp "$LIB_DIR/*" "$(storage_tool_class)" \
-    format -t "$cluster_id" -c "$CONF_DIR/server.properties" >>"$LOG_FILE" 2>&1 || {
+    format --cluster-id="$cluster_id" -c "$CONF_DIR/server.properties" >>"$LOG_FILE" 2>&1 || {
     tail -n 30 "$LOG_FILE" >&2 || true
     die "formatting the storage failed"
   }
