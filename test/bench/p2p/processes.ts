@@ -122,28 +122,25 @@ const statOf = (pid: number | undefined): string[] | undefined => {
 
 const ticksPerSecond = 100;
 
-/** CPU seconds (user + system) a process has used so far; 0 once it is gone. */
-export const cpuSeconds = (pid: number | undefined): number => {
+/** CPU seconds a process has used so far, in all and in the kernel; 0 once it is gone. */
+const cpuTimes = (pid: number | undefined): { total: number; system: number } => {
   const fields = statOf(pid);
-  return fields === undefined ? 0 : (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
-};
-
-/** CPU seconds a process has spent in the kernel so far; 0 once it is gone. */
-const systemSeconds = (pid: number | undefined): number => {
-  const fields = statOf(pid);
-  return fields === undefined ? 0 : Number(fields[12]) / ticksPerSecond;
+  if (fields === undefined) return { total: 0, system: 0 };
+  const system = Number(fields[12]) / ticksPerSecond;
+  return { total: Number(fields[11]) / ticksPerSecond + system, system };
 };
 
 /**
  * CPU seconds used by a set of processes since this call, per process and in all, and the
  * part of each spent in the kernel (system time: socket and file syscalls, page faults).
+ * Each sample reads every process's stat once.
  */
 export const cpuMeter = (pids: readonly (number | undefined)[]) => {
-  const start = pids.map(cpuSeconds);
-  const startSystem = pids.map(systemSeconds);
+  const start = pids.map(cpuTimes);
   return () => {
-    const each = pids.map((pid, i) => cpuSeconds(pid) - (start[i] ?? 0));
-    const system = pids.map((pid, i) => systemSeconds(pid) - (startSystem[i] ?? 0));
+    const now = pids.map(cpuTimes);
+    const each = now.map((t, i) => t.total - (start[i]?.total ?? 0));
+    const system = now.map((t, i) => t.system - (start[i]?.system ?? 0));
     return { each, system, total: each.reduce((a, b) => a + b, 0) };
   };
 };
