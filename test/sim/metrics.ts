@@ -5,7 +5,7 @@ export const quantile = (sorted: readonly number[], q: number): number =>
   sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? NaN;
 
 /**
- * The lower bound of one host's completion time (`../shared/reference/perf.md` §1): the
+ * The lower bound of one host's completion time (the README's simulator section): the
  * Kumar–Ross fluid bound max{F/u_s, F/d, N·F/(u_s + Σu)} plus the piece pipeline term
  * ⌊log2 N⌋·s/u (Mundinger et al.: a piece is forwarded only once it is whole).
  */

@@ -6,7 +6,7 @@ import type { AgentSpec, WorldOptions } from './world';
 /*
  * The scenarios of `npm run sim`. Each builds a world from a host count and a seed; what
  * differs between them is the fleet (rates, join times, deaths, zones) and the image. The
- * fleet defaults follow Kraken's published run (../shared/reference/kraken.md §10): a 3 GB
+ * fleet defaults follow Kraken's published run (the benchmark in Kraken's README): a 3 GB
  * image in 2 layers, 300 MB/s per agent, 5 origins and 5 trackers; origins are 10 GbE hosts
  * (Kraken does not throttle origins), holding each blob on Shoal's default 2 replicas.
  */
