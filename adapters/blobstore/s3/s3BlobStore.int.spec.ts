@@ -311,9 +311,13 @@ describe('s3 BlobStore specifics', () => {
 
 // Stopping the server disturbs every client of it, so this runs only against the server
 // test/services/s3.sh manages, where the restart is ours to make.
-const ownServer = () =>
-  endpoint === `http://127.0.0.1:${process.env.S3_PORT ?? '19070'}` &&
-  spawnSync('bash', [script, 'status'], { stdio: 'ignore' }).status === 0;
+const ownServer = () => {
+  const status = spawnSync('bash', [script, 'status'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  return status.status === 0 && /^S3_ENDPOINT=(\S+)$/m.exec(status.stdout)?.[1] === endpoint;
+};
 
 describe('s3 BlobStore across a server restart', () => {
   it('fails with STORAGE_UNAVAILABLE while the server is down, and works after', async () => {

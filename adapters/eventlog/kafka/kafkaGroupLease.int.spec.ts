@@ -13,7 +13,7 @@ const brokers = process.env.KAFKA_BROKERS?.split(',').filter(Boolean) ?? [];
 if (brokers.length === 0) {
   throw new Error(
     'KAFKA_BROKERS is not set: start a broker with `eval "$(test/services/kafka.sh start)"` ' +
-      '(it prints KAFKA_BROKERS=127.0.0.1:19092) and run again, or use `npm run test:kafka`',
+      '(it prints KAFKA_BROKERS=127.0.0.1:<port>) and run again, or use `npm run test:kafka`',
   );
 }
 
