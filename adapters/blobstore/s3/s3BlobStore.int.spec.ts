@@ -42,10 +42,12 @@ let admin: S3Client;
 
 const runScript = (...args: string[]) =>
   execFileSync('bash', [script, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+/** The endpoint in the script's output (`start` and `status` print `S3_ENDPOINT=…`). */
+const printedEndpoint = (output: string) => /^S3_ENDPOINT=(\S+)$/m.exec(output)?.[1];
 
 beforeAll(() => {
   if (endpoint === '') {
-    const line = /^S3_ENDPOINT=(\S+)$/m.exec(runScript('start'))?.[1];
+    const line = printedEndpoint(runScript('start'));
     if (line === undefined) throw new Error('test/services/s3.sh start printed no S3_ENDPOINT');
     endpoint = line;
   }
@@ -316,7 +318,7 @@ const ownServer = () => {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'ignore'],
   });
-  return status.status === 0 && /^S3_ENDPOINT=(\S+)$/m.exec(status.stdout)?.[1] === endpoint;
+  return status.status === 0 && printedEndpoint(status.stdout) === endpoint;
 };
 
 describe('s3 BlobStore across a server restart', () => {
